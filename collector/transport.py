@@ -1,0 +1,63 @@
+"""The collector's channel to the gateway: mTLS gRPC with the device's own certificate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from gateway.proto import ingest_pb2, ingest_pb2_grpc
+
+
+@dataclass(frozen=True)
+class DeviceCredentials:
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    @classmethod
+    def from_dir(cls, directory: Path) -> DeviceCredentials:
+        """A device bundle as `productimon-pki device` writes it: ca.crt, device.crt, device.key."""
+        return cls(
+            (directory / "ca.crt").read_bytes(),
+            (directory / "device.crt").read_bytes(),
+            (directory / "device.key").read_bytes(),
+        )
+
+
+def channel_credentials(creds: DeviceCredentials) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=creds.ca_pem, private_key=creds.key_pem, certificate_chain=creds.cert_pem
+    )
+
+
+class IngestClient:
+    """Blocking client for the ingest service; one channel, reused for every batch."""
+
+    def __init__(self, address: str, creds: DeviceCredentials, timeout_s: float = 30.0) -> None:
+        self._channel = grpc.secure_channel(
+            address,
+            channel_credentials(creds),
+            options=[("grpc.max_send_message_length", 16 * 1024 * 1024)],
+        )
+        self._stub = ingest_pb2_grpc.IngestStub(self._channel)
+        self._timeout_s = timeout_s
+
+    def send_batch(self, records: Sequence[bytes], batch_id: int = 0) -> ingest_pb2.BatchAck:
+        return self._stub.SendBatch(ingest_pb2.Batch(batch_id=batch_id, intervals=records), timeout=self._timeout_s)
+
+    def upload(self, batches: Iterable[Sequence[bytes]]) -> list[ingest_pb2.BatchAck]:
+        """Stream batches; one acknowledgement per batch, in order."""
+        requests = (ingest_pb2.Batch(batch_id=i, intervals=b) for i, b in enumerate(batches))
+        return list(self._stub.Upload(requests, timeout=self._timeout_s * 10))
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> IngestClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

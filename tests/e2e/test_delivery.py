@@ -1,0 +1,81 @@
+"""Delivery guarantees with failures injected into a private stack: nothing acknowledged is lost,
+nothing delivered twice is counted twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from collector.transport import IngestClient
+from infra.stack import Stack
+from infra.topics import committed_offsets
+from schemas.codec import encode_interval
+from tests.conftest import _quiet, enroll_device, eventually, stack_settings
+from tests.e2e.test_pipeline import interval, seconds_per_app
+from warehouse.client import connect
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def private_stack(tmp_path):
+    stack = Stack(stack_settings(tmp_path, gateway_send_timeout_seconds=3.0, topic_partitions=2), _quiet)
+    try:
+        stack.up(dashboard=False)
+        yield stack
+    finally:
+        stack.down()
+
+
+def committed_total(stack: Stack) -> int:
+    partitions = list(range(stack.settings.topic_partitions))
+    offsets = asyncio.run(committed_offsets(stack.settings, stack.settings.worker_id, partitions))
+    return sum(offsets.values())
+
+
+def test_gateway_says_unavailable_and_acknowledges_nothing_without_a_broker(private_stack):
+    _, creds = enroll_device(private_stack.settings.pki_dir)
+    private_stack.broker.stop()
+    with IngestClient(private_stack.settings.gateway_address, creds, timeout_s=20) as client:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.send_batch([encode_interval(interval(0, 0, 10, "Code"))])
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "broker" in refused.value.details()
+
+
+def test_worker_commits_nothing_until_the_warehouse_stored_it(private_stack):
+    identity, creds = enroll_device(private_stack.settings.pki_dir)
+    private_stack.warehouse.stop()
+    batch = [encode_interval(interval(i, i * 30, 30, "Code")) for i in range(40)]
+    with IngestClient(private_stack.settings.gateway_address, creds) as client:
+        assert client.send_batch(batch).accepted == 40
+    time.sleep(4)  # several batch windows and commit intervals of the worker pass with the warehouse away
+    assert committed_total(private_stack) == 0
+
+    private_stack.start_warehouse()
+    client = connect(private_stack.settings)
+    assert eventually(lambda: seconds_per_app(client, identity.user_id) == {"Code": 1200.0}, 90)
+    assert eventually(lambda: committed_total(private_stack) == 40, 30)
+
+
+def test_worker_killed_mid_stream_loses_and_double_counts_nothing(private_stack):
+    identity, creds = enroll_device(private_stack.settings.pki_dir)
+    batches = [
+        [encode_interval(interval(b * 100 + i, (b * 100 + i) * 2, 2, "Code")) for i in range(100)] for b in range(30)
+    ]
+    with IngestClient(private_stack.settings.gateway_address, creds) as client:
+        for n, batch in enumerate(batches):
+            assert client.send_batch(batch).accepted == 100
+            if n == 12:
+                private_stack.workers[0].kill()
+    private_stack.workers.clear()
+    private_stack.start_worker("worker-restarted")
+    client = connect(private_stack.settings)
+    assert eventually(lambda: seconds_per_app(client, identity.user_id) == {"Code": 6000.0}, 120)
+    count = client.query(
+        "SELECT count() FROM intervals FINAL WHERE user_id = {u:String}", parameters={"u": identity.user_id}
+    ).result_rows[0][0]
+    assert count == 3000

@@ -1,0 +1,74 @@
+"""The gateway's door, through real gRPC with real certificates: who gets in and what is refused."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from collector.transport import DeviceCredentials, IngestClient, channel_credentials
+from gateway.pki import DeviceIdentity, create_ca, new_device_id, new_device_key_and_csr, sign_device_csr
+from gateway.proto import ingest_pb2, ingest_pb2_grpc
+from schemas.codec import encode_interval
+from tests.e2e.test_pipeline import interval
+
+
+def test_a_client_without_a_certificate_is_refused(stack):
+    ca_pem = (stack.settings.pki_dir / "ca.crt").read_bytes()
+    with grpc.secure_channel(stack.settings.gateway_address, grpc.ssl_channel_credentials(ca_pem)) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            ingest_pb2_grpc.IngestStub(channel).SendBatch(ingest_pb2.Batch(), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake itself fails
+
+
+def test_a_certificate_from_another_ca_is_refused(stack):
+    other_ca, other_key = create_ca("Somebody else's CA")
+    key_pem, csr_pem = new_device_key_and_csr("intruder")
+    cert = sign_device_csr(other_ca, other_key, csr_pem, DeviceIdentity("victim", new_device_id()))
+    ca_pem = (stack.settings.pki_dir / "ca.crt").read_bytes()
+    with IngestClient(stack.settings.gateway_address, DeviceCredentials(ca_pem, cert, key_pem), 10) as client:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.send_batch([encode_interval(interval(0, 0, 10, "Code"))])
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_oversize_batch_is_refused_with_a_clear_error(stack, enroll):
+    _, creds = enroll()
+    record = encode_interval(interval(0, 0, 10, "Code"))
+    with IngestClient(stack.settings.gateway_address, creds) as client:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.send_batch([record] * (stack.settings.gateway_max_batch + 1), batch_id=3)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"at most {stack.settings.gateway_max_batch}" in refused.value.details()
+
+
+def test_streamed_batches_are_each_acknowledged_in_order(stack, enroll):
+    _, creds = enroll()
+    batches = [
+        [encode_interval(interval(i * 10 + j, (i * 10 + j) * 5, 5, "Code")) for j in range(10)] for i in range(5)
+    ]
+    batches[2].append(b"not avro")
+    with IngestClient(stack.settings.gateway_address, creds) as client:
+        acks = client.upload(batches)
+    assert [(a.batch_id, a.accepted, len(a.errors)) for a in acks] == [
+        (0, 10, 0),
+        (1, 10, 0),
+        (2, 10, 1),
+        (3, 10, 0),
+        (4, 10, 0),
+    ]
+    assert acks[2].errors[0].index == 10
+
+
+def test_health_and_reflection_answer_over_mtls(stack, enroll):
+    _, creds = enroll()
+    with grpc.secure_channel(stack.settings.gateway_address, channel_credentials(creds)) as channel:
+        status = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="productimon.ingest.v1.Ingest"), timeout=10
+        )
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for a in answers for s in a.list_services_response.service}
+    assert "productimon.ingest.v1.Ingest" in names

@@ -1,0 +1,23 @@
+"""Connections to the warehouse: the embedded server locally, ClickHouse in production, one client."""
+
+from __future__ import annotations
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from infra.settings import Settings
+
+
+def connect(settings: Settings, *, with_database: bool = True) -> Client:
+    """A clickhouse-connect client for the configured warehouse, using its database unless told not to."""
+    return clickhouse_connect.get_client(
+        host=settings.warehouse_host,
+        port=settings.warehouse_port,
+        username=settings.warehouse_user,
+        password=settings.warehouse_password,
+        database=settings.warehouse_database if with_database else "",
+        connect_timeout=10,
+        send_receive_timeout=120,
+        compress="lz4",
+        autogenerate_session_id=False,
+    )
