@@ -9,10 +9,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import altair as alt
+import grpc
 import pandas as pd
 import streamlit as st
 
 from dashboard.period import day_range, viewer_zone
+from gateway.account_client import who_am_i
 from gateway.tokens import DASHBOARD_SCOPE, TokenError, read_public_key, verify_token
 from infra.settings import load_settings
 from warehouse.client import connect
@@ -34,13 +36,28 @@ def _signed_in_user() -> str | None:
     if token:
         st.session_state["token"] = token
         del st.query_params["token"]  # keep the token out of the address bar and browser history
+    settings = _settings()
+    token = st.session_state.get("token")
     try:
-        claims = verify_token(read_public_key(_settings().keys_dir), st.session_state.get("token"), DASHBOARD_SCOPE)
+        claims = verify_token(read_public_key(settings.keys_dir), token, DASHBOARD_SCOPE)
+        # The signature says who issued it; only the gateway knows whether it was revoked since
+        # (logout, password change, deleted account). Unreachable gateway: nobody is signed in.
+        user = who_am_i(settings.gateway_public_address, (settings.pki_dir / "ca.crt").read_bytes(), token)
     except TokenError as exc:
-        st.session_state.pop("token", None)
-        st.session_state["sign_in_problem"] = str(exc)
-        return None
+        return _signed_out(str(exc))
+    except grpc.RpcError as exc:
+        return _signed_out(exc.details() or "the gateway could not confirm the sign-in")
+    except OSError as exc:
+        return _signed_out(f"cannot verify sign-ins: {exc}")
+    if user.user_id != claims.user_id:
+        return _signed_out("the token does not match its account")
     return claims.user_id
+
+
+def _signed_out(problem: str) -> None:
+    st.session_state.pop("token", None)
+    st.session_state["sign_in_problem"] = problem
+    return None
 
 
 def _format_duration(seconds: float) -> str:

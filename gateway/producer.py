@@ -7,6 +7,7 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ class IntervalProducer:
         self._topic = topic
         self._send_timeout_s = send_timeout_s
         self._producer: AIOKafkaProducer | None = None
+        self._partitioner = DefaultPartitioner()
         # Highest offset written per partition: at shutdown the stack waits until the workers have
         # committed past these, because the embedded broker misreports a partition's end offset.
         self.last_offsets: dict[int, int] = {}
@@ -44,18 +46,42 @@ class IntervalProducer:
             await self._producer.stop()
             self._producer = None
 
+    async def _partition_of(self, key: bytes) -> int:
+        # The client's own default partitioner (murmur2, as Java's), so keys land where any producer puts them.
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+        return self._partitioner(key, partitions, partitions)
+
     async def send(self, key: bytes, values: list[bytes]) -> None:
-        """Send all values under one key; return only once the broker acknowledged every one."""
+        """Send all values under one key; return only once the broker acknowledged every one.
+
+        One device's batch goes to one partition, so it is built as record batches directly rather
+        than message by message: the per-message path costs more than everything else the gateway does.
+        """
         if not values:
             return
         if self._producer is None:
             raise BrokerUnavailable("the gateway's producer is not running")
         try:
             async with asyncio.timeout(self._send_timeout_s):
-                pending = [await self._producer.send(self._topic, value, key=key) for value in values]
-                results = await asyncio.gather(*pending)
+                partition = await self._partition_of(key)
+                pending = []
+                batch = self._producer.create_batch()
+                for value in values:
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        pending.append(
+                            (
+                                await self._producer.send_batch(batch, self._topic, partition=partition),
+                                batch.record_count(),
+                            )
+                        )
+                        batch = self._producer.create_batch()
+                        batch.append(key=key, value=value, timestamp=None)
+                pending.append(
+                    (await self._producer.send_batch(batch, self._topic, partition=partition), batch.record_count())
+                )
+                results = await asyncio.gather(*(fut for fut, _ in pending))
         except (KafkaError, TimeoutError) as exc:
             raise BrokerUnavailable(f"the broker did not take the batch: {exc!r}") from exc
-        for meta in results:
-            if meta.offset > self.last_offsets.get(meta.partition, -1):
-                self.last_offsets[meta.partition] = meta.offset
+        last = results[-1].offset + pending[-1][1] - 1
+        if last > self.last_offsets.get(partition, -1):
+            self.last_offsets[partition] = last

@@ -16,15 +16,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+from clickhouse_connect.driver.client import Client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway.pki import DeviceIdentity, PkiError, ensure_stack_pki, identity_from_certificate
+from gateway.accounts_service import AccountsService, Authority, DevicesService, device_identity
+from gateway.identity_store import IdentityStore
+from gateway.pki import DeviceIdentity, ensure_stack_pki
 from gateway.producer import BrokerUnavailable, IntervalProducer
-from gateway.proto import ingest_pb2, ingest_pb2_grpc
+from gateway.proto import accounts_pb2, accounts_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from gateway.stamping import stamp_batch
+from gateway.tokens import ensure_signing_key
 from infra.cli import command
 from infra.settings import Settings, load_settings
+from warehouse.client import connect
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +37,14 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class IngestService(ingest_pb2_grpc.IngestServicer):
-    def __init__(self, producer: IntervalProducer, max_batch: int) -> None:
+    def __init__(self, producer: IntervalProducer, store: IdentityStore, max_batch: int) -> None:
         self._producer = producer
+        self._store = store
         self._max_batch = max_batch
 
     async def _identity(self, context: grpc.aio.ServicerContext) -> DeviceIdentity:
-        certs = context.auth_context().get("x509_pem_cert")
-        if not certs:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a device certificate is required")
-        try:
-            return identity_from_certificate(certs[0])
-        except PkiError as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"device certificate refused: {exc}")
-            raise  # unreachable: abort raises
+        # Checked on every batch: a device revoked a moment ago is refused from its next batch on.
+        return await device_identity(context, self._store)
 
     async def _ingest(
         self, batch: ingest_pb2.Batch, identity: DeviceIdentity, context: grpc.aio.ServicerContext
@@ -80,31 +80,31 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         return await self._ingest(request, identity, context)
 
     async def Upload(self, request_iterator, context) -> AsyncIterator[ingest_pb2.BatchAck]:  # noqa: N802
-        identity = await self._identity(context)
         async for batch in request_iterator:
+            identity = await self._identity(context)
             yield await self._ingest(batch, identity, context)
 
 
-def server_credentials(ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> grpc.ServerCredentials:
-    """TLS that refuses any client without a certificate signed by the project's CA."""
-    return grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=True)
-
-
 class Gateway:
-    """The gateway server and its producer, started and stopped together."""
+    """The gateway server, its producer and identity store, started and stopped together."""
 
-    def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    def __init__(self, settings: Settings, *, store: IdentityStore | None = None) -> None:
         self.settings = settings
-        self._host = host or settings.gateway_host
-        self._port = settings.gateway_port if port is None else port
         self.producer = IntervalProducer(
             settings.kafka_bootstrap, settings.intervals_topic, send_timeout_s=settings.gateway_send_timeout_seconds
         )
+        self.store = store or IdentityStore(settings.identity_store_path)
         self.server: grpc.aio.Server | None = None
-        self.port = 0
+        self._warehouse: Client | None = None
+
+    def _warehouse_client(self) -> Client:
+        if self._warehouse is None:
+            self._warehouse = connect(self.settings)
+        return self._warehouse
 
     async def start(self) -> None:
-        pki = ensure_stack_pki(self.settings.pki_dir, ["localhost", "127.0.0.1", self._host])
+        s = self.settings
+        pki = ensure_stack_pki(s.pki_dir, ["localhost", "127.0.0.1", s.gateway_host])
         await self.producer.start()
         server = grpc.aio.server(
             options=[
@@ -112,32 +112,51 @@ class Gateway:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ]
         )
-        ingest_pb2_grpc.add_IngestServicer_to_server(
-            IngestService(self.producer, self.settings.gateway_max_batch), server
+        authority = Authority(
+            self.store,
+            pki,
+            ensure_signing_key(s.keys_dir),
+            s.token_ttl_seconds,
+            s.device_cert_days,
+            self._warehouse_client,
         )
+        ingest_pb2_grpc.add_IngestServicer_to_server(
+            IngestService(self.producer, self.store, s.gateway_max_batch), server
+        )
+        accounts_pb2_grpc.add_AccountsServicer_to_server(AccountsService(authority), server)
+        accounts_pb2_grpc.add_DevicesServicer_to_server(DevicesService(authority), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        service_names = (
+        services = (
             ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
+            accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name,
+            accounts_pb2.DESCRIPTOR.services_by_name["Devices"].full_name,
         )
-        reflection.enable_server_reflection(service_names, server)
-        creds = server_credentials(pki.ca_cert_pem, pki.server_cert_pem, pki.server_key_pem)
-        self.port = server.add_secure_port(f"{self._host}:{self._port}", creds)
-        if not self.port:
-            raise OSError(f"cannot listen on {self._host}:{self._port}")
+        reflection.enable_server_reflection(
+            (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        )
+        # Two doors: the mTLS port demands a device certificate; the public one serves clients that have
+        # none yet (sign-up, login, enrollment). Each method checks what it needs, whichever port it came in on.
+        key_pair = [(pki.server_key_pem, pki.server_cert_pem)]
+        mtls = grpc.ssl_server_credentials(key_pair, root_certificates=pki.ca_cert_pem, require_client_auth=True)
+        public = grpc.ssl_server_credentials(key_pair)
+        for port, creds in ((s.gateway_port, mtls), (s.gateway_public_port, public)):
+            if not server.add_secure_port(f"{s.gateway_host}:{port}", creds):
+                raise OSError(f"cannot listen on {s.gateway_host}:{port}")
         await server.start()
-        for name in service_names[:1] + ("",):
+        for name in (*services, ""):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.server = server
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Finish in-flight batches, then let the producer flush; record the offsets written."""
+        """Finish in-flight batches, then let the producer flush."""
         if self.server is not None:
             await self.server.stop(grace_s)
             self.server = None
         await self.producer.stop()
+        if self._warehouse is not None:
+            self._warehouse.close()
+        self.store.close()
 
     def write_offsets(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +168,10 @@ class Gateway:
 async def serve(settings: Settings, offsets_file: Path | None) -> None:
     gateway = Gateway(settings)
     await gateway.start()
-    print(f"gateway listening on {settings.gateway_host}:{gateway.port} (mTLS)", flush=True)
+    print(
+        f"gateway listening on {settings.gateway_address} (mTLS) and {settings.gateway_public_address} (TLS)",
+        flush=True,
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

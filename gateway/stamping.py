@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gateway.pki import DeviceIdentity
 from gateway.validation import RecordError, interval_problem
-from schemas.codec import CodecError, decode_interval, encode_stamped
+from schemas.codec import CodecError, decode_interval, encode_stamped, stamp_encoded_interval, stamped_prefix
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ def stamp_batch(records: Sequence[bytes], identity: DeviceIdentity, received_at_
     """Encode each valid record as a StampedInterval; list a reason for every refused one."""
     values: list[bytes] = []
     errors: list[RecordError] = []
+    prefix = stamped_prefix(identity.user_id, identity.device_id, received_at_ms)
     for index, raw in enumerate(records):
         try:
             interval = decode_interval(raw)
@@ -35,14 +36,18 @@ def stamp_batch(records: Sequence[bytes], identity: DeviceIdentity, received_at_
         if problem:
             errors.append(RecordError(index, problem))
             continue
-        stamped = {
-            "user_id": identity.user_id,
-            "device_id": identity.device_id,
-            "received_at": received_at_ms,
-            "interval": interval,
-        }
-        try:
-            values.append(encode_stamped(stamped))
-        except CodecError as exc:
-            errors.append(RecordError(index, f"cannot be stamped: {exc}"))
+        value = stamp_encoded_interval(prefix, raw)
+        if value is None:  # an older schema version: re-encode what was read into the current one
+            stamped = {
+                "user_id": identity.user_id,
+                "device_id": identity.device_id,
+                "received_at": received_at_ms,
+                "interval": interval,
+            }
+            try:
+                value = encode_stamped(stamped)
+            except CodecError as exc:
+                errors.append(RecordError(index, f"cannot be stamped: {exc}"))
+                continue
+        values.append(value)
     return StampedBatch(identity.device_id.encode(), values, errors)

@@ -1,9 +1,11 @@
-"""`productimon-token`: issue a dashboard token for a user (until accounts and login arrive)."""
+"""`productimon-token`: issue a dashboard token for an account, as the operator (e.g. for support)."""
 
 from __future__ import annotations
 
 import argparse
+import time
 
+from gateway.identity_store import IdentityStore
 from gateway.tokens import DASHBOARD_SCOPE, ensure_signing_key, issue_token
 from infra.cli import command
 from infra.settings import load_settings
@@ -12,12 +14,20 @@ from infra.settings import load_settings
 @command("productimon-token")
 def main() -> int:
     parser = argparse.ArgumentParser(prog="productimon-token", description="Issue a dashboard token.")
-    parser.add_argument("--user", required=True, help="the user the token signs in")
+    parser.add_argument("--email", required=True, help="the account the token signs in")
     parser.add_argument("--ttl", type=int, help="lifetime in seconds (default: PRODUCTIMON_TOKEN_TTL_SECONDS)")
     args = parser.parse_args()
     settings = load_settings()
+    store = IdentityStore(settings.identity_store_path)
+    try:
+        user = store.user_by_email(args.email)
+        issued_at = max(0, store.tokens_valid_after(user.id))
+    finally:
+        store.close()
     private_pem, _ = ensure_signing_key(settings.keys_dir)
-    token = issue_token(private_pem, args.user, DASHBOARD_SCOPE, args.ttl or settings.token_ttl_seconds)
+    token = issue_token(
+        private_pem, user.id, DASHBOARD_SCOPE, args.ttl or settings.token_ttl_seconds, now=max(time.time(), issued_at)
+    )
     print(token)
     print(f"http://{settings.dashboard_host}:{settings.dashboard_port}/?token={token}")
     return 0

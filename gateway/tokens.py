@@ -20,6 +20,8 @@ ISSUER = "productimon"
 DASHBOARD_SCOPE = "dashboard"
 PRIVATE_KEY_FILE = "token_signing.key"
 PUBLIC_KEY_FILE = "token_signing.pub"
+# Hosts' clocks differ a little; a token issued "in the future" by this much is still accepted.
+CLOCK_LEEWAY_S = 5
 
 
 class TokenError(Exception):
@@ -30,6 +32,7 @@ class TokenError(Exception):
 class TokenClaims:
     user_id: str
     scope: str
+    issued_at: int
     expires_at: int
     token_id: str
 
@@ -83,6 +86,7 @@ def verify_token(public_pem: bytes, token: str | None, scope: str) -> TokenClaim
             public_pem,
             algorithms=["EdDSA"],
             issuer=ISSUER,
+            leeway=CLOCK_LEEWAY_S,
             options={"require": ["exp", "iat", "sub", "iss", "jti"]},
         )
     except jwt.ExpiredSignatureError:
@@ -91,4 +95,4 @@ def verify_token(public_pem: bytes, token: str | None, scope: str) -> TokenClaim
         raise TokenError(f"the token is not valid: {exc}") from None
     if claims.get("scope") != scope:
         raise TokenError(f"the token is not valid for {scope}")
-    return TokenClaims(claims["sub"], claims["scope"], claims["exp"], claims["jti"])
+    return TokenClaims(claims["sub"], claims["scope"], claims["iat"], claims["exp"], claims["jti"])

@@ -6,18 +6,20 @@ mTLS gRPC path a collector uses, with device certificates from the stack's CA.
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from collector.transport import DeviceCredentials, IngestClient
-from gateway.pki import DeviceIdentity, new_device_id, new_device_key_and_csr, sign_device_csr, write_device_bundle
+from collector.transport import IngestClient
+from infra.devices import enroll_device, new_account
+from infra.settings import Settings
 from schemas.codec import encode_interval
 
-DEMO_USER = "demo"
+DEMO_EMAIL = "demo@productimon.local"
 MAX_INTERVAL_S = 60  # DESIGN.md: a long activity becomes consecutive intervals of at most max_interval
 
 # (app, title, url, keys per minute, clicks per minute, weight)
@@ -110,37 +112,49 @@ def demo_intervals(device: DemoDevice, until: datetime, days: int = 7, seed: int
                     t = end
 
 
-def enroll_demo_device(pki_dir: Path, out_dir: Path, name: str) -> DeviceCredentials:
-    """A device bundle for the demo user, made once and reused (the key is made 'on the device')."""
-    if not (out_dir / "device.crt").exists():
-        key_pem, csr_pem = new_device_key_and_csr(name)
-        ca_cert = (pki_dir / "ca.crt").read_bytes()
-        cert_pem = sign_device_csr(
-            ca_cert, (pki_dir / "ca.key").read_bytes(), csr_pem, DeviceIdentity(DEMO_USER, new_device_id())
-        )
-        write_device_bundle(out_dir, key_pem, cert_pem, ca_cert)
-    return DeviceCredentials.from_dir(out_dir)
+@dataclass(frozen=True)
+class DemoAccount:
+    user_id: str
+    email: str
+    password: str
+
+
+def demo_account(settings: Settings) -> DemoAccount | None:
+    path = settings.data_dir / "demo" / "account.json"
+    return DemoAccount(**json.loads(path.read_text())) if path.exists() else None
+
+
+def _create_demo_account(settings: Settings) -> DemoAccount:
+    """Sign the demo user up through the gateway once; the password is kept (0600) for signing in."""
+    user_id, email, password = new_account(settings, DEMO_EMAIL)
+    account = DemoAccount(user_id, email, password)
+    path = settings.data_dir / "demo" / "account.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(account), f)
+    return account
 
 
 def send_demo_week(
-    gateway_address: str,
-    pki_dir: Path,
-    demo_dir: Path,
+    settings: Settings,
     until: datetime,
     progress: Callable[[str], None] = print,
     batch_size: int = 500,
-) -> dict[str, int]:
-    """Send the demo week of both devices through the gateway; returns intervals accepted per device."""
+) -> tuple[DemoAccount, dict[str, int]]:
+    """Sign up the demo user, enroll both devices and send their week through the gateway, as collectors
+    would; returns the account and the intervals accepted per device."""
+    account = demo_account(settings) or _create_demo_account(settings)
     accepted: dict[str, int] = {}
     for device in DEVICES:
-        creds = enroll_demo_device(pki_dir, demo_dir / device.name, device.name)
+        _, creds = enroll_device(settings, account.email, account.password, device.name)
         records = [encode_interval(i) for i in demo_intervals(device, until)]
         batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
-        with IngestClient(gateway_address, creds) as client:
+        with IngestClient(settings.gateway_address, creds) as client:
             acks = client.upload(batches)
         refused = [e.reason for ack in acks for e in ack.errors]
         if refused:
             raise RuntimeError(f"the gateway refused {len(refused)} demo intervals, first: {refused[0]}")
         accepted[device.name] = sum(ack.accepted for ack in acks)
-        progress(f"  demo: sent {accepted[device.name]} intervals of {DEMO_USER}/{device.name}")
-    return accepted
+        progress(f"  demo: sent {accepted[device.name]} intervals of {account.email} on {device.name}")
+    return account, accepted

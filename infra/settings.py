@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Gateway.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=7443, ge=1, le=65535)
+    # Sign-up, login and enrollment: server-authenticated TLS, for clients that have no certificate yet.
+    gateway_public_port: int = Field(default=7444, ge=1, le=65535)
+    device_cert_days: int = Field(default=30, ge=1, le=366)
     gateway_max_batch: int = Field(default=5000, ge=1, le=100_000)
     # How long a batch may wait for the broker before the client is told UNAVAILABLE.
     gateway_send_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
@@ -100,9 +103,17 @@ class Settings(BaseSettings):
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 
+    @cached_property
+    def identity_store_path(self) -> Path:
+        return self.data_dir / "identity.sqlite3"
+
     @property
     def gateway_address(self) -> str:
         return f"{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def gateway_public_address(self) -> str:
+        return f"{self.gateway_host}:{self.gateway_public_port}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -116,7 +116,8 @@ class Stack:
         argv = _module("gateway.server") + ["--offsets-file", str(self.offsets_file)]
         self.gateway = ManagedProcess("gateway", argv, self.logs, self.env).start()
         self.gateway.wait_for_output(r"gateway listening on", 60)
-        self.say(f"  gateway     {self.settings.gateway_address}  (gRPC, mTLS; CA in {self.settings.pki_dir})")
+        s = self.settings
+        self.say(f"  gateway     {s.gateway_address} (gRPC, mTLS: ingest)  {s.gateway_public_address} (TLS: accounts)")
 
     def start_worker(self, name: str = "worker") -> ManagedProcess:
         worker = ManagedProcess(name, _module("stream_jobs.app"), self.logs, self.env).start()
@@ -242,24 +243,28 @@ def main() -> int:
 
 
 def _send_demo(stack: Stack) -> None:
-    from infra.demo import DEMO_USER, send_demo_week
+    from infra.demo import DEMO_EMAIL, send_demo_week
 
     marker = stack.settings.data_dir / "demo" / "sent"
     if marker.exists():
-        _say(f"  demo: data for '{DEMO_USER}' was loaded before in this data directory; not sending it again")
+        _say(f"  demo: the demo week of {DEMO_EMAIL} was loaded before in this data directory; not sending it again")
         return
-    _say(f"  demo: sending a week of activity for '{DEMO_USER}' on two devices through the gateway")
-    send_demo_week(stack.settings.gateway_address, stack.settings.pki_dir, marker.parent, datetime.now(UTC), _say)
+    _say(f"  demo: signing up {DEMO_EMAIL}, enrolling two devices and sending a week of activity through the gateway")
+    send_demo_week(stack.settings, datetime.now(UTC), _say)
     marker.write_text(datetime.now(UTC).isoformat())
 
 
 def _print_access(stack: Stack) -> None:
     from gateway.tokens import DASHBOARD_SCOPE, ensure_signing_key, issue_token
-    from infra.demo import DEMO_USER
+    from infra.demo import demo_account
 
     s = stack.settings
-    private_pem, _ = ensure_signing_key(s.keys_dir)
-    token = issue_token(private_pem, DEMO_USER, DASHBOARD_SCOPE, s.token_ttl_seconds)
-    if stack.dashboard is not None:
-        _say(f"\nOpen the dashboard as '{DEMO_USER}':\n  http://{s.dashboard_host}:{s.dashboard_port}/?token={token}")
+    account = demo_account(s)
+    if stack.dashboard is not None and account is not None:
+        private_pem, _ = ensure_signing_key(s.keys_dir)
+        token = issue_token(private_pem, account.user_id, DASHBOARD_SCOPE, s.token_ttl_seconds)
+        _say(f"\nOpen the dashboard as {account.email}:\n  http://{s.dashboard_host}:{s.dashboard_port}/?token={token}")
+        _say(
+            f"  (password for signing in elsewhere: {account.password}, kept in {s.data_dir / 'demo' / 'account.json'})"
+        )
     _say("\nRunning. Press Ctrl-C to stop everything in order.")

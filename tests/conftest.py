@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from collector.transport import DeviceCredentials
-from gateway.pki import DeviceIdentity, new_device_id, new_device_key_and_csr, sign_device_csr
+from gateway.pki import DeviceIdentity
+from infra.devices import new_user_device
 from infra.processes import free_port
 from infra.settings import Settings
 from infra.stack import Stack
@@ -23,6 +24,7 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
         "kafka_bootstrap": f"127.0.0.1:{free_port()}",
         "warehouse_port": free_port(),
         "gateway_port": free_port(),
+        "gateway_public_port": free_port(),
         "dashboard_port": free_port(),
         "worker_id": f"test-writer-{uuid.uuid4().hex[:8]}",
         "topic_partitions": 4,
@@ -56,19 +58,10 @@ def warehouse_client(stack):
     client.close()
 
 
-def enroll_device(pki_dir: Path, user_id: str | None = None) -> tuple[DeviceIdentity, DeviceCredentials]:
-    """Make a device for a user, signed by the CA in `pki_dir`: key and CSR made 'on the device'."""
-    identity = DeviceIdentity(user_id or f"user-{uuid.uuid4().hex[:12]}", new_device_id())
-    key_pem, csr_pem = new_device_key_and_csr("test-device")
-    ca_pem = (pki_dir / "ca.crt").read_bytes()
-    cert_pem = sign_device_csr(ca_pem, (pki_dir / "ca.key").read_bytes(), csr_pem, identity)
-    return identity, DeviceCredentials(ca_pem, cert_pem, key_pem)
-
-
 @pytest.fixture
 def enroll(stack) -> Callable[..., tuple[DeviceIdentity, DeviceCredentials]]:
-    """Make a device for a (new, unless named) user of the session's stack."""
-    return lambda user_id=None: enroll_device(stack.settings.pki_dir, user_id)
+    """Sign up a new user on the session's stack and enroll a device for them, through the gateway."""
+    return lambda: new_user_device(stack.settings)
 
 
 def eventually(check: Callable[[], object], timeout_s: float = 60.0, interval_s: float = 0.25):

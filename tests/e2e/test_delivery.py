@@ -10,10 +10,11 @@ import grpc
 import pytest
 
 from collector.transport import IngestClient
+from infra.devices import new_user_device
 from infra.stack import Stack
 from infra.topics import committed_offsets
 from schemas.codec import encode_interval
-from tests.conftest import _quiet, enroll_device, eventually, stack_settings
+from tests.conftest import _quiet, eventually, stack_settings
 from tests.e2e.test_pipeline import interval, seconds_per_app
 from warehouse.client import connect
 
@@ -37,7 +38,7 @@ def committed_total(stack: Stack) -> int:
 
 
 def test_gateway_says_unavailable_and_acknowledges_nothing_without_a_broker(private_stack):
-    _, creds = enroll_device(private_stack.settings.pki_dir)
+    _, creds = new_user_device(private_stack.settings)
     private_stack.broker.stop()
     with IngestClient(private_stack.settings.gateway_address, creds, timeout_s=20) as client:
         with pytest.raises(grpc.RpcError) as refused:
@@ -47,7 +48,7 @@ def test_gateway_says_unavailable_and_acknowledges_nothing_without_a_broker(priv
 
 
 def test_worker_commits_nothing_until_the_warehouse_stored_it(private_stack):
-    identity, creds = enroll_device(private_stack.settings.pki_dir)
+    identity, creds = new_user_device(private_stack.settings)
     private_stack.warehouse.stop()
     batch = [encode_interval(interval(i, i * 30, 30, "Code")) for i in range(40)]
     with IngestClient(private_stack.settings.gateway_address, creds) as client:
@@ -62,7 +63,7 @@ def test_worker_commits_nothing_until_the_warehouse_stored_it(private_stack):
 
 
 def test_worker_killed_mid_stream_loses_and_double_counts_nothing(private_stack):
-    identity, creds = enroll_device(private_stack.settings.pki_dir)
+    identity, creds = new_user_device(private_stack.settings)
     batches = [
         [encode_interval(interval(b * 100 + i, (b * 100 + i) * 2, 2, "Code")) for i in range(100)] for b in range(30)
     ]

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from infra.demo import DEMO_USER
+from infra.demo import demo_account
 from infra.stack import Stack
 from tests.conftest import eventually, stack_settings
 from warehouse.client import connect
@@ -68,11 +68,12 @@ def test_stack_with_demo_data_serves_it_and_stops_in_order(tmp_path):
     assert re.search(r"/\?token=ey", started)
 
     stack = Stack(settings)
+    demo_user = demo_account(settings).user_id
     client = connect(stack.settings)
     count = "SELECT count() FROM intervals FINAL WHERE user_id = {u:String}"
-    assert eventually(lambda: client.query(count, parameters={"u": DEMO_USER}).result_rows[0][0] == sent, 120)
+    assert eventually(lambda: client.query(count, parameters={"u": demo_user}).result_rows[0][0] == sent, 120)
     devices = client.query(
-        "SELECT uniqExact(device_id) FROM intervals WHERE user_id = {u:String}", parameters={"u": DEMO_USER}
+        "SELECT uniqExact(device_id) FROM intervals WHERE user_id = {u:String}", parameters={"u": demo_user}
     )
     assert devices.result_rows[0][0] == 2
     health = urllib.request.urlopen(f"http://127.0.0.1:{settings.dashboard_port}/_stcore/health", timeout=10)
@@ -92,6 +93,6 @@ def test_stack_with_demo_data_serves_it_and_stops_in_order(tmp_path):
     restarted = _read_until(proc, "Running.")
     assert "was loaded before" in restarted
     client = connect(stack.settings)
-    assert client.query(count, parameters={"u": DEMO_USER}).result_rows[0][0] == sent
+    assert client.query(count, parameters={"u": demo_user}).result_rows[0][0] == sent
     client.close()
     assert _stop(proc) is not None and proc.returncode == 0

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -72,3 +78,63 @@ def test_health_and_reflection_answer_over_mtls(stack, enroll):
         answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = {s.name for a in answers for s in a.list_services_response.service}
     assert "productimon.ingest.v1.Ingest" in names
+
+
+def test_the_server_certificate_is_refused_as_a_device_certificate(stack):
+    pki = stack.settings.pki_dir
+    server_as_client = DeviceCredentials(
+        (pki / "ca.crt").read_bytes(), (pki / "server.crt").read_bytes(), (pki / "server.key").read_bytes()
+    )
+    with IngestClient(stack.settings.gateway_address, server_as_client, 10) as client:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.send_batch([encode_interval(interval(0, 0, 10, "Code"))])
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # no clientAuth usage: the handshake fails
+
+
+def test_an_expired_device_certificate_is_refused(stack):
+    pki = stack.settings.pki_dir
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    expired_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(expired_at - dt.timedelta(days=30))
+        .not_valid_after(expired_at)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("productimon://user/alice/device/old")]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    creds = DeviceCredentials((pki / "ca.crt").read_bytes(), cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    with IngestClient(stack.settings.gateway_address, creds, 10) as client:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.send_batch([encode_interval(interval(0, 0, 10, "Code"))])
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_valid_certificate_of_an_unknown_device_is_refused(stack):
+    # Signed by the CA for an identity the identity store never enrolled (e.g. made with the CA key offline).
+    _, creds = offline_device(stack.settings.pki_dir)
+    with IngestClient(stack.settings.gateway_address, creds, 10) as client:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.send_batch([encode_interval(interval(0, 0, 10, "Code"))])
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def offline_device(pki_dir):
+    key_pem, csr_pem = new_device_key_and_csr("offline")
+    identity = DeviceIdentity("nobody", new_device_id())
+    ca_pem = (pki_dir / "ca.crt").read_bytes()
+    return identity, DeviceCredentials(
+        ca_pem, sign_device_csr(ca_pem, (pki_dir / "ca.key").read_bytes(), csr_pem, identity), key_pem
+    )

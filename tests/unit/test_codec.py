@@ -22,6 +22,8 @@ from schemas.codec import (
     encode_stamped,
     encode_with,
     fingerprint_of,
+    stamp_encoded_interval,
+    stamped_prefix,
 )
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -379,3 +381,22 @@ def test_two_versions_with_one_canonical_form_are_refused(tmp_path):
     write_schema(tmp_path, "thing", 2, {**definition, "doc": "only the docs changed"})
     with pytest.raises(CodecError, match="same canonical form"):
         _load(tmp_path)
+
+
+# -- stamping by concatenation ---------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(intervals, st.text(min_size=1, max_size=64), st.text(min_size=1, max_size=64), st.integers(0, 2**62))
+def test_stamping_by_concatenation_equals_encoding_the_stamped_record(interval, user_id, device_id, received_at):
+    stamped = stamp_encoded_interval(stamped_prefix(user_id, device_id, received_at), encode_interval(interval))
+    expected = encode_stamped(
+        {"user_id": user_id, "device_id": device_id, "received_at": received_at, "interval": interval}
+    )
+    assert stamped == expected
+    assert decode_stamped(stamped)["interval"] == decode_interval(encode_interval(interval))
+
+
+def test_stamping_an_older_version_falls_back_to_encoding():
+    old = encode_with("activity_interval", 1, {k: v for k, v in an_interval().items() if k != "url"})
+    assert stamp_encoded_interval(stamped_prefix("u", "d", 1), old) is None

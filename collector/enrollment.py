@@ -1,0 +1,59 @@
+"""Enrolling this device: its key pair is made here and never leaves; only the CSR goes to the gateway.
+
+Sign-up and enrollment use the gateway's public port (server-authenticated TLS: the gateway proves
+itself with a certificate of the instance's CA); renewal uses the device's own certificate.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+import grpc
+
+from collector.transport import DeviceCredentials, channel_credentials
+from gateway.pki import DeviceIdentity, new_device_key_and_csr
+from gateway.proto import accounts_pb2 as pb
+from gateway.proto import accounts_pb2_grpc
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str
+    os: str = platform.system()
+    os_version: str = platform.release()
+
+    def message(self) -> pb.DeviceInfo:
+        return pb.DeviceInfo(name=self.name, os=self.os, os_version=self.os_version)
+
+
+def _public_channel(address: str, ca_pem: bytes) -> grpc.Channel:
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca_pem))
+
+
+def enroll(
+    public_address: str,
+    ca_pem: bytes,
+    device: DeviceInfo,
+    *,
+    email: str = "",
+    password: str = "",
+    enrollment_code: str = "",
+) -> tuple[DeviceIdentity, DeviceCredentials]:
+    """Enroll with the user's credentials or a one-time code; returns the identity and the credentials."""
+    key_pem, csr_pem = new_device_key_and_csr(device.name)
+    request = pb.EnrollRequest(
+        email=email, password=password, enrollment_code=enrollment_code, csr_pem=csr_pem, device=device.message()
+    )
+    with _public_channel(public_address, ca_pem) as channel:
+        reply = accounts_pb2_grpc.DevicesStub(channel).Enroll(request, timeout=30)
+    identity = DeviceIdentity(reply.user_id, reply.device_id)
+    return identity, DeviceCredentials(reply.ca_chain_pem, reply.certificate_pem, key_pem)
+
+
+def renew(address: str, creds: DeviceCredentials) -> DeviceCredentials:
+    """A fresh certificate for this device (new key pair), asked for over mTLS with the current one."""
+    key_pem, csr_pem = new_device_key_and_csr("renewal")
+    with grpc.secure_channel(address, channel_credentials(creds)) as channel:
+        reply = accounts_pb2_grpc.DevicesStub(channel).Renew(pb.RenewRequest(csr_pem=csr_pem), timeout=30)
+    return DeviceCredentials(reply.ca_chain_pem, reply.certificate_pem, key_pem)

@@ -1,0 +1,303 @@
+"""The gRPC face of accounts, tokens and devices; the rules themselves live in the identity store.
+
+Sign-up, login and enrollment come in on the public port (server-authenticated TLS). Calls for a
+signed-in user carry a token in `authorization: Bearer ...` metadata, checked for signature, expiry and
+revocation on every call. Renewal and device info need the device's own certificate (the mTLS port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+from clickhouse_connect.driver.client import Client
+from cryptography import x509
+
+from gateway.identity_store import (
+    ENROLLMENT_CODE_TTL,
+    AccountDisabled,
+    AccountError,
+    DeviceRevoked,
+    EmailTaken,
+    IdentityStore,
+    InvalidCredentials,
+    InvalidDeviceInfo,
+    InvalidEmail,
+    InvalidEnrollmentCode,
+    InvalidInviteCode,
+    SignupClosed,
+    TooManyAttempts,
+    UnknownDevice,
+    UnknownUser,
+    WeakPassword,
+    clean_device_name,
+)
+from gateway.pki import DeviceIdentity, PkiError, StackPki, identity_from_certificate, new_device_id, sign_device_csr
+from gateway.proto import accounts_pb2 as pb
+from gateway.proto import accounts_pb2_grpc
+from gateway.tokens import DASHBOARD_SCOPE, TokenClaims, TokenError, issue_token, verify_token
+from warehouse.deletion import delete_user_data
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[AccountError], grpc.StatusCode]] = [
+    (InvalidEmail, grpc.StatusCode.INVALID_ARGUMENT),
+    (WeakPassword, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidDeviceInfo, grpc.StatusCode.INVALID_ARGUMENT),
+    (EmailTaken, grpc.StatusCode.ALREADY_EXISTS),
+    (SignupClosed, grpc.StatusCode.PERMISSION_DENIED),
+    (InvalidInviteCode, grpc.StatusCode.PERMISSION_DENIED),
+    (AccountDisabled, grpc.StatusCode.PERMISSION_DENIED),
+    (DeviceRevoked, grpc.StatusCode.PERMISSION_DENIED),
+    (InvalidCredentials, grpc.StatusCode.UNAUTHENTICATED),
+    (InvalidEnrollmentCode, grpc.StatusCode.UNAUTHENTICATED),
+    (TooManyAttempts, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (UnknownUser, grpc.StatusCode.NOT_FOUND),
+    (UnknownDevice, grpc.StatusCode.NOT_FOUND),
+]
+
+
+def status_for(error: AccountError) -> grpc.StatusCode:
+    for kind, code in _STATUS:
+        if isinstance(error, kind):
+            return code
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def refuse(context: grpc.aio.ServicerContext, error: AccountError) -> None:
+    if isinstance(error, TooManyAttempts):
+        context.set_trailing_metadata((("retry-after", str(int(error.retry_after) + 1)),))
+    await context.abort(status_for(error), str(error))
+
+
+async def device_identity(context: grpc.aio.ServicerContext, store: IdentityStore) -> DeviceIdentity:
+    """The verified device certificate's identity, refused when the device is revoked or deleted."""
+    certs = context.auth_context().get("x509_pem_cert")
+    if not certs:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a device certificate is required (use the mTLS port)")
+    try:
+        identity = identity_from_certificate(certs[0])
+    except PkiError as exc:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"device certificate refused: {exc}")
+    if not store.device_is_active(identity.user_id, identity.device_id):
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this device has been revoked or its account deleted")
+    return identity
+
+
+class Authority:
+    """What the services share: the store, the CA, the token keys and the warehouse for deletion."""
+
+    def __init__(
+        self,
+        store: IdentityStore,
+        pki: StackPki,
+        token_keys: tuple[bytes, bytes],
+        token_ttl_s: int,
+        device_cert_days: int,
+        warehouse: Callable[[], Client],
+    ) -> None:
+        self.store = store
+        self.pki = pki
+        self.private_key, self.public_key = token_keys
+        self.token_ttl_s = token_ttl_s
+        self.device_cert_days = device_cert_days
+        self.warehouse = warehouse
+
+    async def signed_in(self, context: grpc.aio.ServicerContext) -> TokenClaims:
+        header = dict(context.invocation_metadata()).get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token:
+                raise TokenError("an 'authorization: Bearer <token>' header is required")
+            claims = verify_token(self.public_key, token.strip(), DASHBOARD_SCOPE)
+        except TokenError as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if not self.store.token_is_current(claims.user_id, claims.token_id, claims.issued_at):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the token has been revoked")
+        return claims
+
+    def certify(self, csr_pem: bytes, identity: DeviceIdentity) -> tuple[bytes, x509.Certificate]:
+        pem = sign_device_csr(self.pki.ca_cert_pem, self.pki.ca_key_pem, csr_pem, identity, days=self.device_cert_days)
+        return pem, x509.load_pem_x509_certificate(pem)
+
+
+def _certificate_reply(identity: DeviceIdentity, pem: bytes, cert: x509.Certificate, ca_pem: bytes) -> pb.Certificate:
+    return pb.Certificate(
+        device_id=identity.device_id,
+        user_id=identity.user_id,
+        certificate_pem=pem,
+        ca_chain_pem=ca_pem,
+        not_after=int(cert.not_valid_after_utc.timestamp()),
+    )
+
+
+class AccountsService(accounts_pb2_grpc.AccountsServicer):
+    def __init__(self, authority: Authority) -> None:
+        self.a = authority
+
+    async def SignUp(self, request, context):  # noqa: N802 (gRPC method names)
+        try:
+            user = await asyncio.to_thread(
+                self.a.store.sign_up, request.email, request.password, request.invite_code or None
+            )
+        except AccountError as exc:
+            await refuse(context, exc)
+        log.info("account created: %s", user.id)
+        return pb.User(user_id=user.id, email=user.email)
+
+    async def Login(self, request, context):  # noqa: N802
+        try:
+            user = await asyncio.to_thread(self.a.store.authenticate, request.email, request.password, context.peer())
+        except AccountError as exc:
+            await refuse(context, exc)
+        # Not earlier than the account's revocation line: a password change a moment ago revoked tokens
+        # issued before it, in whole seconds, as a JWT's iat counts them.
+        issued_at = max(time.time(), self.a.store.tokens_valid_after(user.id))
+        token = issue_token(self.a.private_key, user.id, DASHBOARD_SCOPE, self.a.token_ttl_s, now=issued_at)
+        claims = verify_token(self.a.public_key, token, DASHBOARD_SCOPE)
+        return pb.Token(token=token, expires_at=claims.expires_at, user_id=user.id)
+
+    async def Logout(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        self.a.store.revoke_token(claims.token_id, claims.expires_at)
+        return pb.Empty()
+
+    async def WhoAmI(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        try:
+            user = self.a.store.get_user(claims.user_id)
+        except AccountError as exc:
+            await refuse(context, exc)
+        return pb.User(user_id=user.id, email=user.email)
+
+    async def ChangePassword(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        try:
+            await asyncio.to_thread(
+                self.a.store.change_password, claims.user_id, request.old_password, request.new_password
+            )
+        except AccountError as exc:
+            await refuse(context, exc)
+        return pb.Empty()
+
+    async def DeleteAccount(self, request, context):  # noqa: N802
+        """Revoke the devices, delete the warehouse data, then the account: if the warehouse is away, the
+        account stays (devices revoked, so nothing new arrives) and the user can simply ask again."""
+        claims = await self.a.signed_in(context)
+        store = self.a.store
+        try:
+            user = store.get_user(claims.user_id)
+            await asyncio.to_thread(store.authenticate, user.email, request.password, context.peer())
+            for device in store.list_devices(user.id):
+                if not device.revoked:
+                    store.revoke_device(user.id, device.id)
+        except AccountError as exc:
+            await refuse(context, exc)
+        try:
+            await asyncio.to_thread(delete_user_data, self.a.warehouse(), user.id)
+        except Exception as exc:  # the warehouse's failure is the client's UNAVAILABLE, not a crash
+            log.warning("deleting the data of %s failed: %s", user.id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; try again later")
+        store.delete_user(user.id)
+        log.info("account %s deleted with all its data", user.id)
+        return pb.Empty()
+
+
+class DevicesService(accounts_pb2_grpc.DevicesServicer):
+    def __init__(self, authority: Authority) -> None:
+        self.a = authority
+
+    async def Enroll(self, request, context):  # noqa: N802
+        store = self.a.store
+        info = request.device
+        try:
+            clean_device_name(info.name)  # refuse a bad name before a one-time code is spent on it
+            if request.enrollment_code:
+                user = store.redeem_enrollment_code(request.enrollment_code)
+            else:
+                user = await asyncio.to_thread(store.authenticate, request.email, request.password, context.peer())
+        except AccountError as exc:
+            await refuse(context, exc)
+        identity = DeviceIdentity(user.id, new_device_id())
+        try:
+            pem, cert = self.a.certify(request.csr_pem, identity)
+        except PkiError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"certificate request refused: {exc}")
+        try:
+            store.add_device(
+                user.id,
+                info.name,
+                info.os,
+                info.os_version,
+                cert.serial_number,
+                cert.not_valid_after_utc.timestamp(),
+                device_id=identity.device_id,
+            )
+        except AccountError as exc:
+            await refuse(context, exc)
+        log.info("device %s enrolled for %s", identity.device_id, user.id)
+        return _certificate_reply(identity, pem, cert, self.a.pki.ca_cert_pem)
+
+    async def Renew(self, request, context):  # noqa: N802
+        identity = await device_identity(context, self.a.store)
+        try:
+            pem, cert = self.a.certify(request.csr_pem, identity)
+        except PkiError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"certificate request refused: {exc}")
+        self.a.store.record_renewal(identity.device_id, cert.serial_number, cert.not_valid_after_utc.timestamp())
+        return _certificate_reply(identity, pem, cert, self.a.pki.ca_cert_pem)
+
+    async def UpdateInfo(self, request, context):  # noqa: N802
+        identity = await device_identity(context, self.a.store)
+        try:
+            self.a.store.update_device_info(identity.device_id, request.os, request.os_version)
+            if request.name:
+                self.a.store.rename_device(identity.user_id, identity.device_id, request.name)
+        except AccountError as exc:
+            await refuse(context, exc)
+        return pb.Empty()
+
+    async def CreateEnrollmentCode(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        try:
+            code = self.a.store.create_enrollment_code(claims.user_id, ENROLLMENT_CODE_TTL)
+        except AccountError as exc:
+            await refuse(context, exc)
+        return pb.EnrollmentCode(code=code, expires_at=int(time.time()) + ENROLLMENT_CODE_TTL)
+
+    async def List(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        return pb.DeviceList(
+            devices=[
+                pb.Device(
+                    device_id=d.id,
+                    name=d.name,
+                    os=d.os,
+                    os_version=d.os_version,
+                    created_at=int(d.created_at),
+                    certificate_not_after=int(d.cert_not_after),
+                    revoked=d.revoked,
+                )
+                for d in self.a.store.list_devices(claims.user_id)
+            ]
+        )
+
+    async def Rename(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        try:
+            self.a.store.rename_device(claims.user_id, request.device_id, request.name)
+        except AccountError as exc:
+            await refuse(context, exc)
+        return pb.Empty()
+
+    async def Revoke(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        try:
+            self.a.store.revoke_device(claims.user_id, request.device_id)
+        except AccountError as exc:
+            await refuse(context, exc)
+        log.info("device %s of %s revoked", request.device_id, claims.user_id)
+        return pb.Empty()

@@ -1,0 +1,939 @@
+"""The identity store: accounts, devices, revoked tokens, one-time codes and sign-up policy, in one SQLite file.
+
+Passwords are Argon2id hashes (argon2-cffi); one-time codes come from `secrets` and only their SHA-256 is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import math
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, get_args
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from gateway.pki import PkiError, check_id, new_device_id
+
+log = logging.getLogger(__name__)
+
+IDENTITY_DB_FILE = "identity.sqlite3"
+MIGRATIONS_DIR = Path(__file__).with_name("identity_migrations")
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+SignupMode = Literal["open", "invite", "closed"]
+SIGNUP_MODES: tuple[str, ...] = get_args(SignupMode)
+
+MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
+MIN_PASSWORD_LENGTH = 10
+# Argon2 takes any length, but a megabyte "password" is only a way to make the server work.
+MAX_PASSWORD_LENGTH = 1024
+MAX_DEVICE_NAME_LENGTH = 64
+MAX_DEVICE_INFO_LENGTH = 64
+MAX_ADDRESS_LENGTH = 128
+
+# Login throttling: the first THROTTLE_FREE_FAILURES failures in the window cost nothing (people mistype);
+# after that each failure doubles the wait, from THROTTLE_BASE_DELAY up to THROTTLE_MAX_DELAY.
+THROTTLE_WINDOW = 15 * 60.0
+THROTTLE_FREE_FAILURES = 5
+THROTTLE_BASE_DELAY = 30.0
+THROTTLE_MAX_DELAY = 15 * 60.0
+
+# One-time codes are typed by people: no 0/O, 1/I/L or U, grouped 4 by 4. 16 symbols of 30 carry 78 bits,
+# far beyond online guessing, which is why an unsalted SHA-256 is enough to store them.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+CODE_GROUPS = 4
+CODE_GROUP_LENGTH = 4
+ENROLLMENT_CODE_TTL = 15 * 60
+MAX_ENROLLMENT_CODE_TTL = 24 * 3600
+INVITE_TTL = 7 * 24 * 3600
+MAX_INVITE_TTL = 90 * 24 * 3600
+# Used codes are kept a while after expiry so a second use says "already used", then purged.
+_CODE_RETENTION = 24 * 3600
+
+# Long enough to ride out another process's write transaction (they are all a few statements long).
+BUSY_TIMEOUT_MS = 5000
+
+
+class IdentityStoreError(Exception):
+    """The identity database itself cannot be used (unreadable, newer schema, broken migration)."""
+
+
+class AccountError(Exception):
+    """A request about an account or device was refused; the message says what was wrong."""
+
+
+class InvalidEmail(AccountError):
+    pass
+
+
+class WeakPassword(AccountError):
+    pass
+
+
+class EmailTaken(AccountError):
+    pass
+
+
+class SignupClosed(AccountError):
+    pass
+
+
+class InvalidInviteCode(AccountError):
+    pass
+
+
+class InvalidCredentials(AccountError):
+    pass
+
+
+class AccountDisabled(AccountError):
+    pass
+
+
+class UnknownUser(AccountError):
+    pass
+
+
+class UnknownDevice(AccountError):
+    pass
+
+
+class DeviceRevoked(AccountError):
+    pass
+
+
+class InvalidDeviceInfo(AccountError):
+    pass
+
+
+class InvalidEnrollmentCode(AccountError):
+    pass
+
+
+class TooManyAttempts(AccountError):
+    """Too many recent failed sign-ins for this account or from this address; `retry_after` is in seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many failed sign-in attempts; try again in {math.ceil(retry_after)} s")
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    created_at: float
+    disabled: bool
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    user_id: str
+    name: str
+    os: str
+    os_version: str
+    created_at: float
+    revoked: bool
+    cert_not_after: float
+
+
+# Pure checks, usable before any I/O (the gateway validates a device name before it redeems a code).
+
+
+def normalize_email(email: str) -> str:
+    """The canonical form of an email address (trimmed, lower-case), or InvalidEmail saying why not."""
+    if not isinstance(email, str):
+        raise InvalidEmail("the email address must be text")
+    normalized = email.strip().lower()
+    if not normalized:
+        raise InvalidEmail("the email address is empty")
+    if len(normalized) > MAX_EMAIL_LENGTH:
+        raise InvalidEmail(f"the email address is longer than {MAX_EMAIL_LENGTH} characters")
+    if any(not c.isprintable() or c.isspace() for c in normalized):
+        raise InvalidEmail("the email address contains spaces or control characters")
+    local, at, domain = normalized.partition("@")
+    if not at or "@" in domain:
+        raise InvalidEmail(f"{normalized!r} is not an email address: it needs exactly one '@'")
+    if not local:
+        raise InvalidEmail(f"{normalized!r} is not an email address: nothing before the '@'")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(labels):
+        raise InvalidEmail(f"{normalized!r} is not an email address: the domain needs a dot, as in example.com")
+    return normalized
+
+
+def check_password_policy(password: str, email: str) -> None:
+    """Raise WeakPassword unless `password` is 10 to 1024 characters and not the account's email."""
+    if not isinstance(password, str):
+        raise WeakPassword("the password must be text")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"the password is shorter than {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise WeakPassword(f"the password is longer than {MAX_PASSWORD_LENGTH} characters")
+    if password.strip().lower() == email.strip().lower():
+        raise WeakPassword("the password must not be the email address")
+
+
+def clean_device_name(name: str) -> str:
+    """The trimmed device name, or InvalidDeviceInfo unless it is 1 to 64 printable characters."""
+    return _clean_text("device name", name, minimum=1, maximum=MAX_DEVICE_NAME_LENGTH)
+
+
+def _clean_text(what: str, value: str, *, minimum: int, maximum: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidDeviceInfo(f"the {what} must be text")
+    value = value.strip()
+    if not minimum <= len(value) <= maximum:
+        raise InvalidDeviceInfo(f"the {what} must be {minimum} to {maximum} characters, not {len(value)}")
+    if not value.isprintable():
+        raise InvalidDeviceInfo(f"the {what} {value!r} contains control characters")
+    return value
+
+
+def throttle_delay(failure_times: Sequence[float], now: float) -> float:
+    """Seconds a key must still wait before its next sign-in attempt, given its failures' times.
+
+    Failures older than THROTTLE_WINDOW are forgotten. With fewer than THROTTLE_FREE_FAILURES recent ones
+    there is no wait; from then on the wait after the latest failure is THROTTLE_BASE_DELAY doubled for each
+    further failure, capped at THROTTLE_MAX_DELAY. Failures "in the future" (another process's clock ran
+    ahead) count as recent.
+    """
+    recent = sorted(t for t in failure_times if t > now - THROTTLE_WINDOW)
+    if len(recent) < THROTTLE_FREE_FAILURES:
+        return 0.0
+    # The exponent is bounded so a huge failure count cannot overflow a float.
+    doublings = min(len(recent) - THROTTLE_FREE_FAILURES, 32)
+    delay = min(THROTTLE_BASE_DELAY * 2.0**doublings, THROTTLE_MAX_DELAY)
+    return min(max(0.0, recent[-1] + delay - now), THROTTLE_MAX_DELAY)
+
+
+def throttle_address(address: str) -> str:
+    """The throttling key part for a client address: its IP without port, IPv6 cut to its /64.
+
+    Accepts a bare IP or a gRPC peer string ("ipv4:203.0.113.9:51234", "ipv6:[2001:db8::1]:443", with the
+    brackets percent-encoded or not). One IPv6 host usually holds a whole /64, so a per-address limit on
+    single IPv6 addresses would be no limit at all. Anything unparsable is used as given, bounded.
+    """
+    text = str(address).strip()
+    for prefix in ("ipv4:", "ipv6:"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    text = text.replace("%5B", "[").replace("%5D", "]").replace("%5b", "[").replace("%5d", "]")
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return str(address)[:MAX_ADDRESS_LENGTH]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def new_one_time_code() -> str:
+    """A fresh human-typable code, e.g. 'K7QM-2XPA-9RTD-HWE4', from `secrets`."""
+    symbols = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_GROUPS * CODE_GROUP_LENGTH))
+    return "-".join(symbols[i : i + CODE_GROUP_LENGTH] for i in range(0, len(symbols), CODE_GROUP_LENGTH))
+
+
+def _code_hash(code: str) -> str | None:
+    """SHA-256 of the code's canonical form (upper-case, no separators), or None if it cannot be a code."""
+    if not isinstance(code, str) or len(code) > 64:
+        return None
+    canonical = re.sub(r"[\s-]", "", code).upper()
+    if len(canonical) != CODE_GROUPS * CODE_GROUP_LENGTH or any(c not in CODE_ALPHABET for c in canonical):
+        return None
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, list[str]]]:
+    """(version, name, statements) of each NNNN_name.sql in `directory`, in version order, numbered 1, 2, ..."""
+    migrations = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if not match:
+            raise IdentityStoreError(f"identity migration file {path.name!r} is not named NNNN_name.sql")
+        migrations.append((int(match[1]), match[2], _split_statements(path.read_text(encoding="utf-8"))))
+    versions = [version for version, _, _ in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise IdentityStoreError(f"identity migrations in {directory} are not numbered 1, 2, 3...: {versions}")
+    return migrations
+
+
+def _split_statements(sql: str) -> list[str]:
+    statements, pending = [], ""
+    for line in sql.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise IdentityStoreError(f"identity migration ends in an unterminated statement: {pending.strip()[:60]!r}")
+    return statements
+
+
+_USER_COLUMNS = "id, email, created_at, disabled_at, is_admin"
+_DEVICE_COLUMNS = "id, user_id, name, os, os_version, created_at, revoked_at, cert_not_after"
+
+
+def _user(row: sqlite3.Row | tuple) -> User:
+    return User(id=row[0], email=row[1], created_at=row[2], disabled=row[3] is not None, is_admin=bool(row[4]))
+
+
+def _device(row: sqlite3.Row | tuple) -> Device:
+    return Device(
+        id=row[0],
+        user_id=row[1],
+        name=row[2],
+        os=row[3],
+        os_version=row[4],
+        created_at=row[5],
+        revoked=row[6] is not None,
+        cert_not_after=row[7],
+    )
+
+
+def _cert_serial(serial: int) -> str:
+    if not isinstance(serial, int) or isinstance(serial, bool) or serial <= 0:
+        raise InvalidDeviceInfo(f"the certificate serial {serial!r} is not a positive integer")
+    return format(serial, "x")
+
+
+def _cert_not_after(not_after: float) -> float:
+    if isinstance(not_after, bool) or not isinstance(not_after, int | float) or not math.isfinite(not_after):
+        raise InvalidDeviceInfo(f"the certificate expiry {not_after!r} is not a Unix time")
+    return float(not_after)
+
+
+def _ttl(what: str, ttl_s: int, maximum: int) -> int:
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 60 <= ttl_s <= maximum:
+        raise ValueError(f"{what} lifetime {ttl_s!r} s is not between 60 and {maximum} seconds")
+    return ttl_s
+
+
+class IdentityStore:
+    """Accounts and devices in one SQLite file (WAL, foreign keys on, every change a transaction).
+
+    Threads: one connection per store, used under a lock, so one store may be shared by all threads of a
+    process; several stores or processes on the same file are serialised by SQLite (writes take the lock
+    at BEGIN IMMEDIATE and wait up to BUSY_TIMEOUT_MS for it). Argon2 runs outside the lock and releases the
+    GIL: in grpc.aio, call sign_up, authenticate, change_password, reset_password and create_user through
+    `asyncio.to_thread`; the other methods are short queries (device_is_active is a few microseconds).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        password_hasher: PasswordHasher | None = None,
+        migrations_dir: Path = MIGRATIONS_DIR,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        # argon2-cffi's defaults are RFC 9106's low-memory profile: Argon2id, t=3, 64 MiB, p=4.
+        self._hasher = password_hasher or PasswordHasher()
+        # Made now, not at the first unknown email, so that first one is not slower than the rest.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(32))
+        self._lock = threading.Lock()
+        self._db = self._connect()
+        try:
+            self._migrate(load_migrations(migrations_dir))
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- connection and schema
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # The file holds password hashes: create it owner-only; SQLite gives its -wal and -shm the same mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            # isolation_level=None: no implicit transactions; every change below opens its own explicitly.
+            db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise IdentityStoreError(f"cannot open the identity store {self.path}: {exc}") from None
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA foreign_keys = ON")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            # synchronous stays FULL (the default): a revocation must survive a power cut; writes are rare.
+        except sqlite3.Error as exc:
+            db.close()
+            raise IdentityStoreError(f"cannot use the identity store {self.path}: {exc}") from None
+        if mode != "wal":
+            log.warning("identity store %s runs in %s journal mode, not WAL (file system?)", self.path, mode)
+        return db
+
+    def _migrate(self, migrations: list[tuple[int, str, list[str]]]) -> None:
+        known = len(migrations)
+        with self._lock:
+            for version, name, statements in migrations:
+                # Each migration is one transaction; BEGIN IMMEDIATE makes a second process opening the
+                # same new file wait here, then find the version already applied.
+                with self._transaction():
+                    current = self._db.execute("PRAGMA user_version").fetchone()[0]
+                    if current > known:
+                        raise IdentityStoreError(
+                            f"the identity store {self.path} has schema version {current}, newer than this "
+                            f"version of Productimon knows ({known}); upgrade Productimon"
+                        )
+                    if current >= version:
+                        continue
+                    try:
+                        for statement in statements:
+                            self._db.execute(statement)
+                    except sqlite3.Error as exc:
+                        raise IdentityStoreError(f"identity migration {version:04d}_{name} failed: {exc}") from None
+                    self._db.execute(f"PRAGMA user_version = {int(version)}")
+                    log.info("identity store %s: applied migration %04d_%s", self.path, version, name)
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; the caller holds self._lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._transaction() as db:
+            yield db
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several SELECTs see one snapshot."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> IdentityStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- passwords
+
+    def _verify(self, password_hash: str | None, password: str) -> tuple[bool, bool]:
+        """(matches, needs rehash). An unknown account is checked against a dummy hash, so it takes as long."""
+        if password_hash is None:
+            password_hash = self._dummy_hash
+        try:
+            self._hasher.verify(password_hash, password)
+        except InvalidHashError:
+            log.warning("a stored password hash is not a valid Argon2 hash; the sign-in is refused")
+            return False, False
+        except VerificationError:
+            return False, False
+        return password_hash is not self._dummy_hash, self._hasher.check_needs_rehash(password_hash)
+
+    # -- accounts
+
+    def create_user(self, email: str, password: str, *, is_admin: bool = False) -> User:
+        """An account made by the operator: sign-up mode does not apply."""
+        return self._create_user(email, password, is_admin=is_admin, invite_code=None, by_operator=True)
+
+    def sign_up(self, email: str, password: str, invite_code: str | None = None) -> User:
+        """Self-service sign-up, as the instance's sign-up mode allows."""
+        return self._create_user(email, password, is_admin=False, invite_code=invite_code, by_operator=False)
+
+    def _create_user(
+        self, email: str, password: str, *, is_admin: bool, invite_code: str | None, by_operator: bool
+    ) -> User:
+        email = normalize_email(email)
+        check_password_policy(password, email)
+        invite_hash = None
+        # Refusals are checked before hashing too, so refused requests cost no Argon2 work.
+        with self._read() as db:
+            if not by_operator:
+                invite_hash = self._check_signup_allowed(db, invite_code)
+            if db.execute("SELECT 1 FROM users WHERE email = ?", (email,)).fetchone():
+                raise EmailTaken(f"an account with the email {email} already exists")
+        password_hash = self._hasher.hash(password)
+        now = self._clock()
+        user = User(id=str(uuid.uuid4()), email=email, created_at=now, disabled=False, is_admin=is_admin)
+        with self._write() as db:
+            # Checked again inside the transaction: the mode or the invite may have changed meanwhile.
+            if not by_operator:
+                invite_hash = self._check_signup_allowed(db, invite_code)
+            try:
+                db.execute(
+                    "INSERT INTO users (id, email, password_hash, created_at, is_admin) VALUES (?, ?, ?, ?, ?)",
+                    (user.id, email, password_hash, now, int(is_admin)),
+                )
+            except sqlite3.IntegrityError:
+                raise EmailTaken(f"an account with the email {email} already exists") from None
+            if invite_hash is not None:
+                db.execute(
+                    "UPDATE invites SET used_at = ?, used_by = ? WHERE code_hash = ?", (now, user.id, invite_hash)
+                )
+        return user
+
+    def _check_signup_allowed(self, db: sqlite3.Connection, invite_code: str | None) -> str | None:
+        """The hash of the invite to consume (None in open mode), or the refusal."""
+        mode = db.execute("SELECT signup_mode FROM instance").fetchone()[0]
+        if mode == "closed":
+            raise SignupClosed("sign-up is closed on this instance; ask its operator for an account")
+        if mode == "open":
+            return None
+        if not invite_code:
+            raise InvalidInviteCode("sign-up on this instance needs an invite code from its operator")
+        code_hash = _code_hash(invite_code)
+        row = (
+            db.execute("SELECT expires_at, used_at FROM invites WHERE code_hash = ?", (code_hash,)).fetchone()
+            if code_hash
+            else None
+        )
+        if row is None:
+            raise InvalidInviteCode("the invite code is not valid")
+        if row[1] is not None:
+            raise InvalidInviteCode("the invite code has already been used")
+        if row[0] <= self._clock():
+            raise InvalidInviteCode("the invite code has expired")
+        return code_hash
+
+    def authenticate(self, email: str, password: str, address: str) -> User:
+        """The account whose email and password these are; `address` is the client's (see throttle_address).
+
+        Throttled per account and per address (see throttle_delay): a throttled attempt is refused with
+        TooManyAttempts before the password is looked at, and is not itself counted. Unknown and known
+        emails take the same time and are counted the same way, so neither reveals that an account exists.
+        """
+        now = self._clock()
+        try:
+            normalized: str | None = normalize_email(email)
+        except InvalidEmail:
+            normalized = None
+        keys = [f"addr:{throttle_address(address)}"]
+        if normalized:
+            keys.append(f"email:{normalized}")
+        self._refuse_if_throttled(keys, now)
+        row = None
+        if normalized:
+            with self._lock:
+                row = self._db.execute(
+                    f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE email = ?", (normalized,)
+                ).fetchone()
+        matches, needs_rehash = self._verify(row[5] if row else None, password if isinstance(password, str) else "")
+        if not matches or row is None:
+            self._record_failure(keys, now)
+            raise InvalidCredentials("wrong email or password")
+        with self._write() as db:
+            db.execute("DELETE FROM login_failures WHERE key = ?", (f"email:{normalized}",))
+        user = _user(row)
+        if user.disabled:
+            raise AccountDisabled(f"the account {user.email} is disabled; ask the operator of this instance")
+        if needs_rehash:
+            new_hash = self._hasher.hash(password)
+            with self._write() as db:
+                # Compare-and-set: a password changed meanwhile is not overwritten with the old one.
+                db.execute(
+                    "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?", (new_hash, user.id, row[5])
+                )
+        return user
+
+    def _refuse_if_throttled(self, keys: list[str], now: float) -> None:
+        with self._read() as db:
+            delay = max(
+                throttle_delay(
+                    [
+                        at
+                        for (at,) in db.execute(
+                            "SELECT at FROM login_failures WHERE key = ? AND at > ?", (key, now - THROTTLE_WINDOW)
+                        )
+                    ],
+                    now,
+                )
+                for key in keys
+            )
+        if delay > 0:
+            raise TooManyAttempts(delay)
+
+    def _record_failure(self, keys: list[str], now: float) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM login_failures WHERE at <= ?", (now - THROTTLE_WINDOW,))
+            db.executemany("INSERT INTO login_failures (key, at) VALUES (?, ?)", [(key, now) for key in keys])
+
+    def change_password(self, user_id: str, old_password: str, new_password: str) -> None:
+        """Replace the password after checking the current one; every token issued before now is revoked.
+
+        A wrong current password counts as a failed sign-in of the account (and is throttled like one).
+        """
+        now = self._clock()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT email, password_hash, disabled_at FROM users WHERE id = ?", (user_id,)
+            ).fetchone()
+        if row is None:
+            raise UnknownUser(f"no account has the id {user_id!r}")
+        email, old_hash, disabled_at = row
+        key = f"email:{email}"
+        self._refuse_if_throttled([key], now)
+        if disabled_at is not None:
+            raise AccountDisabled(f"the account {email} is disabled; ask the operator of this instance")
+        check_password_policy(new_password, email)
+        if not self._verify(old_hash, old_password if isinstance(old_password, str) else "")[0]:
+            self._record_failure([key], now)
+            raise InvalidCredentials("the current password is wrong")
+        self._set_password(user_id, self._hasher.hash(new_password), now)
+
+    def reset_password(self, email: str, new_password: str) -> User:
+        """The operator sets a new password; every token issued before now is revoked, failures forgotten."""
+        user = self.user_by_email(email)
+        check_password_policy(new_password, user.email)
+        self._set_password(user.id, self._hasher.hash(new_password), self._clock())
+        return user
+
+    def _set_password(self, user_id: str, password_hash: str, now: float) -> None:
+        with self._write() as db:
+            updated = db.execute(
+                "UPDATE users SET password_hash = ?, tokens_valid_after = max(tokens_valid_after, ?) "
+                "WHERE id = ? RETURNING email",
+                (password_hash, _valid_after(now), user_id),
+            ).fetchone()
+            if updated is None:
+                raise UnknownUser(f"no account has the id {user_id!r}")
+            db.execute("DELETE FROM login_failures WHERE key = ?", (f"email:{updated[0]}",))
+
+    def disable(self, email: str) -> User:
+        """Refuse the account's sign-ins, tokens and devices until it is enabled again (tokens stay revoked)."""
+        email = normalize_email(email)
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(
+                "UPDATE users SET disabled_at = coalesce(disabled_at, ?), "
+                f"tokens_valid_after = max(tokens_valid_after, ?) WHERE email = ? RETURNING {_USER_COLUMNS}",
+                (now, _valid_after(now), email),
+            ).fetchone()
+        if row is None:
+            raise UnknownUser(f"no account has the email {email}")
+        return _user(row)
+
+    def enable(self, email: str) -> User:
+        email = normalize_email(email)
+        with self._write() as db:
+            row = db.execute(
+                f"UPDATE users SET disabled_at = NULL WHERE email = ? RETURNING {_USER_COLUMNS}", (email,)
+            ).fetchone()
+        if row is None:
+            raise UnknownUser(f"no account has the email {email}")
+        return _user(row)
+
+    def delete_user(self, user_id: str) -> list[str]:
+        """Remove the account, its devices and codes in one transaction; the ids of all its devices, now refused.
+
+        Deleting the user's data in the warehouse is the caller's next step.
+        """
+        with self._write() as db:
+            row = db.execute("SELECT email FROM users WHERE id = ?", (user_id,)).fetchone()
+            if row is None:
+                raise UnknownUser(f"no account has the id {user_id!r}")
+            device_ids = [
+                device_id
+                for (device_id,) in db.execute(
+                    "SELECT id FROM devices WHERE user_id = ? ORDER BY created_at, id", (user_id,)
+                )
+            ]
+            # Devices and enrollment codes go with the user (ON DELETE CASCADE); the email's failure
+            # records are the account's personal data too.
+            db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+            db.execute("DELETE FROM login_failures WHERE key = ?", (f"email:{row[0]}",))
+        return device_ids
+
+    def get_user(self, user_id: str) -> User:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is None:
+            raise UnknownUser(f"no account has the id {user_id!r}")
+        return _user(row)
+
+    def user_by_email(self, email: str) -> User:
+        email = normalize_email(email)
+        with self._lock:
+            row = self._db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", (email,)).fetchone()
+        if row is None:
+            raise UnknownUser(f"no account has the email {email}")
+        return _user(row)
+
+    def list_users(self) -> list[User]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY created_at, email").fetchall()
+        return [_user(row) for row in rows]
+
+    # -- devices
+
+    def add_device(
+        self,
+        user_id: str,
+        name: str,
+        os: str,
+        os_version: str,
+        cert_serial: int,
+        cert_not_after: float,
+        *,
+        device_id: str | None = None,
+    ) -> Device:
+        """Record an enrolled device of an active account.
+
+        `device_id` defaults to a new one; the gateway passes the id it already put in the certificate.
+        """
+        name = clean_device_name(name)
+        os = _clean_text("OS name", os, minimum=0, maximum=MAX_DEVICE_INFO_LENGTH)
+        os_version = _clean_text("OS version", os_version, minimum=0, maximum=MAX_DEVICE_INFO_LENGTH)
+        serial, not_after = _cert_serial(cert_serial), _cert_not_after(cert_not_after)
+        if device_id is None:
+            device_id = new_device_id()
+        else:
+            try:
+                check_id("device id", device_id)
+            except PkiError as exc:
+                raise InvalidDeviceInfo(str(exc)) from None
+        now = self._clock()
+        with self._write() as db:
+            self._require_active_user(db, user_id)
+            try:
+                db.execute(
+                    "INSERT INTO devices (id, user_id, name, os, os_version, created_at, cert_serial, cert_not_after) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (device_id, user_id, name, os, os_version, now, serial, not_after),
+                )
+            except sqlite3.IntegrityError:
+                raise InvalidDeviceInfo(f"a device with the id {device_id} already exists") from None
+        return Device(device_id, user_id, name, os, os_version, now, False, not_after)
+
+    def _require_active_user(self, db: sqlite3.Connection, user_id: str) -> None:
+        row = db.execute("SELECT email, disabled_at FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is None:
+            raise UnknownUser(f"no account has the id {user_id!r}")
+        if row[1] is not None:
+            raise AccountDisabled(f"the account {row[0]} is disabled; ask the operator of this instance")
+
+    def list_devices(self, user_id: str) -> list[Device]:
+        """All the account's devices, revoked ones included, oldest first."""
+        with self._read() as db:
+            if db.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+                raise UnknownUser(f"no account has the id {user_id!r}")
+            rows = db.execute(
+                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE user_id = ? ORDER BY created_at, id", (user_id,)
+            ).fetchall()
+        return [_device(row) for row in rows]
+
+    def get_device(self, user_id: str, device_id: str) -> Device:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ? AND user_id = ?", (device_id, user_id)
+            ).fetchone()
+        if row is None:
+            raise UnknownDevice(f"the account has no device {device_id!r}")
+        return _device(row)
+
+    def _require_device(self, db: sqlite3.Connection, device_id: str, user_id: str | None = None) -> Device:
+        """The device (of `user_id`, when given); a device of another account is reported as unknown."""
+        row = db.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,)).fetchone()
+        if row is None or (user_id is not None and row[1] != user_id):
+            raise UnknownDevice(f"the account has no device {device_id!r}")
+        return _device(row)
+
+    def rename_device(self, user_id: str, device_id: str, name: str) -> Device:
+        name = clean_device_name(name)
+        with self._write() as db:
+            device = self._require_device(db, device_id, user_id)
+            if device.revoked:
+                raise DeviceRevoked(f"the device {device.name!r} has been revoked")
+            db.execute("UPDATE devices SET name = ? WHERE id = ?", (name, device_id))
+        return replace(device, name=name)
+
+    def revoke_device(self, user_id: str, device_id: str) -> Device:
+        """Refuse the device's certificate from the next call on; revoking a revoked device changes nothing."""
+        with self._write() as db:
+            device = self._require_device(db, device_id, user_id)
+            db.execute(
+                "UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", (self._clock(), device_id)
+            )
+        return replace(device, revoked=True)
+
+    def record_renewal(self, device_id: str, cert_serial: int, cert_not_after: float) -> Device:
+        """Record the device's new certificate, if the device and its account are still active."""
+        serial, not_after = _cert_serial(cert_serial), _cert_not_after(cert_not_after)
+        with self._write() as db:
+            device = self._require_device(db, device_id)
+            if device.revoked:
+                raise DeviceRevoked(f"the device {device.name!r} has been revoked; enroll it again")
+            self._require_active_user(db, device.user_id)
+            db.execute(
+                "UPDATE devices SET cert_serial = ?, cert_not_after = ?, renewed_at = ? WHERE id = ?",
+                (serial, not_after, self._clock(), device_id),
+            )
+        return replace(device, cert_not_after=not_after)
+
+    def update_device_info(self, device_id: str, os: str, os_version: str) -> Device:
+        os = _clean_text("OS name", os, minimum=0, maximum=MAX_DEVICE_INFO_LENGTH)
+        os_version = _clean_text("OS version", os_version, minimum=0, maximum=MAX_DEVICE_INFO_LENGTH)
+        with self._write() as db:
+            device = self._require_device(db, device_id)
+            if device.revoked:
+                raise DeviceRevoked(f"the device {device.name!r} has been revoked")
+            db.execute("UPDATE devices SET os = ?, os_version = ? WHERE id = ?", (os, os_version, device_id))
+        return replace(device, os=os, os_version=os_version)
+
+    def device_is_active(self, user_id: str, device_id: str) -> bool:
+        """Whether a certificate naming this user and device may be used: the device exists, belongs to the
+        user, is not revoked, and the account exists and is not disabled. Called on every ingest batch."""
+        with self._lock:
+            return (
+                self._db.execute(
+                    "SELECT 1 FROM devices JOIN users ON users.id = devices.user_id "
+                    "WHERE devices.id = ? AND devices.user_id = ? "
+                    "AND devices.revoked_at IS NULL AND users.disabled_at IS NULL",
+                    (device_id, user_id),
+                ).fetchone()
+                is not None
+            )
+
+    # -- one-time enrollment codes
+
+    def create_enrollment_code(self, user_id: str, ttl_s: int = ENROLLMENT_CODE_TTL) -> str:
+        """A single-use code that enrolls one device into the account within `ttl_s` seconds."""
+        _ttl("enrollment code", ttl_s, MAX_ENROLLMENT_CODE_TTL)
+        code = new_one_time_code()
+        now = self._clock()
+        with self._write() as db:
+            self._require_active_user(db, user_id)
+            db.execute("DELETE FROM enrollment_codes WHERE expires_at <= ?", (now - _CODE_RETENTION,))
+            db.execute(
+                "INSERT INTO enrollment_codes (code_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (_code_hash(code), user_id, now, now + ttl_s),
+            )
+        return code
+
+    def redeem_enrollment_code(self, code: str) -> User:
+        """The account the code was made for; the code is used up, atomically, even by concurrent callers."""
+        code_hash = _code_hash(code)
+        if code_hash is None:
+            raise InvalidEnrollmentCode("that is not an enrollment code: expected 16 letters and digits")
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(
+                "SELECT user_id, expires_at, used_at FROM enrollment_codes WHERE code_hash = ?", (code_hash,)
+            ).fetchone()
+            if row is None:
+                raise InvalidEnrollmentCode("the enrollment code is not valid")
+            user_id, expires_at, used_at = row
+            if used_at is not None:
+                raise InvalidEnrollmentCode("the enrollment code has already been used")
+            if expires_at <= now:
+                raise InvalidEnrollmentCode("the enrollment code has expired; make a new one in the dashboard")
+            self._require_active_user(db, user_id)
+            db.execute("UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?", (now, code_hash))
+            user = _user(db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone())
+        return user
+
+    # -- tokens
+
+    def revoke_token(self, jti: str, expires_at: float) -> None:
+        """Refuse the token with this id until it expires anyway (logout); expired entries are purged."""
+        with self._write() as db:
+            db.execute("DELETE FROM revoked_tokens WHERE expires_at <= ?", (self._clock(),))
+            db.execute(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) "
+                "ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+                (jti, float(expires_at)),
+            )
+
+    def token_is_revoked(self, jti: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)).fetchone() is not None
+
+    def tokens_valid_after(self, user_id: str) -> int:
+        """Tokens of this user with an `iat` earlier than this (Unix seconds) are revoked."""
+        with self._lock:
+            row = self._db.execute("SELECT tokens_valid_after FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is None:
+            raise UnknownUser(f"no account has the id {user_id!r}")
+        return row[0]
+
+    def token_is_current(self, user_id: str, jti: str, issued_at: int) -> bool:
+        """All the store's checks of a verified token in one query: the account exists and is enabled, the
+        token was issued no earlier than tokens_valid_after, and its id is not revoked."""
+        with self._lock:
+            return (
+                self._db.execute(
+                    "SELECT 1 FROM users WHERE id = ? AND disabled_at IS NULL AND tokens_valid_after <= ? "
+                    "AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?)",
+                    (user_id, issued_at, jti),
+                ).fetchone()
+                is not None
+            )
+
+    # -- sign-up policy
+
+    def signup_mode(self) -> SignupMode:
+        with self._lock:
+            return self._db.execute("SELECT signup_mode FROM instance").fetchone()[0]
+
+    def set_signup_mode(self, mode: SignupMode) -> None:
+        if mode not in SIGNUP_MODES:
+            raise ValueError(f"sign-up mode {mode!r} is not one of {', '.join(SIGNUP_MODES)}")
+        with self._write() as db:
+            db.execute("UPDATE instance SET signup_mode = ?", (mode,))
+
+    def create_invite(self, ttl_s: int = INVITE_TTL) -> str:
+        """A single-use code that lets one person sign up while sign-up is invite-only."""
+        _ttl("invite", ttl_s, MAX_INVITE_TTL)
+        code = new_one_time_code()
+        now = self._clock()
+        with self._write() as db:
+            db.execute("DELETE FROM invites WHERE expires_at <= ?", (now - _CODE_RETENTION,))
+            db.execute(
+                "INSERT INTO invites (code_hash, created_at, expires_at) VALUES (?, ?, ?)",
+                (_code_hash(code), now, now + ttl_s),
+            )
+        return code
+
+
+def _valid_after(now: float) -> int:
+    # Rounded up: a token issued earlier in the same second must not survive. A token issued right after
+    # (e.g. the new session after a password change) should use iat = tokens_valid_after(user).
+    return math.ceil(now)

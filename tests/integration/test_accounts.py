@@ -1,0 +1,209 @@
+"""Accounts, tokens and devices through the real gateway over TLS and mTLS with real certificates."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from collector.enrollment import DeviceInfo, enroll, renew
+from collector.transport import IngestClient
+from gateway.account_client import log_in, sign_up
+from gateway.identity_store import IdentityStore
+from gateway.proto import accounts_pb2 as pb
+from gateway.proto import accounts_pb2_grpc
+from infra.devices import new_account
+from schemas.codec import encode_interval
+from tests.conftest import eventually
+from tests.e2e.test_pipeline import interval, seconds_per_app
+
+
+def ca_pem(stack) -> bytes:
+    return (stack.settings.pki_dir / "ca.crt").read_bytes()
+
+
+def call(stack, service: str, method: str, request, token: str | None = None):
+    """One call on the public port, with the token as bearer metadata when given."""
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
+    with grpc.secure_channel(stack.settings.gateway_public_address, grpc.ssl_channel_credentials(ca_pem(stack))) as ch:
+        stub = getattr(accounts_pb2_grpc, f"{service}Stub")(ch)
+        return getattr(stub, method)(request, metadata=metadata, timeout=30)
+
+
+def refused(fn, *args, **kwargs) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+@pytest.fixture
+def account(stack):
+    user_id, email, password = new_account(stack.settings)
+    token = log_in(stack.settings.gateway_public_address, ca_pem(stack), email, password).token
+    return {"user_id": user_id, "email": email, "password": password, "token": token}
+
+
+def test_sign_up_and_login_give_a_token_naming_the_user(stack, account):
+    me = call(stack, "Accounts", "WhoAmI", pb.Empty(), account["token"])
+    assert (me.user_id, me.email) == (account["user_id"], account["email"])
+
+
+def test_sign_up_refuses_a_taken_email_a_weak_password_and_a_bad_address(stack, account):
+    address, ca = stack.settings.gateway_public_address, ca_pem(stack)
+    taken = refused(sign_up, address, ca, account["email"].upper(), "another long password")
+    assert taken.code() == grpc.StatusCode.ALREADY_EXISTS
+    weak = refused(sign_up, address, ca, f"{uuid.uuid4().hex}@example.org", "short")
+    assert weak.code() == grpc.StatusCode.INVALID_ARGUMENT and "password" in weak.details()
+    bad = refused(sign_up, address, ca, "not-an-address", "a long enough password")
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "email" in bad.details()
+
+
+def test_a_wrong_password_is_refused(stack, account):
+    wrong = refused(log_in, stack.settings.gateway_public_address, ca_pem(stack), account["email"], "wrong password!")
+    assert wrong.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_calls_without_a_valid_token_are_refused(stack):
+    assert refused(call, stack, "Accounts", "WhoAmI", pb.Empty()).code() == grpc.StatusCode.UNAUTHENTICATED
+    forged = refused(call, stack, "Devices", "List", pb.Empty(), "eyJhbGciOiJFZERTQSJ9.e30.c2ln")
+    assert forged.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_logout_revokes_the_token(stack, account):
+    call(stack, "Accounts", "Logout", pb.Empty(), account["token"])
+    after = refused(call, stack, "Accounts", "WhoAmI", pb.Empty(), account["token"])
+    assert after.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in after.details()
+
+
+def test_changing_the_password_revokes_older_tokens(stack, account):
+    request = pb.ChangePasswordRequest(old_password=account["password"], new_password="a brand new passphrase")
+    call(stack, "Accounts", "ChangePassword", request, account["token"])
+    assert refused(call, stack, "Accounts", "WhoAmI", pb.Empty(), account["token"]).code() == (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
+    fresh = log_in(stack.settings.gateway_public_address, ca_pem(stack), account["email"], "a brand new passphrase")
+    assert call(stack, "Accounts", "WhoAmI", pb.Empty(), fresh.token).user_id == account["user_id"]
+
+
+def test_enrollment_certifies_the_devices_own_key_and_records_the_device(stack, account):
+    device = DeviceInfo("work laptop", "Linux", "6.1")
+    identity, creds = enroll(
+        stack.settings.gateway_public_address,
+        ca_pem(stack),
+        device,
+        email=account["email"],
+        password=account["password"],
+    )
+    assert identity.user_id == account["user_id"]
+    cert = x509.load_pem_x509_certificate(creds.cert_pem)
+    key = serialization.load_pem_private_key(creds.key_pem, None)
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    devices = call(stack, "Devices", "List", pb.Empty(), account["token"]).devices
+    assert [(d.device_id, d.name, d.os, d.os_version, d.revoked) for d in devices] == [
+        (identity.device_id, "work laptop", "Linux", "6.1", False)
+    ]
+
+
+def test_a_one_time_enrollment_code_works_exactly_once(stack, account):
+    code = call(stack, "Devices", "CreateEnrollmentCode", pb.Empty(), account["token"]).code
+    address, ca = stack.settings.gateway_public_address, ca_pem(stack)
+    identity, _ = enroll(address, ca, DeviceInfo("desktop"), enrollment_code=code)
+    assert identity.user_id == account["user_id"]
+    again = refused(enroll, address, ca, DeviceInfo("another"), enrollment_code=code)
+    assert again.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_malformed_csr_is_refused(stack, account):
+    request = pb.EnrollRequest(
+        email=account["email"], password=account["password"], csr_pem=b"not a csr", device=pb.DeviceInfo(name="x")
+    )
+    bad = refused(call, stack, "Devices", "Enroll", request)
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_revoked_device_is_refused_from_its_next_call_although_its_certificate_is_valid(stack, account):
+    identity, creds = enroll(
+        stack.settings.gateway_public_address,
+        ca_pem(stack),
+        DeviceInfo("phone-ish"),
+        email=account["email"],
+        password=account["password"],
+    )
+    with IngestClient(stack.settings.gateway_address, creds) as client:
+        assert client.send_batch([encode_interval(interval(0, 0, 10, "Code"))]).accepted == 1
+        call(stack, "Devices", "Revoke", pb.DeviceRef(device_id=identity.device_id), account["token"])
+        after = refused(client.send_batch, [encode_interval(interval(1, 10, 10, "Code"))])
+    assert after.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_renewal_needs_the_device_certificate_and_gives_a_working_one(stack, account):
+    identity, creds = enroll(
+        stack.settings.gateway_public_address,
+        ca_pem(stack),
+        DeviceInfo("renewing"),
+        email=account["email"],
+        password=account["password"],
+    )
+    renewed = renew(stack.settings.gateway_address, creds)
+    assert renewed.key_pem != creds.key_pem
+    with IngestClient(stack.settings.gateway_address, renewed) as client:
+        assert client.send_batch([encode_interval(interval(0, 0, 10, "Code"))]).accepted == 1
+    no_cert = refused(call, stack, "Devices", "Renew", pb.RenewRequest(csr_pem=b""))
+    assert no_cert.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_user_cannot_touch_another_users_devices(stack, account):
+    other_id, other_email, other_password = new_account(stack.settings)
+    theirs, _ = enroll(
+        stack.settings.gateway_public_address,
+        ca_pem(stack),
+        DeviceInfo("theirs"),
+        email=other_email,
+        password=other_password,
+    )
+    assert call(stack, "Devices", "List", pb.Empty(), account["token"]).devices == []
+    revoke = refused(call, stack, "Devices", "Revoke", pb.DeviceRef(device_id=theirs.device_id), account["token"])
+    assert revoke.code() == grpc.StatusCode.NOT_FOUND
+    rename = refused(
+        call, stack, "Devices", "Rename", pb.RenameRequest(device_id=theirs.device_id, name="mine"), account["token"]
+    )
+    assert rename.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_closed_sign_up_is_refused(stack):
+    store = IdentityStore(stack.settings.identity_store_path)
+    store.set_signup_mode("closed")
+    try:
+        closed = refused(new_account, stack.settings)
+        assert closed.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        store.set_signup_mode("open")
+        store.close()
+
+
+def test_deleting_the_account_deletes_its_data_devices_and_login(stack, account, warehouse_client):
+    identity, creds = enroll(
+        stack.settings.gateway_public_address,
+        ca_pem(stack),
+        DeviceInfo("doomed"),
+        email=account["email"],
+        password=account["password"],
+    )
+    with IngestClient(stack.settings.gateway_address, creds) as client:
+        assert client.send_batch([encode_interval(interval(0, 0, 30, "Code"))]).accepted == 1
+        assert eventually(lambda: seconds_per_app(warehouse_client, account["user_id"]) == {"Code": 30.0})
+        call(
+            stack, "Accounts", "DeleteAccount", pb.DeleteAccountRequest(password=account["password"]), account["token"]
+        )
+        assert refused(client.send_batch, [encode_interval(interval(1, 30, 5, "Code"))]).code() == (
+            grpc.StatusCode.PERMISSION_DENIED
+        )
+    rows = warehouse_client.query(
+        "SELECT count() FROM intervals WHERE user_id = {u:String}", parameters={"u": account["user_id"]}
+    ).result_rows[0][0]
+    assert rows == 0
+    gone = refused(log_in, stack.settings.gateway_public_address, ca_pem(stack), account["email"], account["password"])
+    assert gone.code() == grpc.StatusCode.UNAUTHENTICATED
