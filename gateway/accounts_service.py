@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 from clickhouse_connect.driver.client import Client
@@ -36,9 +36,11 @@ from gateway.identity_store import (
     clean_device_name,
 )
 from gateway.pki import DeviceIdentity, PkiError, StackPki, identity_from_certificate, new_device_id, sign_device_csr
+from gateway.producer import BrokerUnavailable
 from gateway.proto import accounts_pb2 as pb
 from gateway.proto import accounts_pb2_grpc
 from gateway.tokens import DASHBOARD_SCOPE, TokenClaims, TokenError, issue_token, verify_token
+from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event
 from warehouse.deletion import delete_user_data
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,7 @@ class Authority:
         token_ttl_s: int,
         device_cert_days: int,
         warehouse: Callable[[], Client],
+        announce: Callable[[bytes], Awaitable[None]],
     ) -> None:
         self.store = store
         self.pki = pki
@@ -105,6 +108,7 @@ class Authority:
         self.token_ttl_s = token_ttl_s
         self.device_cert_days = device_cert_days
         self.warehouse = warehouse
+        self.announce = announce  # publishes an identity event and returns once the broker has it
 
     async def signed_in(self, context: grpc.aio.ServicerContext) -> TokenClaims:
         header = dict(context.invocation_metadata()).get("authorization", "")
@@ -197,10 +201,12 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         except AccountError as exc:
             await refuse(context, exc)
         try:
+            # Workers drop what is still in flight for this user from the moment they read this event.
+            await self.a.announce(encode_event(USER_DELETED, user.id, at_ms=int(time.time() * 1000)))
             await asyncio.to_thread(delete_user_data, self.a.warehouse(), user.id)
-        except Exception as exc:  # the warehouse's failure is the client's UNAVAILABLE, not a crash
+        except Exception as exc:  # the broker's or warehouse's failure is the client's UNAVAILABLE, not a crash
             log.warning("deleting the data of %s failed: %s", user.id, exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; try again later")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the deletion could not complete now; ask again later")
         store.delete_user(user.id)
         log.info("account %s deleted with all its data", user.id)
         return pb.Empty()
@@ -299,5 +305,12 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
             self.a.store.revoke_device(claims.user_id, request.device_id)
         except AccountError as exc:
             await refuse(context, exc)
+        event = encode_event(DEVICE_REVOKED, claims.user_id, request.device_id, int(time.time() * 1000))
+        try:
+            await self.a.announce(event)
+        except BrokerUnavailable:
+            # The device is already refused at the door; only the workers' notice is missing. Revoking
+            # again is harmless, so the client is told to retry.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "revoked, but not yet announced; ask again later")
         log.info("device %s of %s revoked", request.device_id, claims.user_id)
         return pb.Empty()

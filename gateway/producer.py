@@ -46,6 +46,16 @@ class IntervalProducer:
             await self._producer.stop()
             self._producer = None
 
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        """One record, waited for: identity events must be on the broker before the caller goes on."""
+        if self._producer is None:
+            raise BrokerUnavailable("the gateway's producer is not running")
+        try:
+            async with asyncio.timeout(self._send_timeout_s):
+                await self._producer.send_and_wait(topic, value, key=key)
+        except (KafkaError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"the broker did not take the event: {exc!r}") from exc
+
     async def _partition_of(self, key: bytes) -> int:
         # The client's own default partitioner (murmur2, as Java's), so keys land where any producer puts them.
         partitions = sorted(await self._producer.partitions_for(self._topic))

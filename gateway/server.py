@@ -71,7 +71,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             )
         return ingest_pb2.BatchAck(
             batch_id=batch.batch_id,
-            accepted=len(stamped.values),
+            accepted=stamped.accepted,
             errors=[ingest_pb2.RecordError(index=e.index, reason=e.reason) for e in stamped.errors],
         )
 
@@ -119,6 +119,7 @@ class Gateway:
             s.token_ttl_seconds,
             s.device_cert_days,
             self._warehouse_client,
+            lambda event: self.producer.publish(s.identity_topic, b"", event),
         )
         ingest_pb2_grpc.add_IngestServicer_to_server(
             IngestService(self.producer, self.store, s.gateway_max_batch), server

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     intervals_topic: str = "activity.intervals"
     deadletter_topic: str = "activity.deadletter"
+    # Revoked devices and deleted accounts, for the workers to drop what is still in flight.
+    identity_topic: str = "identity.events"
     topic_partitions: int = Field(default=12, ge=1, le=1024)
 
     # Warehouse: the embedded server in the local stack, a real ClickHouse server in production.
@@ -62,8 +64,13 @@ class Settings(BaseSettings):
     # Stream worker.
     worker_id: str = "productimon-warehouse-writer"
     worker_port: int = Field(default=6066, ge=1, le=65535)
-    worker_batch_size: int = Field(default=2000, ge=1, le=100_000)
+    # Topic records per warehouse insert; each record holds one device batch (up to 1000 intervals).
+    worker_batch_records: int = Field(default=20, ge=1, le=10_000)
     worker_batch_seconds: float = Field(default=0.5, gt=0, le=60)
+    # DESIGN.md "Sessions": an app session survives gaps up to session_gap; a focus session, idle
+    # stretches shorter than break_after.
+    session_gap_seconds: float = Field(default=30, gt=0, le=3600)
+    break_after_seconds: float = Field(default=300, gt=0, le=86400)
 
     # Dashboard.
     dashboard_host: str = "127.0.0.1"

@@ -52,8 +52,9 @@ def warehouse_password(settings: Settings) -> str:
 
 def child_env(settings: Settings) -> dict[str, str]:
     """The environment every child gets: the resolved settings, so all agree on ports and secrets."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODUCTIMON_")}
-    env.pop("PRODUCTIMON_CONFIG", None)
+    # Settings travel resolved; only the variables that are not settings pass through as they are.
+    passed = ("PRODUCTIMON_LOG_LEVEL", "PRODUCTIMON_TRACEBACK")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODUCTIMON_") or k in passed}
     for name, value in settings.model_dump(mode="json").items():
         env[f"PRODUCTIMON_{name.upper()}"] = str(value)
     env["PYTHONUNBUFFERED"] = "1"

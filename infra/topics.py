@@ -15,7 +15,11 @@ from infra.settings import Settings
 
 def topic_specs(settings: Settings) -> dict[str, int]:
     """Topic name -> partition count. Created explicitly: brokers auto-create with their own defaults."""
-    return {settings.intervals_topic: settings.topic_partitions, settings.deadletter_topic: 1}
+    return {
+        settings.intervals_topic: settings.topic_partitions,
+        settings.deadletter_topic: 1,
+        settings.identity_topic: 1,
+    }
 
 
 async def ensure_topics(settings: Settings) -> list[str]:

@@ -28,10 +28,14 @@ __all__ = [
     "current_version",
     "decode_interval",
     "decode_stamped",
+    "decode_stamped_batch",
+    "decode_stamped_intervals",
     "encode_interval",
     "encode_stamped",
+    "encode_stamped_batch",
     "encode_with",
     "fingerprint_of",
+    "stamp_encoded_batch",
 ]
 
 MARKER = b"\xc3\x01"
@@ -534,6 +538,8 @@ _INTERVAL = _VERSIONS[("activity_interval", _CURRENT["activity_interval"])]
 _STAMPED = _VERSIONS[("stamped_interval", _CURRENT["stamped_interval"])]
 _INTERVAL_READERS = _READERS["activity_interval"]
 _STAMPED_READERS = _READERS["stamped_interval"]
+_BATCH = _VERSIONS[("stamped_batch", _CURRENT["stamped_batch"])]
+_BATCH_READERS = _READERS["stamped_batch"]
 
 
 def _encode(version: SchemaVersion, record: object) -> bytes:
@@ -609,6 +615,30 @@ def decode_stamped(data: bytes) -> dict[str, Any]:
     return _decode(_STAMPED_READERS, "StampedInterval", data)
 
 
+def encode_stamped_batch(batch: Mapping[str, Any]) -> bytes:
+    """Encode a StampedBatch dict (`user_id`, `device_id`, `received_at`, `intervals`), current schema."""
+    return _encode(_BATCH, batch)
+
+
+def decode_stamped_batch(data: bytes) -> dict[str, Any]:
+    """Decode a StampedBatch written with any known version, in the current version's shape."""
+    return _decode(_BATCH_READERS, "StampedBatch", data)
+
+
+def decode_stamped_intervals(data: bytes) -> dict[str, Any]:
+    """What a record of the intervals topic holds, as a StampedBatch dict, whichever stamped schema wrote it:
+    a StampedBatch, or a single StampedInterval (the first gateway's records) as a batch of one."""
+    if data[2:_HEADER_SIZE] in _STAMPED_READERS:
+        stamped = decode_stamped(data)
+        return {
+            "user_id": stamped["user_id"],
+            "device_id": stamped["device_id"],
+            "received_at": stamped["received_at"],
+            "intervals": [stamped["interval"]],
+        }
+    return decode_stamped_batch(data)
+
+
 def _version(schema_name: str, version: int) -> SchemaVersion:
     try:
         return _VERSIONS[(schema_name, version)]
@@ -635,60 +665,71 @@ def current_version(schema_name: str) -> int:
 
 
 # -- Stamping without re-encoding --------------------------------------------------------------------
-# Avro writes a record as the concatenation of its fields, and StampedInterval is (user_id, device_id,
-# received_at, interval). So when an interval arrived written with the very ActivityInterval version that
-# StampedInterval nests, the stamped body is the identity fields' encoding followed by the interval's body
-# unchanged. The gateway stamps every record it takes; this halves its cost per record.
-_IDENTITY_FIELDS = parse_schema(
+# The gateway stamps every interval it takes. StampedBatch is (user_id, device_id, received_at, intervals:
+# array<ActivityInterval>); Avro writes a record as the concatenation of its fields and an array as a block
+# count, the items and a 0 count. So when the intervals arrived written with the very ActivityInterval
+# version a StampedBatch nests, the stamped bytes are the identity and count followed by the intervals'
+# bodies unchanged: no decoding into and encoding out of Python objects, half the gateway's cost.
+_BATCH_PREFIX_FIELDS = parse_schema(
     {
         "type": "record",
-        "name": "StampedIdentity",
+        "name": "StampedBatchPrefix",
         "fields": [
             {"name": "user_id", "type": "string"},
             {"name": "device_id", "type": "string"},
             {"name": "received_at", "type": "long"},
+            {"name": "count", "type": "long"},
         ],
     }
 )
+_END_OF_ARRAY = b"\x00"
 
 
-def stamped_prefix(user_id: str, device_id: str, received_at: int) -> bytes:
-    """The bytes of a StampedInterval up to its nested interval, for one device's batch."""
+def _batch_by_concatenation(identity: Mapping[str, Any], encoded_intervals: list[bytes]) -> bytes:
     buffer = io.BytesIO()
-    buffer.write(_STAMPED.header)
-    schemaless_writer(
-        buffer, _IDENTITY_FIELDS, {"user_id": user_id, "device_id": device_id, "received_at": received_at}
-    )
+    buffer.write(_BATCH.header)
+    schemaless_writer(buffer, _BATCH_PREFIX_FIELDS, {**identity, "count": len(encoded_intervals)})
+    for encoded in encoded_intervals:
+        buffer.write(memoryview(encoded)[_HEADER_SIZE:])
+    buffer.write(_END_OF_ARRAY)
     return buffer.getvalue()
 
 
-def _nests_current_interval() -> bool:
-    """Whether StampedInterval nests exactly the current ActivityInterval (checked once, by example)."""
+def _batch_nests_current_interval() -> bool:
+    """Whether StampedBatch nests exactly the current ActivityInterval (checked once, by example)."""
     sample = {
         "event_id": "00000000-0000-4000-8000-000000000000",
         "device_seq": 1,
         "start": 1,
         "end": 2,
         "app": "a",
-        "title": "t",
-        "url": None,
+        "title": None,
+        "url": "u",
         "keystrokes": 3,
         "clicks": 4,
-        "idle": False,
+        "idle": True,
     }
-    stamped = {"user_id": "u", "device_id": "d", "received_at": 5, "interval": sample}
-    return encode_stamped(stamped) == stamped_prefix("u", "d", 5) + encode_interval(sample)[_HEADER_SIZE:]
+    identity = {"user_id": "u", "device_id": "d", "received_at": 5}
+    encoded = [encode_interval(sample), encode_interval(sample)]
+    return encode_stamped_batch({**identity, "intervals": [sample, sample]}) == _batch_by_concatenation(
+        identity, encoded
+    )
 
 
-_STAMP_BY_CONCATENATION = _nests_current_interval()
+_BATCH_BY_CONCATENATION = _batch_nests_current_interval()
 
 
-def stamp_encoded_interval(prefix: bytes, encoded_interval: bytes) -> bytes | None:
-    """StampedInterval bytes made from a `stamped_prefix` and an interval as it arrived, when the interval
-    was written with the nested version; None otherwise (the caller then encodes the decoded record).
+def stamp_encoded_batch(user_id: str, device_id: str, received_at: int, encoded_intervals: list[bytes]) -> bytes | None:
+    """StampedBatch bytes made from intervals as they arrived, when every one was written with the version
+    the batch nests; None otherwise (the caller then encodes the decoded records).
 
-    The interval must already have been decoded successfully (so it has no trailing bytes).
+    Every interval must already have been decoded successfully (so none has trailing bytes).
     """
-    if _STAMP_BY_CONCATENATION and encoded_interval[:_HEADER_SIZE] == _INTERVAL.header:
-        return prefix + encoded_interval[_HEADER_SIZE:]
-    return None
+    # An empty array is a lone 0 count, not a block of 0 items: leave that rare case to the encoder.
+    if not _BATCH_BY_CONCATENATION or not encoded_intervals:
+        return None
+    header = _INTERVAL.header
+    if any(encoded[:_HEADER_SIZE] != header for encoded in encoded_intervals):
+        return None
+    identity = {"user_id": user_id, "device_id": device_id, "received_at": received_at}
+    return _batch_by_concatenation(identity, encoded_intervals)

@@ -1,28 +1,37 @@
-"""The warehouse writer: a faust agent that turns the intervals topic into warehouse rows, in batches.
+"""The stream worker: a faust agent that turns the intervals topic into warehouse rows and sessions.
 
-Delivery: an event is acknowledged (and its offset later committed) only after the insert that holds
-it succeeded. Inserts are retried while the warehouse is away; a worker told to stop in the middle of
-an unstored batch exits without committing, so the batch is delivered again. The warehouse's keys
-make that second delivery a no-op.
+For each batch: decode and trim, drop what belongs to revoked devices and deleted accounts, cut each
+device's intervals into sessions from its saved state, insert intervals and session versions into the
+warehouse, and only then save the new state and acknowledge. So a worker killed at any moment either
+left nothing (the batch comes again and is recomputed identically: versions are device sequence
+numbers, so the rows are the same) or saved state ahead of its committed offsets (the batch comes
+again and is recognised as already done). A second delivery is a no-op either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from clickhouse_connect.driver.client import Client
 
 from infra.cli import command
 from infra.settings import Settings, load_settings
-from stream_jobs.rows import build_rows
+from schemas.identity_events import BadIdentityEvent, decode_event
+from stream_jobs.revocations import Revocations
+from stream_jobs.rows import decode_intervals, interval_columns, session_rows
+from stream_jobs.sessionize import Advance, DeviceState, SessionRules, advance
 from warehouse.client import connect
 from warehouse.migrate import apply_migrations
-from warehouse.writes import store_intervals
+from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, store_intervals, store_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +48,64 @@ def broker_options(settings: Settings) -> dict[str, object]:
             broker_session_timeout=6,
             broker_heartbeat_interval=1,
             # tansu reports a partition's end as the last batch's first offset + 1; one record per
-            # batch keeps end offsets (and so table recovery) right for what faust itself produces.
+            # batch keeps end offsets, and so the recovery of the session table, right.
             producer_max_batch_size=1,
         )
     return options
+
+
+def rules_of(settings: Settings) -> SessionRules:
+    return SessionRules(
+        session_gap_ms=int(settings.session_gap_seconds * 1000), break_after_ms=int(settings.break_after_seconds * 1000)
+    )
+
+
+def sessionize_batch(
+    intervals: list[dict], saved: Callable[[str], dict | None], rules: SessionRules
+) -> dict[str, Advance]:
+    """Each device's intervals (in arrival order) advanced from its saved state."""
+    by_device: dict[str, list[dict]] = {}
+    for interval in intervals:
+        by_device.setdefault(interval["device_id"], []).append(interval)
+    result = {}
+    for device_id, items in by_device.items():
+        state = saved(device_id)
+        result[device_id] = advance(DeviceState.from_dict(state) if state else None, items, rules)
+    return result
+
+
+async def follow_identity_events(settings: Settings, revocations: Revocations, caught_up: asyncio.Event) -> None:
+    """Read the whole identity topic, then follow it; `caught_up` is set once everything present is read."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.identity_topic, p) for p in await _partitions(consumer, settings)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        # The gateway sends identity events one record per batch, so the embedded broker's end offsets
+        # are right for this topic.
+        ends = await consumer.end_offsets(partitions)
+        while True:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    try:
+                        revocations.apply(decode_event(record.value))
+                    except BadIdentityEvent as exc:
+                        log.warning("ignoring identity event at offset %d: %s", record.offset, exc)
+            if not caught_up.is_set() and all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
+                caught_up.set()
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, settings: Settings) -> list[int]:
+    for _ in range(100):
+        found = consumer.partitions_for_topic(settings.identity_topic)
+        if found:
+            return sorted(found)
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topic {settings.identity_topic} does not exist; create the stack's topics first")
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -53,39 +116,90 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=settings.topic_partitions,
-        topic_allow_declare=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         **broker_options(settings),
     )
-    intervals = app.topic(settings.intervals_topic, key_type=bytes, value_type=bytes)
+    intervals_topic = app.topic(settings.intervals_topic, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
+    # Per device: the sessionizer's state (JSON). Keyed by device id like the topic, and partitioned by
+    # the same partitioner, so a device's state lives on the worker that owns its intervals.
+    device_states = app.Table(
+        "device-sessions",
+        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        partitions=settings.topic_partitions,
+        use_partitioner=True,
+    )
+    rules = rules_of(settings)
+    revocations = Revocations()
+    identity_caught_up = asyncio.Event()
     warehouse: dict[str, Client] = {}
+    inserts = ThreadPoolExecutor(max_workers=3, thread_name_prefix="warehouse-insert")
 
     def warehouse_client() -> Client:
         if "client" not in warehouse:
             warehouse["client"] = connect(settings)
         return warehouse["client"]
 
-    @app.agent(intervals, name="write-intervals")
+    def saved_state(device_id: str) -> dict | None:
+        raw = device_states.get(device_id.encode())
+        return json.loads(raw) if raw else None
+
+    @app.task
+    async def identity_events() -> None:
+        await follow_identity_events(settings, revocations, identity_caught_up)
+
+    @app.agent(intervals_topic, name="write-intervals")
     async def write_intervals(stream):
-        async for events in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_seconds):
-            batch = build_rows(event.value for event in events)
-            for value, reason in batch.rejected:
+        waited_since = time.monotonic()
+        async for events in stream.take_events(settings.worker_batch_records, within=settings.worker_batch_seconds):
+            began = time.monotonic()
+            # What was revoked before this batch must be known before it is stored.
+            await identity_caught_up.wait()
+            intervals, rejected = decode_intervals(event.value for event in events)
+            for value, reason in rejected:
                 log.warning("dead-lettering a record of %s: %s", settings.intervals_topic, reason)
-                fut = await deadletter.send(value=value, headers={"reason": reason.encode()})
-                await fut
-            if len(batch):
-                await _store_until_done(
-                    lambda columns=batch.columns: store_intervals(warehouse_client(), columns), warehouse
-                )
-            log.debug("stored %d intervals", len(batch))
+                await (await deadletter.send(value=value, headers={"reason": reason.encode()}))
+            kept = [i for i in intervals if not revocations.drops(i["user_id"], i["device_id"])]
+            if len(kept) < len(intervals):
+                log.info("dropped %d intervals of revoked devices or deleted accounts", len(intervals) - len(kept))
+            advances = sessionize_batch(kept, saved_state, rules)
+            columns = interval_columns(kept)
+            app_rows = session_rows((s for a in advances.values() for s in a.app_sessions), APP_SESSION_COLUMNS)
+            focus_rows = session_rows((s for a in advances.values() for s in a.focus_sessions), FOCUS_SESSION_COLUMNS)
+
+            def store(columns=columns, app_rows=app_rows, focus_rows=focus_rows) -> None:
+                # Three tables, three inserts at once: each waits mostly on the warehouse, not on Python.
+                client = warehouse_client()
+                pending = [
+                    inserts.submit(store_intervals, client, columns),
+                    inserts.submit(store_rows, client, "app_sessions", APP_SESSION_COLUMNS, app_rows),
+                    inserts.submit(store_rows, client, "focus_sessions", FOCUS_SESSION_COLUMNS, focus_rows),
+                ]
+                for insert in pending:
+                    insert.result()
+
+            if kept:
+                await _store_until_done(store, warehouse)
+            # Saved only after the warehouse has the rows: see the module docstring.
+            for device_id, adv in advances.items():
+                device_states[device_id.encode()] = json.dumps(adv.state.to_dict()).encode()
+            done = time.monotonic()
+            log.debug(
+                "%d records, %d intervals of %d devices: waited %.3fs, stored in %.3fs",
+                len(events),
+                len(intervals),
+                len(advances),
+                began - waited_since,
+                done - began,
+            )
+            waited_since = done
 
     return app
 
 
-async def _store_until_done(insert: Callable[[], int], warehouse: dict[str, Client]) -> None:
+async def _store_until_done(insert: Callable[[], None], warehouse: dict[str, Client]) -> None:
     """Run the insert until it succeeds; never return (and so never acknowledge) before it has."""
     delay = _RETRY_FIRST_S
     try:

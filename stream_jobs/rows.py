@@ -1,56 +1,66 @@
-"""From stamped intervals on the topic to warehouse rows: decode, trim the URL, lay out by column.
+"""From stamped intervals on the topic to warehouse rows: decode, trim the URL, lay out for insert.
 
-Pure: no broker, no warehouse. Records that cannot be read are returned with a reason so the worker
-can dead-letter them without stopping.
+Pure: no broker, no warehouse. Records that cannot be read come back with a reason, so the worker can
+dead-letter them without stopping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from schemas.codec import CodecError, decode_stamped
+from gateway.validation import interval_problem
+from schemas.codec import CodecError, decode_stamped_intervals, encode_interval
+from stream_jobs.sessionize import AppSession, FocusSession
 from stream_jobs.trim import site_of
 from warehouse.writes import INTERVAL_COLUMNS
-
-
-@dataclass
-class RowBatch:
-    columns: list[list[object]] = field(default_factory=lambda: [[] for _ in INTERVAL_COLUMNS])
-    rejected: list[tuple[bytes, str]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.columns[0])
 
 
 def _utc_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def build_rows(values: Iterable[bytes]) -> RowBatch:
-    """Decode each StampedInterval, trim its URL to the site, and append it as a warehouse row."""
-    batch = RowBatch()
-    cols = batch.columns
-    (user, device, event, seq, start, end, app, title, site, keys, clicks, idle, received) = cols
+def decode_intervals(values: Iterable[bytes]) -> tuple[list[dict], list[tuple[bytes, str]]]:
+    """Flat interval dicts (identity, interval fields, trimmed `site`) and the (value, reason) refused: whole
+    records that cannot be read, or single intervals (re-encoded) that break the gateway's rules."""
+    intervals: list[dict] = []
+    rejected: list[tuple[bytes, str]] = []
     for value in values:
         try:
-            stamped = decode_stamped(value)
+            batch = decode_stamped_intervals(value)
         except CodecError as exc:
-            batch.rejected.append((value, f"undecodable StampedInterval: {exc}"))
+            rejected.append((value, f"undecodable stamped intervals: {exc}"))
             continue
-        interval = stamped["interval"]
-        user.append(stamped["user_id"])
-        device.append(stamped["device_id"])
-        event.append(interval["event_id"])
-        seq.append(interval["device_seq"])
-        start.append(_utc_ms(interval["start"]))
-        end.append(_utc_ms(interval["end"]))
-        app.append(interval["app"])
-        title.append(interval.get("title") or "")
-        site.append(site_of(interval.get("url")) or "")
-        keys.append(interval["keystrokes"])
-        clicks.append(interval["clicks"])
-        idle.append(interval["idle"])
-        received.append(_utc_ms(stamped["received_at"]))
-    return batch
+        user_id, device_id, received_at = batch["user_id"], batch["device_id"], batch["received_at"]
+        for interval in batch["intervals"]:
+            # The gateway's rules again: the topic may hold records that did not come through it.
+            problem = interval_problem(interval, received_at)
+            if problem:
+                rejected.append((encode_interval(interval), f"invalid interval of device {device_id}: {problem}"))
+                continue
+            interval["user_id"] = user_id
+            interval["device_id"] = device_id
+            interval["received_at"] = received_at
+            # Clients are not trusted: whatever the collector removed, only the site is kept from here on.
+            interval["site"] = site_of(interval.pop("url", None)) or ""
+            interval["title"] = interval.get("title") or ""
+            intervals.append(interval)
+    return intervals, rejected
+
+
+def interval_columns(intervals: Sequence[dict]) -> list[list[object]]:
+    """Column-oriented rows in INTERVAL_COLUMNS order."""
+    as_time = {"start", "end", "received_at"}
+    return [
+        [_utc_ms(i[name]) for i in intervals] if name in as_time else [i[name] for i in intervals]
+        for name in INTERVAL_COLUMNS
+    ]
+
+
+def session_rows(sessions: Iterable[AppSession | FocusSession], columns: Sequence[str]) -> list[tuple]:
+    """Row-oriented session versions in `columns` order (APP_SESSION_COLUMNS or FOCUS_SESSION_COLUMNS)."""
+    rows = []
+    for s in sessions:
+        values = {**vars(s), "start": _utc_ms(s.start), "end": _utc_ms(s.end)}
+        rows.append(tuple(values[c] for c in columns))
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,17 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         yield running
     finally:
         running.down()
+
+
+@contextmanager
+def private_stack_running(data_dir: Path, **overrides: object) -> Iterator[Stack]:
+    """A stack of one's own (broker, warehouse, gateway, one worker), for tests that break things."""
+    stack = Stack(stack_settings(data_dir, **overrides), _quiet)
+    try:
+        stack.up(dashboard=False)
+        yield stack
+    finally:
+        stack.down()
 
 
 @pytest.fixture(scope="session")

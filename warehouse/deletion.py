@@ -10,7 +10,7 @@ from clickhouse_connect.driver.client import Client
 
 # Every table with rows of a user. A new table holding user rows must be added here; a test scans the
 # warehouse's tables and fails for any user column not covered.
-USER_TABLES = ("intervals",)
+USER_TABLES = ("intervals", "app_sessions", "focus_sessions")
 
 _SYNC = {"mutations_sync": 2}
 

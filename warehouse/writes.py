@@ -35,3 +35,41 @@ def store_intervals(client: Client, columns: Sequence[Sequence[object]]) -> int:
     if rows:
         client.insert("intervals", columns, column_names=INTERVAL_COLUMNS, column_oriented=True)
     return rows
+
+
+APP_SESSION_COLUMNS = (
+    "user_id",
+    "device_id",
+    "session_id",
+    "app",
+    "site",
+    "start",
+    "end",
+    "active_ms",
+    "keystrokes",
+    "clicks",
+    "intervals",
+    "closed",
+    "version",
+)
+FOCUS_SESSION_COLUMNS = (
+    "user_id",
+    "device_id",
+    "session_id",
+    "start",
+    "end",
+    "active_ms",
+    "context_switches",
+    "app_sessions",
+    "keystrokes",
+    "clicks",
+    "closed",
+    "version",
+)
+
+
+def store_rows(client: Client, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> int:
+    """Insert row-oriented data into a session table; versions make a repeated insert a no-op."""
+    if rows:
+        client.insert(table, rows, column_names=columns)
+    return len(rows)

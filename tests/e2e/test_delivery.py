@@ -8,13 +8,14 @@ import time
 
 import grpc
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from collector.transport import IngestClient
 from infra.devices import new_user_device
 from infra.stack import Stack
 from infra.topics import committed_offsets
 from schemas.codec import encode_interval
-from tests.conftest import _quiet, eventually, stack_settings
+from tests.conftest import eventually, private_stack_running
 from tests.e2e.test_pipeline import interval, seconds_per_app
 from warehouse.client import connect
 
@@ -23,12 +24,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def private_stack(tmp_path):
-    stack = Stack(stack_settings(tmp_path, gateway_send_timeout_seconds=3.0, topic_partitions=2), _quiet)
-    try:
-        stack.up(dashboard=False)
+    with private_stack_running(tmp_path, gateway_send_timeout_seconds=3.0, topic_partitions=2) as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 def committed_total(stack: Stack) -> int:
@@ -59,7 +56,8 @@ def test_worker_commits_nothing_until_the_warehouse_stored_it(private_stack):
     private_stack.start_warehouse()
     client = connect(private_stack.settings)
     assert eventually(lambda: seconds_per_app(client, identity.user_id) == {"Code": 1200.0}, 90)
-    assert eventually(lambda: committed_total(private_stack) == 40, 30)
+    # The gateway wrote the accepted batch as one record; its offset is committed now that it is stored.
+    assert eventually(lambda: committed_total(private_stack) == 1, 30)
 
 
 def test_worker_killed_mid_stream_loses_and_double_counts_nothing(private_stack):
@@ -80,3 +78,38 @@ def test_worker_killed_mid_stream_loses_and_double_counts_nothing(private_stack)
         "SELECT count() FROM intervals FINAL WHERE user_id = {u:String}", parameters={"u": identity.user_id}
     ).result_rows[0][0]
     assert count == 3000
+
+
+def test_unreadable_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(private_stack):
+    settings = private_stack.settings
+    garbage = b"\xc3\x01" + b"\x00" * 8 + b"not an interval"
+
+    async def produce_garbage() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.intervals_topic, garbage, key=b"some-device")
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce_garbage())
+    identity, creds = new_user_device(settings)
+    with IngestClient(settings.gateway_address, creds) as client:
+        assert client.send_batch([encode_interval(interval(0, 0, 42, "Code"))]).accepted == 1
+    assert eventually(lambda: seconds_per_app(connect(settings), identity.user_id) == {"Code": 42.0}, 60)
+
+    async def dead_letters() -> list:
+        consumer = AIOKafkaConsumer(
+            settings.deadletter_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=3000)
+            return [r for records in batches.values() for r in records]
+        finally:
+            await consumer.stop()
+
+    records = asyncio.run(dead_letters())
+    assert [r.value for r in records] == [garbage]
+    reason = dict(records[0].headers)["reason"].decode()
+    assert "undecodable" in reason or "unknown schema" in reason

@@ -18,12 +18,14 @@ from schemas.codec import (
     current_version,
     decode_interval,
     decode_stamped,
+    decode_stamped_batch,
+    decode_stamped_intervals,
     encode_interval,
     encode_stamped,
+    encode_stamped_batch,
     encode_with,
     fingerprint_of,
-    stamp_encoded_interval,
-    stamped_prefix,
+    stamp_encoded_batch,
 )
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -386,17 +388,38 @@ def test_two_versions_with_one_canonical_form_are_refused(tmp_path):
 # -- stamping by concatenation ---------------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
-@given(intervals, st.text(min_size=1, max_size=64), st.text(min_size=1, max_size=64), st.integers(0, 2**62))
-def test_stamping_by_concatenation_equals_encoding_the_stamped_record(interval, user_id, device_id, received_at):
-    stamped = stamp_encoded_interval(stamped_prefix(user_id, device_id, received_at), encode_interval(interval))
-    expected = encode_stamped(
-        {"user_id": user_id, "device_id": device_id, "received_at": received_at, "interval": interval}
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(intervals, min_size=1, max_size=8),
+    st.text(min_size=1, max_size=64),
+    st.text(min_size=1, max_size=64),
+    st.integers(0, 2**62),
+)
+def test_stamping_by_concatenation_equals_encoding_the_batch(batch, user_id, device_id, received_at):
+    stamped = stamp_encoded_batch(user_id, device_id, received_at, [encode_interval(i) for i in batch])
+    expected = encode_stamped_batch(
+        {"user_id": user_id, "device_id": device_id, "received_at": received_at, "intervals": batch}
     )
     assert stamped == expected
-    assert decode_stamped(stamped)["interval"] == decode_interval(encode_interval(interval))
+    decoded = decode_stamped_batch(stamped)
+    assert decoded["intervals"] == [decode_interval(encode_interval(i)) for i in batch]
+
+
+def test_an_empty_batch_is_left_to_the_encoder():
+    assert stamp_encoded_batch("u", "d", 1, []) is None
+    empty = {"user_id": "u", "device_id": "d", "received_at": 1, "intervals": []}
+    assert decode_stamped_batch(encode_stamped_batch(empty)) == empty
 
 
 def test_stamping_an_older_version_falls_back_to_encoding():
     old = encode_with("activity_interval", 1, {k: v for k, v in an_interval().items() if k != "url"})
-    assert stamp_encoded_interval(stamped_prefix("u", "d", 1), old) is None
+    assert stamp_encoded_batch("u", "d", 1, [encode_interval(an_interval()), old]) is None
+
+
+def test_topic_records_of_either_stamped_schema_read_as_a_batch():
+    single = decode_stamped_intervals(encode_stamped(a_stamped()))
+    assert single["intervals"] == [an_interval()] and single["user_id"] == a_stamped()["user_id"]
+    batch = {"user_id": "u", "device_id": "d", "received_at": 3, "intervals": [an_interval(), an_interval()]}
+    assert decode_stamped_intervals(encode_stamped_batch(batch)) == batch
+    with pytest.raises(CorruptRecord):
+        decode_stamped_intervals(b"\xc3\x01")

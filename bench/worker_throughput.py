@@ -1,0 +1,225 @@
+"""Intervals/s through one stream worker from the topic into the warehouse (decode, trim, sessionize,
+insert), beside a bare consume-and-insert baseline in the same run; and freshness, from the gateway's
+acknowledgement to visible in a query, at 5,000 intervals/s (issue: stream jobs figures)."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench._stack import bench_stack
+from collector.transport import IngestClient
+from infra.devices import new_user_device
+from infra.settings import Settings
+from infra.stack import Stack
+from schemas.codec import encode_interval, encode_stamped_batch
+from stream_jobs.rows import decode_intervals, interval_columns
+from warehouse.client import connect
+from warehouse.writes import store_intervals
+
+DEVICES = 200
+PER_DEVICE = 1000
+TARGET_RATE = 30_000
+FRESHNESS_RATE = 5_000
+FRESHNESS_SECONDS = 20
+FRESHNESS_DEVICES = 10
+TARGET_P95_S = 2.0
+APPS = [
+    ("Code", None),
+    ("Firefox", "https://github.com/a/b?x=1"),
+    ("Firefox", "https://www.google.com/search?q=x"),
+    ("Slack", None),
+    ("Terminal", None),
+    ("Firefox", "https://docs.python.org/3/"),
+]
+
+
+def _stream(device: int, n: int, start_ms: int) -> list[dict]:
+    out, t = [], start_ms
+    for seq in range(n):
+        app, url = APPS[(seq // 4 + device) % len(APPS)]
+        length = 5_000 + (seq * 7919 % 55_000)
+        out.append(
+            {
+                "event_id": str(uuid.uuid4()),
+                "device_seq": seq,
+                "start": t,
+                "end": t + length,
+                "app": app,
+                "title": f"{app} window {seq % 5}",
+                "url": url,
+                "keystrokes": seq % 120,
+                "clicks": seq % 11,
+                "idle": seq % 40 == 39,
+            }
+        )
+        t += length + (400_000 if seq % 97 == 96 else 1_000)
+    return out
+
+
+async def _preload(settings: Settings) -> int:
+    """DEVICES devices' intervals straight into the topic, as the gateway writes them (a StampedBatch
+    record per batch of 500); returns how many intervals."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_batch_size=1 << 20)
+    await producer.start()
+    now = int(time.time() * 1000)
+    start = now - 40 * 86_400_000
+    total = 0
+    for d in range(DEVICES):
+        device_id = str(uuid.uuid4())
+        stream = _stream(d, PER_DEVICE, start)
+        for b in range(0, len(stream), 500):
+            chunk = stream[b : b + 500]
+            value = encode_stamped_batch(
+                {"user_id": f"bench-user-{d % 50}", "device_id": device_id, "received_at": now, "intervals": chunk}
+            )
+            await producer.send_and_wait(settings.intervals_topic, value, key=device_id.encode())
+            total += len(chunk)
+    await producer.stop()
+    return total
+
+
+def _count(settings: Settings, table: str = "intervals") -> int:
+    client = connect(settings)
+    try:
+        return client.query(f"SELECT count() FROM {table}").result_rows[0][0]
+    finally:
+        client.close()
+
+
+def _wait_for_count(settings: Settings, expected: int, timeout_s: float = 600) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _count(settings) >= expected:
+            return time.monotonic()
+        time.sleep(0.1)
+    raise TimeoutError(f"only {_count(settings)} of {expected} intervals arrived")
+
+
+async def _bare_consume_and_insert(settings: Settings, expected: int) -> float:
+    """Baseline: consume, decode, trim, insert the intervals only (no sessions, no state); intervals/s."""
+    consumer = AIOKafkaConsumer(
+        settings.intervals_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id="bench-bare",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        max_poll_records=2000,
+    )
+    await consumer.start()
+    client = connect(settings)
+    done = 0
+    begin = None
+    while done < expected:
+        batches = await consumer.getmany(timeout_ms=500, max_records=20)
+        values = [r.value for records in batches.values() for r in records]
+        if not values:
+            continue
+        begin = begin or time.monotonic()
+        intervals, _ = decode_intervals(values)
+        await asyncio.to_thread(store_intervals, client, interval_columns(intervals))
+        await consumer.commit()
+        done += len(intervals)
+    elapsed = time.monotonic() - begin
+    await consumer.stop()
+    client.close()
+    return expected / elapsed
+
+
+def _freshness(stack: Stack) -> list[float]:
+    """Send FRESHNESS_RATE intervals/s through the gateway; seconds from each batch's ack to visible."""
+    settings = stack.settings
+    devices = [new_user_device(settings, f"fresh-{d}") for d in range(FRESHNESS_DEVICES)]
+    per_tick = FRESHNESS_RATE // FRESHNESS_DEVICES // 10  # 10 ticks a second
+    acked: list[tuple[str, int, float]] = []  # device, last seq, ack time
+    seen: dict[str, list[tuple[float, int]]] = {identity.device_id: [] for identity, _ in devices}
+    stop = threading.Event()
+    users = [identity.user_id for identity, _ in devices]
+
+    def poll() -> None:
+        client = connect(settings)
+        query = (
+            "SELECT device_id, max(device_seq) FROM intervals WHERE user_id IN {users:Array(String)} GROUP BY device_id"
+        )
+        while not stop.is_set():
+            rows = client.query(query, parameters={"users": users}).result_rows
+            now = time.monotonic()
+            for device_id, seq in rows:
+                seen[device_id].append((now, seq))
+            time.sleep(0.05)
+        client.close()
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    clients = [(identity, IngestClient(settings.gateway_address, creds)) for identity, creds in devices]
+    streams = {
+        identity.device_id: _stream(i, per_tick * 10 * FRESHNESS_SECONDS, int(time.time() * 1000) - 14 * 86_400_000)
+        for i, (identity, _) in enumerate(devices)
+    }
+    begin = time.monotonic()
+    for tick in range(10 * FRESHNESS_SECONDS):
+        for identity, client in clients:
+            chunk = streams[identity.device_id][tick * per_tick : (tick + 1) * per_tick]
+            ack = client.send_batch([encode_interval(i) for i in chunk])
+            if ack.errors:
+                raise RuntimeError(f"the gateway refused benchmark intervals: {ack.errors[0].reason}")
+            acked.append((identity.device_id, chunk[-1]["device_seq"], time.monotonic()))
+        time.sleep(max(0.0, begin + (tick + 1) / 10 - time.monotonic()))
+    time.sleep(5)
+    stop.set()
+    poller.join()
+    for _, client in clients:
+        client.close()
+    delays = []
+    for device_id, seq, ack_time in acked:
+        visible = next((t for t, s in seen[device_id] if s >= seq and t >= ack_time), None)
+        delays.append((visible - ack_time) if visible is not None else float("inf"))
+    return sorted(delays)
+
+
+def run(progress) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        stack = bench_stack(Path(tmp), topic_partitions=12)
+        settings = stack.settings
+        try:
+            stack.start_broker()
+            stack.start_warehouse()
+            stack.start_gateway()
+            total = asyncio.run(_preload(settings))
+            progress(f"preloaded {total:,} intervals of {DEVICES} devices into {settings.intervals_topic}")
+            bare = asyncio.run(_bare_consume_and_insert(stack.settings, total))
+            progress(f"bare consume + decode + insert: {bare:,.0f} intervals/s")
+            client = connect(stack.settings)
+            client.command("TRUNCATE TABLE intervals")
+            client.close()
+            stack.start_worker()
+            begin = time.monotonic()
+            worker_rate = total / (_wait_for_count(stack.settings, total) - begin)
+            progress(f"worker (trim + sessionize + insert): {worker_rate:,.0f} intervals/s")
+            app_sessions = _count(stack.settings, "app_sessions FINAL")
+            delays = _freshness(stack)
+        finally:
+            stack.down()
+    p50, p95 = delays[len(delays) // 2], delays[int(len(delays) * 0.95)]
+    progress(f"freshness at {FRESHNESS_RATE}/s: p50 {p50:.2f} s, p95 {p95:.2f} s ({len(delays)} batches)")
+    return {
+        "intervals": total,
+        "devices": DEVICES,
+        "worker_intervals_per_s": round(worker_rate),
+        "bare_consume_insert_per_s": round(bare),
+        "ratio_worker_to_bare": round(worker_rate / bare, 3),
+        "app_sessions_written": app_sessions,
+        "freshness_rate_per_s": FRESHNESS_RATE,
+        "freshness_p50_s": round(p50, 3),
+        "freshness_p95_s": round(p95, 3),
+        "target": f">= {TARGET_RATE}/s per worker; freshness p95 < {TARGET_P95_S} s at {FRESHNESS_RATE}/s",
+        "meets_target": worker_rate >= TARGET_RATE and p95 < TARGET_P95_S,
+    }

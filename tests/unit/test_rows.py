@@ -1,0 +1,51 @@
+"""Topic records to warehouse rows: sites only, identity from the stamp, bad input set aside with a reason."""
+
+import uuid
+
+from schemas.codec import decode_interval, encode_stamped_batch
+from stream_jobs.rows import decode_intervals
+
+NOW = 1_780_000_000_000
+
+
+def an_interval(**changes) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "device_seq": 1,
+        "start": NOW - 10_000,
+        "end": NOW - 5_000,
+        "app": "Firefox",
+        "title": None,
+        "url": "https://user:pw@www.example.com/path?q=secret#frag",
+        "keystrokes": 1,
+        "clicks": 2,
+        "idle": False,
+    } | changes
+
+
+def record(*intervals) -> bytes:
+    return encode_stamped_batch({"user_id": "u1", "device_id": "d1", "received_at": NOW, "intervals": list(intervals)})
+
+
+def test_a_record_becomes_intervals_with_the_site_only_and_the_stamped_identity():
+    intervals, rejected = decode_intervals([record(an_interval(), an_interval(url=None))])
+    assert rejected == []
+    assert [(i["user_id"], i["device_id"], i["site"], i["title"]) for i in intervals] == [
+        ("u1", "d1", "example.com", ""),
+        ("u1", "d1", "", ""),
+    ]
+    assert all("url" not in i for i in intervals)
+
+
+def test_an_unreadable_record_is_set_aside_whole_and_the_rest_goes_on():
+    intervals, rejected = decode_intervals([b"\xc3\x01garbage!", record(an_interval())])
+    assert len(intervals) == 1
+    assert rejected[0][0] == b"\xc3\x01garbage!" and "undecodable" in rejected[0][1]
+
+
+def test_an_interval_breaking_the_gateways_rules_is_set_aside_alone():
+    bad = an_interval(end=NOW - 20_000)
+    intervals, rejected = decode_intervals([record(an_interval(), bad)])
+    assert len(intervals) == 1
+    assert [reason for _, reason in rejected] == ["invalid interval of device d1: end is before start"]
+    assert decode_interval(rejected[0][0])["event_id"] == bad["event_id"]
