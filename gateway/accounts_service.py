@@ -42,6 +42,7 @@ from gateway.proto import accounts_pb2_grpc
 from gateway.tokens import DASHBOARD_SCOPE, TokenClaims, TokenError, issue_token, verify_token
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event
 from warehouse.deletion import delete_user_data
+from warehouse.writes import upsert_devices
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,16 @@ class Authority:
         if not self.store.token_is_current(claims.user_id, claims.token_id, claims.issued_at):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the token has been revoked")
         return claims
+
+    async def mirror_device(self, user_id: str, device_id: str) -> None:
+        """Copy a device's name and state to the warehouse, for per-device views. Best effort: the identity
+        store stays the source, and the gateway copies every device again when it starts."""
+        try:
+            device = self.store.get_device(user_id, device_id)
+            row = (user_id, device.id, device.name, device.os, device.os_version, device.revoked)
+            await asyncio.to_thread(upsert_devices, self.warehouse(), [row])
+        except Exception as exc:  # the warehouse being away must not fail the device's own request
+            log.warning("could not copy device %s to the warehouse: %s", device_id, exc)
 
     def certify(self, csr_pem: bytes, identity: DeviceIdentity) -> tuple[bytes, x509.Certificate]:
         pem = sign_device_csr(self.pki.ca_cert_pem, self.pki.ca_key_pem, csr_pem, identity, days=self.device_cert_days)
@@ -245,6 +256,7 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
         except AccountError as exc:
             await refuse(context, exc)
         log.info("device %s enrolled for %s", identity.device_id, user.id)
+        await self.a.mirror_device(user.id, identity.device_id)
         return _certificate_reply(identity, pem, cert, self.a.pki.ca_cert_pem)
 
     async def Renew(self, request, context):  # noqa: N802
@@ -254,6 +266,7 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
         except PkiError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"certificate request refused: {exc}")
         self.a.store.record_renewal(identity.device_id, cert.serial_number, cert.not_valid_after_utc.timestamp())
+        await self.a.mirror_device(identity.user_id, identity.device_id)
         return _certificate_reply(identity, pem, cert, self.a.pki.ca_cert_pem)
 
     async def UpdateInfo(self, request, context):  # noqa: N802
@@ -264,6 +277,7 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
                 self.a.store.rename_device(identity.user_id, identity.device_id, request.name)
         except AccountError as exc:
             await refuse(context, exc)
+        await self.a.mirror_device(identity.user_id, identity.device_id)
         return pb.Empty()
 
     async def CreateEnrollmentCode(self, request, context):  # noqa: N802
@@ -297,6 +311,7 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
             self.a.store.rename_device(claims.user_id, request.device_id, request.name)
         except AccountError as exc:
             await refuse(context, exc)
+        await self.a.mirror_device(claims.user_id, request.device_id)
         return pb.Empty()
 
     async def Revoke(self, request, context):  # noqa: N802
@@ -313,4 +328,5 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
             # again is harmless, so the client is told to retry.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "revoked, but not yet announced; ask again later")
         log.info("device %s of %s revoked", request.device_id, claims.user_id)
+        await self.a.mirror_device(claims.user_id, request.device_id)
         return pb.Empty()

@@ -30,6 +30,7 @@ from gateway.tokens import ensure_signing_key
 from infra.cli import command
 from infra.settings import Settings, load_settings
 from warehouse.client import connect
+from warehouse.writes import upsert_devices
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,22 @@ class Gateway:
             if not server.add_secure_port(f"{s.gateway_host}:{port}", creds):
                 raise OSError(f"cannot listen on {s.gateway_host}:{port}")
         await server.start()
+        self._mirror = asyncio.create_task(self._mirror_all_devices())
         for name in (*services, ""):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.server = server
+
+    async def _mirror_all_devices(self) -> None:
+        """Copy every device to the warehouse once at start: repairs copies missed while it was away."""
+        rows = [
+            (user.id, d.id, d.name, d.os, d.os_version, d.revoked)
+            for user in self.store.list_users()
+            for d in self.store.list_devices(user.id)
+        ]
+        try:
+            await asyncio.to_thread(upsert_devices, self._warehouse_client(), rows)
+        except Exception as exc:  # best effort, like every copy of a device to the warehouse
+            log.warning("could not copy the devices to the warehouse: %s", exc)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Finish in-flight batches, then let the producer flush."""

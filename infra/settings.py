@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     warehouse_user: str = "productimon"
     warehouse_password: str = ""
     warehouse_database: str = "productimon"
+    # Raw intervals are kept this many days (0: forever); sessions and rollups stay.
+    raw_retention_days: int = Field(default=0, ge=0, le=36500)
 
     # Gateway.
     gateway_host: str = "127.0.0.1"

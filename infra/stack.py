@@ -26,7 +26,7 @@ from infra.processes import ManagedProcess, ProcessFailed, wait_for_port
 from infra.settings import Settings, load_settings
 from infra.topics import ensure_topics, wait_until_drained
 from warehouse.client import connect
-from warehouse.migrate import apply_migrations
+from warehouse.migrate import prepare_warehouse
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
@@ -106,8 +106,8 @@ class Stack:
     def start_warehouse(self) -> None:
         self.warehouse = ManagedProcess("warehouse", _module("warehouse.server"), self.logs, self.env).start()
         self.warehouse.wait_for_output(r"warehouse listening on", 60)
-        applied = apply_migrations(connect(self.settings, with_database=False), self.settings.warehouse_database)
         s = self.settings
+        applied = prepare_warehouse(connect(s, with_database=False), s.warehouse_database, s.raw_retention_days)
         self.say(
             f"  warehouse   http://{s.warehouse_host}:{s.warehouse_port}  (chDB in {s.warehouse_dir}; "
             f"{len(applied)} migrations applied)"

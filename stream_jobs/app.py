@@ -11,6 +11,7 @@ again and is recognised as already done). A second delivery is a no-op either wa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -30,8 +31,8 @@ from stream_jobs.revocations import Revocations
 from stream_jobs.rows import decode_intervals, interval_columns, session_rows
 from stream_jobs.sessionize import Advance, DeviceState, SessionRules, advance
 from warehouse.client import connect
-from warehouse.migrate import apply_migrations
-from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, store_intervals, store_rows
+from warehouse.migrate import prepare_warehouse
+from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, store_intervals, store_rows, stored_device_seqs
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +61,51 @@ def rules_of(settings: Settings) -> SessionRules:
     )
 
 
-def sessionize_batch(
-    intervals: list[dict], saved: Callable[[str], dict | None], rules: SessionRules
-) -> dict[str, Advance]:
-    """Each device's intervals (in arrival order) advanced from its saved state."""
+def group_by_device(intervals: list[dict]) -> dict[str, list[dict]]:
     by_device: dict[str, list[dict]] = {}
     for interval in intervals:
         by_device.setdefault(interval["device_id"], []).append(interval)
-    result = {}
+    return by_device
+
+
+def sessionize_batch(
+    by_device: dict[str, list[dict]], saved: Callable[[str], dict | None], rules: SessionRules
+) -> tuple[dict[str, Advance], dict[str, int]]:
+    """Each device's intervals (in arrival order) advanced from its saved state; also the highest device_seq
+    each device had processed before this batch (-1 for none)."""
+    advances, before = {}, {}
     for device_id, items in by_device.items():
-        state = saved(device_id)
-        result[device_id] = advance(DeviceState.from_dict(state) if state else None, items, rules)
-    return result
+        data = saved(device_id)
+        state = DeviceState.from_dict(data) if data else DeviceState()
+        before[device_id] = state.last_seq
+        advances[device_id] = advance(state, items, rules)
+    return advances, before
+
+
+def intervals_to_insert(by_device: dict[str, list[dict]], floors: dict[str, int]) -> list[dict]:
+    """The intervals the warehouse does not hold yet: per device, those above its floor, first of each seq.
+
+    A device's floor is the highest device_seq known to be stored: from the worker's saved state, or from
+    the warehouse itself for a device this worker has not written yet (a worker that died after its insert
+    but before saving its state leaves the warehouse ahead of the state). Inserting nothing twice is what
+    keeps the rollups, which cannot undo a duplicate, exact.
+    """
+    fresh = []
+    for device_id, items in by_device.items():
+        floor = floors.get(device_id, -1)
+        for interval in items:
+            if interval["device_seq"] > floor:
+                fresh.append(interval)
+                floor = interval["device_seq"]
+    return fresh
+
+
+def dedup_token(intervals: list[dict]) -> str:
+    """Names a block by its content, so a retried insert of the same intervals is recognised."""
+    digest = hashlib.sha256()
+    for interval in intervals:
+        digest.update(f"{interval['device_id']}:{interval['device_seq']};".encode())
+    return digest.hexdigest()
 
 
 async def follow_identity_events(settings: Settings, revocations: Revocations, caught_up: asyncio.Event) -> None:
@@ -136,6 +170,8 @@ def create_app(settings: Settings) -> faust.App:
     identity_caught_up = asyncio.Event()
     warehouse: dict[str, Client] = {}
     inserts = ThreadPoolExecutor(max_workers=3, thread_name_prefix="warehouse-insert")
+    # Devices whose stored device_seq this worker has looked up (or written) since it started.
+    checked_devices: set[str] = set()
 
     def warehouse_client() -> Client:
         if "client" not in warehouse:
@@ -164,16 +200,20 @@ def create_app(settings: Settings) -> faust.App:
             kept = [i for i in intervals if not revocations.drops(i["user_id"], i["device_id"])]
             if len(kept) < len(intervals):
                 log.info("dropped %d intervals of revoked devices or deleted accounts", len(intervals) - len(kept))
-            advances = sessionize_batch(kept, saved_state, rules)
-            columns = interval_columns(kept)
+            by_device = group_by_device(kept)
+            advances, floors = sessionize_batch(by_device, saved_state, rules)
             app_rows = session_rows((s for a in advances.values() for s in a.app_sessions), APP_SESSION_COLUMNS)
             focus_rows = session_rows((s for a in advances.values() for s in a.focus_sessions), FOCUS_SESSION_COLUMNS)
 
-            def store(columns=columns, app_rows=app_rows, focus_rows=focus_rows) -> None:
-                # Three tables, three inserts at once: each waits mostly on the warehouse, not on Python.
+            def store(by_device=by_device, floors=floors, app_rows=app_rows, focus_rows=focus_rows) -> None:
                 client = warehouse_client()
+                unchecked = [d for d in by_device if d not in checked_devices]
+                for device_id, seq in stored_device_seqs(client, unchecked).items():
+                    floors[device_id] = max(floors[device_id], seq)
+                fresh = intervals_to_insert(by_device, floors)
+                # Three tables, three inserts at once: each waits mostly on the warehouse, not on Python.
                 pending = [
-                    inserts.submit(store_intervals, client, columns),
+                    inserts.submit(store_intervals, client, interval_columns(fresh), dedup_token(fresh)),
                     inserts.submit(store_rows, client, "app_sessions", APP_SESSION_COLUMNS, app_rows),
                     inserts.submit(store_rows, client, "focus_sessions", FOCUS_SESSION_COLUMNS, focus_rows),
                 ]
@@ -182,6 +222,7 @@ def create_app(settings: Settings) -> faust.App:
 
             if kept:
                 await _store_until_done(store, warehouse)
+                checked_devices.update(by_device)
             # Saved only after the warehouse has the rows: see the module docstring.
             for device_id, adv in advances.items():
                 device_states[device_id.encode()] = json.dumps(adv.state.to_dict()).encode()
@@ -223,7 +264,7 @@ async def _store_until_done(insert: Callable[[], None], warehouse: dict[str, Cli
 @command("productimon-worker")
 def main() -> int:
     settings = load_settings()
-    apply_migrations(connect(settings, with_database=False), settings.warehouse_database)
+    prepare_warehouse(connect(settings, with_database=False), settings.warehouse_database, settings.raw_retention_days)
     app = create_app(settings)
     log_level = os.environ.get("PRODUCTIMON_LOG_LEVEL", "info").lower()
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]

@@ -65,3 +65,23 @@ def apply_migrations(client: Client, database: str, directory: Path = MIGRATIONS
         client.insert("schema_migrations", [[migration.version, migration.name]], column_names=["version", "name"])
         applied.append(migration)
     return applied
+
+
+def apply_retention(client: Client, raw_retention_days: int) -> None:
+    """Keep raw intervals `raw_retention_days` (0: forever); sessions and rollups are kept regardless."""
+    if raw_retention_days < 0:
+        raise ValueError(f"raw retention must be 0 (forever) or a number of days, not {raw_retention_days}")
+    create = client.query(
+        "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'intervals'"
+    ).result_rows[0][0]
+    if raw_retention_days:
+        client.command(f"ALTER TABLE intervals MODIFY TTL toDateTime(start) + toIntervalDay({int(raw_retention_days)})")
+    elif " TTL " in create:
+        client.command("ALTER TABLE intervals REMOVE TTL")
+
+
+def prepare_warehouse(client: Client, database: str, raw_retention_days: int) -> list[Migration]:
+    """Everything a process needs before it reads or writes: the migrations, then the retention policy."""
+    applied = apply_migrations(client, database)
+    apply_retention(client, raw_retention_days)
+    return applied

@@ -1,16 +1,46 @@
 """The query API: every question the product asks the warehouse, as a named function for one user.
 
 Each function takes the client, the user it serves and its parameters, binds them through the client
-(never string formatting) and returns a DataFrame. This module is the only place the dashboard's SQL
-lives, and every query here is scoped to exactly one user.
+(never string formatting) and returns a DataFrame with the columns and dtypes its docstring names, also
+when there is nothing to show. This module is the only place the dashboard's SQL lives; every per-user
+query is scoped to exactly one user, and the cross-user aggregates at the end only ever describe at least
+`k` people.
+
+Conventions:
+- A period is `[start, end)` given as timezone-aware datetimes.
+- Time is exact to the millisecond: whole UTC hours inside the period are read from the `usage_hourly`
+  rollup (exact, and a year of it is ~100x fewer rows than the intervals), the partial hours at either
+  edge from the raw intervals, clipped to the period. Idle intervals count as idle time, never as active.
+- Keystrokes and clicks count in the period (hour, day) in which their interval started, as in the rollups.
+- Functions that group by local day or hour take `tz`, an IANA zone name, which ClickHouse applies
+  (`toDate(ts, {tz:String})`). In zones whose offset is not a whole number of hours (Asia/Kolkata), an
+  hour of the rollup is placed in the local hour or day where it starts, so up to 45 minutes of it can land
+  in the neighbouring bucket.
+- Seconds are float64, counts int64, timestamps datetime64[ms, UTC], local days datetime64[ns] (naive).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import zoneinfo
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 
 import pandas as pd
 from clickhouse_connect.driver.client import Client
+
+from gateway.validation import MAX_INTERVAL_MS
+
+_TS = "datetime64[ms, UTC]"
+_HOUR = timedelta(hours=1)
+# No interval is longer than the gateway accepts, so an interval overlapping [a, b) starts after
+# a - MAX_INTERVAL_MS; saying so lets the primary key (user_id, start) bound the scan from both sides.
+_MAX_INTERVAL = timedelta(milliseconds=MAX_INTERVAL_MS)
+UNCATEGORIZED = "Uncategorized"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parameters
 
 
 def _utc(moment: datetime) -> datetime:
@@ -26,25 +56,746 @@ def _period(start: datetime, end: datetime) -> dict[str, datetime]:
     return {"from": start, "to": end}
 
 
-# Intervals are clipped to the period, so an interval that straddles midnight counts only its part.
-_TIME_PER_APP = """
-SELECT app,
-       sum(dateDiff('millisecond',
-                    greatest(start, {from:DateTime64(3, 'UTC')}),
-                    least(`end`, {to:DateTime64(3, 'UTC')}))) / 1000 AS seconds
-FROM intervals FINAL
-WHERE user_id = {user:String}
-  AND start < {to:DateTime64(3, 'UTC')}
-  AND `end` > {from:DateTime64(3, 'UTC')}
-  AND NOT idle
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def _zone(tz: str) -> zoneinfo.ZoneInfo:
+    """The IANA zone named `tz`; anything else is refused before it reaches the warehouse."""
+    if not isinstance(tz, str) or tz not in _known_zones():
+        raise ValueError(f"unknown time zone {tz!r}: expected an IANA name such as 'Europe/Prague'")
+    return zoneinfo.ZoneInfo(tz)
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment else floor + _HOUR
+
+
+def _usage_parameters(start: datetime, end: datetime) -> dict[str, datetime]:
+    """Bounds of the three pieces of a period: raw [from, c), rollup [c, f), raw [max(f, c), to).
+
+    c and f are the first and last whole UTC hour boundaries inside the period. Every raw piece lies within
+    one UTC hour, so grouping a piece by where it starts is exact, as it is for a rollup hour. For a period
+    inside one hour, c >= to: the first raw piece is the whole period and the other two are empty.
+    """
+    period = _period(start, end)
+    c, f = _ceil_hour(period["from"]), _floor_hour(period["to"])
+    return {
+        **period,
+        "h_from": c,
+        "h_to": f,
+        "edge1_to": min(c, period["to"]),
+        "edge2_from": max(f, c),
+        "edge1_scan": period["from"] - _MAX_INTERVAL,
+        "edge2_scan": max(f, c) - _MAX_INTERVAL,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Usage: active/idle milliseconds, keys and clicks of one user in a period, as pieces that each lie in one
+# UTC hour: `ts` (where the piece starts), device_id, app, site, active_ms, idle_ms, keystrokes, clicks.
+
+
+def _raw_piece(a: str, b: str, scan_from: str) -> str:
+    # A zero-length interval starting in [a, b) still carries keys and clicks, hence the OR.
+    return f"""
+    SELECT greatest(start, {{{a}:DateTime64(3, 'UTC')}}) AS ts, device_id, app, site,
+           toUInt64(greatest(0, dateDiff('millisecond', greatest(start, {{{a}:DateTime64(3, 'UTC')}}),
+                                         least(`end`, {{{b}:DateTime64(3, 'UTC')}})))) AS piece_ms,
+           if(idle, toUInt64(0), piece_ms) AS active_ms,
+           if(idle, piece_ms, toUInt64(0)) AS idle_ms,
+           toUInt64(if(start >= {{{a}:DateTime64(3, 'UTC')}}, keystrokes, 0)) AS keystrokes,
+           toUInt64(if(start >= {{{a}:DateTime64(3, 'UTC')}}, clicks, 0)) AS clicks
+    FROM intervals FINAL
+    WHERE user_id = {{user:String}}
+      AND {{{a}:DateTime64(3, 'UTC')}} < {{{b}:DateTime64(3, 'UTC')}}
+      AND start >= {{{scan_from}:DateTime64(3, 'UTC')}}
+      AND start < {{{b}:DateTime64(3, 'UTC')}}
+      AND (`end` > {{{a}:DateTime64(3, 'UTC')}} OR start >= {{{a}:DateTime64(3, 'UTC')}})"""
+
+
+_USAGE = f"""
+(
+    SELECT toDateTime64(hour, 3, 'UTC') AS ts, device_id, app, site, active_ms, idle_ms, keystrokes, clicks
+    FROM usage_hourly
+    WHERE user_id = {{user:String}}
+      AND hour >= {{h_from:DateTime('UTC')}}
+      AND hour < {{h_to:DateTime('UTC')}}
+    UNION ALL
+    SELECT ts, device_id, app, site, active_ms, idle_ms, keystrokes, clicks
+    FROM ({_raw_piece("from", "edge1_to", "edge1_scan")})
+    UNION ALL
+    SELECT ts, device_id, app, site, active_ms, idle_ms, keystrokes, clicks
+    FROM ({_raw_piece("edge2_from", "to", "edge2_scan")})
+)"""
+
+# Raw intervals of the period, clipped to it, for the questions the rollups cannot answer (titles).
+_CLIPPED_MS = (
+    "toUInt64(greatest(0, dateDiff('millisecond', greatest(start, {from:DateTime64(3, 'UTC')}), "
+    "least(`end`, {to:DateTime64(3, 'UTC')}))))"
+)
+_RAW_IN_PERIOD = """
+    user_id = {user:String}
+    AND start >= {scan_from:DateTime64(3, 'UTC')}
+    AND start < {to:DateTime64(3, 'UTC')}
+    AND `end` > {from:DateTime64(3, 'UTC')}"""
+
+
+def _raw_parameters(start: datetime, end: datetime) -> dict[str, datetime]:
+    period = _period(start, end)
+    return {**period, "scan_from": period["from"] - _MAX_INTERVAL}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shaping results
+
+
+def typed_frame(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
+    """`df` with exactly the columns of `schema` in its dtypes (an empty frame of them when there are no rows)."""
+    if df.empty:
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in schema.items()})
+    df = df[list(schema)].copy()
+    for name, dtype in schema.items():
+        if dtype == _TS:
+            df[name] = pd.to_datetime(df[name], utc=True).astype(_TS)
+        elif dtype == "str":
+            df[name] = df[name].astype(str)
+        else:
+            df[name] = df[name].astype(dtype)
+    return df.reset_index(drop=True)
+
+
+def _query(client: Client, sql: str, parameters: dict[str, object], schema: dict[str, str]) -> pd.DataFrame:
+    return typed_frame(client.query_df(sql, parameters=parameters), schema)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Totals and time per app, site, device
+
+
+_TOTALS = f"""
+SELECT sum(active_ms) / 1000 AS active_seconds,
+       sum(idle_ms) / 1000 AS idle_seconds,
+       sum(keystrokes) AS keystrokes,
+       sum(clicks) AS clicks,
+       (SELECT count() FROM app_sessions FINAL
+        WHERE user_id = {{user:String}} AND start >= {{from:DateTime64(3, 'UTC')}}
+          AND start < {{to:DateTime64(3, 'UTC')}}) AS app_sessions,
+       (SELECT count() FROM focus_sessions FINAL
+        WHERE user_id = {{user:String}} AND start >= {{from:DateTime64(3, 'UTC')}}
+          AND start < {{to:DateTime64(3, 'UTC')}}) AS focus_sessions
+FROM {_USAGE}
+"""
+_TOTALS_SCHEMA = {
+    "active_seconds": "float64",
+    "idle_seconds": "float64",
+    "keystrokes": "int64",
+    "clicks": "int64",
+    "app_sessions": "int64",
+    "focus_sessions": "int64",
+}
+
+
+def totals(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """How much the user did in [start, end): one row of active_seconds, idle_seconds, keystrokes, clicks,
+    app_sessions and focus_sessions (sessions that started in the period, open ones included)."""
+    parameters = {"user": user_id, **_usage_parameters(start, end)}
+    df = client.query_df(_TOTALS, parameters=parameters)
+    return typed_frame(df.fillna(0), _TOTALS_SCHEMA)
+
+
+_TIME_PER_APP = f"""
+SELECT app, sum(active_ms) / 1000 AS seconds
+FROM {_USAGE}
 GROUP BY app
+HAVING sum(active_ms) > 0
 ORDER BY seconds DESC, app
 """
 
 
 def time_per_app(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Seconds of active (non-idle) time per application for one user in [start, end)."""
-    df = client.query_df(_TIME_PER_APP, parameters={"user": user_id, **_period(start, end)})
-    if df.empty:
-        return pd.DataFrame({"app": pd.Series(dtype="str"), "seconds": pd.Series(dtype="float64")})
-    return df.astype({"seconds": "float64"})
+    """Seconds of active (non-idle) time per application for one user in [start, end).
+
+    Columns: app (str), seconds (float64), most time first."""
+    parameters = {"user": user_id, **_usage_parameters(start, end)}
+    return _query(client, _TIME_PER_APP, parameters, {"app": "str", "seconds": "float64"})
+
+
+_TIME_PER_SITE = f"""
+SELECT site, sum(active_ms) / 1000 AS seconds
+FROM {_USAGE}
+WHERE site != ''
+GROUP BY site
+HAVING sum(active_ms) > 0
+ORDER BY seconds DESC, site
+"""
+
+
+def time_per_site(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Seconds of active time per website (trimmed site) in [start, end); time with no site is left out.
+
+    Columns: site (str), seconds (float64), most time first."""
+    parameters = {"user": user_id, **_usage_parameters(start, end)}
+    return _query(client, _TIME_PER_SITE, parameters, {"site": "str", "seconds": "float64"})
+
+
+_TIME_PER_DEVICE = f"""
+SELECT usage.device_id AS device_id,
+       if(known.name = '', usage.device_id, known.name) AS name,
+       known.os AS os,
+       usage.seconds AS seconds, usage.keystrokes AS keystrokes, usage.clicks AS clicks
+FROM
+(
+    SELECT device_id, sum(active_ms) / 1000 AS seconds, sum(keystrokes) AS keystrokes, sum(clicks) AS clicks
+    FROM {_USAGE}
+    GROUP BY device_id
+    HAVING sum(active_ms) > 0
+) AS usage
+LEFT JOIN
+(
+    SELECT device_id, name, toString(os) AS os FROM devices FINAL WHERE user_id = {{user:String}}
+) AS known ON usage.device_id = known.device_id
+ORDER BY seconds DESC, device_id
+"""
+
+
+def time_per_device(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Active time, keys and clicks per device in [start, end), with the device's name and OS as enrolled
+    (a device the warehouse has no name for is named by its id; revoked devices keep their history).
+
+    Columns: device_id, name, os (str), seconds (float64), keystrokes, clicks (int64), most time first."""
+    parameters = {"user": user_id, **_usage_parameters(start, end)}
+    schema = {
+        "device_id": "str",
+        "name": "str",
+        "os": "str",
+        "seconds": "float64",
+        "keystrokes": "int64",
+        "clicks": "int64",
+    }
+    return _query(client, _TIME_PER_DEVICE, parameters, schema)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Categories, applied at query time: the user's rules are bound as arrays in position order and the first
+# rule whose pattern matches its field names the category, so editing a rule relabels all of history. The
+# patterns travel as bound data and are never part of the SQL text.
+
+_RULES = """
+SELECT toString(field) AS field, pattern, category
+FROM category_rules FINAL
+WHERE user_id = {user:String} AND NOT deleted
+ORDER BY position, rule_id
+"""
+
+_FIRST_MATCH = (
+    "arrayFirstIndex((f, p) -> match(multiIf(f = 'app', app, f = 'title', title, site), p), "
+    "{rule_fields:Array(String)}, {rule_patterns:Array(String)})"
+)
+# depth 0 keeps the whole path; depth n keeps its first n levels ("Work/Programming" -> "Work").
+_CATEGORY = """
+    if(rule = 0, {uncategorized:String},
+       if({depth:UInt8} = 0, {rule_categories:Array(String)}[rule],
+          arrayStringConcat(
+              arraySlice(splitByChar('/', {rule_categories:Array(String)}[rule]), 1, {depth:UInt8}), '/')))"""
+
+# Rules on app and site only need the rollups; a rule on titles needs the raw intervals. Either way the
+# patterns run once per distinct (app, site[, title]), not once per interval.
+_CATEGORY_OF_USAGE = f"""
+SELECT {_CATEGORY} AS category, active_ms, keystrokes, clicks
+FROM
+(
+    SELECT app, site, '' AS title, sum(active_ms) AS active_ms, sum(keystrokes) AS keystrokes,
+           sum(clicks) AS clicks, {_FIRST_MATCH} AS rule
+    FROM {_USAGE}
+    GROUP BY app, site
+)"""
+_CATEGORY_OF_INTERVALS = f"""
+SELECT {_CATEGORY} AS category, active_ms, keystrokes, clicks
+FROM
+(
+    SELECT app, site, title, sum({_CLIPPED_MS}) AS active_ms,
+           sum(if(start >= {{from:DateTime64(3, 'UTC')}}, keystrokes, 0)) AS keystrokes,
+           sum(if(start >= {{from:DateTime64(3, 'UTC')}}, clicks, 0)) AS clicks,
+           {_FIRST_MATCH} AS rule
+    FROM intervals FINAL
+    WHERE {_RAW_IN_PERIOD} AND NOT idle
+    GROUP BY app, site, title
+)"""
+
+
+def _rule_parameters(client: Client, user_id: str, depth: int) -> tuple[dict[str, object], bool]:
+    """The user's live rules as bound arrays, and whether any of them looks at titles."""
+    if not 0 <= depth <= 5:
+        raise ValueError(f"depth must be between 0 (whole path) and 5, got {depth}")
+    rows = client.query(_RULES, parameters={"user": user_id}).result_rows
+    fields = [r[0] for r in rows]
+    return {
+        "rule_fields": fields,
+        "rule_patterns": [r[1] for r in rows],
+        "rule_categories": [r[2] for r in rows],
+        "uncategorized": UNCATEGORIZED,
+        "depth": depth,
+    }, "title" in fields
+
+
+def time_per_category(
+    client: Client, user_id: str, start: datetime, end: datetime, depth: int | None = None
+) -> pd.DataFrame:
+    """Seconds of active time per category in [start, end), by the user's rules as they are now; time no
+    rule matches is "Uncategorized". `depth` cuts paths to their first levels (1: "Work/Programming" is
+    counted as "Work"); None keeps whole paths.
+
+    Columns: category (str), seconds (float64), most time first."""
+    rules, needs_titles = _rule_parameters(client, user_id, depth or 0)
+    if needs_titles:
+        parameters = {"user": user_id, **_raw_parameters(start, end), **rules}
+        source = _CATEGORY_OF_INTERVALS
+    else:
+        parameters = {"user": user_id, **_usage_parameters(start, end), **rules}
+        source = _CATEGORY_OF_USAGE
+    sql = f"""
+    SELECT category, sum(active_ms) / 1000 AS seconds FROM ({source})
+    GROUP BY category HAVING sum(active_ms) > 0 ORDER BY seconds DESC, category"""
+    return _query(client, sql, parameters, {"category": "str", "seconds": "float64"})
+
+
+_RULE_MATCHES = {
+    "app": f"""
+        SELECT app AS value, sum(active_ms) / 1000 AS seconds FROM {_USAGE}
+        WHERE match(app, {{pattern:String}}) GROUP BY value HAVING sum(active_ms) > 0
+        ORDER BY seconds DESC, value LIMIT {{limit:UInt32}}""",
+    "site": f"""
+        SELECT site AS value, sum(active_ms) / 1000 AS seconds FROM {_USAGE}
+        WHERE site != '' AND match(site, {{pattern:String}}) GROUP BY value HAVING sum(active_ms) > 0
+        ORDER BY seconds DESC, value LIMIT {{limit:UInt32}}""",
+    "title": f"""
+        SELECT title AS value, sum({_CLIPPED_MS}) / 1000 AS seconds FROM intervals FINAL
+        WHERE {_RAW_IN_PERIOD} AND NOT idle AND match(title, {{pattern:String}})
+        GROUP BY value HAVING seconds > 0 ORDER BY seconds DESC, value LIMIT {{limit:UInt32}}""",
+}
+
+
+def rule_matches(
+    client: Client,
+    user_id: str,
+    start: datetime,
+    end: datetime,
+    field: str = "app",
+    pattern: str = "^",
+    limit: int = 50,
+) -> pd.DataFrame:
+    """What a rule's pattern would match on `field` in [start, end): the distinct values and their active
+    time, for the dashboard's live preview (regardless of earlier rules). The pattern must already be
+    validated (`warehouse.categories.preview_rule` does that first).
+
+    Columns: value (str), seconds (float64), most time first, at most `limit` rows."""
+    if field not in _RULE_MATCHES:
+        raise ValueError(f"field must be one of app, title, site, got {field!r}")
+    period = _raw_parameters(start, end) if field == "title" else _usage_parameters(start, end)
+    parameters = {"user": user_id, "pattern": pattern, "limit": limit, **period}
+    return _query(client, _RULE_MATCHES[field], parameters, {"value": "str", "seconds": "float64"})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sessions
+
+
+_TIMELINE = """
+SELECT s.device_id AS device_id, if(d.name = '', s.device_id, d.name) AS device_name, s.session_id AS session_id,
+       s.app AS app, s.site AS site, s.start AS start, s.`end` AS `end`, s.active_ms / 1000 AS active_seconds,
+       s.keystrokes AS keystrokes, s.clicks AS clicks, s.closed AS closed
+FROM
+(
+    SELECT device_id, session_id, app, site, start, `end`, active_ms, keystrokes, clicks, closed
+    FROM app_sessions FINAL
+    WHERE user_id = {user:String}
+      AND start < {day_end:DateTime64(3, 'UTC')} AND `end` > {day_start:DateTime64(3, 'UTC')}
+) AS s
+LEFT JOIN
+(
+    SELECT device_id, name FROM devices FINAL WHERE user_id = {user:String}
+) AS d ON s.device_id = d.device_id
+ORDER BY device_id, start, session_id
+"""
+_TIMELINE_SCHEMA = {
+    "device_id": "str",
+    "device_name": "str",
+    "session_id": "str",
+    "app": "str",
+    "site": "str",
+    "start": _TS,
+    "end": _TS,
+    "active_seconds": "float64",
+    "keystrokes": "int64",
+    "clicks": "int64",
+    "closed": "bool",
+}
+
+
+def _local_day(day: date, zone: zoneinfo.ZoneInfo) -> tuple[datetime, datetime]:
+    """[midnight, next midnight) of a local calendar day, in UTC (23 or 25 hours on DST changes)."""
+    first = datetime.combine(day, time(), tzinfo=zone)
+    return first.astimezone(UTC), datetime.combine(day + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
+
+
+def app_timeline(
+    client: Client,
+    user_id: str,
+    start: datetime,
+    end: datetime,
+    day: date | None = None,
+    tz: str = "UTC",
+) -> pd.DataFrame:
+    """The app sessions of one local day, per device, as the timeline shows them: every session that
+    overlaps the day in `tz` (start and end unclipped). `day=None` is the period's last day.
+
+    Columns: device_id, device_name, session_id, app, site (str), start, end (datetime64[ms, UTC]),
+    active_seconds (float64), keystrokes, clicks (int64), closed (bool); by device, then start."""
+    zone = _zone(tz)
+    period = _period(start, end)
+    if day is None:
+        day = (period["to"] - timedelta(microseconds=1)).astimezone(zone).date()
+    day_start, day_end = _local_day(day, zone)
+    parameters = {"user": user_id, "day_start": day_start, "day_end": day_end}
+    return _query(client, _TIMELINE, parameters, _TIMELINE_SCHEMA)
+
+
+_FOCUS = """
+SELECT device_id, session_id, start, `end`, active_ms / 1000 AS active_seconds, context_switches, app_sessions,
+       keystrokes, clicks, closed,
+       -- The latest end among the sessions before this one, on any device: a break is time with no focus anywhere.
+       max(`end`) OVER (ORDER BY start, session_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before_end,
+       row_number() OVER (ORDER BY start, session_id) AS n
+FROM focus_sessions FINAL
+WHERE user_id = {user:String} AND start >= {from:DateTime64(3, 'UTC')} AND start < {to:DateTime64(3, 'UTC')}
+ORDER BY start, session_id
+"""
+_FOCUS_SCHEMA = {
+    "device_id": "str",
+    "session_id": "str",
+    "start": _TS,
+    "end": _TS,
+    "active_seconds": "float64",
+    "context_switches": "int64",
+    "app_sessions": "int64",
+    "keystrokes": "int64",
+    "clicks": "int64",
+    "closed": "bool",
+    "break_before_seconds": "float64",
+}
+
+
+def focus_sessions(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The focus sessions that started in [start, end), in order, each with the break before it: seconds
+    from the latest end of an earlier session in the period (any device) to its start, 0 when they overlap,
+    NaN for the first.
+
+    Columns: device_id, session_id (str), start, end (datetime64[ms, UTC]), active_seconds (float64),
+    context_switches, app_sessions, keystrokes, clicks (int64), closed (bool), break_before_seconds (float64)."""
+    df = client.query_df(_FOCUS, parameters={"user": user_id, **_period(start, end)})
+    if not df.empty:
+        gap = (pd.to_datetime(df["start"]) - pd.to_datetime(df["before_end"])).dt.total_seconds()
+        df["break_before_seconds"] = gap.clip(lower=0).where(df["n"] > 1)
+    return typed_frame(df, _FOCUS_SCHEMA)
+
+
+def focus_breaks(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The breaks between the focus sessions that started in [start, end): each stretch with no focus
+    session on any device, from the end of one to the start of the next.
+
+    Columns: start, end (datetime64[ms, UTC]), seconds (float64); in order."""
+    sessions = focus_sessions(client, user_id, start, end)
+    schema = {"start": _TS, "end": _TS, "seconds": "float64"}
+    if sessions.empty:
+        return typed_frame(sessions, schema)
+    latest_end = sessions["end"].cummax().shift(1)
+    gaps = pd.DataFrame({"start": latest_end, "end": sessions["start"]})
+    gaps = gaps[gaps["end"] > gaps["start"]]
+    gaps["seconds"] = (gaps["end"] - gaps["start"]).dt.total_seconds()
+    return typed_frame(gaps, schema)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Local time: heatmap, daily trend, intensity
+
+
+_HEATMAP = f"""
+SELECT toDayOfWeek(ts, 0, {{tz:String}}) AS weekday, toHour(ts, {{tz:String}}) AS hour,
+       sum(active_ms) / 1000 AS active_seconds, sum(keystrokes) AS keystrokes, sum(clicks) AS clicks
+FROM {_USAGE}
+GROUP BY weekday, hour
+"""
+
+
+def weekday_hour_heatmap(client: Client, user_id: str, start: datetime, end: datetime, tz: str = "UTC") -> pd.DataFrame:
+    """Active time, keys and clicks per local day of the week and hour of the day in [start, end): all
+    7 x 24 cells, zeros included, weekday 1 = Monday.
+
+    Columns: weekday, hour, keystrokes, clicks (int64), active_seconds (float64)."""
+    _zone(tz)
+    parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end)}
+    df = client.query_df(_HEATMAP, parameters=parameters)
+    cells = pd.MultiIndex.from_product([range(1, 8), range(24)], names=["weekday", "hour"]).to_frame(index=False)
+    if not df.empty:
+        cells = cells.merge(df.astype({"weekday": "int64", "hour": "int64"}), on=["weekday", "hour"], how="left")
+    cells = cells.reindex(columns=["weekday", "hour", "active_seconds", "keystrokes", "clicks"]).fillna(0)
+    schema = {
+        "weekday": "int64",
+        "hour": "int64",
+        "active_seconds": "float64",
+        "keystrokes": "int64",
+        "clicks": "int64",
+    }
+    return typed_frame(cells, schema)
+
+
+_DAILY = f"""
+SELECT toDate(ts, {{tz:String}}) AS day, sum(active_ms) / 1000 AS active_seconds, sum(idle_ms) / 1000 AS idle_seconds,
+       sum(keystrokes) AS keystrokes, sum(clicks) AS clicks
+FROM {_USAGE}
+GROUP BY day
+"""
+
+
+def daily_trend(client: Client, user_id: str, start: datetime, end: datetime, tz: str = "UTC") -> pd.DataFrame:
+    """Active and idle time, keys and clicks per local day in `tz`, for every day [start, end) touches
+    (zeros included), in order. The first and last day count only their part inside the period.
+
+    Columns: day (datetime64[ns], local midnight, naive), active_seconds, idle_seconds (float64),
+    keystrokes, clicks (int64)."""
+    zone = _zone(tz)
+    period = _period(start, end)
+    parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end)}
+    df = client.query_df(_DAILY, parameters=parameters)
+    first = period["from"].astimezone(zone).date()
+    last = (period["to"] - timedelta(microseconds=1)).astimezone(zone).date()
+    days = pd.DataFrame({"day": pd.date_range(first, last, freq="D")})
+    if not df.empty:
+        df["day"] = pd.to_datetime(df["day"]).astype("datetime64[ns]")
+        days = days.merge(df, on="day", how="left")
+    days = days.reindex(columns=["day", "active_seconds", "idle_seconds", "keystrokes", "clicks"]).fillna(0)
+    schema = {
+        "day": "datetime64[ns]",
+        "active_seconds": "float64",
+        "idle_seconds": "float64",
+        "keystrokes": "int64",
+        "clicks": "int64",
+    }
+    return typed_frame(days, schema)
+
+
+_INTENSITY = f"""
+SELECT toHour(ts, {{tz:String}}) AS hour, sum(active_ms) / 1000 AS active_seconds,
+       sum(keystrokes) AS keystrokes, sum(clicks) AS clicks
+FROM {_USAGE}
+GROUP BY hour
+"""
+
+
+def input_intensity(client: Client, user_id: str, start: datetime, end: datetime, tz: str = "UTC") -> pd.DataFrame:
+    """How intensely the user types and clicks at each local hour of the day over [start, end): totals and
+    per active minute (0 where there was no active time). All 24 hours, in order.
+
+    Columns: hour, keystrokes, clicks (int64), active_seconds, keys_per_active_minute,
+    clicks_per_active_minute (float64)."""
+    _zone(tz)
+    parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end)}
+    df = client.query_df(_INTENSITY, parameters=parameters)
+    hours = pd.DataFrame({"hour": range(24)})
+    if not df.empty:
+        hours = hours.merge(df.astype({"hour": "int64"}), on="hour", how="left")
+    hours = hours.reindex(columns=["hour", "active_seconds", "keystrokes", "clicks"]).fillna(0)
+    minutes = hours["active_seconds"].astype("float64") / 60
+    safe = minutes.where(minutes > 0)
+    hours["keys_per_active_minute"] = (hours["keystrokes"].astype("float64") / safe).fillna(0.0)
+    hours["clicks_per_active_minute"] = (hours["clicks"].astype("float64") / safe).fillna(0.0)
+    schema = {
+        "hour": "int64",
+        "active_seconds": "float64",
+        "keystrokes": "int64",
+        "clicks": "int64",
+        "keys_per_active_minute": "float64",
+        "clicks_per_active_minute": "float64",
+    }
+    return typed_frame(hours, schema)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Titles and comparisons
+
+
+_TOP_TITLES = f"""
+SELECT title, sum({_CLIPPED_MS}) / 1000 AS seconds,
+       sum(if(start >= {{from:DateTime64(3, 'UTC')}}, keystrokes, 0)) AS keystrokes,
+       sum(if(start >= {{from:DateTime64(3, 'UTC')}}, clicks, 0)) AS clicks
+FROM intervals FINAL
+WHERE {_RAW_IN_PERIOD} AND app = {{app:String}} AND NOT idle
+GROUP BY title
+HAVING seconds > 0
+ORDER BY seconds DESC, title
+LIMIT {{limit:UInt32}}
+"""
+
+
+def top_titles(
+    client: Client, user_id: str, start: datetime, end: datetime, app: str | None = None, limit: int = 20
+) -> pd.DataFrame:
+    """The window titles of one app the user spent most active time on in [start, end); `app=None` takes the
+    user's top app of the period.
+
+    Columns: title (str), seconds (float64), keystrokes, clicks (int64); at most `limit` rows."""
+    schema = {"title": "str", "seconds": "float64", "keystrokes": "int64", "clicks": "int64"}
+    if app is None:
+        apps = time_per_app(client, user_id, start, end)
+        if apps.empty:
+            return typed_frame(apps, schema)
+        app = str(apps["app"].iloc[0])
+    parameters = {"user": user_id, "app": app, "limit": limit, **_raw_parameters(start, end)}
+    return _query(client, _TOP_TITLES, parameters, schema)
+
+
+_COMPARABLE: dict[str, Callable[..., pd.DataFrame]] = {}
+
+
+def compare_periods(
+    client: Client,
+    user_id: str,
+    start: datetime,
+    end: datetime,
+    compare_to: tuple[datetime, datetime] | None = None,
+    by: str = "app",
+) -> pd.DataFrame:
+    """Active time per app, site, category or device in [start, end) against another period (by default the
+    one of the same length just before), with the change. Keys present in either period are listed.
+
+    Columns: key (str: the app, site, category or device id), seconds, previous_seconds, delta_seconds
+    (float64), delta_ratio (float64: delta / previous, NaN when the key was absent before); largest
+    |delta| first."""
+    if by not in _COMPARABLE:
+        raise ValueError(f"by must be one of {', '.join(_COMPARABLE)}, got {by!r}")
+    period = _period(start, end)
+    if compare_to is None:
+        length = period["to"] - period["from"]
+        compare_to = (period["from"] - length, period["from"])
+    fn, column = _COMPARABLE[by], {"app": "app", "site": "site", "category": "category", "device": "device_id"}[by]
+    now = fn(client, user_id, start, end)[[column, "seconds"]].rename(columns={column: "key"})
+    before = fn(client, user_id, *compare_to)[[column, "seconds"]]
+    before = before.rename(columns={column: "key", "seconds": "previous_seconds"})
+    df = now.merge(before, on="key", how="outer").fillna({"seconds": 0.0, "previous_seconds": 0.0})
+    df["delta_seconds"] = df["seconds"] - df["previous_seconds"]
+    df["delta_ratio"] = df["delta_seconds"] / df["previous_seconds"].where(df["previous_seconds"] > 0)
+    df = df.assign(_size=df["delta_seconds"].abs()).sort_values(["_size", "key"], ascending=[False, True])
+    schema = {
+        "key": "str",
+        "seconds": "float64",
+        "previous_seconds": "float64",
+        "delta_seconds": "float64",
+        "delta_ratio": "float64",
+    }
+    return typed_frame(df, schema)
+
+
+_COMPARABLE.update(app=time_per_app, site=time_per_site, category=time_per_category, device=time_per_device)
+
+
+# Every per-user query function, by name; each is callable as fn(client, user_id, start, end) and takes its
+# other parameters as keywords with defaults. The benchmark times each of them.
+QUERY_FUNCTIONS: dict[str, Callable[..., pd.DataFrame]] = {
+    "totals": totals,
+    "time_per_app": time_per_app,
+    "time_per_site": time_per_site,
+    "time_per_category": time_per_category,
+    "time_per_device": time_per_device,
+    "rule_matches": rule_matches,
+    "app_timeline": app_timeline,
+    "focus_sessions": focus_sessions,
+    "focus_breaks": focus_breaks,
+    "weekday_hour_heatmap": weekday_hour_heatmap,
+    "daily_trend": daily_trend,
+    "input_intensity": input_intensity,
+    "top_titles": top_titles,
+    "compare_periods": compare_periods,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cross-user aggregates. They describe groups, never a person: each output row covers at least k distinct
+# users, and so does the whole answer, or the answer is empty. Buckets are UTC (users' zones are not known
+# here), and a period counts the whole UTC days it touches. Each user weighs the same: a share is the mean
+# over users of that user's own share, so one heavy user cannot set the answer.
+
+_BUCKETS = {
+    "weekday": ("usage_daily", "toDayOfWeek(day)", "day >= {first_day:Date} AND day < {after_day:Date}"),
+    "hour": ("usage_hourly", "toHour(hour)", "hour >= {first:DateTime('UTC')} AND hour < {after:DateTime('UTC')}"),
+}
+
+
+def _share_across_users(bucket: str) -> str:
+    table, expression, in_period = _BUCKETS[bucket]
+    return f"""
+WITH (
+    SELECT uniqExact(user_id) FROM (SELECT user_id FROM {table} WHERE {in_period}
+                                    GROUP BY user_id HAVING sum(active_ms) > 0)
+) AS total_users
+SELECT bucket, sum(user_share) / total_users AS share, uniqExact(user_id) AS users
+FROM
+(
+    SELECT user_id, bucket, active / sum(active) OVER (PARTITION BY user_id) AS user_share
+    FROM
+    (
+        SELECT user_id, {expression} AS bucket, sum(active_ms) AS active
+        FROM {table}
+        WHERE {in_period}
+        GROUP BY user_id, bucket
+        HAVING active > 0
+    )
+)
+GROUP BY bucket
+HAVING users >= {{k:UInt32}} AND total_users >= {{k:UInt32}}
+ORDER BY bucket
+"""
+
+
+def _aggregate_period(start: datetime, end: datetime) -> dict[str, datetime]:
+    period = _period(start, end)
+    first = datetime.combine(period["from"].date(), time(), tzinfo=UTC)
+    after = datetime.combine((period["to"] - timedelta(microseconds=1)).date() + timedelta(days=1), time(), tzinfo=UTC)
+    return {"first": first, "after": after, "first_day": first.date(), "after_day": after.date()}
+
+
+def _k_anonymous(client: Client, bucket: str, start: datetime, end: datetime, k: int) -> pd.DataFrame:
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    df = client.query_df(_share_across_users(bucket), parameters={"k": k, **_aggregate_period(start, end)})
+    return typed_frame(df.rename(columns={"bucket": bucket}), {bucket: "int64", "share": "float64", "users": "int64"})
+
+
+def weekday_share_across_users(client: Client, start: datetime, end: datetime, k: int = 10) -> pd.DataFrame:
+    """Which days of the week people spend at their computers: per UTC day of the week (1 = Monday), the
+    mean over users of each user's share of their own active time, over the UTC days [start, end) touches.
+    Empty when fewer than k users were active; a day described by fewer than k users is left out.
+
+    Columns: weekday (int64), share (float64), users (int64: distinct users active that day of the week)."""
+    return _k_anonymous(client, "weekday", start, end, k)
+
+
+def hour_share_across_users(client: Client, start: datetime, end: datetime, k: int = 10) -> pd.DataFrame:
+    """At which hours people are at their computers: per UTC hour of the day, the mean over users of each
+    user's share of their own active time, over the UTC days [start, end) touches. Empty when fewer than k
+    users were active; an hour described by fewer than k users is left out.
+
+    Columns: hour (int64), share (float64), users (int64)."""
+    return _k_anonymous(client, "hour", start, end, k)
+
+
+AGGREGATE_FUNCTIONS: dict[str, Callable[..., pd.DataFrame]] = {
+    "weekday_share_across_users": weekday_share_across_users,
+    "hour_share_across_users": hour_share_across_users,
+}

@@ -207,3 +207,21 @@ def test_deleting_the_account_deletes_its_data_devices_and_login(stack, account,
     assert rows == 0
     gone = refused(log_in, stack.settings.gateway_public_address, ca_pem(stack), account["email"], account["password"])
     assert gone.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_devices_are_copied_to_the_warehouse_with_their_names(stack, account, warehouse_client):
+    identity, _ = enroll(
+        stack.settings.gateway_public_address,
+        ca_pem(stack),
+        DeviceInfo("studio", "Linux", "6.1"),
+        email=account["email"],
+        password=account["password"],
+    )
+    call(
+        stack, "Devices", "Rename", pb.RenameRequest(device_id=identity.device_id, name="studio mac"), account["token"]
+    )
+    rows = warehouse_client.query(
+        "SELECT name, os, revoked FROM devices FINAL WHERE user_id = {u:String} AND device_id = {d:String}",
+        parameters={"u": account["user_id"], "d": identity.device_id},
+    ).result_rows
+    assert rows == [("studio mac", "Linux", False)]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from warehouse.client import connect
-from warehouse.deletion import USER_TABLES, delete_device_data, delete_user_data
-from warehouse.migrate import apply_migrations
+from warehouse.deletion import USER_TABLES, InvalidRange, delete_device_data, delete_time_range, delete_user_data
+from warehouse.migrate import apply_migrations, apply_retention
 from warehouse.server import WarehouseServer
 from warehouse.writes import INTERVAL_COLUMNS, store_intervals
 
@@ -41,33 +41,36 @@ def rows(user: str, device: str, n: int) -> list[list[object]]:
     return columns
 
 
-def user_rows_everywhere(client, user: str) -> int:
-    tables = client.query(
-        "SELECT DISTINCT table FROM system.columns WHERE database = currentDatabase() AND name = 'user_id'"
-    ).result_rows
-    return sum(
-        client.query(f"SELECT count() FROM {t} WHERE user_id = {{u:String}}", parameters={"u": user}).result_rows[0][0]
-        for (t,) in tables
-    )
+# Tables (not views, which store nothing) with a user_id column: where a user's rows can be.
+_USER_TABLES_QUERY = (
+    "SELECT DISTINCT c.table FROM system.columns AS c JOIN system.tables AS t "
+    "ON t.database = c.database AND t.name = c.table "
+    "WHERE c.database = currentDatabase() AND c.name = 'user_id' AND t.engine NOT IN ('MaterializedView', 'View')"
+)
+
+
+def user_rows_everywhere(client, user: str) -> dict[str, int]:
+    """Rows of `user` per table, over every table with a user_id column."""
+    return {
+        t: client.query(f"SELECT count() FROM {t} WHERE user_id = {{u:String}}", parameters={"u": user}).result_rows[0][
+            0
+        ]
+        for (t,) in client.query(_USER_TABLES_QUERY).result_rows
+    }
 
 
 def test_every_table_with_a_user_column_is_covered_by_deletion(client):
-    tables = {
-        t
-        for (t,) in client.query(
-            "SELECT DISTINCT table FROM system.columns WHERE database = currentDatabase() AND name = 'user_id'"
-        ).result_rows
-    }
-    assert tables == set(USER_TABLES)
+    assert {t for (t,) in client.query(_USER_TABLES_QUERY).result_rows} == set(USER_TABLES)
 
 
 def test_deleting_a_user_leaves_no_row_of_them_and_keeps_everyone_else(client):
     store_intervals(client, rows("gone", "d1", 50))
     store_intervals(client, rows("gone", "d2", 20))
     store_intervals(client, rows("stays", "d3", 30))
+    before = user_rows_everywhere(client, "stays")
     delete_user_data(client, "gone")
-    assert user_rows_everywhere(client, "gone") == 0
-    assert user_rows_everywhere(client, "stays") == 30
+    assert sum(user_rows_everywhere(client, "gone").values()) == 0
+    assert user_rows_everywhere(client, "stays") == before and before["intervals"] == 30
 
 
 def test_deleting_a_device_leaves_the_users_other_devices(client):
@@ -83,7 +86,45 @@ def test_deleting_a_device_leaves_the_users_other_devices(client):
 def test_a_user_id_with_quotes_deletes_only_itself(client):
     store_intervals(client, rows("o'brien", "d", 3))
     store_intervals(client, rows("o", "d", 4))
+    before = user_rows_everywhere(client, "o")
     delete_user_data(client, "o' OR 1=1 --")
     delete_user_data(client, "o'brien")
-    assert user_rows_everywhere(client, "o'brien") == 0
-    assert user_rows_everywhere(client, "o") == 4
+    assert sum(user_rows_everywhere(client, "o'brien").values()) == 0
+    assert user_rows_everywhere(client, "o") == before and before["intervals"] == 4
+
+
+def test_deleting_a_time_range_removes_its_intervals_and_rollups_and_keeps_the_rest(client):
+    # rows(): one-minute intervals from 2026-11-02 09:00 UTC; 180 of them run to 12:00.
+    store_intervals(client, rows("ranged", "d", 180))
+    hour = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    delete_time_range(client, "ranged", hour, hour + timedelta(hours=1))
+    u = {"u": "ranged"}
+    left = client.query(
+        "SELECT toHour(start), count() FROM intervals WHERE user_id = {u:String} GROUP BY 1 ORDER BY 1", parameters=u
+    ).result_rows
+    assert left == [(9, 60), (11, 60)]
+    hourly = client.query(
+        "SELECT toHour(hour), sum(active_ms) FROM usage_hourly WHERE user_id = {u:String} GROUP BY 1 ORDER BY 1",
+        parameters=u,
+    ).result_rows
+    assert hourly == [(9, 60 * 59_000), (11, 60 * 59_000)]
+    daily = client.query("SELECT sum(active_ms) FROM usage_daily WHERE user_id = {u:String}", parameters=u)
+    assert daily.result_rows[0][0] == 120 * 59_000
+
+
+def test_a_range_not_on_whole_hours_is_refused_with_the_reason(client):
+    start = datetime(2026, 11, 2, 10, 30, tzinfo=UTC)
+    with pytest.raises(InvalidRange, match="whole hour"):
+        delete_time_range(client, "anyone", start, start + timedelta(hours=1))
+
+
+def test_raw_retention_sets_and_removes_the_ttl(client):
+    def ttl() -> str:
+        return client.query(
+            "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'intervals'"
+        ).result_rows[0][0]
+
+    apply_retention(client, 30)
+    assert "TTL toDateTime(start) + toIntervalDay(30)" in ttl()
+    apply_retention(client, 0)
+    assert " TTL " not in ttl()

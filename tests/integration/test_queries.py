@@ -1,0 +1,526 @@
+"""The query API against the real embedded warehouse server: exact answers, one user at a time, k-anonymous
+aggregates, and category rules applied at query time.
+
+The fixture day is Tuesday 2026-03-10 (UTC). Europe/Prague is UTC+1 then, so the desk's late Terminal
+interval falls on Wednesday in Prague.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from stream_jobs.rows import interval_columns
+from warehouse import queries
+from warehouse.categories import (
+    InvalidRule,
+    RuleNotFound,
+    add_rule,
+    delete_rule,
+    list_rules,
+    preview_rule,
+    update_rule,
+)
+from warehouse.client import connect
+from warehouse.migrate import apply_migrations
+from warehouse.server import WarehouseServer
+from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, store_intervals, store_rows
+
+DAY = datetime(2026, 3, 10, tzinfo=UTC)
+PERIOD = (DAY, DAY + timedelta(days=1))
+PRAGUE = "Europe/Prague"
+
+
+def at(hh: int, mm: int, day: datetime = DAY) -> datetime:
+    return day + timedelta(hours=hh, minutes=mm)
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def interval(device, start, end, app, title="", site="", keys=0, clicks=0, idle=False, seq=0) -> dict:
+    return {
+        "device_id": device,
+        "event_id": str(uuid.uuid4()),
+        "device_seq": seq,
+        "start": ms(start),
+        "end": ms(end),
+        "app": app,
+        "title": title,
+        "site": site,
+        "keystrokes": keys,
+        "clicks": clicks,
+        "idle": idle,
+        "received_at": ms(end),
+    }
+
+
+def store(client, user: str, intervals: list[dict]) -> None:
+    store_intervals(client, interval_columns([{**i, "user_id": user} for i in intervals]))
+
+
+def day_of(user_mark: str = "") -> list[dict]:
+    """The fixture day; `user_mark` is added to every name so another user's data is recognisable."""
+    m = user_mark
+    return [
+        interval("laptop", at(9, 0), at(9, 10), f"Code{m}", f"main.py — proj{m}", keys=100, clicks=5),
+        interval("laptop", at(9, 10), at(9, 15), f"Firefox{m}", f"GitHub PR{m}", f"github.com{m}", 10, 20),
+        interval("laptop", at(9, 15), at(9, 25), f"Firefox{m}", f"GitHub PR{m}", f"github.com{m}", idle=True),
+        interval("laptop", at(9, 55), at(10, 5), f"Code{m}", f"test.py — proj{m}", keys=50, clicks=1),
+        interval("desk", at(22, 50), at(23, 0), f"Firefox{m}", f"Docs{m}", f"docs.python.org{m}", 5, 7),
+        interval("desk", at(23, 30), at(23, 50), f"Terminal{m}", f"bash{m}", keys=200),
+    ]
+
+
+def the_day_before(user_mark: str = "") -> list[dict]:
+    before = DAY - timedelta(days=1)
+    return [
+        interval("laptop", at(8, 0, before), at(8, 20, before), f"Code{user_mark}", "old.py"),
+        interval("laptop", at(10, 0, before), at(10, 5, before), f"Slack{user_mark}", "general"),
+    ]
+
+
+def app_session(user, device, sid, app, site, start, end, active_s, keys, clicks, closed=True, version=1):
+    return (user, device, sid, app, site, start, end, active_s * 1000, keys, clicks, 1, closed, version)
+
+
+def focus_session(user, device, sid, start, end, active_s, switches, sessions, keys, clicks, closed=True, version=1):
+    return (user, device, sid, start, end, active_s * 1000, switches, sessions, keys, clicks, closed, version)
+
+
+def sessions_of(client, user: str, m: str = "") -> None:
+    app_rows = [
+        # An open version first, then the longer closed one: only the latest may count.
+        app_session(user, "laptop", f"s1{m}", f"Code{m}", "", at(9, 0), at(9, 5), 300, 50, 2, closed=False),
+        app_session(user, "laptop", f"s1{m}", f"Code{m}", "", at(9, 0), at(9, 10), 600, 100, 5, version=2),
+        app_session(user, "laptop", f"s2{m}", f"Firefox{m}", f"github.com{m}", at(9, 10), at(9, 15), 300, 10, 20),
+        app_session(user, "laptop", f"s3{m}", f"Code{m}", "", at(9, 55), at(10, 5), 600, 50, 1),
+        app_session(user, "desk", f"s4{m}", f"Firefox{m}", f"docs.python.org{m}", at(22, 50), at(23, 0), 600, 5, 7),
+        app_session(user, "desk", f"s5{m}", f"Terminal{m}", "", at(23, 30), at(23, 50), 1200, 200, 0),
+    ]
+    store_rows(client, "app_sessions", APP_SESSION_COLUMNS, app_rows)
+    focus_rows = [
+        focus_session(user, "laptop", f"f1{m}", at(9, 0), at(9, 10), 600, 0, 1, 100, 5, closed=False),
+        focus_session(user, "laptop", f"f1{m}", at(9, 0), at(9, 15), 900, 1, 2, 110, 25, version=2),
+        focus_session(user, "laptop", f"f2{m}", at(9, 55), at(10, 5), 600, 0, 1, 50, 1),
+        focus_session(user, "desk", f"f3{m}", at(22, 50), at(23, 0), 600, 0, 1, 5, 7),
+        focus_session(user, "desk", f"f4{m}", at(23, 30), at(23, 50), 1200, 0, 1, 200, 0),
+    ]
+    store_rows(client, "focus_sessions", FOCUS_SESSION_COLUMNS, focus_rows)
+
+
+def device(client, user: str, device_id: str, name: str, os: str = "Linux") -> None:
+    client.insert(
+        "devices",
+        [[user, device_id, name, os, "6.1", False, DAY]],
+        column_names=["user_id", "device_id", "name", "os", "os_version", "revoked", "updated_at"],
+    )
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from tests.conftest import stack_settings
+
+    settings = stack_settings(tmp_path_factory.mktemp("queries"), warehouse_password="pw")
+    server = WarehouseServer(
+        settings.warehouse_dir, port=settings.warehouse_port, user=settings.warehouse_user, password="pw"
+    )
+    server.start()
+    try:
+        apply_migrations(connect(settings, with_database=False), settings.warehouse_database)
+        c = connect(settings)
+        # alice is the user under test; bob has the same day, the same device ids and "bob" in every name.
+        store(c, "alice", day_of() + the_day_before())
+        sessions_of(c, "alice")
+        device(c, "alice", "laptop", "Alice's laptop")
+        store(c, "bob", day_of("-bob") + the_day_before("-bob"))
+        sessions_of(c, "bob", "-bob")
+        device(c, "bob", "laptop", "bob's laptop", os="bob-os")
+        device(c, "bob", "desk", "bob's desk")
+        add_rule(c, "bob", "app", ".", "bob/Everything")
+        yield c
+        c.close()
+    finally:
+        server.shutdown()
+
+
+def as_dict(df: pd.DataFrame, key: str, value: str) -> dict:
+    return dict(zip(df[key], df[value], strict=True))
+
+
+# --- totals and time per app, site, device ------------------------------------------------------------------
+
+
+def test_totals_count_active_and_idle_time_keys_clicks_and_sessions_of_the_day(client):
+    row = queries.totals(client, "alice", *PERIOD).iloc[0].to_dict()
+    assert row == {
+        "active_seconds": 3300.0,
+        "idle_seconds": 600.0,
+        "keystrokes": 365,
+        "clicks": 33,
+        "app_sessions": 5,
+        "focus_sessions": 4,
+    }
+
+
+def test_time_per_app_orders_by_time_then_name(client):
+    df = queries.time_per_app(client, "alice", *PERIOD)
+    assert list(df["app"]) == ["Code", "Terminal", "Firefox"]
+    assert list(df["seconds"]) == [1200.0, 1200.0, 900.0]
+
+
+def test_intervals_are_clipped_to_a_period_that_is_not_hour_aligned(client):
+    period = (at(9, 5), at(10, 2))
+    assert as_dict(queries.time_per_app(client, "alice", *period), "app", "seconds") == {
+        "Code": 720.0,
+        "Firefox": 300.0,
+    }
+    row = queries.totals(client, "alice", *period).iloc[0]
+    # Keys and clicks count where their interval started: the 09:00 Code interval started before the period.
+    assert (row["active_seconds"], row["idle_seconds"], row["keystrokes"], row["clicks"]) == (1020.0, 600.0, 60, 21)
+
+
+def test_a_period_mixing_whole_hours_and_partial_hours_is_exact(client):
+    period = (at(8, 30), at(10, 2))
+    assert as_dict(queries.time_per_app(client, "alice", *period), "app", "seconds") == {
+        "Code": 1020.0,
+        "Firefox": 300.0,
+    }
+    assert queries.totals(client, "alice", *period).iloc[0]["keystrokes"] == 160
+
+
+def test_a_period_inside_one_hour_is_exact(client):
+    period = (at(9, 12), at(9, 58))
+    assert as_dict(queries.time_per_app(client, "alice", *period), "app", "seconds") == {
+        "Firefox": 180.0,
+        "Code": 180.0,
+    }
+
+
+def test_time_per_site_leaves_out_time_without_a_site(client):
+    df = queries.time_per_site(client, "alice", *PERIOD)
+    assert list(df.itertuples(index=False, name=None)) == [("docs.python.org", 600.0), ("github.com", 300.0)]
+
+
+def test_time_per_device_names_known_devices_and_falls_back_to_the_id(client):
+    df = queries.time_per_device(client, "alice", *PERIOD)
+    assert list(df.itertuples(index=False, name=None)) == [
+        ("desk", "desk", "", 1800.0, 205, 7),
+        ("laptop", "Alice's laptop", "Linux", 1500.0, 160, 26),
+    ]
+
+
+# --- sessions ------------------------------------------------------------------------------------------------
+
+
+def test_timeline_shows_the_latest_version_of_each_app_session_per_device(client):
+    df = queries.app_timeline(client, "alice", *PERIOD)
+    assert list(df["session_id"]) == ["s4", "s5", "s1", "s2", "s3"]
+    assert list(df["device_name"]) == ["desk", "desk", "Alice's laptop", "Alice's laptop", "Alice's laptop"]
+    s1 = df[df["session_id"] == "s1"].iloc[0]
+    assert (s1["end"], s1["active_seconds"], s1["keystrokes"], bool(s1["closed"])) == (at(9, 10), 600.0, 100, True)
+    assert df["start"].dtype == "datetime64[ms, UTC]"
+
+
+def test_timeline_day_follows_the_time_zone(client):
+    tuesday = queries.app_timeline(client, "alice", *PERIOD, day=date(2026, 3, 10), tz=PRAGUE)
+    wednesday = queries.app_timeline(client, "alice", *PERIOD, day=date(2026, 3, 11), tz=PRAGUE)
+    assert sorted(tuesday["session_id"]) == ["s1", "s2", "s3", "s4"]
+    assert list(wednesday["session_id"]) == ["s5"]
+
+
+def test_timeline_defaults_to_the_last_day_of_the_period(client):
+    df = queries.app_timeline(client, "alice", DAY - timedelta(days=3), DAY + timedelta(days=1))
+    assert len(df) == 5
+
+
+def test_focus_sessions_carry_the_break_before_them(client):
+    df = queries.focus_sessions(client, "alice", *PERIOD)
+    assert list(df["session_id"]) == ["f1", "f2", "f3", "f4"]
+    assert list(df["active_seconds"]) == [900.0, 600.0, 600.0, 1200.0]
+    assert list(df["context_switches"]) == [1, 0, 0, 0]
+    assert math.isnan(df["break_before_seconds"].iloc[0])
+    assert list(df["break_before_seconds"].iloc[1:]) == [2400.0, 45900.0, 1800.0]
+
+
+def test_focus_breaks_are_the_gaps_between_focus_sessions(client):
+    df = queries.focus_breaks(client, "alice", *PERIOD)
+    assert list(df["seconds"]) == [2400.0, 45900.0, 1800.0]
+    assert list(df["start"]) == [at(9, 15), at(10, 5), at(23, 0)]
+    assert list(df["end"]) == [at(9, 55), at(22, 50), at(23, 30)]
+
+
+# --- local time ------------------------------------------------------------------------------------------------
+
+
+def test_daily_trend_splits_days_at_local_midnight(client):
+    utc = queries.daily_trend(client, "alice", DAY, DAY + timedelta(days=2))
+    assert list(utc["active_seconds"]) == [3300.0, 0.0]
+    prague_days = (datetime(2026, 3, 9, 23, tzinfo=UTC), datetime(2026, 3, 11, 23, tzinfo=UTC))
+    prague = queries.daily_trend(client, "alice", *prague_days, tz=PRAGUE)
+    assert list(prague["day"]) == [pd.Timestamp("2026-03-10"), pd.Timestamp("2026-03-11")]
+    assert list(prague["active_seconds"]) == [2100.0, 1200.0]
+    assert list(prague["idle_seconds"]) == [600.0, 0.0]
+    assert list(prague["keystrokes"]) == [165, 200]
+    assert list(prague["clicks"]) == [33, 0]
+
+
+def test_heatmap_places_time_in_local_weekday_and_hour(client):
+    def cells(tz):
+        df = queries.weekday_hour_heatmap(client, "alice", *PERIOD, tz=tz)
+        assert len(df) == 7 * 24
+        busy = df[df["active_seconds"] > 0]
+        return {(w, h): (s, k, c) for w, h, s, k, c in busy.itertuples(index=False, name=None)}
+
+    assert cells("UTC") == {
+        (2, 9): (1200.0, 160, 26),
+        (2, 10): (300.0, 0, 0),
+        (2, 22): (600.0, 5, 7),
+        (2, 23): (1200.0, 200, 0),
+    }
+    assert cells(PRAGUE) == {
+        (2, 10): (1200.0, 160, 26),
+        (2, 11): (300.0, 0, 0),
+        (2, 23): (600.0, 5, 7),
+        (3, 0): (1200.0, 200, 0),
+    }
+
+
+def test_intensity_is_keys_and_clicks_per_active_minute_per_local_hour(client):
+    df = queries.input_intensity(client, "alice", *PERIOD).set_index("hour")
+    assert len(df) == 24
+    assert (df.loc[9, "keys_per_active_minute"], df.loc[9, "clicks_per_active_minute"]) == (8.0, 1.3)
+    assert df.loc[23, "keys_per_active_minute"] == 10.0
+    assert df.loc[3, "keys_per_active_minute"] == 0.0
+    prague = queries.input_intensity(client, "alice", *PERIOD, tz=PRAGUE).set_index("hour")
+    assert prague.loc[0, "keystrokes"] == 200
+
+
+@pytest.mark.parametrize("tz", ["Mars/Olympus", "UTC'); DROP TABLE intervals; --", ""])
+def test_an_unknown_time_zone_is_refused(client, tz):
+    with pytest.raises(ValueError, match="time zone"):
+        queries.daily_trend(client, "alice", *PERIOD, tz=tz)
+
+
+def test_a_naive_datetime_is_refused(client):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        queries.time_per_app(client, "alice", datetime(2026, 3, 10), datetime(2026, 3, 11))
+
+
+# --- titles and comparisons -------------------------------------------------------------------------------------
+
+
+def test_top_titles_of_the_top_app_by_default(client):
+    df = queries.top_titles(client, "alice", *PERIOD)
+    assert list(df.itertuples(index=False, name=None)) == [
+        ("main.py — proj", 600.0, 100, 5),
+        ("test.py — proj", 600.0, 50, 1),
+    ]
+    firefox = queries.top_titles(client, "alice", *PERIOD, app="Firefox", limit=1)
+    assert list(firefox["title"]) == ["Docs"]
+
+
+def test_comparison_with_the_previous_period_of_the_same_length(client):
+    df = queries.compare_periods(client, "alice", *PERIOD)
+    assert list(df["key"]) == ["Terminal", "Firefox", "Slack", "Code"]
+    assert list(df["delta_seconds"]) == [1200.0, 900.0, -300.0, 0.0]
+    assert list(df["previous_seconds"]) == [0.0, 0.0, 300.0, 1200.0]
+    assert math.isnan(df["delta_ratio"].iloc[0])
+    assert list(df["delta_ratio"].iloc[2:]) == [-1.0, 0.0]
+
+
+def test_comparison_with_a_chosen_period_by_device(client):
+    earlier = (DAY - timedelta(days=1), DAY)
+    df = queries.compare_periods(client, "alice", *PERIOD, compare_to=earlier, by="device")
+    assert as_dict(df, "key", "delta_seconds") == {"desk": 1800.0, "laptop": 1500.0 - 1500.0}
+
+
+# --- one user at a time ---------------------------------------------------------------------------------------
+
+
+def every_string_in(df: pd.DataFrame) -> set[str]:
+    return {str(v) for column in df.columns for v in df[column] if isinstance(v, str)}
+
+
+@pytest.mark.parametrize("name", sorted(queries.QUERY_FUNCTIONS))
+def test_no_query_function_returns_another_users_data(client, name):
+    fn = queries.QUERY_FUNCTIONS[name]
+    df = fn(client, "alice", DAY - timedelta(days=1), DAY + timedelta(days=1))
+    assert not any("bob" in s.lower() for s in every_string_in(df)), df
+    for other in (fn(client, "nobody", *PERIOD), fn(client, "alice' OR '1'='1", *PERIOD)):
+        assert not any("bob" in s.lower() for s in every_string_in(other))
+
+
+@pytest.mark.parametrize("name", sorted(queries.QUERY_FUNCTIONS))
+def test_columns_and_dtypes_are_the_same_with_and_without_data(client, name):
+    fn = queries.QUERY_FUNCTIONS[name]
+    full = fn(client, "alice", *PERIOD)
+    empty = fn(client, "nobody", *PERIOD)
+    assert not full.empty
+    assert list(empty.columns) == list(full.columns)
+    assert list(empty.dtypes) == list(full.dtypes)
+
+
+def test_a_user_with_no_data_gets_zero_totals_and_no_rows(client):
+    assert queries.totals(client, "nobody", *PERIOD).iloc[0].sum() == 0
+    assert queries.time_per_app(client, "nobody", *PERIOD).empty
+
+
+# --- categories -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def carol(client):
+    """A fresh user with the fixture day and no rules."""
+    user = f"carol-{uuid.uuid4().hex[:8]}"
+    store(client, user, day_of())
+    return user
+
+
+def categories_of(client, user: str, **kwargs) -> dict[str, float]:
+    return as_dict(queries.time_per_category(client, user, *PERIOD, **kwargs), "category", "seconds")
+
+
+def test_without_rules_everything_is_uncategorized(client, carol):
+    assert categories_of(client, carol) == {"Uncategorized": 3300.0}
+
+
+def test_the_first_matching_rule_by_position_wins(client, carol):
+    add_rule(client, carol, "app", ".", "Other", position=10)
+    add_rule(client, carol, "app", "^Code$", "Work/Programming", position=0)
+    add_rule(client, carol, "site", r"github\.com", "Work/Review", position=0)
+    assert categories_of(client, carol) == {"Other": 1800.0, "Work/Programming": 1200.0, "Work/Review": 300.0}
+    assert categories_of(client, carol, depth=1) == {"Other": 1800.0, "Work": 1500.0}
+    assert list(list_rules(client, carol)["category"]) in (
+        ["Work/Programming", "Work/Review", "Other"],
+        ["Work/Review", "Work/Programming", "Other"],
+    )
+
+
+def test_editing_or_deleting_a_rule_relabels_history(client, carol):
+    code = add_rule(client, carol, "app", "^Code$", "Work/Programming")
+    anything = add_rule(client, carol, "app", ".", "Other")
+    assert categories_of(client, carol) == {"Other": 2100.0, "Work/Programming": 1200.0}
+    update_rule(client, carol, code, category="Work/Coding")
+    assert categories_of(client, carol) == {"Other": 2100.0, "Work/Coding": 1200.0}
+    update_rule(client, carol, code, pattern="^(Code|Terminal)$")
+    assert categories_of(client, carol) == {"Work/Coding": 2400.0, "Other": 900.0}
+    delete_rule(client, carol, anything)
+    assert categories_of(client, carol) == {"Work/Coding": 2400.0, "Uncategorized": 900.0}
+    assert list(list_rules(client, carol)["rule_id"]) == [code]
+    with pytest.raises(RuleNotFound):
+        update_rule(client, carol, anything, category="Back")
+
+
+def test_a_rule_on_titles_applies_to_the_raw_intervals(client, carol):
+    add_rule(client, carol, "app", "^Code$", "Work/Programming", position=1)
+    add_rule(client, carol, "title", "^main\\.py", "Work/Main", position=0)
+    assert categories_of(client, carol) == {"Uncategorized": 2100.0, "Work/Main": 600.0, "Work/Programming": 600.0}
+
+
+def test_one_users_rules_never_label_another_users_time(client, carol):
+    # bob's catch-all rule exists in the fixture; carol has none.
+    assert categories_of(client, carol) == {"Uncategorized": 3300.0}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [("(", "missing )"), ("a(?=b)", "invalid perl operator"), (r"(\w)\1", "escape"), ("", "empty")],
+)
+def test_an_invalid_pattern_is_refused_with_the_reason(client, carol, pattern, problem):
+    with pytest.raises(InvalidRule, match="pattern") as refused:
+        add_rule(client, carol, "app", pattern, "Work")
+    assert problem in str(refused.value)
+    assert list_rules(client, carol).empty
+
+
+@pytest.mark.parametrize(
+    ("field", "category", "problem"),
+    [
+        ("url", "Work", "field"),
+        ("app", "A/B/C/D/E/F", "levels"),
+        ("app", "Work//Code", "empty level"),
+        ("app", "/Work", "empty level"),
+        ("app", "W" * 65, "longer than 64"),
+        ("app", "Work\nCode", "non-printable"),
+        ("app", "Work / Code", "space"),
+    ],
+)
+def test_an_invalid_field_or_category_is_refused(client, carol, field, category, problem):
+    with pytest.raises(InvalidRule, match=problem):
+        add_rule(client, carol, field, "x", category)
+
+
+def test_injection_attempts_in_patterns_and_categories_are_inert(client, carol):
+    sneaky = "Work'); DROP TABLE intervals; --"
+    add_rule(client, carol, "title", "x' OR '1'='1", "Never")
+    add_rule(client, carol, "app", "{user:String}", "{uncategorized:String}")
+    add_rule(client, carol, "app", "^Code$", sneaky)
+    assert categories_of(client, carol) == {"Uncategorized": 2100.0, sneaky: 1200.0}
+    assert queries.totals(client, "alice", *PERIOD).iloc[0]["active_seconds"] == 3300.0
+
+
+def test_preview_shows_what_a_pattern_would_match(client, carol):
+    apps = preview_rule(client, carol, "app", "^(Code|Terminal)$", *PERIOD)
+    assert as_dict(apps, "value", "seconds") == {"Code": 1200.0, "Terminal": 1200.0}
+    titles = preview_rule(client, carol, "title", "proj$", *PERIOD)
+    assert list(titles.itertuples(index=False, name=None)) == [("main.py — proj", 600.0), ("test.py — proj", 600.0)]
+    assert list(preview_rule(client, carol, "site", "github", *PERIOD)["value"]) == ["github.com"]
+    with pytest.raises(InvalidRule):
+        preview_rule(client, carol, "title", "(", *PERIOD)
+
+
+def test_a_rule_is_appended_after_the_last_by_default(client, carol):
+    first = add_rule(client, carol, "app", "a", "A")
+    second = add_rule(client, carol, "app", "b", "B")
+    rules = list_rules(client, carol)
+    assert list(rules["rule_id"]) == [first, second]
+    assert list(rules["position"]) == [0, 1]
+
+
+# --- k-anonymous aggregates ---------------------------------------------------------------------------------------
+
+MONDAY = datetime(2026, 5, 4, tzinfo=UTC)
+
+
+def week_of_users(client, monday: datetime, users: list[str], wednesday_users: int = 0) -> tuple[datetime, datetime]:
+    for n, user in enumerate(users):
+        rows = [
+            interval("d", at(10, 0, monday), at(10, 10, monday), "App"),
+            interval("d", at(10, 0, monday + timedelta(days=1)), at(10, 30, monday + timedelta(days=1)), "App"),
+        ]
+        if n < wednesday_users:
+            wednesday = monday + timedelta(days=2)
+            rows.append(interval("d", at(10, 0, wednesday), at(10, 20, wednesday), "App"))
+        store(client, user, rows)
+    return monday, monday + timedelta(days=7)
+
+
+def test_an_aggregate_over_nine_users_is_empty(client):
+    week = week_of_users(client, MONDAY, [f"k9-{n}" for n in range(9)])
+    assert queries.weekday_share_across_users(client, *week).empty
+    assert queries.hour_share_across_users(client, *week).empty
+    assert list(queries.weekday_share_across_users(client, *week).columns) == ["weekday", "share", "users"]
+
+
+def test_an_aggregate_over_ten_users_gives_each_users_mean_share(client):
+    week = week_of_users(client, MONDAY + timedelta(days=7), [f"k10-{n}" for n in range(10)])
+    df = queries.weekday_share_across_users(client, *week)
+    assert list(df["weekday"]) == [1, 2]
+    assert list(df["share"]) == pytest.approx([0.25, 0.75])
+    assert list(df["users"]) == [10, 10]
+    hours = queries.hour_share_across_users(client, *week)
+    assert list(hours.itertuples(index=False, name=None)) == [(10, 1.0, 10)]
+    assert queries.weekday_share_across_users(client, *week, k=11).empty
+
+
+def test_a_day_of_the_week_seen_by_fewer_than_k_users_is_left_out(client):
+    week = week_of_users(client, MONDAY + timedelta(days=14), [f"k3-{n}" for n in range(10)], wednesday_users=3)
+    df = queries.weekday_share_across_users(client, *week)
+    assert list(df["weekday"]) == [1, 2]
+    assert list(df["share"]) == pytest.approx([0.225, 0.675])
