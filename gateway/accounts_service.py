@@ -40,7 +40,7 @@ from gateway.producer import BrokerUnavailable
 from gateway.proto import accounts_pb2 as pb
 from gateway.proto import accounts_pb2_grpc
 from gateway.tokens import DASHBOARD_SCOPE, TokenClaims, TokenError, issue_token, verify_token
-from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event
+from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event, event_key
 from warehouse.deletion import delete_user_data
 from warehouse.writes import upsert_devices
 
@@ -101,7 +101,7 @@ class Authority:
         token_ttl_s: int,
         device_cert_days: int,
         warehouse: Callable[[], Client],
-        announce: Callable[[bytes], Awaitable[None]],
+        announce: Callable[[bytes, bytes], Awaitable[None]],
     ) -> None:
         self.store = store
         self.pki = pki
@@ -109,7 +109,7 @@ class Authority:
         self.token_ttl_s = token_ttl_s
         self.device_cert_days = device_cert_days
         self.warehouse = warehouse
-        self.announce = announce  # publishes an identity event and returns once the broker has it
+        self.announce = announce  # publishes (key, identity event), returns once the broker has it
 
     async def signed_in(self, context: grpc.aio.ServicerContext) -> TokenClaims:
         header = dict(context.invocation_metadata()).get("authorization", "")
@@ -213,7 +213,9 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             await refuse(context, exc)
         try:
             # Workers drop what is still in flight for this user from the moment they read this event.
-            await self.a.announce(encode_event(USER_DELETED, user.id, at_ms=int(time.time() * 1000)))
+            await self.a.announce(
+                event_key(user.id), encode_event(USER_DELETED, user.id, at_ms=int(time.time() * 1000))
+            )
             await asyncio.to_thread(delete_user_data, self.a.warehouse(), user.id)
         except Exception as exc:  # the broker's or warehouse's failure is the client's UNAVAILABLE, not a crash
             log.warning("deleting the data of %s failed: %s", user.id, exc)
@@ -322,7 +324,7 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
             await refuse(context, exc)
         event = encode_event(DEVICE_REVOKED, claims.user_id, request.device_id, int(time.time() * 1000))
         try:
-            await self.a.announce(event)
+            await self.a.announce(event_key(claims.user_id, request.device_id), event)
         except BrokerUnavailable:
             # The device is already refused at the door; only the workers' notice is missing. Revoking
             # again is harmless, so the client is told to retry.

@@ -3,6 +3,11 @@
 A batch is acknowledged only after the broker holds every accepted record of it; refused records get a
 reason each and do not hold back the rest. When the broker is away, the answer is UNAVAILABLE and
 nothing is acknowledged, so the collector keeps its spool.
+
+Collectors may report how many intervals wait in their spool in the gRPC request metadata header
+`x-productimon-spool-depth` (a non-negative integer, with each SendBatch call or once per Upload
+stream); it feeds the `productimon_collector_spool_depth` histogram and is otherwise ignored, as is
+any value that is not such an integer.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from gateway.producer import BrokerUnavailable, IntervalProducer
 from gateway.proto import accounts_pb2, accounts_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from gateway.stamping import stamp_batch
 from gateway.tokens import ensure_signing_key
+from infra import metrics
 from infra.cli import command
 from infra.settings import Settings, load_settings
 from warehouse.client import connect
@@ -35,6 +41,28 @@ from warehouse.writes import upsert_devices
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SPOOL_DEPTH_HEADER = "x-productimon-spool-depth"
+
+# How a refused call is counted in productimon_gateway_batches_total{outcome}.
+_OUTCOME_OF_STATUS = {
+    grpc.StatusCode.UNAVAILABLE: "unavailable",
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
+    grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
+    grpc.StatusCode.PERMISSION_DENIED: "revoked",
+}
+
+
+def observe_spool_depth(context: grpc.aio.ServicerContext) -> None:
+    """Record the spool depth a collector reported in the request metadata, if it sent a usable one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == SPOOL_DEPTH_HEADER:
+            try:
+                depth = int(value)
+            except (TypeError, ValueError):
+                return
+            if depth >= 0:
+                metrics.COLLECTOR_SPOOL_DEPTH.observe(depth)
+            return
 
 
 class IngestService(ingest_pb2_grpc.IngestServicer):
@@ -58,7 +86,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             )
         stamped = stamp_batch(batch.intervals, identity, int(time.time() * 1000))
         try:
-            await self._producer.send(stamped.key, stamped.values)
+            if stamped.values:
+                with metrics.GATEWAY_BROKER_SEND_SECONDS.time():
+                    await self._producer.send(stamped.key, stamped.values)
         except BrokerUnavailable as exc:
             log.warning("batch %s from device %s not taken: %s", batch.batch_id, identity.device_id, exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the broker is unavailable; retry later")
@@ -70,20 +100,36 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                 len(stamped.errors),
                 stamped.errors[0].reason,
             )
+            refused: dict[str, int] = {}
+            for error in stamped.errors:
+                label = metrics.refusal_label(error.reason)
+                refused[label] = refused.get(label, 0) + 1
+            for label, count in refused.items():
+                metrics.GATEWAY_REFUSED.labels(label).inc(count)
+        metrics.GATEWAY_ACCEPTED.inc(stamped.accepted)
+        metrics.GATEWAY_BATCHES.labels("acked").inc()
         return ingest_pb2.BatchAck(
             batch_id=batch.batch_id,
             accepted=stamped.accepted,
             errors=[ingest_pb2.RecordError(index=e.index, reason=e.reason) for e in stamped.errors],
         )
 
+    async def _counted(self, batch: ingest_pb2.Batch, context: grpc.aio.ServicerContext) -> ingest_pb2.BatchAck:
+        try:
+            identity = await self._identity(context)
+            return await self._ingest(batch, identity, context)
+        except grpc.aio.AbortError:
+            metrics.GATEWAY_BATCHES.labels(_OUTCOME_OF_STATUS.get(context.code(), "invalid")).inc()
+            raise
+
     async def SendBatch(self, request, context):  # noqa: N802 (gRPC method name)
-        identity = await self._identity(context)
-        return await self._ingest(request, identity, context)
+        observe_spool_depth(context)
+        return await self._counted(request, context)
 
     async def Upload(self, request_iterator, context) -> AsyncIterator[ingest_pb2.BatchAck]:  # noqa: N802
+        observe_spool_depth(context)
         async for batch in request_iterator:
-            identity = await self._identity(context)
-            yield await self._ingest(batch, identity, context)
+            yield await self._counted(batch, context)
 
 
 class Gateway:
@@ -97,6 +143,7 @@ class Gateway:
         self.store = store or IdentityStore(settings.identity_store_path)
         self.server: grpc.aio.Server | None = None
         self._warehouse: Client | None = None
+        self._metrics = None
 
     def _warehouse_client(self) -> Client:
         if self._warehouse is None:
@@ -120,7 +167,7 @@ class Gateway:
             s.token_ttl_seconds,
             s.device_cert_days,
             self._warehouse_client,
-            lambda event: self.producer.publish(s.identity_topic, b"", event),
+            lambda key, event: self.producer.publish(s.identity_topic, key, event),
         )
         ingest_pb2_grpc.add_IngestServicer_to_server(
             IngestService(self.producer, self.store, s.gateway_max_batch), server
@@ -146,6 +193,7 @@ class Gateway:
             if not server.add_secure_port(f"{s.gateway_host}:{port}", creds):
                 raise OSError(f"cannot listen on {s.gateway_host}:{port}")
         await server.start()
+        self._metrics = metrics.serve_metrics(s.metrics_host, s.gateway_metrics_port)
         self._mirror = asyncio.create_task(self._mirror_all_devices())
         for name in (*services, ""):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -168,6 +216,8 @@ class Gateway:
         if self.server is not None:
             await self.server.stop(grace_s)
             self.server = None
+        metrics.stop_metrics(self._metrics)
+        self._metrics = None
         await self.producer.stop()
         if self._warehouse is not None:
             self._warehouse.close()

@@ -74,6 +74,16 @@ class Settings(BaseSettings):
     session_gap_seconds: float = Field(default=30, gt=0, le=3600)
     break_after_seconds: float = Field(default=300, gt=0, le=86400)
 
+    # Metrics: Prometheus endpoints at http://<metrics_host>:<port>/metrics. 0 turns one off (the default,
+    # because the local stack and the tests run several processes); set a port to expose metrics.
+    metrics_host: str = "127.0.0.1"
+    gateway_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Each worker process needs its own port: run one worker per host or container with this set.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Log lines: "plain" text, or "json" (one object per line). Read from PRODUCTIMON_LOG_FORMAT by every
+    # command; a setting so the local stack passes it on to the processes it starts.
+    log_format: Literal["plain", "json"] = "plain"
+
     # Dashboard.
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8501, ge=1, le=65535)

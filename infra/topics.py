@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -12,28 +13,75 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from infra.settings import Settings
 
+DAY_MS = 24 * 3600 * 1000
+# Raw intervals age out of the broker so a deleted user's events do not linger there (DESIGN.md).
+DEFAULT_INTERVALS_RETENTION_DAYS = 7
+# Refused records are kept long enough for someone to look at them after a holiday.
+DEADLETTER_RETENTION_DAYS = 30
 
-def topic_specs(settings: Settings) -> dict[str, int]:
-    """Topic name -> partition count. Created explicitly: brokers auto-create with their own defaults."""
+
+class TopicsRefused(Exception):
+    """The broker answered and refused a topic (a bad config or too few brokers for the replication)."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    partitions: int
+    # Topic-level broker configs; empty means the broker's defaults.
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(
+    settings: Settings, intervals_retention_days: int = DEFAULT_INTERVALS_RETENTION_DAYS
+) -> dict[str, TopicSpec]:
+    """Topic name -> partitions and configs. Created explicitly: brokers auto-create with their own defaults.
+
+    Configs are for a real Kafka only: the embedded broker keeps everything in memory for the life of
+    the local stack and need not accept topic configs.
+    """
+    kafka = settings.broker_mode == "kafka"
     return {
-        settings.intervals_topic: settings.topic_partitions,
-        settings.deadletter_topic: 1,
-        settings.identity_topic: 1,
+        settings.intervals_topic: TopicSpec(
+            settings.topic_partitions,
+            {"retention.ms": str(intervals_retention_days * DAY_MS)} if kafka else {},
+        ),
+        settings.deadletter_topic: TopicSpec(
+            1, {"retention.ms": str(DEADLETTER_RETENTION_DAYS * DAY_MS)} if kafka else {}
+        ),
+        # The gateway keys identity events by user/device: compaction keeps the latest of each forever.
+        settings.identity_topic: TopicSpec(1, {"cleanup.policy": "compact"} if kafka else {}),
     }
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the missing topics; returns the names created."""
+async def ensure_topics(
+    settings: Settings,
+    intervals_retention_days: int = DEFAULT_INTERVALS_RETENTION_DAYS,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create the missing topics; returns the names created. Existing topics are left as they are."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, n, 1) for name, n in topic_specs(settings).items() if name not in existing]
+        missing = [
+            NewTopic(name, spec.partitions, replication_factor, topic_configs=spec.configs or None)
+            for name, spec in topic_specs(settings, intervals_retention_days).items()
+            if name not in existing
+        ]
         if missing:
             try:
-                await admin.create_topics(missing)
+                response = await admin.create_topics(missing)
             except TopicAlreadyExistsError:
-                pass  # another process created it in between: what we wanted
+                return []  # another process created them in between: what we wanted
+            if settings.broker_mode == "kafka":
+                # Kafka answers per topic; a refused config or replication factor must not pass silently.
+                refused = [
+                    f"{name}: {error[0] if error else ''} (code {code})".strip()
+                    for name, code, *error in response.topic_errors
+                    if code not in (0, TopicAlreadyExistsError.errno)
+                ]
+                if refused:
+                    raise TopicsRefused("the broker refused to create " + "; ".join(refused))
         return [t.name for t in missing]
     finally:
         await admin.close()

@@ -31,3 +31,9 @@ def decode_event(raw: bytes) -> dict:
     if event["event"] == DEVICE_REVOKED and not event.get("device_id"):
         raise BadIdentityEvent("a device_revoked event without a device_id")
     return event
+
+
+def event_key(user_id: str, device_id: str = "") -> bytes:
+    """The Kafka key of an identity event. The topic is compacted in production, which keeps the latest
+    record per key: one key per user (and device), so no revocation ever compacts another away."""
+    return f"{user_id}/{device_id}".encode()

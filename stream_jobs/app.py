@@ -24,7 +24,8 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from clickhouse_connect.driver.client import Client
 
-from infra.cli import command
+from infra import metrics
+from infra.cli import command, json_logging_config
 from infra.settings import Settings, load_settings
 from schemas.identity_events import BadIdentityEvent, decode_event
 from stream_jobs.revocations import Revocations
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 10.0
+_LAG_EVERY_S = 10.0
 
 
 def broker_options(settings: Settings) -> dict[str, object]:
@@ -142,7 +144,9 @@ async def _partitions(consumer: AIOKafkaConsumer, settings: Settings) -> list[in
     raise RuntimeError(f"topic {settings.identity_topic} does not exist; create the stack's topics first")
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, *, logging_config: dict | None = None) -> faust.App:
+    """The worker's faust app; `logging_config` (a dictConfig) replaces faust's own log handler when given."""
+    logging_options: dict[str, object] = {} if logging_config is None else {"logging_config": logging_config}
     app = faust.App(
         settings.worker_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -153,7 +157,10 @@ def create_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
+        # faust keeps a data directory of its own; by default in the working directory, which may be a checkout.
+        datadir=str(settings.data_dir / "faust"),
         **broker_options(settings),
+        **logging_options,
     )
     intervals_topic = app.topic(settings.intervals_topic, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
@@ -186,6 +193,26 @@ def create_app(settings: Settings) -> faust.App:
     async def identity_events() -> None:
         await follow_identity_events(settings, revocations, identity_caught_up)
 
+    if settings.worker_metrics_port:
+
+        @app.timer(_LAG_EVERY_S)
+        async def measure_consumer_lag() -> None:
+            # Approximate: the embedded broker misreports highwater (see broker_options), and the position is
+            # what was fetched, which runs ahead of what was stored.
+            lags = {}
+            try:
+                for tp in app.consumer.assignment():
+                    if tp.topic == settings.intervals_topic:
+                        highwater, position = app.consumer.highwater(tp), await app.consumer.position(tp)
+                        if highwater is not None and position is not None:
+                            lags[tp.partition] = max(highwater - position, 0)
+            except Exception as exc:  # a rebalance under way; the next tick measures again
+                log.debug("consumer lag not measured: %s", exc)
+                return
+            metrics.WORKER_CONSUMER_LAG.clear()
+            for partition, lag in lags.items():
+                metrics.WORKER_CONSUMER_LAG.labels(str(partition)).set(lag)
+
     @app.agent(intervals_topic, name="write-intervals")
     async def write_intervals(stream):
         waited_since = time.monotonic()
@@ -194,23 +221,33 @@ def create_app(settings: Settings) -> faust.App:
             # What was revoked before this batch must be known before it is stored.
             await identity_caught_up.wait()
             intervals, rejected = decode_intervals(event.value for event in events)
+            metrics.WORKER_BATCHES.inc()
+            if rejected:
+                metrics.WORKER_DEAD_LETTERS.inc(len(rejected))
             for value, reason in rejected:
                 log.warning("dead-lettering a record of %s: %s", settings.intervals_topic, reason)
                 await (await deadletter.send(value=value, headers={"reason": reason.encode()}))
             kept = [i for i in intervals if not revocations.drops(i["user_id"], i["device_id"])]
             if len(kept) < len(intervals):
                 log.info("dropped %d intervals of revoked devices or deleted accounts", len(intervals) - len(kept))
+                metrics.WORKER_DROPPED.labels("revoked").inc(len(intervals) - len(kept))
             by_device = group_by_device(kept)
             advances, floors = sessionize_batch(by_device, saved_state, rules)
             app_rows = session_rows((s for a in advances.values() for s in a.app_sessions), APP_SESSION_COLUMNS)
             focus_rows = session_rows((s for a in advances.values() for s in a.focus_sessions), FOCUS_SESSION_COLUMNS)
 
-            def store(by_device=by_device, floors=floors, app_rows=app_rows, focus_rows=focus_rows) -> None:
+            # What the successful insert stored, and how long it took, for the metrics.
+            outcome: dict[str, float] = {}
+
+            def store(
+                by_device=by_device, floors=floors, app_rows=app_rows, focus_rows=focus_rows, outcome=outcome
+            ) -> None:
                 client = warehouse_client()
                 unchecked = [d for d in by_device if d not in checked_devices]
                 for device_id, seq in stored_device_seqs(client, unchecked).items():
                     floors[device_id] = max(floors[device_id], seq)
                 fresh = intervals_to_insert(by_device, floors)
+                insert_began = time.monotonic()
                 # Three tables, three inserts at once: each waits mostly on the warehouse, not on Python.
                 pending = [
                     inserts.submit(store_intervals, client, interval_columns(fresh), dedup_token(fresh)),
@@ -219,10 +256,14 @@ def create_app(settings: Settings) -> faust.App:
                 ]
                 for insert in pending:
                     insert.result()
+                outcome.update(stored=len(fresh), seconds=time.monotonic() - insert_began)
 
             if kept:
                 await _store_until_done(store, warehouse)
                 checked_devices.update(by_device)
+                metrics.WORKER_STORED.inc(outcome["stored"])
+                metrics.WORKER_DROPPED.labels("duplicate").inc(len(kept) - outcome["stored"])
+                metrics.WORKER_INSERT_SECONDS.observe(outcome["seconds"])
             # Saved only after the warehouse has the rows: see the module docstring.
             for device_id, adv in advances.items():
                 device_states[device_id.encode()] = json.dumps(adv.state.to_dict()).encode()
@@ -265,8 +306,12 @@ async def _store_until_done(insert: Callable[[], None], warehouse: dict[str, Cli
 def main() -> int:
     settings = load_settings()
     prepare_warehouse(connect(settings, with_database=False), settings.warehouse_database, settings.raw_retention_days)
-    app = create_app(settings)
+    logging_config = json_logging_config("productimon-worker")
+    app = create_app(settings, logging_config=logging_config)
+    metrics.serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     log_level = os.environ.get("PRODUCTIMON_LOG_LEVEL", "info").lower()
-    sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
+    # --quiet silences faust's start-up banner, which is printed rather than logged, so JSON lines stay JSON.
+    quiet = ["--quiet"] if logging_config is not None else []
+    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", log_level, "--without-web"]
     app.main()
     return 0

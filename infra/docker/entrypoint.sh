@@ -1,0 +1,40 @@
+#!/bin/sh
+# The image's entry point: one short name per Productimon service, or any other command as given.
+# Each service replaces this shell (exec), so it is PID 1 and receives the container's SIGTERM.
+set -eu
+
+case "${1:-help}" in
+    gateway)
+        shift
+        exec productimon-gateway "$@"
+        ;;
+    worker)
+        shift
+        exec productimon-worker "$@"
+        ;;
+    dashboard)
+        shift
+        # A wheel install puts dashboard/app.py in site-packages; ask Python where.
+        app="$(python -c 'import dashboard, pathlib; print(pathlib.Path(dashboard.__file__).parent / "app.py")')"
+        exec python -m streamlit run "$app" \
+            --server.address "${PRODUCTIMON_DASHBOARD_HOST:-0.0.0.0}" \
+            --server.port "${PRODUCTIMON_DASHBOARD_PORT:-8501}" \
+            --server.headless true \
+            --browser.gatherUsageStats false \
+            "$@"
+        ;;
+    pki-init)
+        shift
+        exec productimon-pki init "$@"
+        ;;
+    topics)
+        shift
+        exec productimon-topics "$@"
+        ;;
+    help | --help | -h)
+        echo "usage: productimon-entrypoint gateway|worker|dashboard|pki-init [--name NAME...]|topics|COMMAND..."
+        ;;
+    *)
+        exec "$@"
+        ;;
+esac
