@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -17,6 +11,7 @@ from collector.transport import DeviceCredentials, IngestClient, channel_credent
 from gateway.pki import DeviceIdentity, create_ca, new_device_id, new_device_key_and_csr, sign_device_csr
 from gateway.proto import ingest_pb2, ingest_pb2_grpc
 from schemas.codec import encode_interval
+from tests.certificates import expired_device_certificate
 from tests.e2e.test_pipeline import interval
 
 
@@ -93,29 +88,8 @@ def test_the_server_certificate_is_refused_as_a_device_certificate(stack):
 
 def test_an_expired_device_certificate_is_refused(stack):
     pki = stack.settings.pki_dir
-    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
-    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    expired_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(expired_at - dt.timedelta(days=30))
-        .not_valid_after(expired_at)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("productimon://user/alice/device/old")]),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    creds = DeviceCredentials((pki / "ca.crt").read_bytes(), cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    key_pem, cert_pem = expired_device_certificate((pki / "ca.crt").read_bytes(), (pki / "ca.key").read_bytes())
+    creds = DeviceCredentials((pki / "ca.crt").read_bytes(), cert_pem, key_pem)
     with IngestClient(stack.settings.gateway_address, creds, 10) as client:
         with pytest.raises(grpc.RpcError) as refused:
             client.send_batch([encode_interval(interval(0, 0, 10, "Code"))])

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.pki import (
     DeviceIdentity,
@@ -24,6 +19,7 @@ from gateway.pki import (
     new_device_key_and_csr,
     sign_device_csr,
 )
+from tests.certificates import expired_device_certificate
 
 METHOD = "/productimon.test.Echo/WhoAmI"
 
@@ -114,30 +110,9 @@ async def test_the_server_certificate_does_not_work_as_a_client_certificate(stac
 
 
 async def test_an_expired_device_certificate_is_refused(stack_pki, gateway_port):
-    ca_cert = x509.load_pem_x509_certificate(stack_pki.ca_cert_pem)
-    ca_key = serialization.load_pem_private_key(stack_pki.ca_key_pem, password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    expired_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(expired_at - dt.timedelta(days=30))
-        .not_valid_after(expired_at)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("productimon://user/alice/device/old")]),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    key_pem, cert_pem = expired_device_certificate(stack_pki.ca_cert_pem, stack_pki.ca_key_pem)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await call(gateway_port, stack_pki.ca_cert_pem, key_pem, cert.public_bytes(serialization.Encoding.PEM))
+        await call(gateway_port, stack_pki.ca_cert_pem, key_pem, cert_pem)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
