@@ -192,6 +192,9 @@ class Stack:
             self.say("stopping: gateway")
             try:
                 drained = self.drain(self.stop_gateway())
+            except KeyboardInterrupt:
+                self.say("\n  interrupted again: not waiting for the workers to store what is in the topic")
+                drained = False
             except Exception as exc:  # the broker may be gone already; stopping must go on
                 self.say(f"  could not confirm the workers drained the topic: {exc}")
                 drained = False
