@@ -1,0 +1,172 @@
+"""Interval building: the collector's 1-second samples become ActivityInterval records (DESIGN.md, "Event contract").
+
+Pure: no clock, no OS. The sampling loop passes each sample's time in, and says when the user went idle.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What was in front at one instant, and the input COUNTS since the previous sample.
+
+    Only counts: no key identity, text or pointer position ever reaches this type (issue 4, "Input")."""
+
+    at_ms: int
+    app: str
+    title: str | None
+    url: str | None
+    keystrokes: int
+    clicks: int
+    idle: bool  # the user has been idle for at least `idle_after`
+
+
+@dataclass(frozen=True)
+class IntervalRules:
+    max_interval_ms: int = 60_000
+    # A longer silence between samples means the collector was not sampling (suspend, a stalled process): the
+    # open interval ends at its last sample rather than claiming time nobody observed. At 1 s sampling, 10 s
+    # tolerates a slow tick without splitting real activity.
+    max_gap_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.max_interval_ms <= 0:
+            raise ValueError(f"max_interval_ms must be positive, got {self.max_interval_ms}")
+        if self.max_gap_ms <= 0:
+            raise ValueError(f"max_gap_ms must be positive, got {self.max_gap_ms}")
+
+
+_Key = tuple[str, str | None, str | None, bool]  # (app, title, url, idle): one per interval
+
+
+@dataclass
+class _Open:
+    start: int
+    key: _Key
+    keystrokes: int = 0
+    clicks: int = 0
+
+
+class IntervalBuilder:
+    """Cuts a stream of samples into ActivityInterval v2 dicts.
+
+    An interval closes when app, title, URL or idle state changes, and at the latest `max_interval` after it
+    started; consecutive intervals are contiguous (next start == previous end). A sample's counts happened
+    since the previous sample, so they go to the interval in progress up to that sample's time. Time never runs
+    backwards here: a sample older than the last one seen is read as arriving at the last one's time, so no
+    interval ever ends before it starts. Zero-length intervals are not emitted; their counts carry over to the
+    next interval, so no key press or click is lost."""
+
+    def __init__(
+        self,
+        rules: IntervalRules = IntervalRules(),
+        next_seq: int = 0,
+        new_event_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._rules = rules
+        self._next_seq = next_seq
+        self._new_event_id = new_event_id
+        self._open: _Open | None = None
+        self._last_at: int | None = None
+        self._carry_keystrokes = 0
+        self._carry_clicks = 0
+
+    @property
+    def next_seq(self) -> int:
+        """The device_seq the next emitted interval gets; persist it so a restart continues the sequence."""
+        return self._next_seq
+
+    def feed(self, sample: Sample) -> list[dict]:
+        """Take one sample; return the intervals it closed, in order."""
+        at = sample.at_ms if self._last_at is None else max(sample.at_ms, self._last_at)
+        key: _Key = (sample.app, sample.title, sample.url, sample.idle)
+        closed: list[dict] = []
+        if self._open is not None and self._last_at is not None and at - self._last_at > self._rules.max_gap_ms:
+            closed += self._close(self._last_at)
+        self._last_at = at
+
+        if self._open is None:
+            self._begin(at, key)
+            self._add(sample.keystrokes, sample.clicks)
+            return closed
+
+        closed += self._split_before(at)
+        # Now the open interval covers the time since the previous sample: the counts belong to it.
+        self._add(sample.keystrokes, sample.clicks)
+        if self._open.key != key or at - self._open.start >= self._rules.max_interval_ms:
+            closed += self._close(at)
+            self._begin(at, key)
+        return closed
+
+    def flush(self, at_ms: int) -> list[dict]:
+        """Close the open interval at `at_ms` (shutdown, pause); the next sample starts afresh."""
+        if self._open is None:
+            return []
+        assert self._last_at is not None  # an open interval has seen a sample
+        at = max(at_ms, self._last_at)
+        closed = self._split_before(at)
+        closed += self._close(at)
+        self._last_at = None
+        return closed
+
+    def idle_since(self, idle_start_ms: int) -> list[dict]:
+        """The user has been idle since `idle_start_ms`: the active interval ends there, idle time begins there.
+
+        Intervals already emitted stand (they may be stored or sent), so the cut is never earlier than the open
+        interval's start, nor later than the last sample seen."""
+        if self._open is None or self._open.key[3]:
+            return []
+        app, title, url, _ = self._open.key
+        assert self._last_at is not None
+        cut = min(max(idle_start_ms, self._open.start), self._last_at)
+        closed = self._close(cut)
+        self._begin(cut, (app, title, url, True))
+        return closed
+
+    def _split_before(self, at: int) -> list[dict]:
+        """Close `max_interval`-long pieces of the open activity until what remains started within it of `at`."""
+        assert self._open is not None
+        closed: list[dict] = []
+        key = self._open.key
+        while self._open.start + self._rules.max_interval_ms < at:
+            split = self._open.start + self._rules.max_interval_ms
+            closed += self._close(split)
+            self._begin(split, key)
+        return closed
+
+    def _begin(self, start: int, key: _Key) -> None:
+        self._open = _Open(start, key, self._carry_keystrokes, self._carry_clicks)
+        self._carry_keystrokes = self._carry_clicks = 0
+
+    def _add(self, keystrokes: int, clicks: int) -> None:
+        assert self._open is not None
+        self._open.keystrokes += max(keystrokes, 0)
+        self._open.clicks += max(clicks, 0)
+
+    def _close(self, end: int) -> list[dict]:
+        interval, self._open = self._open, None
+        if interval is None:
+            return []
+        if end <= interval.start:
+            self._carry_keystrokes += interval.keystrokes
+            self._carry_clicks += interval.clicks
+            return []
+        app, title, url, idle = interval.key
+        record = {
+            "event_id": self._new_event_id(),
+            "device_seq": self._next_seq,
+            "start": interval.start,
+            "end": end,
+            "app": app,
+            "title": title,
+            "url": url,
+            "keystrokes": interval.keystrokes,
+            "clicks": interval.clicks,
+            "idle": idle,
+        }
+        self._next_seq += 1
+        return [record]

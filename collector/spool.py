@@ -1,0 +1,248 @@
+"""The collector's durable spool: encoded intervals wait on disk, in device_seq order, until acknowledged.
+
+Every interval is written here (and fsynced) before it is sent, and deleted only for the seqs the gateway
+acknowledged, so a collector killed at any moment loses at most the interval in progress. The spool is bounded:
+when full it refuses new intervals, keeps what it holds intact, and counts the refusals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+BUSY_TIMEOUT_MS = 5000
+
+# Each entry is one schema version (PRAGMA user_version = its index + 1), applied in one transaction.
+_MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        # seq is the interval's device_seq: the gateway acknowledges by it and the warehouse dedupes on it.
+        """CREATE TABLE interval (
+            seq INTEGER PRIMARY KEY,
+            payload BLOB NOT NULL,
+            spooled_ms INTEGER NOT NULL
+        )""",
+        # One row. last_seq outlives the interval rows so device_seq never repeats after a restart.
+        """CREATE TABLE spool_state (
+            id INTEGER PRIMARY KEY CHECK (id = 0),
+            last_seq INTEGER NOT NULL,
+            refused_when_full INTEGER NOT NULL,
+            last_ack_ms INTEGER
+        )""",
+        "INSERT INTO spool_state (id, last_seq, refused_when_full, last_ack_ms) VALUES (0, -1, 0, NULL)",
+    ),
+]
+
+
+class SpoolError(Exception):
+    """The spool file cannot be opened or has a schema this version does not know."""
+
+
+class SpoolFull(Exception):
+    """The spool holds max_bytes of intervals; it refuses more until the gateway acknowledges some."""
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    depth: int  # intervals held
+    bytes: int  # payload bytes held (what max_bytes bounds; the file adds SQLite's page overhead)
+    oldest_ms: int | None  # when the oldest held interval was spooled
+    refused_when_full: int  # intervals refused since the spool was created, because it was full
+    last_ack_ms: int | None  # when the gateway last acknowledged a batch
+
+
+@dataclass(frozen=True)
+class Spooled:
+    seq: int  # the interval's device_seq
+    payload: bytes  # the encoded interval (Avro single-object encoding), exactly as appended
+
+
+class Spool:
+    """A SQLite file in WAL mode with one connection under a lock: the tracker thread appends while the uploader
+    thread reads batches and acknowledges them."""
+
+    def __init__(
+        self, path: Path | str, max_bytes: int = DEFAULT_MAX_BYTES, clock: Callable[[], float] = time.time
+    ) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._refusing = False
+        self._db = self._connect()
+        try:
+            self._migrate()
+            # Kept in memory so append and status need no scan; recomputed here so they always match the file.
+            self._depth, self._bytes = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0) FROM interval"
+            ).fetchone()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- connection and schema
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # The spool holds activity data: owner-only. SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(self.path, 0o600)
+            # isolation_level=None: no implicit transactions; every change opens its own explicitly.
+            db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise SpoolError(f"cannot open the spool {self.path}: {exc}") from None
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            # FULL: an append is fsynced before it returns, so an interval the tracker handed over survives a
+            # power cut, not only a crash. Writes are one small row every few seconds, so the cost is negligible.
+            db.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            db.close()
+            raise SpoolError(f"cannot use the spool {self.path}: {exc}") from None
+        if mode != "wal":
+            log.warning("spool %s runs in %s journal mode, not WAL (file system?)", self.path, mode)
+        return db
+
+    def _migrate(self) -> None:
+        known = len(_MIGRATIONS)
+        with self._lock:
+            for version, statements in enumerate(_MIGRATIONS, start=1):
+                with self._transaction():
+                    current = self._db.execute("PRAGMA user_version").fetchone()[0]
+                    if current > known:
+                        raise SpoolError(
+                            f"the spool {self.path} has schema version {current}, newer than this version of "
+                            f"Productimon knows ({known}); upgrade Productimon"
+                        )
+                    if current >= version:
+                        continue
+                    for statement in statements:
+                        self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {version}")
+                    log.info("spool %s: applied schema version %d", self.path, version)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; the caller holds self._lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- the spool
+
+    def append(self, seq: int, payload: bytes) -> bool:
+        """Hold one encoded interval; durable on disk when this returns True.
+
+        False when holding it would exceed max_bytes: nothing held changes and the refusal is counted (on disk).
+        A seq already held is left as it is and counts as held (True), so a retried append is harmless.
+        """
+        payload = bytes(payload)
+        with self._lock, self._transaction() as db:
+            if db.execute("SELECT 1 FROM interval WHERE seq = ?", (seq,)).fetchone() is not None:
+                return True
+            if self._bytes + len(payload) > self.max_bytes:
+                db.execute("UPDATE spool_state SET refused_when_full = refused_when_full + 1 WHERE id = 0")
+                refused = db.execute("SELECT refused_when_full FROM spool_state WHERE id = 0").fetchone()[0]
+                refusal = True
+            else:
+                db.execute(
+                    "INSERT INTO interval (seq, payload, spooled_ms) VALUES (?, ?, ?)", (seq, payload, self._now_ms())
+                )
+                db.execute("UPDATE spool_state SET last_seq = max(last_seq, ?) WHERE id = 0", (seq,))
+                refusal = False
+        # Past COMMIT: only now do the in-memory figures follow the file.
+        if refusal:
+            if not self._refusing:
+                self._refusing = True
+                log.warning(
+                    "spool %s is full (%d bytes in %d intervals, limit %d): refusing new intervals until the "
+                    "gateway acknowledges some; %d refused so far",
+                    self.path,
+                    self._bytes,
+                    self._depth,
+                    self.max_bytes,
+                    refused,
+                )
+            return False
+        self._depth += 1
+        self._bytes += len(payload)
+        if self._refusing:
+            self._refusing = False
+            log.info("spool %s has room again (%d bytes in %d intervals)", self.path, self._bytes, self._depth)
+        return True
+
+    def next_batch(self, max_records: int = 500) -> list[Spooled]:
+        """The oldest held intervals, in seq order; they stay held until acknowledged."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, payload FROM interval ORDER BY seq LIMIT ?", (max_records,)).fetchall()
+        return [Spooled(seq, bytes(payload)) for seq, payload in rows]
+
+    def acknowledge(self, seqs: Iterable[int]) -> int:
+        """Delete exactly the intervals the gateway acknowledged; returns how many were held (repeats count 0)."""
+        seqs = sorted(set(seqs))
+        if not seqs:
+            return 0
+        deleted = 0
+        freed = 0
+        with self._lock, self._transaction() as db:
+            for seq in seqs:
+                row = db.execute("DELETE FROM interval WHERE seq = ? RETURNING length(payload)", (seq,)).fetchone()
+                if row is not None:
+                    deleted += 1
+                    freed += row[0]
+            db.execute("UPDATE spool_state SET last_ack_ms = ? WHERE id = 0", (self._now_ms(),))
+        self._depth -= deleted
+        self._bytes -= freed
+        return deleted
+
+    def last_seq(self) -> int:
+        """The highest device_seq ever appended, also after it was acknowledged; -1 for a new spool."""
+        with self._lock:
+            return self._db.execute("SELECT last_seq FROM spool_state WHERE id = 0").fetchone()[0]
+
+    def status(self) -> SpoolStatus:
+        with self._lock:
+            refused, last_ack_ms = self._db.execute(
+                "SELECT refused_when_full, last_ack_ms FROM spool_state WHERE id = 0"
+            ).fetchone()
+            oldest = self._db.execute("SELECT spooled_ms FROM interval ORDER BY seq LIMIT 1").fetchone()
+            return SpoolStatus(
+                depth=self._depth,
+                bytes=self._bytes,
+                oldest_ms=oldest[0] if oldest else None,
+                refused_when_full=refused,
+                last_ack_ms=last_ack_ms,
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
