@@ -1,0 +1,91 @@
+"""Delivering the spool to the gateway: oldest first, in batches, deleting only what was acknowledged.
+
+While the gateway (or its broker) is away, nothing is deleted and the uploader waits with exponential
+backoff and jitter, so a fleet of collectors coming back online does not arrive in lockstep.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from collector.spool import Spool
+from collector.transport import IngestClient
+
+log = logging.getLogger(__name__)
+
+# Per-record refusals the gateway will repeat forever: keeping such a record would block the spool.
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first_s: float = 1.0
+    max_s: float = 300.0
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        """Full jitter: a random wait up to the exponential bound for this many failures in a row."""
+        bound = min(self.max_s, self.first_s * 2 ** min(failures, 30))
+        return rng.uniform(0, bound)
+
+
+@dataclass
+class UploadResult:
+    sent: int = 0
+    accepted: int = 0
+    refused: int = 0
+
+
+def upload_once(spool: Spool, client: IngestClient, batch_size: int = 500) -> UploadResult:
+    """Send the oldest batch and acknowledge it; returns what happened. Raises grpc.RpcError when the
+    gateway did not answer with an acknowledgement (nothing is deleted then)."""
+    batch = spool.next_batch(batch_size)
+    if not batch:
+        return UploadResult()
+    ack = client.send_batch([item.payload for item in batch], batch_id=batch[0].seq)
+    for error in ack.errors:
+        log.warning("the gateway refused interval %d for good: %s", batch[error.index].seq, error.reason)
+    # Every record of an acknowledged batch is either stored or refused for good: both leave the spool.
+    spool.acknowledge(item.seq for item in batch)
+    return UploadResult(sent=len(batch), accepted=ack.accepted, refused=len(ack.errors))
+
+
+def run_uploader(
+    spool: Spool,
+    connect: Callable[[], IngestClient],
+    stop: threading.Event,
+    backoff: Backoff = Backoff(),
+    idle_wait_s: float = 5.0,
+    rng: random.Random | None = None,
+) -> None:
+    """Upload until `stop` is set: as fast as the gateway takes batches, waiting when the spool is empty,
+    backing off while the gateway is away."""
+    rng = rng or random.Random()
+    failures = 0
+    client: IngestClient | None = None
+    while not stop.is_set():
+        try:
+            client = client or connect()
+            result = upload_once(spool, client)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code is not None and code not in _RETRYABLE:
+                log.error("the gateway refused the upload (%s): %s", code.name, exc.details())
+            failures += 1
+            wait = backoff.delay(failures, rng)
+            log.info("gateway unavailable (%s); retrying in %.1fs", code.name if code else exc, wait)
+            if client is not None:
+                client.close()
+                client = None
+            stop.wait(wait)
+            continue
+        failures = 0
+        if result.sent == 0:
+            stop.wait(idle_wait_s)
+    if client is not None:
+        client.close()
