@@ -47,10 +47,6 @@ class SpoolError(Exception):
     """The spool file cannot be opened or has a schema this version does not know."""
 
 
-class SpoolFull(Exception):
-    """The spool holds max_bytes of intervals; it refuses more until the gateway acknowledges some."""
-
-
 @dataclass(frozen=True)
 class SpoolStatus:
     depth: int  # intervals held

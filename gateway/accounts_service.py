@@ -168,9 +168,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             user = await asyncio.to_thread(self.a.store.authenticate, request.email, request.password, context.peer())
         except AccountError as exc:
             await refuse(context, exc)
-        # Not earlier than the account's revocation line: a password change a moment ago revoked tokens
-        # issued before it, in whole seconds, as a JWT's iat counts them.
-        issued_at = max(time.time(), self.a.store.tokens_valid_after(user.id))
+        issued_at = self.a.store.token_issue_time(user.id)
         token = issue_token(self.a.private_key, user.id, DASHBOARD_SCOPE, self.a.token_ttl_s, now=issued_at)
         claims = verify_token(self.a.public_key, token, DASHBOARD_SCOPE)
         return pb.Token(token=token, expires_at=claims.expires_at, user_id=user.id)

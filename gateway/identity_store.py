@@ -886,6 +886,12 @@ class IdentityStore:
         with self._lock:
             return self._db.execute("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)).fetchone() is not None
 
+    def token_issue_time(self, user_id: str) -> float:
+        """When a token issued now for this user must say it was issued: now, or the user's revocation line
+        if that lies ahead (it is rounded up to whole seconds, so a password change a moment ago puts it
+        up to a second in the future, and a token dated earlier would be born revoked)."""
+        return max(self._clock(), self.tokens_valid_after(user_id))
+
     def tokens_valid_after(self, user_id: str) -> int:
         """Tokens of this user with an `iat` earlier than this (Unix seconds) are revoked."""
         with self._lock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from gateway.identity_store import IdentityStore
 from gateway.tokens import DASHBOARD_SCOPE, ensure_signing_key, issue_token
@@ -21,13 +20,11 @@ def main() -> int:
     store = IdentityStore(settings.identity_store_path)
     try:
         user = store.user_by_email(args.email)
-        issued_at = max(0, store.tokens_valid_after(user.id))
+        issued_at = store.token_issue_time(user.id)
     finally:
         store.close()
     private_pem, _ = ensure_signing_key(settings.keys_dir)
-    token = issue_token(
-        private_pem, user.id, DASHBOARD_SCOPE, args.ttl or settings.token_ttl_seconds, now=max(time.time(), issued_at)
-    )
+    token = issue_token(private_pem, user.id, DASHBOARD_SCOPE, args.ttl or settings.token_ttl_seconds, now=issued_at)
     print(token)
     print(f"http://{settings.dashboard_host}:{settings.dashboard_port}/?token={token}")
     return 0

@@ -139,7 +139,7 @@ async def _partitions(consumer: AIOKafkaConsumer, settings: Settings) -> list[in
         found = consumer.partitions_for_topic(settings.identity_topic)
         if found:
             return sorted(found)
-        await consumer._client.force_metadata_update()
+        await consumer.topics()  # refreshes the cluster metadata
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {settings.identity_topic} does not exist; create the stack's topics first")
 

@@ -538,6 +538,16 @@ def test_change_password_needs_the_current_one_and_revokes_older_tokens(store, a
     assert store.authenticate("alice@example.com", "a new password", ADDRESS) == alice
 
 
+def test_a_token_issued_right_after_a_password_change_is_dated_to_stay_valid(store, alice, clock):
+    clock.now = 1_800_000_000.25
+    assert store.token_issue_time(alice.id) == 1_800_000_000.25
+    store.change_password(alice.id, PASSWORD, "a new password")
+    issued = store.token_issue_time(alice.id)
+    assert issued == 1_800_000_001 and int(issued) >= store.tokens_valid_after(alice.id)
+    clock.now = 1_800_000_100.5
+    assert store.token_issue_time(alice.id) == 1_800_000_100.5
+
+
 def test_change_password_guesses_are_throttled(store, alice):
     for _ in range(5):
         with pytest.raises(InvalidCredentials):
