@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     warehouse_database: str = "productimon"
     # Raw intervals are kept this many days (0: forever); sessions and rollups stay.
     raw_retention_days: int = Field(default=0, ge=0, le=36500)
+    # A ClickHouse cluster (a name in the servers' remote_servers) to keep the warehouse on: replicated
+    # tables per shard behind Distributed tables (README.md, "ClickHouse cluster"). Empty: one server,
+    # as in the local stack.
+    warehouse_cluster: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]{0,62})?$")
 
     # Gateway.
     gateway_host: str = "127.0.0.1"

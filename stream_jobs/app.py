@@ -305,7 +305,12 @@ async def _store_until_done(insert: Callable[[], None], warehouse: dict[str, Cli
 @command("productimon-worker")
 def main() -> int:
     settings = load_settings()
-    prepare_warehouse(connect(settings, with_database=False), settings.warehouse_database, settings.raw_retention_days)
+    prepare_warehouse(
+        connect(settings, with_database=False),
+        settings.warehouse_database,
+        settings.raw_retention_days,
+        cluster=settings.warehouse_cluster,
+    )
     logging_config = json_logging_config("productimon-worker")
     app = create_app(settings, logging_config=logging_config)
     metrics.serve_metrics(settings.metrics_host, settings.worker_metrics_port)

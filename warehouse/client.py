@@ -20,4 +20,7 @@ def connect(settings: Settings, *, with_database: bool = True) -> Client:
         send_receive_timeout=120,
         compress="lz4",
         autogenerate_session_id=False,
+        # Through a Distributed table an insert is otherwise queued on the host and sent later: it would be
+        # acknowledged before it is stored, and a retried batch would no longer meet its deduplication token.
+        settings={"distributed_foreground_insert": 1} if settings.warehouse_cluster else None,
     )

@@ -1,7 +1,9 @@
 """Deleting a user's data: every table that holds rows of a user, physically, before returning.
 
 "Delete means gone": mutations rewrite the parts without the rows (not just mask them), and each call
-waits for them (mutations_sync) so a caller that returns has kept the promise.
+waits for them (mutations_sync) so a caller that returns has kept the promise. On a cluster the rows are in
+each shard's local tables: the mutations go there, ON CLUSTER, and with mutations_sync = 2 each host waits
+for all replicas of its shard before the distributed DDL reports done (a timeout raises, never returns).
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
+
+from warehouse.cluster import local_table, on_cluster
+from warehouse.migrate import warehouse_cluster
 
 # Every table with rows of a user. A new table holding user rows must be added here; a test scans the
 # warehouse's tables and fails for any table with a user_id column that is not covered.
@@ -25,25 +30,40 @@ USER_TABLES = (
 DEVICE_TABLES = ("intervals", "app_sessions", "focus_sessions", "usage_hourly", "usage_daily", "devices")
 
 _SYNC = {"mutations_sync": 2}
+# The daily rollup of the edge days is rebuilt by an INSERT that must always land: the same rows may well
+# have been inserted before (an earlier rebuild of that day), and block deduplication would drop them.
+# On a cluster it goes through the Distributed table and must be stored on the shard before returning.
+_REBUILD = {"insert_deduplicate": 0}
+_REBUILD_ON_CLUSTER = {**_REBUILD, "distributed_foreground_insert": 1}
 
 
 class InvalidRange(ValueError):
     """A deletion range that cannot be honoured exactly; the message says why."""
 
 
+def _target(table: str, cluster: str) -> str:
+    """Where a mutation of `table` goes: the table itself, or every shard's local table."""
+    return f"{local_table(table)} {on_cluster(cluster)}" if cluster else table
+
+
 def delete_user_data(client: Client, user_id: str) -> None:
     """Remove every row of `user_id` from every table."""
+    cluster = warehouse_cluster(client)
     for table in USER_TABLES:
         client.command(
-            f"ALTER TABLE {table} DELETE WHERE user_id = {{user:String}}", parameters={"user": user_id}, settings=_SYNC
+            f"ALTER TABLE {_target(table, cluster)} DELETE WHERE user_id = {{user:String}}",
+            parameters={"user": user_id},
+            settings=_SYNC,
         )
 
 
 def delete_device_data(client: Client, user_id: str, device_id: str) -> None:
     """Remove every row of one of `user_id`'s devices from every table."""
+    cluster = warehouse_cluster(client)
     for table in DEVICE_TABLES:
         client.command(
-            f"ALTER TABLE {table} DELETE WHERE user_id = {{user:String}} AND device_id = {{device:String}}",
+            f"ALTER TABLE {_target(table, cluster)} DELETE "
+            "WHERE user_id = {user:String} AND device_id = {device:String}",
             parameters={"user": user_id, "device": device_id},
             settings=_SYNC,
         )
@@ -69,22 +89,24 @@ def delete_time_range(client: Client, user_id: str, start: datetime, end: dateti
     if end <= start:
         raise InvalidRange(f"the range ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     span = {"user": user_id, "from": start, "to": end}
+    cluster = warehouse_cluster(client)
     for table in ("intervals", "app_sessions", "focus_sessions"):
         client.command(
-            f"ALTER TABLE {table} DELETE WHERE user_id = {{user:String}} "
+            f"ALTER TABLE {_target(table, cluster)} DELETE WHERE user_id = {{user:String}} "
             "AND start < {to:DateTime64(3, 'UTC')} AND `end` > {from:DateTime64(3, 'UTC')}",
             parameters=span,
             settings=_SYNC,
         )
     client.command(
-        "ALTER TABLE usage_hourly DELETE WHERE user_id = {user:String} "
+        f"ALTER TABLE {_target('usage_hourly', cluster)} DELETE WHERE user_id = {{user:String}} "
         "AND hour >= {from:DateTime('UTC')} AND hour < {to:DateTime('UTC')}",
         parameters=span,
         settings=_SYNC,
     )
     days = {"user": user_id, "first": start.date(), "last": (end - timedelta(microseconds=1)).date()}
     client.command(
-        "ALTER TABLE usage_daily DELETE WHERE user_id = {user:String} AND day >= {first:Date} AND day <= {last:Date}",
+        f"ALTER TABLE {_target('usage_daily', cluster)} DELETE WHERE user_id = {{user:String}} "
+        "AND day >= {first:Date} AND day <= {last:Date}",
         parameters=days,
         settings=_SYNC,
     )
@@ -95,4 +117,5 @@ def delete_time_range(client: Client, user_id: str, start: datetime, end: dateti
         "sum(keystrokes), sum(clicks), 0 FROM usage_hourly WHERE user_id = {user:String} "
         "AND toDate(hour) IN ({first:Date}, {last:Date}) GROUP BY user_id, toDate(hour), device_id, app, site",
         parameters=days,
+        settings=_REBUILD_ON_CLUSTER if cluster else _REBUILD,
     )

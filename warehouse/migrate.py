@@ -2,7 +2,8 @@
 
 Every statement must run unchanged on the embedded engine and on a real ClickHouse server. Applying is
 idempotent: statements use IF NOT EXISTS and a version is recorded only after its file succeeded, so a
-run that stopped half-way is simply run again.
+run that stopped half-way is simply run again. With a cluster configured, each statement is applied in its
+cluster form (`warehouse/cluster.py`) instead: the files stay the one schema.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
+
+from warehouse.cluster import ClusterSchema, cluster_of, local_table, migrations_table, on_cluster
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -45,12 +48,21 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-def apply_migrations(client: Client, database: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Create the database if needed and apply the migrations not yet recorded; returns those applied."""
+def apply_migrations(
+    client: Client, database: str, directory: Path = MIGRATIONS_DIR, *, cluster: str = ""
+) -> list[Migration]:
+    """Create the database if needed and apply the migrations not yet recorded; returns those applied.
+
+    `cluster` names a ClickHouse cluster (remote_servers) to create everything on, ON CLUSTER, as
+    replicated local tables behind Distributed tables of the same names; '' is a single server.
+    """
     if not _IDENTIFIER.match(database):
         raise ValueError(f"warehouse database name {database!r} is not a plain identifier")
+    if cluster:
+        return _apply_cluster_migrations(client, database, directory, cluster)
     client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     client.database = database
+    _check_layout(client, cluster)
     client.command(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
         "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"
@@ -67,21 +79,80 @@ def apply_migrations(client: Client, database: str, directory: Path = MIGRATIONS
     return applied
 
 
+def _apply_cluster_migrations(client: Client, database: str, directory: Path, cluster: str) -> list[Migration]:
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}` {on_cluster(cluster)}")
+    client.database = database
+    _check_layout(client, cluster)
+    client.command(migrations_table(cluster))
+    # Another host may have recorded a run that this replica has not fetched yet.
+    client.command("SYSTEM SYNC REPLICA schema_migrations")
+    done = {row[0] for row in client.query("SELECT version FROM schema_migrations").result_rows}
+    schema = ClusterSchema(cluster, database)
+    applied = []
+    for migration in load_migrations(directory):
+        # Applied migrations go through the transformation too: it has to know every data table.
+        statements = [s for statement in migration.statements for s in schema.statements(statement)]
+        if migration.version in done:
+            continue
+        for statement in statements:
+            client.command(statement)
+        client.insert("schema_migrations", [[migration.version, migration.name]], column_names=["version", "name"])
+        applied.append(migration)
+    return applied
+
+
 def apply_retention(client: Client, raw_retention_days: int) -> None:
-    """Keep raw intervals `raw_retention_days` (0: forever); sessions and rollups are kept regardless."""
+    """Keep raw intervals `raw_retention_days` (0: forever); sessions and rollups are kept regardless.
+
+    On a cluster the TTL is set on every shard's local table, where the rows are (ON CLUSTER).
+    """
     if raw_retention_days < 0:
         raise ValueError(f"raw retention must be 0 (forever) or a number of days, not {raw_retention_days}")
+    cluster = warehouse_cluster(client)
+    name = local_table("intervals") if cluster else "intervals"
+    table = f"{name} {on_cluster(cluster)}" if cluster else name
     create = client.query(
-        "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'intervals'"
+        "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+        parameters={"t": name},
     ).result_rows[0][0]
     if raw_retention_days:
-        client.command(f"ALTER TABLE intervals MODIFY TTL toDateTime(start) + toIntervalDay({int(raw_retention_days)})")
+        client.command(f"ALTER TABLE {table} MODIFY TTL toDateTime(start) + toIntervalDay({int(raw_retention_days)})")
     elif " TTL " in create:
-        client.command("ALTER TABLE intervals REMOVE TTL")
+        client.command(f"ALTER TABLE {table} REMOVE TTL")
 
 
-def prepare_warehouse(client: Client, database: str, raw_retention_days: int) -> list[Migration]:
+def _intervals_engine(client: Client) -> str | None:
+    rows = client.query(
+        "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'intervals'"
+    ).result_rows
+    return rows[0][0] if rows else None
+
+
+def warehouse_cluster(client: Client) -> str:
+    """The cluster the warehouse was migrated onto ('' for a single server), as its tables say.
+
+    Deletion and retention ask the tables rather than the configuration, so they act on the layout that
+    exists: a mutation sent to a Distributed table would fail, one sent to one host would miss the others.
+    """
+    return cluster_of(_intervals_engine(client) or "")
+
+
+def _check_layout(client: Client, cluster: str) -> None:
+    """Refuse to migrate a warehouse laid out for another topology: IF NOT EXISTS would skip its tables
+    and leave, say, a single server's `intervals` where the cluster needs a Distributed table."""
+    engine = _intervals_engine(client)
+    if engine is None or cluster_of(engine) == cluster:
+        return
+    found = f"on the ClickHouse cluster {cluster_of(engine)!r}" if cluster_of(engine) else "for a single server"
+    wanted = f"the cluster {cluster!r}" if cluster else "a single server"
+    raise ValueError(
+        f"the warehouse database was created {found} but PRODUCTIMON_WAREHOUSE_CLUSTER says {wanted}; "
+        "the migrations do not move a warehouse between layouts (README.md, 'ClickHouse cluster')"
+    )
+
+
+def prepare_warehouse(client: Client, database: str, raw_retention_days: int, *, cluster: str = "") -> list[Migration]:
     """Everything a process needs before it reads or writes: the migrations, then the retention policy."""
-    applied = apply_migrations(client, database)
+    applied = apply_migrations(client, database, cluster=cluster)
     apply_retention(client, raw_retention_days)
     return applied

@@ -1,0 +1,264 @@
+"""The cluster form of the warehouse migrations (warehouse/cluster.py), and what migrations, retention and
+deletion send to a cluster, checked without a server (a recording client stands in for it)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from infra.settings import ConfigError, load_settings
+from warehouse import deletion
+from warehouse.cluster import ClusterSchema, cluster_of, cluster_statements, migrations_table
+from warehouse.migrate import apply_migrations, apply_retention, load_migrations
+
+SINGLE_SERVER = [s for m in load_migrations() for s in m.statements]
+CLUSTER = cluster_statements(SINGLE_SERVER, "analytics", "productimon")
+DATA_TABLES = [
+    re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s)[1] for s in SINGLE_SERVER if s.startswith("CREATE TABLE")
+]
+
+
+def created(name: str) -> str:
+    return next(s for s in CLUSTER if s.startswith(f"CREATE TABLE IF NOT EXISTS {name} "))
+
+
+def test_every_data_table_becomes_a_replicated_local_table_behind_a_distributed_table_of_the_same_name():
+    assert DATA_TABLES == ["intervals", "app_sessions", "focus_sessions", "usage_daily", "usage_hourly", "devices",
+                           "category_rules"]  # fmt: skip
+    for table in DATA_TABLES:
+        local = created(f"{table}_local")
+        assert "ON CLUSTER `analytics`" in local
+        assert re.search(
+            rf"ENGINE = Replicated\w+MergeTree\('/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}'",
+            local,
+        )
+        distributed = created(table)
+        assert distributed == (
+            f"CREATE TABLE IF NOT EXISTS {table} ON CLUSTER `analytics` AS {table}_local\n"
+            f"ENGINE = Distributed('analytics', 'productimon', '{table}_local', cityHash64(user_id))"
+        )
+        # The local table comes first: the Distributed one copies its columns.
+        assert CLUSTER.index(local) < CLUSTER.index(distributed)
+
+
+def test_the_local_tables_keep_the_columns_keys_and_version_columns_of_the_single_server_tables():
+    for statement in SINGLE_SERVER:
+        match = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)\s*(\(.*\))\s*ENGINE = (\w+)(\(\w+\))?(.*)", statement, re.S)
+        if not match:
+            continue
+        name, columns, engine, version, rest = match.groups()
+        local = created(f"{name}_local")
+        assert columns in local
+        assert f"ENGINE = Replicated{engine}(" in local
+        if version:  # ReplacingMergeTree(version): the version column stays the last argument
+            assert f"'{{replica}}', {version[1:-1]})" in local
+        for clause in re.findall(r"(?:PARTITION BY|ORDER BY) [^\n]+", rest):
+            assert clause in local
+
+
+def test_rollups_attach_to_the_local_tables_on_every_host():
+    views = [s for s in CLUSTER if s.startswith("CREATE MATERIALIZED VIEW")]
+    assert len(views) == 2
+    hourly, daily = views
+    assert hourly.startswith(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS usage_hourly_mv ON CLUSTER `analytics` TO usage_hourly_local AS"
+    )
+    assert "FROM intervals_local\n" in hourly and not re.search(r"FROM intervals\b(?!_local)", hourly)
+    assert daily.startswith(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS usage_daily_mv ON CLUSTER `analytics` TO usage_daily_local AS"
+    )
+    assert "FROM usage_hourly_local\n" in daily
+
+
+def test_the_single_server_deduplication_window_is_left_to_replication():
+    # Replicated tables deduplicate inserts by themselves (replicated_deduplication_window).
+    assert not any("non_replicated_deduplication_window" in s for s in CLUSTER)
+    assert not any(s.startswith("ALTER") for s in CLUSTER)
+    assert "SETTINGS" not in created("usage_daily_local")
+
+
+def test_without_replication_the_engines_and_the_settings_stay():
+    plain = cluster_statements(SINGLE_SERVER, "analytics", "productimon", replicated=False)
+    assert (
+        "ALTER TABLE intervals_local ON CLUSTER `analytics` MODIFY SETTING non_replicated_deduplication_window = 1000"
+        in plain
+    )
+    daily = next(s for s in plain if s.startswith("CREATE TABLE IF NOT EXISTS usage_daily_local "))
+    assert "ENGINE = SummingMergeTree\n" in daily and daily.endswith(
+        "SETTINGS non_replicated_deduplication_window = 1000"
+    )
+
+
+def test_a_later_migration_refers_to_the_tables_of_earlier_ones():
+    schema = ClusterSchema("analytics", "productimon")
+    for statement in SINGLE_SERVER:
+        schema.statements(statement)
+    assert schema.statements("ALTER TABLE devices ADD COLUMN IF NOT EXISTS label String") == (
+        "ALTER TABLE devices_local ON CLUSTER `analytics` ADD COLUMN IF NOT EXISTS label String",
+        "ALTER TABLE devices ON CLUSTER `analytics` ADD COLUMN IF NOT EXISTS label String",
+    )
+    assert schema.statements("ALTER TABLE intervals MODIFY TTL toDateTime(start) + toIntervalDay(30)") == (
+        "ALTER TABLE intervals_local ON CLUSTER `analytics` MODIFY TTL toDateTime(start) + toIntervalDay(30)",
+    )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP TABLE IF EXISTS devices",
+        "CREATE VIEW IF NOT EXISTS v AS SELECT 1",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS m ENGINE = MergeTree ORDER BY x AS SELECT x FROM intervals",
+        "ALTER TABLE nowhere ADD COLUMN x UInt8",
+        "CREATE TABLE IF NOT EXISTS notes\n(\n    note String\n)\nENGINE = MergeTree\nORDER BY note",
+        "CREATE TABLE IF NOT EXISTS kv\n(\n    user_id String\n)\nENGINE = Memory",
+    ],
+)
+def test_a_statement_with_no_cluster_form_is_refused_rather_than_guessed(statement):
+    with pytest.raises(ValueError):
+        cluster_statements(SINGLE_SERVER + [statement], "analytics", "productimon")
+
+
+def test_the_distributed_tables_are_exactly_the_tables_deletion_covers():
+    assert set(DATA_TABLES) == set(deletion.USER_TABLES)
+
+
+def test_the_migrations_bookkeeping_is_one_replica_set_across_all_shards():
+    table = migrations_table("analytics")
+    assert "ON CLUSTER `analytics`" in table
+    assert (
+        "ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/schema_migrations', '{shard}-{replica}')"
+        in table
+    )
+
+
+def test_the_cluster_is_read_from_a_distributed_engine_clause():
+    assert cluster_of("Distributed('analytics', 'productimon', 'intervals_local', cityHash64(user_id))") == "analytics"
+    assert cluster_of("ReplacingMergeTree PARTITION BY toYYYYMM(start) ORDER BY (user_id)") == ""
+
+
+@pytest.mark.parametrize("name", ["a b", "x`y", "1st", "c;DROP"])
+def test_a_cluster_name_that_is_not_an_identifier_is_refused(name, monkeypatch):
+    with pytest.raises(ValueError):
+        cluster_statements(SINGLE_SERVER, name, "productimon")
+    monkeypatch.setenv("PRODUCTIMON_WAREHOUSE_CLUSTER", name)
+    with pytest.raises(ConfigError, match="PRODUCTIMON_WAREHOUSE_CLUSTER"):
+        load_settings()
+
+
+def test_the_default_is_a_single_server(monkeypatch):
+    monkeypatch.delenv("PRODUCTIMON_WAREHOUSE_CLUSTER", raising=False)
+    assert load_settings().warehouse_cluster == ""
+
+
+# --- what the warehouse code sends (a recording client in place of ClickHouse) ---------------------------------
+
+
+class RecordingClient:
+    """Records commands and inserts; answers the few queries the code makes from `tables` and `done`."""
+
+    def __init__(self, engine_of_intervals: str = "", done: tuple[int, ...] = ()) -> None:
+        self.database = ""
+        self.commands: list[tuple[str, dict]] = []
+        self.inserts: list[str] = []
+        self.engine_of_intervals = engine_of_intervals
+        self.done = done
+
+    def command(self, sql: str, parameters=None, settings=None):
+        self.commands.append((sql, settings or {}))
+
+    def insert(self, table, data, column_names=None, **kwargs):
+        self.inserts.append(table)
+
+    def query(self, sql: str, parameters=None):
+        if sql.startswith("SELECT version FROM schema_migrations"):
+            rows = [(v,) for v in self.done]
+        elif "engine_full" in sql:
+            rows = [(self.engine_of_intervals,)] if self.engine_of_intervals else []
+        elif "create_table_query" in sql:
+            rows = [("CREATE TABLE ...",)]
+        else:
+            raise AssertionError(f"unexpected query {sql}")
+        return SimpleNamespace(result_rows=rows)
+
+
+def test_single_server_migrations_send_the_files_statements_unchanged():
+    client = RecordingClient()
+    apply_migrations(client, "productimon")
+    sent = [sql for sql, _ in client.commands]
+    assert sent[0] == "CREATE DATABASE IF NOT EXISTS `productimon`"
+    assert sent[1].startswith("CREATE TABLE IF NOT EXISTS schema_migrations (") and "ON CLUSTER" not in sent[1]
+    assert sent[2:] == SINGLE_SERVER
+    assert client.inserts == ["schema_migrations"] * len(load_migrations())
+
+
+def test_cluster_migrations_send_only_cluster_statements():
+    client = RecordingClient()
+    apply_migrations(client, "productimon", cluster="analytics")
+    sent = [sql for sql, _ in client.commands]
+    assert sent[0] == "CREATE DATABASE IF NOT EXISTS `productimon` ON CLUSTER `analytics`"
+    assert sent[1] == migrations_table("analytics")
+    assert sent[2] == "SYSTEM SYNC REPLICA schema_migrations"
+    assert sent[3:] == list(CLUSTER)
+    assert all("ON CLUSTER `analytics`" in s for s in sent[3:])
+
+
+def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known():
+    client = RecordingClient(done=(1, 2))
+    applied = apply_migrations(client, "productimon", cluster="analytics")
+    assert [m.version for m in applied] == [3]
+    sent = [sql for sql, _ in client.commands][3:]
+    assert "FROM intervals_local\n" in next(s for s in sent if "usage_hourly_mv" in s)
+    assert not any("intervals_local ON CLUSTER `analytics`\n(" in s for s in sent)
+
+
+DISTRIBUTED = "Distributed('analytics', 'productimon', 'intervals_local', cityHash64(user_id))"
+
+
+def test_retention_on_a_cluster_sets_the_ttl_of_every_shards_local_table():
+    client = RecordingClient(engine_of_intervals=DISTRIBUTED)
+    apply_retention(client, 30)
+    assert client.commands == [
+        ("ALTER TABLE intervals_local ON CLUSTER `analytics` MODIFY TTL toDateTime(start) + toIntervalDay(30)", {})
+    ]
+
+
+def test_deletion_on_a_cluster_mutates_every_shards_local_tables_and_waits_for_all_replicas():
+    client = RecordingClient(engine_of_intervals=DISTRIBUTED)
+    deletion.delete_user_data(client, "alice")
+    deletion.delete_device_data(client, "alice", "laptop")
+    deletion.delete_time_range(client, "alice", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+    mutations = [(sql, settings) for sql, settings in client.commands if sql.startswith("ALTER")]
+    assert len(mutations) == len(deletion.USER_TABLES) + len(deletion.DEVICE_TABLES) + 5
+    for sql, settings in mutations:
+        assert re.match(r"ALTER TABLE \w+_local ON CLUSTER `analytics` DELETE WHERE user_id = \{user:String\}", sql), (
+            sql
+        )
+        assert settings == {"mutations_sync": 2}
+    (rebuild, settings), = [(sql, s) for sql, s in client.commands if sql.startswith("INSERT")]  # fmt: skip
+    # Through the Distributed table, stored before the call returns, never dropped as a duplicate block.
+    assert rebuild.startswith("INSERT INTO usage_daily (") and "FROM usage_hourly WHERE" in rebuild
+    assert settings == {"insert_deduplicate": 0, "distributed_foreground_insert": 1}
+
+
+def test_deletion_on_a_single_server_mutates_the_tables_themselves():
+    client = RecordingClient(engine_of_intervals="ReplacingMergeTree PARTITION BY toYYYYMM(start)")
+    deletion.delete_user_data(client, "alice")
+    assert [sql.split(" DELETE")[0] for sql, _ in client.commands] == [f"ALTER TABLE {t}" for t in deletion.USER_TABLES]
+
+
+@pytest.mark.parametrize(
+    ("existing", "configured"),
+    [
+        ("ReplacingMergeTree PARTITION BY toYYYYMM(start) ORDER BY (user_id)", "analytics"),
+        (DISTRIBUTED, ""),
+        (DISTRIBUTED, "elsewhere"),
+    ],
+)
+def test_a_warehouse_laid_out_for_another_topology_is_not_migrated(existing, configured):
+    client = RecordingClient(engine_of_intervals=existing)
+    with pytest.raises(ValueError, match="PRODUCTIMON_WAREHOUSE_CLUSTER"):
+        apply_migrations(client, "productimon", cluster=configured)
+    assert not any("CREATE TABLE" in sql for sql, _ in client.commands)
