@@ -1,114 +1,177 @@
-"""The dashboard: the signed-in user's own time, per application, for a chosen period.
+"""The dashboard's entry script: who is looking, the filters every page shares, and the pages.
 
-Access needs a signed dashboard token (`?token=` once; it is then kept in the session and removed
-from the address bar). Without a valid token the page shows nothing but how to sign in.
+Served over HTTPS with the stack's certificate. People sign in with email and password through the
+gateway's login; the session keeps the signed token and every page view confirms it with the gateway.
+`?share=<token>` opens a read-only share link instead: exactly one view of one period, nothing else.
+`?token=<token>` (the operator's `productimon-token` link) signs in with a token once and is then removed
+from the address bar.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
+from pathlib import Path
 
-import altair as alt
-import grpc
-import pandas as pd
 import streamlit as st
 
-from dashboard.period import day_range, viewer_zone
-from gateway.account_client import who_am_i
-from gateway.tokens import DASHBOARD_SCOPE, TokenError, read_public_key, verify_token
-from infra.settings import load_settings
-from warehouse.client import connect
-from warehouse.queries import time_per_app
+from dashboard import access, formatting
+from dashboard.context import VIEW_KEY, View, settings
+from dashboard.period import DEFAULT_PRESET, PRESETS, preset_period, viewer_zone
+from dashboard.share import QUERY_PARAMETER, SHAREABLE_VIEWS
+from dashboard.views import VIEWS
+from gateway import account_client
+
+HERE = Path(__file__).resolve().parent
+TOKEN_KEY = "token"
+PROBLEM_KEY = "sign_in_problem"
+NOTICE_KEY = "sign_in_notice"
 
 
-@st.cache_resource
-def _settings():
-    return load_settings()
+def _page(name: str) -> st.Page:
+    title, icon = VIEWS[name]
+    return st.Page(
+        str(HERE / "views" / f"{name}.py"), title=title, icon=icon, url_path=name, default=name == "overview"
+    )
 
 
-@st.cache_resource
-def _warehouse():
-    return connect(_settings())
-
-
-def _signed_in_user() -> str | None:
+def signed_in() -> access.SignedIn | None:
+    """The account this session is signed in as, confirmed by the gateway now; None (and the reason kept for
+    the sign-in form) otherwise."""
     token = st.query_params.get("token")
-    if token:
-        st.session_state["token"] = token
+    if token is not None:
+        st.session_state[TOKEN_KEY] = token
         del st.query_params["token"]  # keep the token out of the address bar and browser history
-    settings = _settings()
-    token = st.session_state.get("token")
+    token = st.session_state.get(TOKEN_KEY)
+    if token is None:
+        return None
     try:
-        claims = verify_token(read_public_key(settings.keys_dir), token, DASHBOARD_SCOPE)
-        # The signature says who issued it; only the gateway knows whether it was revoked since
-        # (logout, password change, deleted account). Unreachable gateway: nobody is signed in.
-        user = who_am_i(settings.gateway_public_address, (settings.pki_dir / "ca.crt").read_bytes(), token)
-    except TokenError as exc:
-        return _signed_out(str(exc))
-    except grpc.RpcError as exc:
-        return _signed_out(exc.details() or "the gateway could not confirm the sign-in")
-    except OSError as exc:
-        return _signed_out(f"cannot verify sign-ins: {exc}")
-    if user.user_id != claims.user_id:
-        return _signed_out("the token does not match its account")
-    return claims.user_id
+        return access.confirm(settings(), token)
+    except access.AccessDenied as exc:
+        st.session_state.pop(TOKEN_KEY, None)
+        st.session_state[PROBLEM_KEY] = str(exc)
+        return None
 
 
-def _signed_out(problem: str) -> None:
-    st.session_state.pop("token", None)
-    st.session_state["sign_in_problem"] = problem
-    return None
+def sign_in_form() -> None:
+    st.title("Productimon")
+    st.subheader("Sign in")
+    problem = st.session_state.pop(PROBLEM_KEY, None)
+    if problem:
+        st.error(f"Sign-in required: {problem}")
+    if notice := st.session_state.pop(NOTICE_KEY, None):
+        st.info(notice)
+    with st.form("sign_in"):
+        email = st.text_input("Email", key="sign_in_email")
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        with st.spinner("Signing in…"):
+            try:
+                account = access.sign_in(settings(), email, password)
+            except access.AccessDenied as exc:
+                st.session_state[PROBLEM_KEY] = str(exc)
+            else:
+                st.session_state[TOKEN_KEY] = account.token
+        # The password is not kept in the session once it has been used, whatever the outcome.
+        st.session_state.pop("sign_in_password", None)
+        st.rerun()
+    st.caption("No account yet? Ask the operator of this instance, or sign up with a collector.")
 
 
-def _format_duration(seconds: float) -> str:
-    minutes = int(round(seconds / 60))
-    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+def sign_out(account: access.SignedIn) -> None:
+    try:
+        access.sign_out(settings(), account.token)
+    except Exception as exc:  # signed out here either way; say that the token may outlive the session
+        st.session_state[PROBLEM_KEY] = (
+            f"signed out here, but the gateway did not revoke the token: {access.one_line(exc)}"
+        )
+    for key in list(st.session_state.keys()):
+        if key != PROBLEM_KEY:
+            del st.session_state[key]
+    st.rerun()
+
+
+def filters(account: access.SignedIn) -> View:
+    """The period and device filters in the sidebar; widget keys keep them while navigating."""
+    zone = viewer_zone(getattr(st.context, "timezone", None))
+    today = datetime.now(zone).date()
+    with st.sidebar:
+        st.caption(f"Signed in as **{account.email}**")
+        preset = st.selectbox("Period", PRESETS, index=PRESETS.index(DEFAULT_PRESET), key="period_preset")
+        chosen = None
+        if preset == "Custom":
+            chosen = st.date_input("Days", value=(today, today), max_value=today, key="period_days")
+        try:
+            period = preset_period(preset, today, zone, chosen if isinstance(chosen, tuple) else None)
+        except ValueError as exc:
+            st.info(f"{str(exc)[0].upper()}{str(exc)[1:]}.")
+            period = preset_period("Today", today, zone)
+        st.caption(f"{period.label()} ({period.tz})")
+        devices = _devices(account)
+        chosen_devices = st.multiselect(
+            "Devices",
+            options=list(devices),
+            format_func=lambda d: devices.get(d, d),
+            key="device_filter",
+            placeholder="All devices",
+        )
+        if st.button("Sign out", key="sign_out"):
+            sign_out(account)
+    return View(account.user_id, period, tuple(chosen_devices), owner=account)
+
+
+def _devices(account: access.SignedIn) -> dict[str, str]:
+    """The account's devices (id -> name, revoked ones marked), from the gateway once per session."""
+    cache_key = f"devices_of_{account.user_id}"
+    if cache_key not in st.session_state:
+        gateway = access.Gateway.of(settings())
+        try:
+            listed = account_client.list_devices(gateway.address, gateway.ca_pem, account.token)
+        except Exception as exc:  # the filter is optional; the pages still work for all devices
+            st.sidebar.caption(f"Devices unavailable: {access.one_line(exc)}")
+            return {}
+        names = {d.device_id: d.name + (" (revoked)" if d.revoked else "") for d in listed}
+        st.session_state[cache_key] = formatting.device_labels(names)
+    return st.session_state[cache_key]
+
+
+def shared(token: str) -> None:
+    """A read-only share link: the one view it names, for its period, of its owner's data; nothing else."""
+    try:
+        link = access.open_share(settings(), token)
+    except access.AccessDenied as exc:
+        st.session_state.pop(VIEW_KEY, None)
+        st.title("Productimon")
+        st.error(f"This link shows nothing: {exc}")
+        st.stop()
+    st.session_state[VIEW_KEY] = View(link.user_id, link.period)
+    page = st.Page(
+        str(HERE / "views" / f"{link.view}.py"), title=SHAREABLE_VIEWS[link.view], url_path=link.view, default=True
+    )
+    st.caption(
+        f"Shared read-only: {SHAREABLE_VIEWS[link.view]}, {link.period.label()} ({link.period.tz}); "
+        f"the link expires {datetime.fromtimestamp(link.expires_at, link.period.zone):%d %b %Y %H:%M}."
+    )
+    st.navigation([page], position="hidden").run()
 
 
 def main() -> None:
     st.set_page_config(page_title="Productimon", page_icon="⏱", layout="wide")
-    user = _signed_in_user()
-    if user is None:
-        st.title("Productimon")
-        st.error("Sign-in required: open the dashboard with a valid access token.")
-        st.caption(f"({st.session_state.get('sign_in_problem', 'no token')})")
-        st.stop()
-
-    st.title("Where your time went")
-    st.caption(f"Signed in as **{user}**")
-    zone = viewer_zone(getattr(st.context, "timezone", None))
-    today = datetime.now(zone).date()
-    chosen = st.date_input("Period", value=(today - timedelta(days=6), today), max_value=today)
-    if not isinstance(chosen, tuple) or len(chosen) != 2:
-        st.info("Choose the last day of the period.")
-        st.stop()
-    start, end = day_range(chosen[0], chosen[1], zone)
-
-    with st.spinner("Loading…"):
-        per_app = time_per_app(_warehouse(), user, start, end)
-
-    if per_app.empty:
-        st.info("No activity recorded in this period.")
+    share_token = st.query_params.get(QUERY_PARAMETER)
+    if share_token is not None:
+        # A share link never shows the session's own sign-in: only what the link names.
+        shared(share_token)
         return
-    total = float(per_app["seconds"].sum())
-    st.metric("Active time", _format_duration(total))
-    per_app = per_app.assign(hours=per_app["seconds"] / 3600, time=per_app["seconds"].map(_format_duration))
-    chart = (
-        alt.Chart(per_app)
-        .mark_bar()
-        .encode(
-            x=alt.X("hours:Q", title="Hours"),
-            y=alt.Y("app:N", sort="-x", title=None),
-            tooltip=["app", "time"],
-        )
-    )
-    st.subheader("Time per application")
-    st.altair_chart(chart, use_container_width=True)
-    st.dataframe(
-        pd.DataFrame({"Application": per_app["app"], "Time": per_app["time"]}),
-        hide_index=True,
-        use_container_width=True,
-    )
+    account = signed_in()
+    if account is None:
+        st.session_state.pop(VIEW_KEY, None)
+        sign_in_form()
+        st.stop()
+    view = filters(account)
+    names = [name for name in VIEWS if name != "insights" or settings().dashboard_aggregates]
+    navigation = st.navigation([_page(name) for name in names])
+    st.session_state[VIEW_KEY] = view
+    navigation.run()
 
 
 main()

@@ -34,3 +34,79 @@ def who_am_i(public_address: str, ca_pem: bytes, token: str, timeout_s: float = 
         return accounts_pb2_grpc.AccountsStub(channel).WhoAmI(
             pb.Empty(), metadata=(("authorization", f"Bearer {token}"),), timeout=timeout_s
         )
+
+
+def _bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def log_out(public_address: str, ca_pem: bytes, token: str) -> None:
+    """Revoke the token (the gateway refuses it from now on)."""
+    with _channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).Logout(pb.Empty(), metadata=_bearer(token), timeout=30)
+
+
+def delete_account(public_address: str, ca_pem: bytes, token: str, password: str) -> None:
+    """Revoke the account's devices, delete all of its data, then the account; the password is asked again."""
+    with _channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).DeleteAccount(
+            pb.DeleteAccountRequest(password=password), metadata=_bearer(token), timeout=300
+        )
+
+
+def list_devices(public_address: str, ca_pem: bytes, token: str) -> list[pb.Device]:
+    with _channel(public_address, ca_pem) as channel:
+        return list(
+            accounts_pb2_grpc.DevicesStub(channel).List(pb.Empty(), metadata=_bearer(token), timeout=30).devices
+        )
+
+
+def rename_device(public_address: str, ca_pem: bytes, token: str, device_id: str, name: str) -> None:
+    with _channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.DevicesStub(channel).Rename(
+            pb.RenameRequest(device_id=device_id, name=name), metadata=_bearer(token), timeout=30
+        )
+
+
+def revoke_device(public_address: str, ca_pem: bytes, token: str, device_id: str) -> None:
+    with _channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.DevicesStub(channel).Revoke(
+            pb.DeviceRef(device_id=device_id), metadata=_bearer(token), timeout=30
+        )
+
+
+def create_enrollment_code(public_address: str, ca_pem: bytes, token: str) -> pb.EnrollmentCode:
+    """A one-time code that enrolls one new device into the token's account."""
+    with _channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.DevicesStub(channel).CreateEnrollmentCode(
+            pb.Empty(), metadata=_bearer(token), timeout=30
+        )
+
+
+def create_share_link(
+    public_address: str, ca_pem: bytes, token: str, view: str, period_start: int, period_end: int, tz: str, ttl_s: int
+) -> pb.ShareLinkToken:
+    request = pb.ShareLinkRequest(view=view, period_start=period_start, period_end=period_end, tz=tz, ttl_seconds=ttl_s)
+    with _channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).CreateShareLink(request, metadata=_bearer(token), timeout=30)
+
+
+def list_share_links(public_address: str, ca_pem: bytes, token: str) -> list[pb.ShareLink]:
+    with _channel(public_address, ca_pem) as channel:
+        reply = accounts_pb2_grpc.AccountsStub(channel).ListShareLinks(pb.Empty(), metadata=_bearer(token), timeout=30)
+    return list(reply.links)
+
+
+def revoke_share_link(public_address: str, ca_pem: bytes, token: str, link_id: str) -> None:
+    with _channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).RevokeShareLink(
+            pb.ShareLinkRef(link_id=link_id), metadata=_bearer(token), timeout=30
+        )
+
+
+def open_share_link(public_address: str, ca_pem: bytes, share_token: str, timeout_s: float = 10) -> pb.ShareLink:
+    """What a share token shows, as the gateway sees it now (revoked and expired links are refused)."""
+    with _channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).OpenShareLink(
+            pb.Empty(), metadata=_bearer(share_token), timeout=timeout_s
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -28,6 +29,8 @@ from gateway.identity_store import (
     InvalidEmail,
     InvalidEnrollmentCode,
     InvalidInviteCode,
+    InvalidShareLink,
+    ShareLink,
     SignupClosed,
     TooManyAttempts,
     UnknownDevice,
@@ -39,7 +42,7 @@ from gateway.pki import DeviceIdentity, PkiError, StackPki, identity_from_certif
 from gateway.producer import BrokerUnavailable
 from gateway.proto import accounts_pb2 as pb
 from gateway.proto import accounts_pb2_grpc
-from gateway.tokens import DASHBOARD_SCOPE, TokenClaims, TokenError, issue_token, verify_token
+from gateway.tokens import DASHBOARD_SCOPE, SHARE_SCOPE, TokenClaims, TokenError, issue_token, verify_token
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event, event_key
 from warehouse.deletion import delete_user_data
 from warehouse.writes import upsert_devices
@@ -57,6 +60,7 @@ _STATUS: list[tuple[type[AccountError], grpc.StatusCode]] = [
     (DeviceRevoked, grpc.StatusCode.PERMISSION_DENIED),
     (InvalidCredentials, grpc.StatusCode.UNAUTHENTICATED),
     (InvalidEnrollmentCode, grpc.StatusCode.UNAUTHENTICATED),
+    (InvalidShareLink, grpc.StatusCode.PERMISSION_DENIED),
     (TooManyAttempts, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (UnknownUser, grpc.StatusCode.NOT_FOUND),
     (UnknownDevice, grpc.StatusCode.NOT_FOUND),
@@ -111,15 +115,19 @@ class Authority:
         self.warehouse = warehouse
         self.announce = announce  # publishes (key, identity event), returns once the broker has it
 
-    async def signed_in(self, context: grpc.aio.ServicerContext) -> TokenClaims:
+    async def bearer(self, context: grpc.aio.ServicerContext, scope: str) -> TokenClaims:
+        """The verified claims of the call's bearer token for `scope` (signature and expiry only)."""
         header = dict(context.invocation_metadata()).get("authorization", "")
         scheme, _, token = header.partition(" ")
         try:
             if scheme.lower() != "bearer" or not token:
                 raise TokenError("an 'authorization: Bearer <token>' header is required")
-            claims = verify_token(self.public_key, token.strip(), DASHBOARD_SCOPE)
+            return verify_token(self.public_key, token.strip(), scope)
         except TokenError as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+
+    async def signed_in(self, context: grpc.aio.ServicerContext) -> TokenClaims:
+        claims = await self.bearer(context, DASHBOARD_SCOPE)
         if not self.store.token_is_current(claims.user_id, claims.token_id, claims.issued_at):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the token has been revoked")
         return claims
@@ -222,6 +230,74 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         log.info("account %s deleted with all its data", user.id)
         return pb.Empty()
 
+    async def CreateShareLink(self, request, context):  # noqa: N802
+        """A read-only link to one view of one period: a signed token of the share scope whose id names the
+        link's row in the identity store, so that the owner can list and revoke it."""
+        claims = await self.a.signed_in(context)
+        link_id = str(uuid.uuid4())
+        try:
+            link = self.a.store.add_share_link(
+                claims.user_id,
+                link_id,
+                request.view,
+                request.period_start,
+                request.period_end,
+                request.tz,
+                request.ttl_seconds,
+            )
+        except AccountError as exc:
+            await refuse(context, exc)
+        extra = {"view": link.view, "from": request.period_start, "to": request.period_end, "tz": link.tz}
+        token = issue_token(
+            self.a.private_key,
+            claims.user_id,
+            SHARE_SCOPE,
+            request.ttl_seconds,
+            now=link.created_at,
+            extra=extra,
+            token_id=link_id,
+        )
+        log.info("share link %s of %s created (%s)", link_id, claims.user_id, link.view)
+        return pb.ShareLinkToken(token=token, link=_share_reply(link))
+
+    async def ListShareLinks(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        return pb.ShareLinkList(links=[_share_reply(link) for link in self.a.store.list_share_links(claims.user_id)])
+
+    async def RevokeShareLink(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        try:
+            self.a.store.revoke_share_link(claims.user_id, request.link_id)
+        except AccountError as exc:
+            await refuse(context, exc)
+        log.info("share link %s of %s revoked", request.link_id, claims.user_id)
+        return pb.Empty()
+
+    async def OpenShareLink(self, request, context):  # noqa: N802
+        claims = await self.a.bearer(context, SHARE_SCOPE)
+        try:
+            link = self.a.store.open_share_link(claims.user_id, claims.token_id)
+        except AccountError as exc:
+            await refuse(context, exc)
+        signed = (claims.extra.get("view"), claims.extra.get("from"), claims.extra.get("to"), claims.extra.get("tz"))
+        if signed != (link.view, int(link.period_start), int(link.period_end), link.tz):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the share link does not match its record")
+        return _share_reply(link)
+
+
+def _share_reply(link: ShareLink) -> pb.ShareLink:
+    return pb.ShareLink(
+        link_id=link.id,
+        user_id=link.user_id,
+        view=link.view,
+        period_start=int(link.period_start),
+        period_end=int(link.period_end),
+        tz=link.tz,
+        created_at=int(link.created_at),
+        expires_at=int(link.expires_at),
+        revoked=link.revoked,
+    )
+
 
 class DevicesService(accounts_pb2_grpc.DevicesServicer):
     def __init__(self, authority: Authority) -> None:
@@ -315,18 +391,23 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
         return pb.Empty()
 
     async def Revoke(self, request, context):  # noqa: N802
-        claims = await self.a.signed_in(context)
+        if request.device_id:
+            user_id, device_id = (await self.a.signed_in(context)).user_id, request.device_id
+        else:
+            # No device named: a device revoking itself (the collector's `unenroll`), proven by its certificate.
+            own = await device_identity(context, self.a.store)
+            user_id, device_id = own.user_id, own.device_id
         try:
-            self.a.store.revoke_device(claims.user_id, request.device_id)
+            self.a.store.revoke_device(user_id, device_id)
         except AccountError as exc:
             await refuse(context, exc)
-        event = encode_event(DEVICE_REVOKED, claims.user_id, request.device_id, int(time.time() * 1000))
+        event = encode_event(DEVICE_REVOKED, user_id, device_id, int(time.time() * 1000))
         try:
-            await self.a.announce(event_key(claims.user_id, request.device_id), event)
+            await self.a.announce(event_key(user_id, device_id), event)
         except BrokerUnavailable:
             # The device is already refused at the door; only the workers' notice is missing. Revoking
             # again is harmless, so the client is told to retry.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "revoked, but not yet announced; ask again later")
-        log.info("device %s of %s revoked", request.device_id, claims.user_id)
-        await self.a.mirror_device(claims.user_id, request.device_id)
+        log.info("device %s of %s revoked", device_id, user_id)
+        await self.a.mirror_device(user_id, device_id)
         return pb.Empty()

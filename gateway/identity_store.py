@@ -48,6 +48,9 @@ MAX_ADDRESS_LENGTH = 128
 # after that each failure doubles the wait, from THROTTLE_BASE_DELAY up to THROTTLE_MAX_DELAY.
 THROTTLE_WINDOW = 15 * 60.0
 THROTTLE_FREE_FAILURES = 5
+# An address is shared (an office behind NAT, the dashboard server signing everyone in): it gets a larger
+# allowance than one account, or a handful of mistypes anywhere behind it would lock everyone else out.
+THROTTLE_FREE_FAILURES_PER_ADDRESS = 30
 THROTTLE_BASE_DELAY = 30.0
 THROTTLE_MAX_DELAY = 15 * 60.0
 
@@ -62,6 +65,10 @@ INVITE_TTL = 7 * 24 * 3600
 MAX_INVITE_TTL = 90 * 24 * 3600
 # Used codes are kept a while after expiry so a second use says "already used", then purged.
 _CODE_RETENTION = 24 * 3600
+
+# Share links are for showing something to someone, not standing access: at most 90 days.
+MAX_SHARE_LINK_TTL = 90 * 24 * 3600
+_SHARE_VIEW = re.compile(r"[a-z][a-z_]{0,31}")
 
 # Long enough to ride out another process's write transaction (they are all a few statements long).
 BUSY_TIMEOUT_MS = 5000
@@ -123,6 +130,10 @@ class InvalidEnrollmentCode(AccountError):
     pass
 
 
+class InvalidShareLink(AccountError):
+    """A share link that cannot be made, or is unknown, revoked or expired when opened."""
+
+
 class TooManyAttempts(AccountError):
     """Too many recent failed sign-ins for this account or from this address; `retry_after` is in seconds."""
 
@@ -150,6 +161,21 @@ class Device:
     created_at: float
     revoked: bool
     cert_not_after: float
+
+
+@dataclass(frozen=True)
+class ShareLink:
+    """What a read-only link shows: one view of one period [period_start, period_end) of a user's data."""
+
+    id: str
+    user_id: str
+    view: str
+    period_start: float
+    period_end: float
+    tz: str
+    created_at: float
+    expires_at: float
+    revoked: bool
 
 
 # Pure checks, usable before any I/O (the gateway validates a device name before it redeems a code).
@@ -205,7 +231,7 @@ def _clean_text(what: str, value: str, *, minimum: int, maximum: int) -> str:
     return value
 
 
-def throttle_delay(failure_times: Sequence[float], now: float) -> float:
+def throttle_delay(failure_times: Sequence[float], now: float, free: int = THROTTLE_FREE_FAILURES) -> float:
     """Seconds a key must still wait before its next sign-in attempt, given its failures' times.
 
     Failures older than THROTTLE_WINDOW are forgotten. With fewer than THROTTLE_FREE_FAILURES recent ones
@@ -214,10 +240,10 @@ def throttle_delay(failure_times: Sequence[float], now: float) -> float:
     ahead) count as recent.
     """
     recent = sorted(t for t in failure_times if t > now - THROTTLE_WINDOW)
-    if len(recent) < THROTTLE_FREE_FAILURES:
+    if len(recent) < free:
         return 0.0
     # The exponent is bounded so a huge failure count cannot overflow a float.
-    doublings = min(len(recent) - THROTTLE_FREE_FAILURES, 32)
+    doublings = min(len(recent) - free, 32)
     delay = min(THROTTLE_BASE_DELAY * 2.0**doublings, THROTTLE_MAX_DELAY)
     return min(max(0.0, recent[-1] + delay - now), THROTTLE_MAX_DELAY)
 
@@ -294,6 +320,13 @@ def _split_statements(sql: str) -> list[str]:
 
 
 _USER_COLUMNS = "id, email, created_at, disabled_at, is_admin"
+_SHARE_COLUMNS = "id, user_id, view, period_start, period_end, tz, created_at, expires_at, revoked_at"
+
+
+def _share_link(row: sqlite3.Row | tuple) -> ShareLink:
+    return ShareLink(*row[:8], revoked=row[8] is not None)
+
+
 _DEVICE_COLUMNS = "id, user_id, name, os, os_version, created_at, revoked_at, cert_not_after"
 
 
@@ -585,6 +618,7 @@ class IdentityStore:
                         )
                     ],
                     now,
+                    THROTTLE_FREE_FAILURES_PER_ADDRESS if key.startswith("addr:") else THROTTLE_FREE_FAILURES,
                 )
                 for key in keys
             )
@@ -912,6 +946,75 @@ class IdentityStore:
                 ).fetchone()
                 is not None
             )
+
+    # -- share links
+
+    def add_share_link(
+        self, user_id: str, link_id: str, view: str, period_start: float, period_end: float, tz: str, ttl_s: int
+    ) -> ShareLink:
+        """Record a read-only link (its id is the token's jti) to one view of one period, valid `ttl_s` s."""
+        if not isinstance(view, str) or not _SHARE_VIEW.fullmatch(view):
+            raise InvalidShareLink(f"{view!r} is not a view that can be shared")
+        if not all(isinstance(t, int | float) and math.isfinite(t) for t in (period_start, period_end)):
+            raise InvalidShareLink("the shared period must be two Unix times")
+        if period_end <= period_start:
+            raise InvalidShareLink("the shared period ends before it starts")
+        if not isinstance(tz, str) or not 1 <= len(tz) <= 64 or not tz.isprintable():
+            raise InvalidShareLink(f"{tz!r} is not a time zone name")
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 60 <= ttl_s <= MAX_SHARE_LINK_TTL:
+            raise InvalidShareLink(f"a share link lasts from 60 s to {MAX_SHARE_LINK_TTL // 86400} days")
+        try:
+            link_id = str(uuid.UUID(link_id))
+        except (TypeError, ValueError, AttributeError):
+            raise InvalidShareLink(f"{link_id!r} is not a share link id") from None
+        now = self._clock()
+        link = ShareLink(link_id, user_id, view, float(period_start), float(period_end), tz, now, now + ttl_s, False)
+        with self._write() as db:
+            self._require_active_user(db, user_id)
+            db.execute("DELETE FROM share_links WHERE user_id = ? AND expires_at <= ?", (user_id, now))
+            db.execute(
+                f"INSERT INTO share_links ({_SHARE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (link.id, user_id, view, link.period_start, link.period_end, tz, now, link.expires_at),
+            )
+        return link
+
+    def list_share_links(self, user_id: str) -> list[ShareLink]:
+        """The account's links that have not expired, revoked ones included, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_SHARE_COLUMNS} FROM share_links WHERE user_id = ? AND expires_at > ? "
+                "ORDER BY created_at DESC, id",
+                (user_id, self._clock()),
+            ).fetchall()
+        return [_share_link(row) for row in rows]
+
+    def revoke_share_link(self, user_id: str, link_id: str) -> None:
+        """Refuse the link from its next view on; a link of another account is reported as unknown."""
+        with self._write() as db:
+            updated = db.execute(
+                "UPDATE share_links SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? AND user_id = ?",
+                (self._clock(), str(link_id), user_id),
+            ).rowcount
+        if not updated:
+            raise InvalidShareLink(f"the account has no share link {link_id!r}")
+
+    def open_share_link(self, user_id: str, link_id: str) -> ShareLink:
+        """The link if it may be viewed now: it exists for this user, is neither revoked nor expired, and
+        its account is enabled; InvalidShareLink otherwise."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {', '.join('s.' + c for c in _SHARE_COLUMNS.split(', '))} FROM share_links AS s "
+                "JOIN users ON users.id = s.user_id WHERE s.id = ? AND s.user_id = ? AND users.disabled_at IS NULL",
+                (str(link_id), user_id),
+            ).fetchone()
+        if row is None:
+            raise InvalidShareLink("this share link does not exist (any more)")
+        link = _share_link(row)
+        if link.revoked:
+            raise InvalidShareLink("this share link has been revoked by its owner")
+        if link.expires_at <= self._clock():
+            raise InvalidShareLink("this share link has expired")
+        return link
 
     # -- sign-up policy
 

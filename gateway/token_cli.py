@@ -26,5 +26,5 @@ def main() -> int:
     private_pem, _ = ensure_signing_key(settings.keys_dir)
     token = issue_token(private_pem, user.id, DASHBOARD_SCOPE, args.ttl or settings.token_ttl_seconds, now=issued_at)
     print(token)
-    print(f"http://{settings.dashboard_host}:{settings.dashboard_port}/?token={token}")
+    print(f"https://{settings.dashboard_host}:{settings.dashboard_port}/?token={token}")
     return 0

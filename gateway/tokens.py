@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
@@ -18,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ISSUER = "productimon"
 DASHBOARD_SCOPE = "dashboard"
+# A read-only link to one view of one period of a user's data; its view and period travel as claims.
+SHARE_SCOPE = "share"
+_REGISTERED = frozenset({"iss", "sub", "scope", "iat", "exp", "jti", "nbf", "aud"})
 PRIVATE_KEY_FILE = "token_signing.key"
 PUBLIC_KEY_FILE = "token_signing.pub"
 # Hosts' clocks differ a little; a token issued "in the future" by this much is still accepted.
@@ -35,6 +39,8 @@ class TokenClaims:
     issued_at: int
     expires_at: int
     token_id: str
+    # Claims beyond the registered ones (a share link's view and period).
+    extra: Mapping[str, object] = field(default_factory=dict)
 
 
 def ensure_signing_key(keys_dir: Path) -> tuple[bytes, bytes]:
@@ -63,15 +69,28 @@ def read_public_key(keys_dir: Path) -> bytes:
     return path.read_bytes()
 
 
-def issue_token(private_pem: bytes, user_id: str, scope: str, ttl_s: int, now: float | None = None) -> str:
+def issue_token(
+    private_pem: bytes,
+    user_id: str,
+    scope: str,
+    ttl_s: int,
+    now: float | None = None,
+    extra: Mapping[str, object] | None = None,
+    token_id: str | None = None,
+) -> str:
+    """A signed token for `user_id` and `scope`, valid `ttl_s` seconds; `extra` claims may not replace the
+    registered ones."""
+    if extra and _REGISTERED & set(extra):
+        raise ValueError(f"extra claims may not set {sorted(_REGISTERED & set(extra))}")
     issued = int(time.time() if now is None else now)
     claims = {
+        **(extra or {}),
         "iss": ISSUER,
         "sub": user_id,
         "scope": scope,
         "iat": issued,
         "exp": issued + ttl_s,
-        "jti": str(uuid.uuid4()),
+        "jti": token_id or str(uuid.uuid4()),
     }
     return jwt.encode(claims, private_pem, algorithm="EdDSA")
 
@@ -95,4 +114,5 @@ def verify_token(public_pem: bytes, token: str | None, scope: str) -> TokenClaim
         raise TokenError(f"the token is not valid: {exc}") from None
     if claims.get("scope") != scope:
         raise TokenError(f"the token is not valid for {scope}")
-    return TokenClaims(claims["sub"], claims["scope"], claims["iat"], claims["exp"], claims["jti"])
+    extra = {name: value for name, value in claims.items() if name not in _REGISTERED}
+    return TokenClaims(claims["sub"], claims["scope"], claims["iat"], claims["exp"], claims["jti"], extra)

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+    # Cross-user insights on the dashboard: off unless the operator turns them on; each figure shown always
+    # describes at least aggregate_k distinct people (DESIGN.md "Security").
+    dashboard_aggregates: bool = False
+    aggregate_k: int = Field(default=10, ge=2, le=10_000)
 
     @field_validator("data_dir")
     @classmethod

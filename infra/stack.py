@@ -128,8 +128,18 @@ class Stack:
         self.say(f"  worker      {name} in group {self.settings.worker_id}")
         return worker
 
+    def dashboard_url(self) -> str:
+        return f"https://{self.settings.dashboard_host}:{self.settings.dashboard_port}"
+
     def start_dashboard(self) -> None:
+        from gateway.pki import ensure_stack_pki
+
         s = self.settings
+        # HTTPS with the stack's own server certificate: people type passwords into the dashboard.
+        names = ["localhost", "127.0.0.1", s.gateway_host]
+        if s.dashboard_host not in ("0.0.0.0", "::", ""):
+            names.append(s.dashboard_host)
+        pki = ensure_stack_pki(s.pki_dir, list(dict.fromkeys(names)))
         argv = [
             PYTHON,
             "-m",
@@ -144,10 +154,16 @@ class Stack:
             "true",
             "--browser.gatherUsageStats",
             "false",
+            "--client.toolbarMode",
+            "viewer",
+            "--server.sslCertFile",
+            str(pki.server_cert_path),
+            "--server.sslKeyFile",
+            str(pki.server_key_path),
         ]
         self.dashboard = ManagedProcess("dashboard", argv, self.logs, self.env).start()
         wait_for_port(s.dashboard_host, s.dashboard_port, 60, "the dashboard")
-        self.say(f"  dashboard   http://{s.dashboard_host}:{s.dashboard_port}")
+        self.say(f"  dashboard   {self.dashboard_url()}  (HTTPS, certificate from the stack's CA {pki.ca_cert_path})")
 
     def up(self, *, dashboard: bool = True) -> None:
         self.start_broker()
@@ -259,16 +275,14 @@ def _send_demo(stack: Stack) -> None:
 
 
 def _print_access(stack: Stack) -> None:
-    from gateway.tokens import DASHBOARD_SCOPE, ensure_signing_key, issue_token
     from infra.demo import demo_account
 
     s = stack.settings
     account = demo_account(s)
-    if stack.dashboard is not None and account is not None:
-        private_pem, _ = ensure_signing_key(s.keys_dir)
-        token = issue_token(private_pem, account.user_id, DASHBOARD_SCOPE, s.token_ttl_seconds)
-        _say(f"\nOpen the dashboard as {account.email}:\n  http://{s.dashboard_host}:{s.dashboard_port}/?token={token}")
-        _say(
-            f"  (password for signing in elsewhere: {account.password}, kept in {s.data_dir / 'demo' / 'account.json'})"
-        )
+    if stack.dashboard is not None:
+        _say(f"\nOpen the dashboard: {stack.dashboard_url()}")
+        _say(f"  (the browser must trust the stack's CA, {s.pki_dir / 'ca.crt'}, or ask you to accept its certificate)")
+        if account is not None:
+            _say(f"  sign in as {account.email} with the password {account.password}")
+            _say(f"  (kept in {s.data_dir / 'demo' / 'account.json'})")
     _say("\nRunning. Press Ctrl-C to stop everything in order.")

@@ -17,12 +17,14 @@ Conventions:
   hour of the rollup is placed in the local hour or day where it starts, so up to 45 minutes of it can land
   in the neighbouring bucket.
 - Seconds are float64, counts int64, timestamps datetime64[ms, UTC], local days datetime64[ns] (naive).
+- The per-user functions take `devices`, a list of the user's device ids to limit the answer to (the
+  dashboard's device filter); None or an empty list means all of them.
 """
 
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
@@ -37,6 +39,8 @@ _HOUR = timedelta(hours=1)
 # a - MAX_INTERVAL_MS; saying so lets the primary key (user_id, start) bound the scan from both sides.
 _MAX_INTERVAL = timedelta(milliseconds=MAX_INTERVAL_MS)
 UNCATEGORIZED = "Uncategorized"
+# The dashboard's device filter, bound as an array; an empty array keeps every device.
+_DEVICE_FILTER = "(empty({devices:Array(String)}) OR has({devices:Array(String)}, device_id))"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -77,7 +81,16 @@ def _ceil_hour(moment: datetime) -> datetime:
     return floor if floor == moment else floor + _HOUR
 
 
-def _usage_parameters(start: datetime, end: datetime) -> dict[str, datetime]:
+def _devices(devices: Sequence[str] | None) -> list[str]:
+    """The device filter as a bound array: empty means every device of the user."""
+    if devices is None:
+        return []
+    if isinstance(devices, str) or not all(isinstance(d, str) for d in devices):
+        raise ValueError(f"devices must be a sequence of device ids, got {devices!r}")
+    return list(devices)
+
+
+def _usage_parameters(start: datetime, end: datetime, devices: Sequence[str] | None = None) -> dict[str, object]:
     """Bounds of the three pieces of a period: raw [from, c), rollup [c, f), raw [max(f, c), to).
 
     c and f are the first and last whole UTC hour boundaries inside the period. Every raw piece lies within
@@ -88,6 +101,7 @@ def _usage_parameters(start: datetime, end: datetime) -> dict[str, datetime]:
     c, f = _ceil_hour(period["from"]), _floor_hour(period["to"])
     return {
         **period,
+        "devices": _devices(devices),
         "h_from": c,
         "h_to": f,
         "edge1_to": min(c, period["to"]),
@@ -113,7 +127,7 @@ def _raw_piece(a: str, b: str, scan_from: str) -> str:
            toUInt64(if(start >= {{{a}:DateTime64(3, 'UTC')}}, keystrokes, 0)) AS keystrokes,
            toUInt64(if(start >= {{{a}:DateTime64(3, 'UTC')}}, clicks, 0)) AS clicks
     FROM intervals FINAL
-    WHERE user_id = {{user:String}}
+    WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
       AND {{{a}:DateTime64(3, 'UTC')}} < {{{b}:DateTime64(3, 'UTC')}}
       AND start >= {{{scan_from}:DateTime64(3, 'UTC')}}
       AND start < {{{b}:DateTime64(3, 'UTC')}}
@@ -124,7 +138,7 @@ _USAGE = f"""
 (
     SELECT toDateTime64(hour, 3, 'UTC') AS ts, device_id, app, site, active_ms, idle_ms, keystrokes, clicks
     FROM usage_hourly
-    WHERE user_id = {{user:String}}
+    WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
       AND hour >= {{h_from:DateTime('UTC')}}
       AND hour < {{h_to:DateTime('UTC')}}
     UNION ALL
@@ -140,16 +154,16 @@ _CLIPPED_MS = (
     "toUInt64(greatest(0, dateDiff('millisecond', greatest(start, {from:DateTime64(3, 'UTC')}), "
     "least(`end`, {to:DateTime64(3, 'UTC')}))))"
 )
-_RAW_IN_PERIOD = """
-    user_id = {user:String}
-    AND start >= {scan_from:DateTime64(3, 'UTC')}
-    AND start < {to:DateTime64(3, 'UTC')}
-    AND `end` > {from:DateTime64(3, 'UTC')}"""
+_RAW_IN_PERIOD = f"""
+    user_id = {{user:String}} AND {_DEVICE_FILTER}
+    AND start >= {{scan_from:DateTime64(3, 'UTC')}}
+    AND start < {{to:DateTime64(3, 'UTC')}}
+    AND `end` > {{from:DateTime64(3, 'UTC')}}"""
 
 
-def _raw_parameters(start: datetime, end: datetime) -> dict[str, datetime]:
+def _raw_parameters(start: datetime, end: datetime, devices: Sequence[str] | None = None) -> dict[str, object]:
     period = _period(start, end)
-    return {**period, "scan_from": period["from"] - _MAX_INTERVAL}
+    return {**period, "devices": _devices(devices), "scan_from": period["from"] - _MAX_INTERVAL}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -185,10 +199,10 @@ SELECT sum(active_ms) / 1000 AS active_seconds,
        sum(keystrokes) AS keystrokes,
        sum(clicks) AS clicks,
        (SELECT count() FROM app_sessions FINAL
-        WHERE user_id = {{user:String}} AND start >= {{from:DateTime64(3, 'UTC')}}
+        WHERE user_id = {{user:String}} AND {_DEVICE_FILTER} AND start >= {{from:DateTime64(3, 'UTC')}}
           AND start < {{to:DateTime64(3, 'UTC')}}) AS app_sessions,
        (SELECT count() FROM focus_sessions FINAL
-        WHERE user_id = {{user:String}} AND start >= {{from:DateTime64(3, 'UTC')}}
+        WHERE user_id = {{user:String}} AND {_DEVICE_FILTER} AND start >= {{from:DateTime64(3, 'UTC')}}
           AND start < {{to:DateTime64(3, 'UTC')}}) AS focus_sessions
 FROM {_USAGE}
 """
@@ -202,10 +216,12 @@ _TOTALS_SCHEMA = {
 }
 
 
-def totals(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+def totals(
+    client: Client, user_id: str, start: datetime, end: datetime, devices: Sequence[str] | None = None
+) -> pd.DataFrame:
     """How much the user did in [start, end): one row of active_seconds, idle_seconds, keystrokes, clicks,
     app_sessions and focus_sessions (sessions that started in the period, open ones included)."""
-    parameters = {"user": user_id, **_usage_parameters(start, end)}
+    parameters = {"user": user_id, **_usage_parameters(start, end, devices)}
     df = client.query_df(_TOTALS, parameters=parameters)
     return typed_frame(df.fillna(0), _TOTALS_SCHEMA)
 
@@ -219,11 +235,13 @@ ORDER BY seconds DESC, app
 """
 
 
-def time_per_app(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+def time_per_app(
+    client: Client, user_id: str, start: datetime, end: datetime, devices: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Seconds of active (non-idle) time per application for one user in [start, end).
 
     Columns: app (str), seconds (float64), most time first."""
-    parameters = {"user": user_id, **_usage_parameters(start, end)}
+    parameters = {"user": user_id, **_usage_parameters(start, end, devices)}
     return _query(client, _TIME_PER_APP, parameters, {"app": "str", "seconds": "float64"})
 
 
@@ -237,11 +255,13 @@ ORDER BY seconds DESC, site
 """
 
 
-def time_per_site(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+def time_per_site(
+    client: Client, user_id: str, start: datetime, end: datetime, devices: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Seconds of active time per website (trimmed site) in [start, end); time with no site is left out.
 
     Columns: site (str), seconds (float64), most time first."""
-    parameters = {"user": user_id, **_usage_parameters(start, end)}
+    parameters = {"user": user_id, **_usage_parameters(start, end, devices)}
     return _query(client, _TIME_PER_SITE, parameters, {"site": "str", "seconds": "float64"})
 
 
@@ -265,12 +285,14 @@ ORDER BY seconds DESC, device_id
 """
 
 
-def time_per_device(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+def time_per_device(
+    client: Client, user_id: str, start: datetime, end: datetime, devices: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Active time, keys and clicks per device in [start, end), with the device's name and OS as enrolled
     (a device the warehouse has no name for is named by its id; revoked devices keep their history).
 
     Columns: device_id, name, os (str), seconds (float64), keystrokes, clicks (int64), most time first."""
-    parameters = {"user": user_id, **_usage_parameters(start, end)}
+    parameters = {"user": user_id, **_usage_parameters(start, end, devices)}
     schema = {
         "device_id": "str",
         "name": "str",
@@ -346,7 +368,12 @@ def _rule_parameters(client: Client, user_id: str, depth: int) -> tuple[dict[str
 
 
 def time_per_category(
-    client: Client, user_id: str, start: datetime, end: datetime, depth: int | None = None
+    client: Client,
+    user_id: str,
+    start: datetime,
+    end: datetime,
+    depth: int | None = None,
+    devices: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Seconds of active time per category in [start, end), by the user's rules as they are now; time no
     rule matches is "Uncategorized". `depth` cuts paths to their first levels (1: "Work/Programming" is
@@ -355,10 +382,10 @@ def time_per_category(
     Columns: category (str), seconds (float64), most time first."""
     rules, needs_titles = _rule_parameters(client, user_id, depth or 0)
     if needs_titles:
-        parameters = {"user": user_id, **_raw_parameters(start, end), **rules}
+        parameters = {"user": user_id, **_raw_parameters(start, end, devices), **rules}
         source = _CATEGORY_OF_INTERVALS
     else:
-        parameters = {"user": user_id, **_usage_parameters(start, end), **rules}
+        parameters = {"user": user_id, **_usage_parameters(start, end, devices), **rules}
         source = _CATEGORY_OF_USAGE
     sql = f"""
     SELECT category, sum(active_ms) / 1000 AS seconds FROM ({source})
@@ -390,6 +417,7 @@ def rule_matches(
     field: str = "app",
     pattern: str = "^",
     limit: int = 50,
+    devices: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """What a rule's pattern would match on `field` in [start, end): the distinct values and their active
     time, for the dashboard's live preview (regardless of earlier rules). The pattern must already be
@@ -398,7 +426,7 @@ def rule_matches(
     Columns: value (str), seconds (float64), most time first, at most `limit` rows."""
     if field not in _RULE_MATCHES:
         raise ValueError(f"field must be one of app, title, site, got {field!r}")
-    period = _raw_parameters(start, end) if field == "title" else _usage_parameters(start, end)
+    period = _raw_parameters(start, end, devices) if field == "title" else _usage_parameters(start, end, devices)
     parameters = {"user": user_id, "pattern": pattern, "limit": limit, **period}
     return _query(client, _RULE_MATCHES[field], parameters, {"value": "str", "seconds": "float64"})
 
@@ -407,7 +435,7 @@ def rule_matches(
 # Sessions
 
 
-_TIMELINE = """
+_TIMELINE = f"""
 SELECT s.device_id AS device_id, if(d.name = '', s.device_id, d.name) AS device_name, s.session_id AS session_id,
        s.app AS app, s.site AS site, s.start AS start, s.`end` AS `end`, s.active_ms / 1000 AS active_seconds,
        s.keystrokes AS keystrokes, s.clicks AS clicks, s.closed AS closed
@@ -415,12 +443,12 @@ FROM
 (
     SELECT device_id, session_id, app, site, start, `end`, active_ms, keystrokes, clicks, closed
     FROM app_sessions FINAL
-    WHERE user_id = {user:String}
-      AND start < {day_end:DateTime64(3, 'UTC')} AND `end` > {day_start:DateTime64(3, 'UTC')}
+    WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
+      AND start < {{day_end:DateTime64(3, 'UTC')}} AND `end` > {{day_start:DateTime64(3, 'UTC')}}
 ) AS s
 LEFT JOIN
 (
-    SELECT device_id, name FROM devices FINAL WHERE user_id = {user:String}
+    SELECT device_id, name FROM devices FINAL WHERE user_id = {{user:String}}
 ) AS d ON s.device_id = d.device_id
 ORDER BY device_id, start, session_id
 """
@@ -452,6 +480,7 @@ def app_timeline(
     end: datetime,
     day: date | None = None,
     tz: str = "UTC",
+    devices: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The app sessions of one local day, per device, as the timeline shows them: every session that
     overlaps the day in `tz` (start and end unclipped). `day=None` is the period's last day.
@@ -463,18 +492,19 @@ def app_timeline(
     if day is None:
         day = (period["to"] - timedelta(microseconds=1)).astimezone(zone).date()
     day_start, day_end = _local_day(day, zone)
-    parameters = {"user": user_id, "day_start": day_start, "day_end": day_end}
+    parameters = {"user": user_id, "day_start": day_start, "day_end": day_end, "devices": _devices(devices)}
     return _query(client, _TIMELINE, parameters, _TIMELINE_SCHEMA)
 
 
-_FOCUS = """
+_FOCUS = f"""
 SELECT device_id, session_id, start, `end`, active_ms / 1000 AS active_seconds, context_switches, app_sessions,
        keystrokes, clicks, closed,
        -- The latest end among the sessions before this one, on any device: a break is time with no focus anywhere.
        max(`end`) OVER (ORDER BY start, session_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before_end,
        row_number() OVER (ORDER BY start, session_id) AS n
 FROM focus_sessions FINAL
-WHERE user_id = {user:String} AND start >= {from:DateTime64(3, 'UTC')} AND start < {to:DateTime64(3, 'UTC')}
+WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
+  AND start >= {{from:DateTime64(3, 'UTC')}} AND start < {{to:DateTime64(3, 'UTC')}}
 ORDER BY start, session_id
 """
 _FOCUS_SCHEMA = {
@@ -492,26 +522,31 @@ _FOCUS_SCHEMA = {
 }
 
 
-def focus_sessions(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+def focus_sessions(
+    client: Client, user_id: str, start: datetime, end: datetime, devices: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The focus sessions that started in [start, end), in order, each with the break before it: seconds
     from the latest end of an earlier session in the period (any device) to its start, 0 when they overlap,
     NaN for the first.
 
     Columns: device_id, session_id (str), start, end (datetime64[ms, UTC]), active_seconds (float64),
     context_switches, app_sessions, keystrokes, clicks (int64), closed (bool), break_before_seconds (float64)."""
-    df = client.query_df(_FOCUS, parameters={"user": user_id, **_period(start, end)})
+    parameters = {"user": user_id, "devices": _devices(devices), **_period(start, end)}
+    df = client.query_df(_FOCUS, parameters=parameters)
     if not df.empty:
         gap = (pd.to_datetime(df["start"]) - pd.to_datetime(df["before_end"])).dt.total_seconds()
         df["break_before_seconds"] = gap.clip(lower=0).where(df["n"] > 1)
     return typed_frame(df, _FOCUS_SCHEMA)
 
 
-def focus_breaks(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+def focus_breaks(
+    client: Client, user_id: str, start: datetime, end: datetime, devices: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The breaks between the focus sessions that started in [start, end): each stretch with no focus
     session on any device, from the end of one to the start of the next.
 
     Columns: start, end (datetime64[ms, UTC]), seconds (float64); in order."""
-    sessions = focus_sessions(client, user_id, start, end)
+    sessions = focus_sessions(client, user_id, start, end, devices)
     schema = {"start": _TS, "end": _TS, "seconds": "float64"}
     if sessions.empty:
         return typed_frame(sessions, schema)
@@ -534,13 +569,15 @@ GROUP BY weekday, hour
 """
 
 
-def weekday_hour_heatmap(client: Client, user_id: str, start: datetime, end: datetime, tz: str = "UTC") -> pd.DataFrame:
+def weekday_hour_heatmap(
+    client: Client, user_id: str, start: datetime, end: datetime, tz: str = "UTC", devices: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Active time, keys and clicks per local day of the week and hour of the day in [start, end): all
     7 x 24 cells, zeros included, weekday 1 = Monday.
 
     Columns: weekday, hour, keystrokes, clicks (int64), active_seconds (float64)."""
     _zone(tz)
-    parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end)}
+    parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end, devices)}
     df = client.query_df(_HEATMAP, parameters=parameters)
     cells = pd.MultiIndex.from_product([range(1, 8), range(24)], names=["weekday", "hour"]).to_frame(index=False)
     if not df.empty:
@@ -564,7 +601,9 @@ GROUP BY day
 """
 
 
-def daily_trend(client: Client, user_id: str, start: datetime, end: datetime, tz: str = "UTC") -> pd.DataFrame:
+def daily_trend(
+    client: Client, user_id: str, start: datetime, end: datetime, tz: str = "UTC", devices: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Active and idle time, keys and clicks per local day in `tz`, for every day [start, end) touches
     (zeros included), in order. The first and last day count only their part inside the period.
 
@@ -572,7 +611,7 @@ def daily_trend(client: Client, user_id: str, start: datetime, end: datetime, tz
     keystrokes, clicks (int64)."""
     zone = _zone(tz)
     period = _period(start, end)
-    parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end)}
+    parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end, devices)}
     df = client.query_df(_DAILY, parameters=parameters)
     first = period["from"].astimezone(zone).date()
     last = (period["to"] - timedelta(microseconds=1)).astimezone(zone).date()
@@ -599,14 +638,16 @@ GROUP BY hour
 """
 
 
-def input_intensity(client: Client, user_id: str, start: datetime, end: datetime, tz: str = "UTC") -> pd.DataFrame:
+def input_intensity(
+    client: Client, user_id: str, start: datetime, end: datetime, tz: str = "UTC", devices: Sequence[str] | None = None
+) -> pd.DataFrame:
     """How intensely the user types and clicks at each local hour of the day over [start, end): totals and
     per active minute (0 where there was no active time). All 24 hours, in order.
 
     Columns: hour, keystrokes, clicks (int64), active_seconds, keys_per_active_minute,
     clicks_per_active_minute (float64)."""
     _zone(tz)
-    parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end)}
+    parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end, devices)}
     df = client.query_df(_INTENSITY, parameters=parameters)
     hours = pd.DataFrame({"hour": range(24)})
     if not df.empty:
@@ -645,7 +686,13 @@ LIMIT {{limit:UInt32}}
 
 
 def top_titles(
-    client: Client, user_id: str, start: datetime, end: datetime, app: str | None = None, limit: int = 20
+    client: Client,
+    user_id: str,
+    start: datetime,
+    end: datetime,
+    app: str | None = None,
+    limit: int = 20,
+    devices: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The window titles of one app the user spent most active time on in [start, end); `app=None` takes the
     user's top app of the period.
@@ -653,11 +700,11 @@ def top_titles(
     Columns: title (str), seconds (float64), keystrokes, clicks (int64); at most `limit` rows."""
     schema = {"title": "str", "seconds": "float64", "keystrokes": "int64", "clicks": "int64"}
     if app is None:
-        apps = time_per_app(client, user_id, start, end)
+        apps = time_per_app(client, user_id, start, end, devices)
         if apps.empty:
             return typed_frame(apps, schema)
         app = str(apps["app"].iloc[0])
-    parameters = {"user": user_id, "app": app, "limit": limit, **_raw_parameters(start, end)}
+    parameters = {"user": user_id, "app": app, "limit": limit, **_raw_parameters(start, end, devices)}
     return _query(client, _TOP_TITLES, parameters, schema)
 
 
@@ -671,6 +718,7 @@ def compare_periods(
     end: datetime,
     compare_to: tuple[datetime, datetime] | None = None,
     by: str = "app",
+    devices: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Active time per app, site, category or device in [start, end) against another period (by default the
     one of the same length just before), with the change. Keys present in either period are listed.
@@ -685,8 +733,8 @@ def compare_periods(
         length = period["to"] - period["from"]
         compare_to = (period["from"] - length, period["from"])
     fn, column = _COMPARABLE[by], {"app": "app", "site": "site", "category": "category", "device": "device_id"}[by]
-    now = fn(client, user_id, start, end)[[column, "seconds"]].rename(columns={column: "key"})
-    before = fn(client, user_id, *compare_to)[[column, "seconds"]]
+    now = fn(client, user_id, start, end, devices=devices)[[column, "seconds"]].rename(columns={column: "key"})
+    before = fn(client, user_id, *compare_to, devices=devices)[[column, "seconds"]]
     before = before.rename(columns={column: "key", "seconds": "previous_seconds"})
     df = now.merge(before, on="key", how="outer").fillna({"seconds": 0.0, "previous_seconds": 0.0})
     df["delta_seconds"] = df["seconds"] - df["previous_seconds"]
@@ -700,6 +748,37 @@ def compare_periods(
         "delta_ratio": "float64",
     }
     return typed_frame(df, schema)
+
+
+_EXPORT = f"""
+SELECT start, `end`, device_id, app, title, site, idle, keystrokes, clicks, toString(event_id) AS event_id
+FROM intervals FINAL
+WHERE {_RAW_IN_PERIOD} AND start >= {{from:DateTime64(3, 'UTC')}}
+ORDER BY start, device_id, event_id
+"""
+
+
+def export_intervals(
+    client: Client, user_id: str, start: datetime, end: datetime, devices: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Everything stored of the user's activity that started in [start, end), for the user's own export: one
+    row per interval as the warehouse holds it (sites, never URLs).
+
+    Columns: start, end (datetime64[ms, UTC]), device_id, app, title, site (str), idle (bool), keystrokes,
+    clicks (int64), event_id (str); in order of start."""
+    schema = {
+        "start": _TS,
+        "end": _TS,
+        "device_id": "str",
+        "app": "str",
+        "title": "str",
+        "site": "str",
+        "idle": "bool",
+        "keystrokes": "int64",
+        "clicks": "int64",
+        "event_id": "str",
+    }
+    return _query(client, _EXPORT, {"user": user_id, **_raw_parameters(start, end, devices)}, schema)
 
 
 _COMPARABLE.update(app=time_per_app, site=time_per_site, category=time_per_category, device=time_per_device)

@@ -149,3 +149,59 @@ class DeviceRef(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+
+class ShareLinkRequest(_message.Message):
+    __slots__ = ("view", "period_start", "period_end", "tz", "ttl_seconds")
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    TZ_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    view: str
+    period_start: int
+    period_end: int
+    tz: str
+    ttl_seconds: int
+    def __init__(self, view: _Optional[str] = ..., period_start: _Optional[int] = ..., period_end: _Optional[int] = ..., tz: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class ShareLink(_message.Message):
+    __slots__ = ("link_id", "user_id", "view", "period_start", "period_end", "tz", "created_at", "expires_at", "revoked")
+    LINK_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    TZ_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    link_id: str
+    user_id: str
+    view: str
+    period_start: int
+    period_end: int
+    tz: str
+    created_at: int
+    expires_at: int
+    revoked: bool
+    def __init__(self, link_id: _Optional[str] = ..., user_id: _Optional[str] = ..., view: _Optional[str] = ..., period_start: _Optional[int] = ..., period_end: _Optional[int] = ..., tz: _Optional[str] = ..., created_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., revoked: _Optional[bool] = ...) -> None: ...
+
+class ShareLinkToken(_message.Message):
+    __slots__ = ("token", "link")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    link: ShareLink
+    def __init__(self, token: _Optional[str] = ..., link: _Optional[_Union[ShareLink, _Mapping]] = ...) -> None: ...
+
+class ShareLinkList(_message.Message):
+    __slots__ = ("links",)
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    links: _containers.RepeatedCompositeFieldContainer[ShareLink]
+    def __init__(self, links: _Optional[_Iterable[_Union[ShareLink, _Mapping]]] = ...) -> None: ...
+
+class ShareLinkRef(_message.Message):
+    __slots__ = ("link_id",)
+    LINK_ID_FIELD_NUMBER: _ClassVar[int]
+    link_id: str
+    def __init__(self, link_id: _Optional[str] = ...) -> None: ...

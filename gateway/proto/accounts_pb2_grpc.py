@@ -64,6 +64,26 @@ class AccountsStub:
                 request_serializer=gateway_dot_proto_dot_accounts__pb2.DeleteAccountRequest.SerializeToString,
                 response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateShareLink = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/CreateShareLink',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.ShareLinkRequest.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.ShareLinkToken.FromString,
+                _registered_method=True)
+        self.ListShareLinks = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/ListShareLinks',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.ShareLinkList.FromString,
+                _registered_method=True)
+        self.RevokeShareLink = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/RevokeShareLink',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.ShareLinkRef.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
+        self.OpenShareLink = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/OpenShareLink',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.ShareLink.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
@@ -109,6 +129,32 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateShareLink(self, request, context):
+        """Read-only links to one view of one period, for the signed-in user (token): made, listed, revoked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListShareLinks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeShareLink(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenShareLink(self, request, context):
+        """Carries a share token instead of a sign-in token: what it shows, if it is still valid.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +187,26 @@ def add_AccountsServicer_to_server(servicer, server):
                     servicer.DeleteAccount,
                     request_deserializer=gateway_dot_proto_dot_accounts__pb2.DeleteAccountRequest.FromString,
                     response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'CreateShareLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateShareLink,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.ShareLinkRequest.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.ShareLinkToken.SerializeToString,
+            ),
+            'ListShareLinks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListShareLinks,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.ShareLinkList.SerializeToString,
+            ),
+            'RevokeShareLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeShareLink,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.ShareLinkRef.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'OpenShareLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenShareLink,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.ShareLink.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -315,6 +381,114 @@ class Accounts:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def CreateShareLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/CreateShareLink',
+            gateway_dot_proto_dot_accounts__pb2.ShareLinkRequest.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.ShareLinkToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListShareLinks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/ListShareLinks',
+            gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.ShareLinkList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeShareLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/RevokeShareLink',
+            gateway_dot_proto_dot_accounts__pb2.ShareLinkRef.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenShareLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/OpenShareLink',
+            gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.ShareLink.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class DevicesStub:
     """Missing associated documentation comment in .proto file."""
@@ -405,7 +579,8 @@ class DevicesServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Revoke(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """With an empty device_id and no token, over mTLS: the calling device revokes itself (unenroll).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

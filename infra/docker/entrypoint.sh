@@ -16,11 +16,17 @@ case "${1:-help}" in
         shift
         # A wheel install puts dashboard/app.py in site-packages; ask Python where.
         app="$(python -c 'import dashboard, pathlib; print(pathlib.Path(dashboard.__file__).parent / "app.py")')"
+        # HTTPS with the server certificate pki-init made (it names PRODUCTIMON_PUBLIC_NAME): people type
+        # their passwords here.
+        pki="${PRODUCTIMON_DATA_DIR:-/var/lib/productimon}/pki"
         exec python -m streamlit run "$app" \
             --server.address "${PRODUCTIMON_DASHBOARD_HOST:-0.0.0.0}" \
             --server.port "${PRODUCTIMON_DASHBOARD_PORT:-8501}" \
             --server.headless true \
             --browser.gatherUsageStats false \
+            --client.toolbarMode viewer \
+            --server.sslCertFile "$pki/server.crt" \
+            --server.sslKeyFile "$pki/server.key" \
             "$@"
         ;;
     pki-init)

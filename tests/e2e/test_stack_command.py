@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -65,7 +66,9 @@ def test_stack_with_demo_data_serves_it_and_stops_in_order(tmp_path):
     assert sent > 3000, started
     for service in ("broker", "warehouse", "gateway", "worker", "dashboard"):
         assert re.search(rf"^  {service}\s+\S", started, re.MULTILINE), f"{service} address not printed"
-    assert re.search(r"/\?token=ey", started)
+    # The dashboard is served over HTTPS, and the demo account signs in with its email and password.
+    assert re.search(r"^  dashboard\s+https://", started, re.MULTILINE), started
+    assert re.search(r"sign in as demo@productimon\.local with the password \S+", started), started
 
     stack = Stack(settings)
     demo_user = demo_account(settings).user_id
@@ -76,7 +79,10 @@ def test_stack_with_demo_data_serves_it_and_stops_in_order(tmp_path):
         "SELECT uniqExact(device_id) FROM intervals WHERE user_id = {u:String}", parameters={"u": demo_user}
     )
     assert devices.result_rows[0][0] == 2
-    health = urllib.request.urlopen(f"http://127.0.0.1:{settings.dashboard_port}/_stcore/health", timeout=10)
+    stack_ca = ssl.create_default_context(cafile=str(settings.pki_dir / "ca.crt"))
+    health = urllib.request.urlopen(
+        f"https://127.0.0.1:{settings.dashboard_port}/_stcore/health", timeout=10, context=stack_ca
+    )
     assert health.read() == b"ok"
     client.close()
 

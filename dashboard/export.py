@@ -1,0 +1,51 @@
+"""The user's own data as files: CSV and JSON of a query result, with timestamps in ISO 8601 UTC."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pandas as pd
+
+FORMATS = ("CSV", "JSON")
+MIME_TYPES = {"CSV": "text/csv", "JSON": "application/json"}
+
+
+def _portable(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
+            utc = out[column].dt.tz_convert("UTC")
+            out[column] = [None if pd.isna(t) else t.isoformat(timespec="milliseconds")[:-6] + "Z" for t in utc]
+        elif pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].dt.strftime("%Y-%m-%d")
+    return out
+
+
+def to_csv(df: pd.DataFrame) -> bytes:
+    return _portable(df).to_csv(index=False).encode("utf-8")
+
+
+def to_json(df: pd.DataFrame) -> bytes:
+    """A JSON array of one object per row; integers stay integers."""
+    records = _portable(df).to_dict(orient="records")
+    return json.dumps(records, ensure_ascii=False, indent=1, default=_plain).encode("utf-8")
+
+
+def _plain(value: object) -> object:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def encode(df: pd.DataFrame, fmt: str) -> tuple[bytes, str]:
+    """The file's bytes and MIME type for one of FORMATS."""
+    if fmt == "CSV":
+        return to_csv(df), MIME_TYPES[fmt]
+    if fmt == "JSON":
+        return to_json(df), MIME_TYPES[fmt]
+    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def file_name(what: str, first: date, last: date, fmt: str) -> str:
+    return f"productimon-{what}-{first.isoformat()}-{last.isoformat()}.{fmt.lower()}"

@@ -1,0 +1,143 @@
+"""Data: the owner's export (CSV or JSON) of any period, deletion of a range, a device's data or everything,
+and deleting the account. Every destructive action asks for confirmation first."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import export, formatting
+from dashboard.access import Gateway, one_line
+from dashboard.context import View, current_view, require_owner, settings, warehouse
+from gateway import account_client
+from warehouse import deletion, queries
+
+DATASETS = {
+    "Activity intervals": ("intervals", queries.export_intervals),
+    "Time per app": ("apps", queries.time_per_app),
+    "Time per site": ("sites", queries.time_per_site),
+    "Daily totals": ("daily", None),
+    "Focus sessions": ("focus", queries.focus_sessions),
+}
+CONFIRM_WORD = "DELETE"
+
+
+def _export(view: View) -> None:
+    st.subheader("Export")
+    period = view.period
+    st.caption(f"{period.label()} ({period.tz}); the device filter applies.")
+    left, right = st.columns(2)
+    dataset = left.selectbox("What", list(DATASETS), key="export_dataset")
+    fmt = right.radio("Format", export.FORMATS, horizontal=True, key="export_format")
+    name, query = DATASETS[dataset]
+    client, user, devices = warehouse(), view.user_id, view.device_filter
+
+    def produce() -> bytes:
+        # Run when the button is pressed, not on every visit: a year of intervals is a large file.
+        if query is None:
+            df = queries.daily_trend(client, user, period.start, period.end, tz=period.tz, devices=devices)
+        else:
+            df = query(client, user, period.start, period.end, devices=devices)
+        return export.encode(df, fmt)[0]
+
+    st.download_button(
+        f"Download {dataset.lower()} as {fmt}",
+        data=produce,
+        file_name=export.file_name(name, period.first, period.last, fmt),
+        mime=export.MIME_TYPES[fmt],
+        key="export_download",
+        on_click="ignore",
+    )
+
+
+def _confirmed(key: str, what: str) -> bool:
+    typed = st.text_input(f"Type {CONFIRM_WORD} to delete {what}", key=key)
+    return typed.strip() == CONFIRM_WORD
+
+
+def _delete(view: View, devices: dict[str, str]) -> None:
+    st.subheader("Delete data")
+    st.caption("Deleted data is removed from every table before this page says so; it cannot be restored.")
+    period = view.period
+    scope = st.radio(
+        "Delete",
+        ["This period", "One device's data", "Everything"],
+        horizontal=True,
+        key="delete_scope",
+    )
+    device = None
+    if scope == "This period":
+        what = f"all activity in {period.label()} ({period.tz})"
+    elif scope == "One device's data":
+        if not devices:
+            st.caption("No devices.")
+            return
+        device = st.selectbox("Device", list(devices), format_func=devices.get, key="delete_device")
+        what = f"all data of {devices[device]}"
+    else:
+        what = "all of your activity data (the account stays)"
+    st.warning(f"This deletes {what}.")
+    sure = _confirmed(f"delete_confirm_{scope}", what)
+    if st.button("Delete", type="primary", disabled=not sure, key="delete_data"):
+        with st.spinner("Deleting…"):
+            try:
+                if scope == "This period":
+                    deletion.delete_time_range(warehouse(), view.user_id, period.start, period.end)
+                elif device is not None:
+                    deletion.delete_device_data(warehouse(), view.user_id, device)
+                else:
+                    deletion.delete_user_data(warehouse(), view.user_id)
+            except Exception as exc:
+                st.session_state["data_problem"] = f"Nothing was confirmed deleted: {one_line(exc)}"
+            else:
+                st.session_state["data_notice"] = f"Deleted {what}."
+                st.session_state.pop(f"delete_confirm_{scope}", None)
+        st.rerun()
+
+
+def _delete_account(view: View) -> None:
+    owner = require_owner(view)
+    st.subheader("Delete the account")
+    st.caption("Revokes every device, deletes all of your data, then the account, and signs you out.")
+    with st.form("delete_account"):
+        password = st.text_input("Your password", type="password")
+        typed = st.text_input(f"Type {CONFIRM_WORD} to delete the account {owner.email}")
+        submitted = st.form_submit_button("Delete my account", type="primary")
+    if submitted:
+        if typed.strip() != CONFIRM_WORD:
+            st.error(f"Type {CONFIRM_WORD} to confirm; nothing was deleted.")
+            return
+        gateway = Gateway.of(settings())
+        with st.spinner("Deleting the account and all of its data…"):
+            try:
+                account_client.delete_account(gateway.address, gateway.ca_pem, owner.token, password)
+            except Exception as exc:
+                st.error(f"The account was not deleted: {one_line(exc)}")
+                return
+        st.session_state.clear()
+        st.session_state["sign_in_notice"] = f"The account {owner.email} and all of its data were deleted."
+        st.rerun()
+
+
+def show(view: View) -> None:
+    owner = require_owner(view)
+    st.title("Your data")
+    if notice := st.session_state.pop("data_notice", None):
+        st.success(notice)
+    if problem := st.session_state.pop("data_problem", None):
+        st.error(problem)
+    _export(view)
+    st.divider()
+    gateway = Gateway.of(settings())
+    try:
+        listed = account_client.list_devices(gateway.address, gateway.ca_pem, owner.token)
+        devices = formatting.device_labels({d.device_id: d.name for d in listed})
+    except Exception as exc:
+        st.error(f"Could not load the devices: {one_line(exc)}")
+        devices = {}
+    _delete(view, devices)
+    st.divider()
+    _delete_account(view)
+
+
+if __name__ == "__main__":
+    show(current_view())

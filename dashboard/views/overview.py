@@ -1,0 +1,97 @@
+"""Overview: today's and this week's totals, active against idle, and the top apps, sites and categories."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import formatting
+from dashboard.context import View, current_view, load
+from dashboard.period import preset_period
+from warehouse import queries
+
+TOP = 10
+
+
+def _bars(df: pd.DataFrame, key: str, title: str) -> alt.Chart:
+    data = df.head(TOP).assign(
+        hours=df["seconds"].head(TOP) / 3600, time=df["seconds"].head(TOP).map(formatting.duration)
+    )
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("hours:Q", title="Hours"),
+            y=alt.Y(f"{key}:N", sort="-x", title=None),
+            tooltip=[alt.Tooltip(f"{key}:N", title=title), alt.Tooltip("time:N", title="Time")],
+        )
+    )
+
+
+def _top(df: pd.DataFrame, key: str, title: str, total: float) -> None:
+    if df.empty:
+        st.caption(f"No {title.lower()} in this period.")
+        return
+    st.altair_chart(_bars(df, key, title), width="stretch")
+    st.table(
+        pd.DataFrame(
+            {
+                title: df[key].head(TOP),
+                "Time": df["seconds"].head(TOP).map(formatting.duration),
+                "Share": [formatting.share(s, total) for s in df["seconds"].head(TOP)],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+
+def show(view: View) -> None:
+    period, user, devices = view.period, view.user_id, view.device_filter
+    st.title("Overview")
+    st.caption(period.label())
+    now = datetime.now(period.zone).date()
+    figures: list[tuple[str, str]] = []
+    if not view.shared:
+        # Today and this week are the owner's own running totals; a share link shows only its period.
+        for preset in ("Today", "This week"):
+            p = preset_period(preset, now, period.zone)
+            t = load(preset.lower(), queries.totals, user, p.start, p.end, devices=devices)
+            figures.append((f"Active {preset.lower()}", formatting.duration(t["active_seconds"].iloc[0])))
+    totals = load("the period's totals", queries.totals, user, period.start, period.end, devices=devices)
+    active, idle = float(totals["active_seconds"].iloc[0]), float(totals["idle_seconds"].iloc[0])
+    figures += [("Active in period", formatting.duration(active)), ("Idle in period", formatting.duration(idle))]
+    for column, (label, value) in zip(st.columns(len(figures)), figures, strict=True):
+        column.metric(label, value)
+    if active + idle == 0:
+        st.info("No activity recorded in this period.")
+        return
+    keys, clicks = int(totals["keystrokes"].iloc[0]), int(totals["clicks"].iloc[0])
+    st.caption(
+        f"{formatting.count(keys)} keys · "
+        f"{formatting.count(clicks)} clicks · {int(totals['app_sessions'].iloc[0])} app sessions"
+    )
+    st.progress(
+        active / (active + idle),
+        text=f"Active vs idle: {formatting.duration(active)} active ({formatting.share(active, active + idle)}), "
+        f"{formatting.duration(idle)} idle",
+    )
+    apps_column, sites_column, categories_column = st.columns(3)
+    with apps_column:
+        st.subheader("Top apps")
+        _top(load("apps", queries.time_per_app, user, period.start, period.end, devices=devices), "app", "App", active)
+    with sites_column:
+        st.subheader("Top sites")
+        sites = load("sites", queries.time_per_site, user, period.start, period.end, devices=devices)
+        _top(sites, "site", "Site", active)
+    with categories_column:
+        st.subheader("Top categories")
+        categories = load("categories", queries.time_per_category, user, period.start, period.end, devices=devices)
+        _top(categories, "category", "Category", active)
+
+
+if __name__ == "__main__":
+    show(current_view())

@@ -1,0 +1,201 @@
+"""A user sees only their own data: on every page of the dashboard, and through share links, which show
+exactly the one view and period their owner chose, until revoked or expired, and nothing to anyone else."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import grpc
+import pytest
+
+from dashboard import formatting
+from dashboard.period import period_from_utc
+from gateway.account_client import (
+    create_share_link,
+    list_share_links,
+    open_share_link,
+    revoke_share_link,
+    who_am_i,
+)
+from gateway.tokens import SHARE_SCOPE, ensure_signing_key, issue_token
+from tests.e2e.dashboard_fixtures import (
+    PAGES,
+    ca_pem,
+    dashboard_env,  # noqa: F401 (a fixture)
+    default_period,
+    everything_shown,
+    make_account,
+    metric,
+    new_app,
+    open_page,
+    signed_in_app,
+)
+from warehouse import queries
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dashboard_env")]
+
+
+@pytest.fixture(scope="module")
+def first(stack, warehouse_client):
+    return make_account(stack.settings, warehouse_client)
+
+
+@pytest.fixture(scope="module")
+def second(stack, warehouse_client):
+    return make_account(stack.settings, warehouse_client)
+
+
+def assert_none_of(account, shown: str, where: str) -> None:
+    leaked = [name for name in account.names if name in shown]
+    assert not leaked, f"{where} shows {leaked} of another account"
+
+
+def share_token_from(at) -> str:
+    url = at.code[0].value
+    return parse_qs(urlsplit(url).query)["share"][0]
+
+
+def test_a_second_user_sees_none_of_the_first_users_data_on_any_page(first, second):
+    at = signed_in_app(second)
+    for page in PAGES:
+        open_page(at, page)
+        shown = everything_shown(at)
+        if page == "overview":
+            assert second.mark in shown  # their own data is there
+        assert_none_of(first, shown, page)
+    # The device filter offers only the second user's own devices, whatever is put in the session.
+    assert set(at.sidebar.multiselect(key="device_filter").options) == set(second.devices.values())
+
+
+def test_a_share_link_shows_exactly_its_view_and_period_and_nothing_else(stack, first, warehouse_client):
+    owner = open_page(signed_in_app(first), "sharing")
+    owner.selectbox(key="share_view").select("trends").run()
+    owner.button(key="share_create").click().run()
+    assert owner.success and "shown only once" in owner.success[0].value
+    token = share_token_from(owner)
+
+    at = new_app({"share": token}).run()
+    assert not at.error and not at.exception
+    assert at.title[0].value == "Trends"
+    period = default_period()
+    active = queries.totals(warehouse_client, first.user_id, period.start, period.end)["active_seconds"].iloc[0]
+    assert metric(at, "Active in period") == formatting.duration(active) == "55 min"
+    shown = everything_shown(at)
+    assert first.email not in shown  # who shared it is not part of the view
+    assert not at.sidebar.children or not at.sidebar.get("multiselect")  # no filters, no navigation
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("views/devices.py")
+    for page in ("overview", "devices", "data", "sharing"):
+        assert page not in [str(i.get("url_pathname")) for i in at._registered_pages.values()]
+
+
+def test_a_share_link_ignores_the_viewers_own_sign_in(stack, first, second):
+    token = _share(stack, first, "overview")
+    at = signed_in_app(second)
+    at.query_params["share"] = token
+    at.run()
+    shown = everything_shown(at)
+    assert first.mark in shown
+    assert_none_of(second, shown, "the shared overview")
+    assert not at.get("multiselect")
+
+
+def _share(stack, account, view: str, ttl_s: int = 3600) -> str:
+    s = stack.settings
+    period = default_period()
+    made = create_share_link(
+        s.gateway_public_address,
+        ca_pem(s),
+        account.token(s),
+        view,
+        int(period.start.timestamp()),
+        int(period.end.timestamp()),
+        "UTC",
+        ttl_s,
+    )
+    return made.token
+
+
+def test_a_revoked_link_shows_nothing(stack, first):
+    owner = open_page(signed_in_app(first), "sharing")
+    owner.button(key="share_create").click().run()
+    token = share_token_from(owner)
+    assert new_app({"share": token}).run().metric
+    owner = open_page(signed_in_app(first), "sharing")
+    link_id = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["jti"]
+    owner.selectbox(key="share_revoke_id").select(link_id).run()
+    owner.button(key="share_revoke").click().run()
+    assert not owner.error, [e.value for e in owner.error]
+    links = list_share_links(stack.settings.gateway_public_address, ca_pem(stack.settings), first.token(stack.settings))
+    assert {link.link_id: link.revoked for link in links}[link_id] is True
+    at = new_app({"share": token}).run()
+    assert at.error and "revoked" in at.error[0].value
+    assert not at.metric and not at.table
+    assert_none_of(first, everything_shown(at), "a revoked link")
+
+
+def test_an_expired_link_shows_nothing(stack, first):
+    key = ensure_signing_key(stack.settings.keys_dir)[0]
+    long_ago = (datetime.now(UTC) - timedelta(days=2)).timestamp()
+    claims = {"view": "overview", "from": int(long_ago), "to": int(long_ago) + 86400, "tz": "UTC"}
+    token = issue_token(key, first.user_id, SHARE_SCOPE, 600, now=long_ago, extra=claims)
+    at = new_app({"share": token}).run()
+    assert at.error and "expired" in at.error[0].value
+    assert_none_of(first, everything_shown(at), "an expired link")
+
+
+def test_links_nobody_was_given_show_nothing(stack, first, second, tmp_path):
+    key = ensure_signing_key(stack.settings.keys_dir)[0]
+    period = default_period()
+    claims = {"view": "overview", "from": int(period.start.timestamp()), "to": int(period.end.timestamp()), "tz": "UTC"}
+    forged_key, _ = ensure_signing_key(tmp_path / "other-keys")
+    genuine = _share(stack, first, "overview")
+    header, payload, signature = genuine.split(".")
+    widened = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    widened["view"] = "trends"
+    tampered_payload = base64.urlsafe_b64encode(json.dumps(widened).encode()).decode().rstrip("=")
+    attempts = {
+        "a sign-in token used as a share link": second.token(stack.settings),
+        "the owner's sign-in token used as a share link": first.token(stack.settings),
+        "a link signed by another key": issue_token(forged_key, first.user_id, SHARE_SCOPE, 600, extra=claims),
+        # Signed by the real key but never recorded by the gateway (no owner made it).
+        "a link the owner never made": issue_token(key, first.user_id, SHARE_SCOPE, 600, extra=claims),
+        "a link with its view changed": f"{header}.{tampered_payload}.{signature}",
+        "garbage": "not-a-token",
+    }
+    for what, token in attempts.items():
+        at = new_app({"share": token}).run()
+        assert at.error and "\n" not in at.error[0].value, what
+        assert not at.metric and not at.table, what
+        assert_none_of(first, everything_shown(at), what)
+        assert_none_of(second, everything_shown(at), what)
+
+
+def test_the_owner_lists_links_and_another_user_cannot_see_or_revoke_them(stack, first, second):
+    _share(stack, first, "focus")
+    s = stack.settings
+    mine = list_share_links(s.gateway_public_address, ca_pem(s), first.token(s))
+    assert any(link.view == "focus" for link in mine)
+    assert list_share_links(s.gateway_public_address, ca_pem(s), second.token(s)) == []
+    with pytest.raises(grpc.RpcError, match="no share link"):
+        revoke_share_link(s.gateway_public_address, ca_pem(s), second.token(s), mine[0].link_id)
+    at = open_page(signed_in_app(second), "sharing")
+    assert_none_of(first, everything_shown(at), "the second user's sharing page")
+    link = mine[0]
+    assert period_from_utc(link.period_start, link.period_end, link.tz) == default_period()
+
+
+def test_a_share_token_signs_nobody_in_and_a_sign_in_token_opens_no_link(stack, first):
+    s = stack.settings
+    token = _share(stack, first, "overview")
+    with pytest.raises(grpc.RpcError) as as_sign_in:
+        who_am_i(s.gateway_public_address, ca_pem(s), token)
+    assert as_sign_in.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as as_share:
+        open_share_link(s.gateway_public_address, ca_pem(s), first.token(s))
+    assert as_share.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    at = new_app({"token": token}).run()  # a share token in the sign-in parameter
+    assert at.error and not at.metric
