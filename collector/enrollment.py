@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
 from collector.transport import DeviceCredentials, channel_credentials
-from gateway.pki import DeviceIdentity, new_device_key_and_csr
 from gateway.proto import accounts_pb2 as pb
 from gateway.proto import accounts_pb2_grpc
+
+if TYPE_CHECKING:
+    from gateway.pki import DeviceIdentity
+
+# gateway.pki (and with it `cryptography`, ~10 MB resident) is imported only when a key pair is made: the running
+# collector needs it once a month, at renewal, and lives within a 60 MB budget.
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ def enroll(
     enrollment_code: str = "",
 ) -> tuple[DeviceIdentity, DeviceCredentials]:
     """Enroll with the user's credentials or a one-time code; returns the identity and the credentials."""
+    from gateway.pki import DeviceIdentity, new_device_key_and_csr
+
     key_pem, csr_pem = new_device_key_and_csr(device.name)
     request = pb.EnrollRequest(
         email=email, password=password, enrollment_code=enrollment_code, csr_pem=csr_pem, device=device.message()
@@ -53,7 +61,21 @@ def enroll(
 
 def renew(address: str, creds: DeviceCredentials) -> DeviceCredentials:
     """A fresh certificate for this device (new key pair), asked for over mTLS with the current one."""
+    from gateway.pki import new_device_key_and_csr
+
     key_pem, csr_pem = new_device_key_and_csr("renewal")
     with grpc.secure_channel(address, channel_credentials(creds)) as channel:
         reply = accounts_pb2_grpc.DevicesStub(channel).Renew(pb.RenewRequest(csr_pem=csr_pem), timeout=30)
     return DeviceCredentials(reply.ca_chain_pem, reply.certificate_pem, key_pem)
+
+
+def update_info(address: str, creds: DeviceCredentials, device: DeviceInfo) -> None:
+    """Tell the gateway this device's name, OS and OS version (over mTLS)."""
+    with grpc.secure_channel(address, channel_credentials(creds)) as channel:
+        accounts_pb2_grpc.DevicesStub(channel).UpdateInfo(device.message(), timeout=30)
+
+
+def revoke_self(address: str, creds: DeviceCredentials) -> None:
+    """Revoke this device at the gateway (unenroll): its certificate is refused from then on."""
+    with grpc.secure_channel(address, channel_credentials(creds)) as channel:
+        accounts_pb2_grpc.DevicesStub(channel).Revoke(pb.DeviceRef(), timeout=30)

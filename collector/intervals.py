@@ -23,6 +23,8 @@ class Sample:
     keystrokes: int
     clicks: int
     idle: bool  # the user has been idle for at least `idle_after`
+    # When the last key, click or pointer movement was (the OS's idle clock); None when unknown.
+    last_input_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class IntervalRules:
     # open interval ends at its last sample rather than claiming time nobody observed. At 1 s sampling, 10 s
     # tolerates a slow tick without splitting real activity.
     max_gap_ms: int = 10_000
+    # After this long without input the active interval is held open past max_interval: if the quiet lasts until
+    # the user counts as idle, the idle cut goes back to when input stopped, and only an interval still open can
+    # be cut. Input before idle_after releases it in max_interval pieces, as if never held.
+    hold_when_quiet_ms: int = 5_000
 
     def __post_init__(self) -> None:
         if self.max_interval_ms <= 0:
@@ -94,13 +100,21 @@ class IntervalBuilder:
             self._add(sample.keystrokes, sample.clicks)
             return closed
 
-        closed += self._split_before(at)
+        holding = self._holding(sample, at) and self._open.key == key
+        if not holding:
+            closed += self._split_before(at)
         # Now the open interval covers the time since the previous sample: the counts belong to it.
         self._add(sample.keystrokes, sample.clicks)
-        if self._open.key != key or at - self._open.start >= self._rules.max_interval_ms:
+        if self._open.key != key or (not holding and at - self._open.start >= self._rules.max_interval_ms):
             closed += self._close(at)
             self._begin(at, key)
         return closed
+
+    def _holding(self, sample: Sample, at: int) -> bool:
+        """Whether the open active interval waits, past max_interval, to learn whether the quiet becomes idle."""
+        assert self._open is not None
+        quiet = sample.last_input_ms is not None and at - sample.last_input_ms >= self._rules.hold_when_quiet_ms
+        return quiet and not self._open.key[3]
 
     def flush(self, at_ms: int) -> list[dict]:
         """Close the open interval at `at_ms` (shutdown, pause); the next sample starts afresh."""
@@ -117,13 +131,15 @@ class IntervalBuilder:
         """The user has been idle since `idle_start_ms`: the active interval ends there, idle time begins there.
 
         Intervals already emitted stand (they may be stored or sent), so the cut is never earlier than the open
-        interval's start, nor later than the last sample seen."""
+        interval's start, nor later than the last sample seen. Samples that carry `last_input_ms` keep the open
+        interval open through a quiet stretch (`hold_when_quiet_ms`), so the cut lands where input stopped."""
         if self._open is None or self._open.key[3]:
             return []
         app, title, url, _ = self._open.key
         assert self._last_at is not None
         cut = min(max(idle_start_ms, self._open.start), self._last_at)
-        closed = self._close(cut)
+        closed = self._split_before(cut)
+        closed += self._close(cut)
         self._begin(cut, (app, title, url, True))
         return closed
 

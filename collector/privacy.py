@@ -87,6 +87,23 @@ def strip_url(url: str | None) -> str | None:
     return f"{scheme}://{netloc}{parts.path.replace('@', '%40')}"
 
 
+# A word that looks like an address (a '.' or '/' before its first '?' or '#'), with the query and fragment after.
+_ADDRESS_TAIL = re.compile(r"(?P<address>[^\s?#]*[./][^\s?#]*)[?#]\S*")
+# Credentials in an address with a scheme: `scheme://user:password@host`.
+_USER_INFO = re.compile(r"(?P<scheme>://)[^\s/@]*@")
+
+
+def scrub_title(title: str | None) -> str | None:
+    """The title with any address in it cut before its query and fragment, and without user info.
+
+    Titles carry addresses: a browser titles a page that has no <title> with its address, query included; a
+    terminal shows the command it runs. A query can hold search terms and tokens, so it never survives in a
+    title either. Words without a '.' or '/' ("What?", "C#") are left alone."""
+    if title is None:
+        return None
+    return _USER_INFO.sub(r"\g<scheme>", _ADDRESS_TAIL.sub(r"\g<address>", title))
+
+
 def apply_privacy(interval: dict, settings: PrivacySettings) -> dict:
     """A copy of the interval with the user's privacy settings applied and its URL stripped.
 
@@ -94,6 +111,7 @@ def apply_privacy(interval: dict, settings: PrivacySettings) -> dict:
     matched = [rule.action for rule in settings.rules if rule.matches(interval)]
     private = dict(interval)
     private["url"] = strip_url(interval.get("url"))
+    private["title"] = scrub_title(interval.get("title"))
     if not settings.capture_titles or "hide_title" in matched:
         private["title"] = None
     if "drop_details" in matched:

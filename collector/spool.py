@@ -190,6 +190,11 @@ class Spool:
             log.info("spool %s has room again (%d bytes in %d intervals)", self.path, self._bytes, self._depth)
         return True
 
+    @property
+    def depth(self) -> int:
+        """Intervals held now (kept in memory, no query)."""
+        return self._depth
+
     def next_batch(self, max_records: int = 500) -> list[Spooled]:
         """The oldest held intervals, in seq order; they stay held until acknowledged."""
         with self._lock:

@@ -10,6 +10,9 @@ import grpc
 
 from gateway.proto import ingest_pb2, ingest_pb2_grpc
 
+# Read by the gateway (gateway/server.py); not imported from there, so the collector needs no server code.
+SPOOL_DEPTH_HEADER = "x-productimon-spool-depth"
+
 
 @dataclass(frozen=True)
 class DeviceCredentials:
@@ -45,8 +48,14 @@ class IngestClient:
         self._stub = ingest_pb2_grpc.IngestStub(self._channel)
         self._timeout_s = timeout_s
 
-    def send_batch(self, records: Sequence[bytes], batch_id: int = 0) -> ingest_pb2.BatchAck:
-        return self._stub.SendBatch(ingest_pb2.Batch(batch_id=batch_id, intervals=records), timeout=self._timeout_s)
+    def send_batch(
+        self, records: Sequence[bytes], batch_id: int = 0, spool_depth: int | None = None
+    ) -> ingest_pb2.BatchAck:
+        """Send one batch; `spool_depth` (intervals waiting on this device) feeds the gateway's fleet metric."""
+        metadata = None if spool_depth is None else ((SPOOL_DEPTH_HEADER, str(spool_depth)),)
+        return self._stub.SendBatch(
+            ingest_pb2.Batch(batch_id=batch_id, intervals=records), timeout=self._timeout_s, metadata=metadata
+        )
 
     def upload(self, batches: Iterable[Sequence[bytes]]) -> list[ingest_pb2.BatchAck]:
         """Stream batches; one acknowledgement per batch, in order."""

@@ -47,7 +47,7 @@ def upload_once(spool: Spool, client: IngestClient, batch_size: int = 500) -> Up
     batch = spool.next_batch(batch_size)
     if not batch:
         return UploadResult()
-    ack = client.send_batch([item.payload for item in batch], batch_id=batch[0].seq)
+    ack = client.send_batch([item.payload for item in batch], batch_id=batch[0].seq, spool_depth=spool.depth)
     for error in ack.errors:
         log.warning("the gateway refused interval %d for good: %s", batch[error.index].seq, error.reason)
     # Every record of an acknowledged batch is either stored or refused for good: both leave the spool.
@@ -62,16 +62,26 @@ def run_uploader(
     backoff: Backoff = Backoff(),
     idle_wait_s: float = 5.0,
     rng: random.Random | None = None,
+    reconnect: threading.Event | None = None,
+    batch_size: int = 500,
+    wake: threading.Event | None = None,
 ) -> None:
     """Upload until `stop` is set: as fast as the gateway takes batches, waiting when the spool is empty,
-    backing off while the gateway is away."""
+    backing off while the gateway is away. Setting `reconnect` makes the next batch use a new connection
+    (new credentials after a renewal); setting `wake` ends a wait for new intervals early (set it with `stop`)."""
     rng = rng or random.Random()
+    wake = wake or stop
     failures = 0
     client: IngestClient | None = None
     while not stop.is_set():
+        if reconnect is not None and reconnect.is_set():
+            reconnect.clear()
+            if client is not None:
+                client.close()
+                client = None
         try:
             client = client or connect()
-            result = upload_once(spool, client)
+            result = upload_once(spool, client, batch_size)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             if code is not None and code not in _RETRYABLE:
@@ -86,6 +96,8 @@ def run_uploader(
             continue
         failures = 0
         if result.sent == 0:
-            stop.wait(idle_wait_s)
+            wake.wait(idle_wait_s)
+            if wake is not stop:
+                wake.clear()
     if client is not None:
         client.close()

@@ -335,7 +335,8 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
     """Write via a temporary file and rename, so a crash never leaves half a key or certificate."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(fd, mode)
+        if hasattr(os, "fchmod"):  # POSIX; on Windows the user's profile directory is what keeps it private
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from collector.privacy import scrub_title
 from gateway.validation import interval_problem
 from schemas.codec import CodecError, decode_stamped_intervals, encode_interval
 from stream_jobs.sessionize import AppSession, FocusSession
@@ -43,7 +44,7 @@ def decode_intervals(values: Iterable[bytes]) -> tuple[list[dict], list[tuple[by
             interval["received_at"] = received_at
             # Clients are not trusted: whatever the collector removed, only the site is kept from here on.
             interval["site"] = site_of(interval.pop("url", None)) or ""
-            interval["title"] = interval.get("title") or ""
+            interval["title"] = scrub_title(interval.get("title")) or ""
             intervals.append(interval)
     return intervals, rejected
 

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.intervals import Sample
-from collector.privacy import PRIVATE_APP, ExclusionRule, PrivacySettings, apply_privacy, strip_url
+from collector.privacy import (
+    PRIVATE_APP,
+    ExclusionRule,
+    PrivacySettings,
+    apply_privacy,
+    scrub_title,
+    strip_url,
+)
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -141,7 +148,39 @@ def test_keystroke_content_has_nowhere_to_go():
         "keystrokes": "int",
         "clicks": "int",
         "idle": "bool",
+        "last_input_ms": "int | None",  # a moment, not what the input was
     }
     record = json.loads((SCHEMAS / "activity_interval" / "v2.avsc").read_text())
     texts = {f["name"] for f in record["fields"] if "string" in json.dumps(f["type"])}
     assert texts == {"event_id", "app", "title", "url"}
+
+
+@pytest.mark.parametrize(
+    ("title", "scrubbed"),
+    [
+        # Chromium titles a page without <title> with its address.
+        ("localhost:8000/wiki/raw.html?q=find+me&token=t#part - Chromium", "localhost:8000/wiki/raw.html - Chromium"),
+        ("curl https://bob:pw@api.example.com/v1?key=abc — bash", "curl https://api.example.com/v1 — bash"),
+        ("Docs - https://a.example/c#section x", "Docs - https://a.example/c x"),
+        # Words that are not addresses keep their punctuation.
+        ("What? Really?", "What? Really?"),
+        ("C# in depth", "C# in depth"),
+        ("me@example.com - Inbox", "me@example.com - Inbox"),
+        (None, None),
+    ],
+)
+def test_addresses_in_titles_lose_query_fragment_and_user_info(title, scrubbed):
+    assert scrub_title(title) == scrubbed
+
+
+@given(st.text(), st.from_regex(r"\A[a-z]{1,8}\.[a-z]{2,3}(/[a-z0-9]{0,8}){0,3}\Z"), st.text(min_size=1))
+def test_no_address_in_a_title_keeps_a_query(before, address, query):
+    title = f"{before} {address}?{query.replace(' ', '_')} end"
+    scrubbed = scrub_title(title)
+    assert f"{address}?" not in scrubbed
+    assert scrubbed.endswith(" end")
+
+
+def test_the_title_is_scrubbed_before_it_is_kept():
+    private = apply_privacy({"app": "chromium", "title": "x.org/a?secret=1 - Chromium", "url": None}, PrivacySettings())
+    assert private["title"] == "x.org/a - Chromium"

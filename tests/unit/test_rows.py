@@ -49,3 +49,10 @@ def test_an_interval_breaking_the_gateways_rules_is_set_aside_alone():
     assert len(intervals) == 1
     assert [reason for _, reason in rejected] == ["invalid interval of device d1: end is before start"]
     assert decode_interval(rejected[0][0])["event_id"] == bad["event_id"]
+
+
+def test_a_title_holding_an_address_loses_its_query_on_the_server_too():
+    # Clients are not trusted: a collector that did not scrub titles still cannot store a query string.
+    title = "example.com/search?q=secret&token=abc#frag - Chromium"
+    intervals, _ = decode_intervals([record(an_interval(title=title))])
+    assert intervals[0]["title"] == "example.com/search - Chromium"

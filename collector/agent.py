@@ -1,0 +1,304 @@
+"""The running collector (`productimon-collector run`): tracking, uploading and upkeep as three threads.
+
+- tracking: samples every second into the spool (collector/tracker.py);
+- uploading: the spool to the gateway, oldest first, with backoff (collector/uploader.py);
+- upkeep: sends changed device info and renews the certificate before it expires.
+Only one collector runs per home (a lock file), so two never share a spool or a device_seq.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import IO
+
+import grpc
+
+from collector.browser import BrowserIntake, BrowserUrls
+from collector.config import CollectorHome, CollectorSettings
+from collector.enrolled import (
+    Enrollment,
+    certificate_validity,
+    load_credentials,
+    load_enrollment,
+    renewal_due,
+    save_credentials,
+    save_enrollment,
+)
+from collector.enrollment import DeviceInfo, renew, update_info
+from collector.intervals import IntervalRules
+from collector.sampling import Sources, open_sources
+from collector.spool import Spool
+from collector.tracker import Tracker, run_tracking
+from collector.transport import IngestClient
+from collector.uploader import run_uploader
+
+log = logging.getLogger(__name__)
+
+UPKEEP_EVERY_S = 3600.0
+UPKEEP_RETRY_S = 300.0
+STATUS_EVERY_S = 5.0
+DRAIN_AT_STOP_S = 5.0
+
+
+class AlreadyRunning(Exception):
+    """Another collector holds this home's lock."""
+
+
+class RunLock:
+    """An exclusive OS lock on a file, released by the OS when the process dies (also on kill -9)."""
+
+    def __init__(self, path: os.PathLike) -> None:
+        self._file: IO[str] = open(path, "a+")  # noqa: SIM115 (held for the life of the process)
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(self._file.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            raise AlreadyRunning(f"another collector is already running with {path}") from None
+
+    def release(self) -> None:
+        self._file.close()
+
+
+def is_running(home: CollectorHome) -> bool:
+    """Whether a collector holds this home's lock now."""
+    if not home.lock_file.exists():
+        return False
+    try:
+        RunLock(home.lock_file).release()
+    except AlreadyRunning:
+        return True
+    return False
+
+
+def pause_until_ms(home: CollectorHome) -> int | None:
+    """None when tracking is on; else when it resumes by itself (0: only `resume` ends the pause)."""
+    try:
+        text = home.paused_file.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+def is_paused(home: CollectorHome, now_ms: int) -> bool:
+    until = pause_until_ms(home)
+    if until is None:
+        return False
+    if until and until <= now_ms:
+        home.paused_file.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def current_device_info(enrollment: Enrollment, settings: CollectorSettings) -> DeviceInfo:
+    """What the gateway should know now: the configured name (or the enrolled one), this OS and version."""
+    return DeviceInfo(settings.device_name or enrollment.device_name)
+
+
+@dataclass
+class Upkeep:
+    """Device info and certificate renewal; each step retried until it succeeds."""
+
+    home: CollectorHome
+    settings: CollectorSettings
+    reconnect: threading.Event
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+    def once(self) -> bool:
+        """Do what is due; True when nothing is left to retry."""
+        done = True
+        enrollment = load_enrollment(self.home)
+        info = current_device_info(enrollment, self.settings)
+        if info != enrollment.device_info:
+            try:
+                update_info(enrollment.server, load_credentials(self.home), info)
+                save_enrollment(
+                    self.home, replace(enrollment, device_name=info.name, os=info.os, os_version=info.os_version)
+                )
+                log.info("sent device info to the gateway: %s, %s %s", info.name, info.os, info.os_version)
+            except grpc.RpcError as exc:
+                log.warning("could not send device info (%s); will retry", _rpc_reason(exc))
+                done = False
+        validity = certificate_validity(self.home)
+        if renewal_due(validity, self.clock(), self.settings.renew_at_remaining):
+            try:
+                save_credentials(self.home, renew(enrollment.server, load_credentials(self.home)))
+                self.reconnect.set()
+                log.info(
+                    "renewed the device certificate (was valid until %s); now valid until %s",
+                    validity.not_after.isoformat(timespec="seconds"),
+                    certificate_validity(self.home).not_after.isoformat(timespec="seconds"),
+                )
+            except grpc.RpcError as exc:
+                log.warning(
+                    "could not renew the device certificate, valid until %s (%s); will retry",
+                    validity.not_after.isoformat(timespec="seconds"),
+                    _rpc_reason(exc),
+                )
+                done = False
+        return done
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                done = self.once()
+            except Exception as exc:  # upkeep must never end the collector; it says why and tries again
+                log.warning("device upkeep failed (%s: %s); will retry", type(exc).__name__, exc)
+                done = False
+            stop.wait(UPKEEP_EVERY_S if done else UPKEEP_RETRY_S)
+
+
+def _rpc_reason(exc: grpc.RpcError) -> str:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return f"{code.name if code else 'error'}: {details}"
+
+
+@dataclass
+class StatusReport:
+    """What the running collector writes for `status` every few seconds."""
+
+    pid: int
+    started_ms: int
+    updated_ms: int
+    paused: bool
+    unavailable: list[str]
+    spooled: int
+    not_spooled: int
+    # Browser reports taken and refused (by reason) since start; None when the intake could not listen.
+    browser_reports: dict | None = None
+
+
+class Agent:
+    def __init__(
+        self,
+        home: CollectorHome,
+        settings: CollectorSettings,
+        open_sources: Callable[[], Sources] = open_sources,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.home = home
+        self.settings = settings
+        self._open_sources = open_sources
+        self._clock = clock
+
+    def _browser_intake(self) -> BrowserIntake | None:
+        """The loopback endpoint the browser extension's native host reports to; tracking goes on without URLs
+        when it cannot listen."""
+        try:
+            return BrowserIntake(self.home, port=self.settings.browser_intake_port).start()
+        except OSError as exc:
+            log.warning("browser URLs are unavailable: %s", exc)
+            return None
+
+    def run(self, stop: threading.Event) -> None:
+        home, settings = self.home, self.settings
+        enrollment = load_enrollment(home)
+        load_credentials(home)  # refuse to start without them, with the reason
+        lock = RunLock(home.lock_file)
+        spool = Spool(home.spool_file, max_bytes=settings.spool_max_bytes)
+        sources = self._open_sources()
+        for line in sources.unavailable:
+            log.warning("%s", line)
+        intake = self._browser_intake()
+        urls = BrowserUrls(intake, int(settings.browser_report_max_age_seconds * 1000)) if intake else None
+        rules = IntervalRules(max_interval_ms=int(settings.max_interval_seconds * 1000))
+        new_intervals = threading.Event()  # wakes the uploader: an interval is delivered as soon as it closes
+        tracker = Tracker(spool, settings.privacy(), settings.idle_after_seconds, rules, on_spooled=new_intervals.set)
+        reconnect = threading.Event()
+        started_ms = int(self._clock() * 1000)
+        last_status = 0.0
+
+        def report(paused: bool) -> None:
+            nonlocal last_status
+            if time.monotonic() - last_status < STATUS_EVERY_S:
+                return
+            last_status = time.monotonic()
+            status = StatusReport(
+                os.getpid(),
+                started_ms,
+                int(self._clock() * 1000),
+                paused,
+                sources.unavailable,
+                tracker.spooled,
+                tracker.not_spooled,
+                {"accepted": intake.accepted, "refused": intake.refused} if intake is not None else None,
+            )
+            try:
+                home.status_file.write_text(json.dumps(asdict(status)))
+            except OSError as exc:
+                log.debug("cannot write %s: %s", home.status_file, exc)
+
+        def connect() -> IngestClient:
+            return IngestClient(enrollment.server, load_credentials(home))
+
+        stop_uploading = threading.Event()
+        threads = [
+            threading.Thread(
+                target=run_uploader,
+                name="uploader",
+                args=(spool, connect, stop_uploading),
+                kwargs={"reconnect": reconnect, "batch_size": settings.upload_batch, "wake": new_intervals},
+                daemon=True,
+            ),
+            threading.Thread(target=Upkeep(home, settings, reconnect).run, name="upkeep", args=(stop,), daemon=True),
+        ]
+        log.info(
+            "collector running: device %s of %s, gateway %s, spool %s (%d waiting)",
+            enrollment.device_id,
+            enrollment.user_id,
+            enrollment.server,
+            home.spool_file,
+            spool.depth,
+        )
+        for thread in threads:
+            thread.start()
+        try:
+            run_tracking(
+                tracker,
+                sources,
+                stop,
+                sample_s=settings.sample_seconds,
+                paused=lambda: is_paused(home, int(self._clock() * 1000)),
+                urls=urls,
+                clock=self._clock,
+                on_tick=report,
+            )
+        finally:
+            stop.set()
+            # The interval closed at stop is on disk; give the uploader a moment to deliver it and anything else
+            # waiting, so a collector stopped while online leaves nothing behind. Offline, it stays for next time.
+            deadline = time.monotonic() + DRAIN_AT_STOP_S
+            while spool.depth and time.monotonic() < deadline and threads[0].is_alive():
+                time.sleep(0.05)
+            stop_uploading.set()
+            new_intervals.set()
+            for thread in threads:
+                thread.join(35)
+            sources.stop()
+            if intake is not None:
+                intake.stop()
+            last_status = 0.0
+            report(False)
+            spool.close()
+            lock.release()
+            log.info("collector stopped; %d intervals wait in the spool", spool.depth)

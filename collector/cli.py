@@ -1,0 +1,327 @@
+"""`productimon-collector`: enroll this computer, run the collector, see its status, pause, unenroll."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import grpc
+
+from collector.agent import Agent, is_running, pause_until_ms
+from collector.config import CollectorHome, load_collector_settings
+from collector.enrolled import (
+    Enrollment,
+    NotEnrolled,
+    certificate_validity,
+    forget_device,
+    load_credentials,
+    load_enrollment,
+    save_credentials,
+    save_enrollment,
+)
+from collector.enrollment import DeviceInfo, enroll, revoke_self
+from collector.service_files import enable_hint, service_file, service_file_location
+from collector.spool import Spool, SpoolStatus
+from collector.transport import IngestClient
+from collector.uploader import upload_once
+from infra.cli import UserFacingError, command
+
+INGEST_PORT = 7443
+PUBLIC_PORT = 7444
+
+
+def gateway_addresses(server: str, public_server: str | None) -> tuple[str, str]:
+    """`host`, `host:port` or `[v6 address]:port` for ingest (default port 7443); the public port defaults to
+    7444 on that host."""
+
+    def parsed(text: str, option: str, default_port: int) -> tuple[str, int]:
+        try:
+            parts = urlsplit(f"//{text.strip()}")
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise UserFacingError(f"{option} {text!r} is not host[:port] ({exc}); write IPv6 as [addr]:port") from None
+        if not host:
+            raise UserFacingError(f"{option} {text!r} names no host")
+        if parts.netloc.endswith(":"):
+            raise UserFacingError(f"{option} {text!r} has an empty port")
+        if parts.path or parts.query or parts.fragment or parts.username:
+            raise UserFacingError(f"{option} {text!r} is not host[:port]; write IPv6 as [addr]:port")
+        return host, port or default_port
+
+    def joined(host: str, port: int) -> str:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    host, port = parsed(server, "--server", INGEST_PORT)
+    if public_server:
+        return joined(host, port), joined(*parsed(public_server, "--public-server", PUBLIC_PORT))
+    return joined(host, port), joined(host, PUBLIC_PORT)
+
+
+def rpc_failure(action: str, exc: grpc.RpcError) -> UserFacingError:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return UserFacingError(f"{action}: {details} ({code.name if code else 'error'})")
+
+
+def cmd_enroll(home: CollectorHome, args: argparse.Namespace) -> int:
+    if home.identity_file.exists():
+        current = load_enrollment(home)
+        raise UserFacingError(
+            f"already enrolled as device {current.device_id} ({current.device_name}); run `unenroll` first"
+        )
+    if home.spool_file.exists() and Spool(home.spool_file).depth:
+        raise UserFacingError(f"{home.spool_file} still holds another device's intervals; run `unenroll` first")
+    server, public_server = gateway_addresses(args.server, args.public_server)
+    try:
+        ca_pem = Path(args.ca).read_bytes()
+    except OSError as exc:
+        raise UserFacingError(f"cannot read the instance CA certificate --ca {args.ca}: {exc.strerror}") from None
+    if not args.code and not args.email:
+        raise UserFacingError("give --email (and the password when asked) or a one-time --code")
+    password = ""
+    if not args.code:
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    device = DeviceInfo(args.device_name or socket.gethostname())
+    try:
+        identity, creds = enroll(
+            public_server, ca_pem, device, email=args.email or "", password=password, enrollment_code=args.code or ""
+        )
+    except grpc.RpcError as exc:
+        raise rpc_failure(f"enrollment at {public_server} failed", exc) from None
+    home.create()
+    save_credentials(home, creds)
+    save_enrollment(
+        home,
+        Enrollment(
+            identity.user_id, identity.device_id, server, public_server, device.name, device.os, device.os_version
+        ),
+    )
+    print(f"enrolled {device.name!r} as device {identity.device_id}; start it with `productimon-collector run`")
+    print(f"or as a service: `productimon-collector install-service`, then {enable_hint()}")
+    return 0
+
+
+def cmd_run(home: CollectorHome, args: argparse.Namespace) -> int:
+    settings = load_collector_settings(home)
+    stop = threading.Event()
+
+    def stop_on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGINT, stop_on_signal)
+    Agent(home, settings).run(stop)
+    return 0
+
+
+def _ago(ms: int | None, now: float) -> str:
+    if ms is None:
+        return "never"
+    moment = dt.datetime.fromtimestamp(ms / 1000).astimezone()
+    seconds = max(0, int(now - ms / 1000))
+    return f"{moment:%Y-%m-%d %H:%M:%S} ({_duration(seconds)} ago)"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def status_report(home: CollectorHome, now: float) -> dict:
+    """Everything `status` shows, as plain data (also printed with --json)."""
+    report: dict = {"home": str(home.root), "enrolled": home.identity_file.exists()}
+    if report["enrolled"]:
+        enrollment = load_enrollment(home)
+        report.update(
+            device_id=enrollment.device_id,
+            device_name=enrollment.device_name,
+            user_id=enrollment.user_id,
+            server=enrollment.server,
+        )
+        try:
+            validity = certificate_validity(home)
+            report["certificate_valid_until"] = validity.not_after.isoformat(timespec="seconds")
+        except NotEnrolled as exc:
+            report["certificate_problem"] = str(exc)
+    report["running"] = is_running(home)
+    until = pause_until_ms(home)
+    report["paused"] = until is not None and (until == 0 or until > now * 1000)
+    report["paused_until_ms"] = until or None
+    if home.spool_file.exists():
+        with Spool(home.spool_file) as spool:
+            s: SpoolStatus = spool.status()
+            report["spool"] = {
+                "depth": s.depth,
+                "bytes": s.bytes,
+                "oldest_ms": s.oldest_ms,
+                "refused_when_full": s.refused_when_full,
+                "last_upload_ms": s.last_ack_ms,
+            }
+    try:
+        running = json.loads(home.status_file.read_text())
+        if report["running"]:
+            report["unavailable"] = running.get("unavailable", [])
+            report["browser_reports"] = running.get("browser_reports")
+            report["last_report_ms"] = running.get("updated_ms")
+    except (OSError, ValueError):
+        pass
+    return report
+
+
+def cmd_status(home: CollectorHome, args: argparse.Namespace) -> int:
+    now = time.time()
+    report = status_report(home, now)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0 if report["enrolled"] else 3
+    if not report["enrolled"]:
+        print(f"enrolled:     no (home {home.root}); run `productimon-collector enroll`")
+        return 3
+    print(f"enrolled:     yes, device {report['device_id']} ({report['device_name']}), gateway {report['server']}")
+    state = "running" if report["running"] else "not running"
+    if report["paused"]:
+        until = report["paused_until_ms"]
+        state += ", paused" + (f" until {dt.datetime.fromtimestamp(until / 1000):%H:%M}" if until else "")
+    print(f"collector:    {state}")
+    spool = report.get("spool")
+    if spool:
+        print(f"spool:        {spool['depth']} intervals ({spool['bytes']} bytes) waiting to be sent")
+        print(f"              {spool['refused_when_full']} intervals could not be kept because the spool was full")
+        print(f"last upload:  {_ago(spool['last_upload_ms'], now)}")
+    else:
+        print("spool:        empty (nothing recorded yet)")
+    if "certificate_valid_until" in report:
+        until = dt.datetime.fromisoformat(report["certificate_valid_until"])
+        left = (until - dt.datetime.now(dt.UTC)).total_seconds()
+        expiry = "EXPIRED" if left <= 0 else f"in {_duration(left)}, renewed automatically before then"
+        print(f"certificate:  valid until {until:%Y-%m-%d %H:%M} UTC ({expiry})")
+    else:
+        print(f"certificate:  {report.get('certificate_problem')}")
+    browser = report.get("browser_reports")
+    if browser is not None:
+        refused = sum(browser["refused"].values())
+        print(f"browser:      {browser['accepted']} tab reports taken, {refused} refused since start")
+    for line in report.get("unavailable", []):
+        print(f"unavailable:  {line}")
+    return 0
+
+
+def cmd_pause(home: CollectorHome, args: argparse.Namespace) -> int:
+    load_enrollment(home)
+    until = int((time.time() + args.minutes * 60) * 1000) if args.minutes else 0
+    home.paused_file.write_text(str(until))
+    print("tracking paused" + (f" for {args.minutes:g} min" if args.minutes else " until `resume`"))
+    return 0
+
+
+def cmd_resume(home: CollectorHome, args: argparse.Namespace) -> int:
+    load_enrollment(home)
+    home.paused_file.unlink(missing_ok=True)
+    print("tracking resumed")
+    return 0
+
+
+def cmd_unenroll(home: CollectorHome, args: argparse.Namespace) -> int:
+    enrollment = load_enrollment(home)
+    if is_running(home):
+        raise UserFacingError(
+            "the collector is running; stop it first (e.g. `systemctl --user stop productimon-collector`)"
+        )
+    creds = load_credentials(home)
+    if home.spool_file.exists() and not args.discard:
+        with Spool(home.spool_file) as spool, IngestClient(enrollment.server, creds) as client:
+            while spool.depth:
+                try:
+                    upload_once(spool, client)
+                except grpc.RpcError as exc:
+                    raise UserFacingError(
+                        f"{spool.depth} intervals are not delivered yet and the gateway did not take them "
+                        f"({rpc_failure('upload', exc)}); try again later, or add --discard to drop them"
+                    ) from None
+    if not args.local_only:
+        try:
+            revoke_self(enrollment.server, creds)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.PERMISSION_DENIED:  # already revoked: nothing left to do there
+                raise UserFacingError(
+                    f"{rpc_failure('could not revoke this device at the gateway', exc)}; try again, or add "
+                    "--local-only and revoke it from the dashboard"
+                ) from None
+    forget_device(home)
+    for path in (home.spool_file, home.status_file, home.paused_file):
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+    print(f"unenrolled device {enrollment.device_id} ({enrollment.device_name}); its data stays in your account")
+    return 0
+
+
+def cmd_install_service(home: CollectorHome, args: argparse.Namespace) -> int:
+    load_enrollment(home)
+    text = service_file(Path(sys.executable), home.root)
+    if args.print:
+        sys.stdout.write(text.decode())
+        return 0
+    target = service_file_location()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(text)
+    print(f"wrote {target}; enable it with: {enable_hint()}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="productimon-collector", description=__doc__)
+    p.add_argument("--home", type=Path, help="the collector's state directory (default: PRODUCTIMON_COLLECTOR_HOME)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("enroll", help="enroll this computer with your Productimon server")
+    e.add_argument("--server", required=True, help="the gateway, host or host:port (ingest port, default 7443)")
+    e.add_argument("--public-server", help="host:port of sign-in and enrollment (default: the server's host, 7444)")
+    e.add_argument("--ca", required=True, help="the instance's CA certificate (ca.crt from the server)")
+    e.add_argument("--email", help="your account's email (you are asked for the password)")
+    e.add_argument("--code", help="a one-time enrollment code from the dashboard, instead of email and password")
+    e.add_argument("--device-name", help="how this computer is named in your dashboard (default: its host name)")
+    e.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    e.set_defaults(run=cmd_enroll)
+
+    sub.add_parser("run", help="track and upload until stopped (what the service runs)").set_defaults(run=cmd_run)
+
+    s = sub.add_parser("status", help="enrollment, spool, last upload, certificate expiry")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=cmd_status)
+
+    pa = sub.add_parser("pause", help="stop recording until `resume` (or for a while)")
+    pa.add_argument("--minutes", type=float, help="resume by itself after this many minutes")
+    pa.set_defaults(run=cmd_pause)
+    sub.add_parser("resume", help="record again").set_defaults(run=cmd_resume)
+
+    u = sub.add_parser("unenroll", help="deliver what waits, revoke this device, forget its keys and spool")
+    u.add_argument("--discard", action="store_true", help="drop intervals not yet delivered instead of sending them")
+    u.add_argument("--local-only", action="store_true", help="do not contact the gateway to revoke the device")
+    u.set_defaults(run=cmd_unenroll)
+
+    i = sub.add_parser("install-service", help="run the collector at sign-in (systemd user unit, launchd, Startup)")
+    i.add_argument("--print", action="store_true", help="print the service file instead of installing it")
+    i.set_defaults(run=cmd_install_service)
+    return p
+
+
+@command("productimon-collector")
+def main() -> int:
+    args = parser().parse_args()
+    home = CollectorHome(args.home.expanduser().resolve()) if args.home else CollectorHome.default()
+    try:
+        return args.run(home, args)
+    except NotEnrolled as exc:
+        raise UserFacingError(str(exc)) from None

@@ -1,0 +1,107 @@
+"""Driving the real `productimon-collector` command in tests and benchmarks: enroll it against a running
+stack, start `run` as a child process, wait for its spool to drain."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import NamedTuple
+
+from collector.config import CollectorHome
+from infra.devices import new_account
+from infra.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def collector_command(home: CollectorHome, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> str:
+    """Run one collector command to completion; returns its output, raises with its stderr on failure."""
+    done = subprocess.run(
+        [sys.executable, "-m", "collector", "--home", str(home.root), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"productimon-collector {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+class Enrolled(NamedTuple):
+    home: CollectorHome
+    user_id: str
+    email: str
+    password: str
+
+
+def enrolled_home(settings: Settings, root: Path, config: str = "", device_name: str = "workstation") -> Enrolled:
+    """A collector home enrolled (through the CLI, with email and password) for a new account."""
+    home = CollectorHome(root).create()
+    home.config_file.write_text(config)
+    user_id, email, password = new_account(settings)
+    collector_command(
+        home,
+        "enroll",
+        "--server",
+        settings.gateway_address,
+        "--public-server",
+        settings.gateway_public_address,
+        "--ca",
+        str(settings.pki_dir / "ca.crt"),
+        "--email",
+        email,
+        "--device-name",
+        device_name,
+        "--password-stdin",
+        stdin=password + "\n",
+    )
+    return Enrolled(home, user_id, email, password)
+
+
+def start_collector(home: CollectorHome, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`productimon-collector run` as a child; returns once it is sampling (its first status report)."""
+    home.status_file.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collector", "--home", str(home.root), "run"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+    deadline = time.monotonic() + 30
+    while not home.status_file.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"the collector exited with {process.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the collector did not start within 30 s; see {log}")
+        time.sleep(0.05)
+    return process
+
+
+def stop_collector(process: subprocess.Popen, timeout: float = 45) -> int:
+    process.terminate()
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
+def spool_depth(home: CollectorHome) -> int:
+    """Intervals in the spool file right now (read beside the running collector, as SQLite WAL allows)."""
+    with closing(sqlite3.connect(f"file:{home.spool_file}?mode=ro", uri=True, timeout=5)) as db:
+        return db.execute("SELECT count(*) FROM interval").fetchone()[0]
+
+
+def status(home: CollectorHome) -> dict:
+    return json.loads(collector_command(home, "status", "--json"))

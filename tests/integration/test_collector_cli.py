@@ -1,0 +1,154 @@
+"""`productimon-collector` against the real gateway: enroll (password or one-time code), status, unenroll,
+certificate renewal and device info updates by the running collector's upkeep."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import threading
+
+import grpc
+import pytest
+from cryptography import x509
+
+from collector.agent import Upkeep
+from collector.config import CollectorHome, load_collector_settings
+from collector.enrolled import certificate_validity, load_credentials, load_enrollment
+from collector.transport import IngestClient
+from gateway.account_client import create_enrollment_code, list_devices, log_in
+from infra.devices import new_account
+from tests.collector_process import REPO, collector_command, enrolled_home
+
+
+def _cli(home: CollectorHome, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "collector", "--home", str(home.root), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def _enroll_args(settings, *more: str) -> list[str]:
+    return [
+        "enroll",
+        "--server",
+        settings.gateway_address,
+        "--public-server",
+        settings.gateway_public_address,
+        "--ca",
+        str(settings.pki_dir / "ca.crt"),
+        *more,
+    ]
+
+
+def _token(settings, email: str, password: str) -> str:
+    return log_in(settings.gateway_public_address, (settings.pki_dir / "ca.crt").read_bytes(), email, password).token
+
+
+def test_enroll_with_password_then_status_reports_the_device(stack, tmp_path):
+    home, user_id, *_ = enrolled_home(stack.settings, tmp_path / "home", device_name="Ada's laptop")
+    report = json.loads(collector_command(home, "status", "--json"))
+    assert report["enrolled"] is True
+    assert report["user_id"] == user_id
+    assert report["device_name"] == "Ada's laptop"
+    assert report["running"] is False
+    until = dt.datetime.fromisoformat(report["certificate_valid_until"])
+    days = (until - dt.datetime.now(dt.UTC)).days
+    assert stack.settings.device_cert_days - 2 <= days <= stack.settings.device_cert_days
+    # The device key never left this computer and only its owner can read it.
+    key = home.credentials_dir / "device.key"
+    assert key.stat().st_mode & 0o077 == 0
+    assert home.root.stat().st_mode & 0o077 == 0
+    assert "certificate:  valid until" in collector_command(home, "status")
+
+
+def test_enroll_with_a_one_time_code(stack, tmp_path):
+    _, email, password = new_account(stack.settings)
+    ca = (stack.settings.pki_dir / "ca.crt").read_bytes()
+    code = create_enrollment_code(stack.settings.gateway_public_address, ca, _token(stack.settings, email, password))
+    home = CollectorHome(tmp_path / "home")
+    done = _cli(home, *_enroll_args(stack.settings, "--code", code.code, "--device-name", "desk"))
+    assert done.returncode == 0, done.stderr
+    token = _token(stack.settings, email, password)
+    names = [d.name for d in list_devices(stack.settings.gateway_public_address, ca, token)]
+    assert names == ["desk"]
+    # A code works once.
+    again = _cli(CollectorHome(tmp_path / "other"), *_enroll_args(stack.settings, "--code", code.code))
+    assert again.returncode == 1
+    assert "enrollment" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_wrong_password_is_one_line_and_leaves_nothing_behind(stack, tmp_path):
+    _, email, _ = new_account(stack.settings)
+    home = CollectorHome(tmp_path / "home")
+    done = _cli(home, *_enroll_args(stack.settings, "--email", email, "--password-stdin"), stdin="wrong password\n")
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "productimon-collector: error: enrollment" in done.stderr
+    assert not home.identity_file.exists() and not home.credentials_dir.exists()
+
+
+def test_enrolling_twice_is_refused(stack, tmp_path):
+    home = enrolled_home(stack.settings, tmp_path / "home").home
+    _, email, password = new_account(stack.settings)
+    done = _cli(home, *_enroll_args(stack.settings, "--email", email, "--password-stdin"), stdin=password + "\n")
+    assert done.returncode == 1
+    assert "already enrolled" in done.stderr
+
+
+def test_status_of_a_computer_not_enrolled(tmp_path):
+    done = _cli(CollectorHome(tmp_path / "nothing"), "status")
+    assert done.returncode == 3
+    assert "enrolled:     no" in done.stdout
+
+
+def test_unenroll_revokes_the_device_and_forgets_its_keys(stack, tmp_path):
+    home = enrolled_home(stack.settings, tmp_path / "home").home
+    enrollment = load_enrollment(home)
+    creds = load_credentials(home)
+    with IngestClient(enrollment.server, creds) as client:
+        assert client.send_batch([]).accepted == 0  # the device is accepted before
+    assert "unenrolled device" in collector_command(home, "unenroll")
+    assert not home.identity_file.exists() and not home.credentials_dir.exists()
+    with IngestClient(enrollment.server, creds) as client, pytest.raises(grpc.RpcError) as refused:
+        client.send_batch([])
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert _cli(home, "status").returncode == 3
+
+
+def test_upkeep_renews_the_certificate_when_due_and_the_new_one_works(stack, tmp_path):
+    home = enrolled_home(stack.settings, tmp_path / "home").home
+    before = load_credentials(home)
+    reconnect = threading.Event()
+    settings = load_collector_settings(home)
+    now = dt.datetime.now(dt.UTC)
+    assert Upkeep(home, settings, reconnect, clock=lambda: now).once() is True
+    assert load_credentials(home) == before  # a fresh certificate is left alone
+    # Two thirds of its lifetime later less than a third is left: renewal is due.
+    later = now + dt.timedelta(days=stack.settings.device_cert_days * 2 / 3 + 1)
+    assert Upkeep(home, settings, reconnect, clock=lambda: later).once() is True
+    after = load_credentials(home)
+    assert after.cert_pem != before.cert_pem and after.key_pem != before.key_pem
+    assert reconnect.is_set()  # the uploader switches to the new certificate
+    # The validity note `status` and upkeep read describes the new certificate.
+    installed = x509.load_pem_x509_certificate(after.cert_pem)
+    assert certificate_validity(home).not_after == installed.not_valid_after_utc
+    with IngestClient(load_enrollment(home).server, after) as client:
+        assert client.send_batch([]).accepted == 0
+
+
+def test_upkeep_sends_a_changed_device_name_to_the_gateway(stack, tmp_path):
+    home, _, email, password = enrolled_home(stack.settings, tmp_path / "home", device_name="old name")
+    home.config_file.write_text('device_name = "new name"\n')
+    assert Upkeep(home, load_collector_settings(home), threading.Event()).once() is True
+    assert load_enrollment(home).device_name == "new name"
+    ca = (stack.settings.pki_dir / "ca.crt").read_bytes()
+    devices = list_devices(stack.settings.gateway_public_address, ca, _token(stack.settings, email, password))
+    assert [d.name for d in devices] == ["new name"]
+    report = json.loads(collector_command(home, "status", "--json"))
+    assert report["device_name"] == "new name"
