@@ -215,10 +215,15 @@ def load_collector_settings(home: CollectorHome, env: Mapping[str, str] | None =
     unknown = sorted(set(from_file) - set(_KINDS))
     if unknown:
         raise CollectorConfigError(f"{home.config_file}: unknown setting {unknown[0]!r}")
+    # A mistyped variable would otherwise be silently ignored; exclusion rules are tables, only in the file.
+    env_names = {ENV_PREFIX + name.upper() for name in _KINDS if name != "exclude"} | {ENV_PREFIX + "HOME"}
+    unknown = sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in env_names)
+    if unknown:
+        raise CollectorConfigError(f"unknown collector setting in the environment: {unknown[0]}")
     values: dict[str, object] = {}
     for name in _KINDS:
         source, raw = home.config_file, from_file.get(name)
-        if ENV_PREFIX + name.upper() in env and name != "exclude":
+        if ENV_PREFIX + name.upper() in env_names and ENV_PREFIX + name.upper() in env:
             source, raw = ENV_PREFIX + name.upper(), env[ENV_PREFIX + name.upper()]
         if raw is None:
             continue

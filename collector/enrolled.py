@@ -141,7 +141,7 @@ def certificate_validity(home: CollectorHome) -> Validity:
 
 
 def renewal_due(validity: Validity, now: dt.datetime, renew_at_remaining: float) -> bool:
-    """Renew once less than `renew_at_remaining` of the certificate's lifetime is left: early enough that a
+    """Renew once no more than `renew_at_remaining` of the certificate's lifetime is left: early enough that a
     collector offline for a while still renews before expiry, late enough not to renew at every start."""
     lifetime = validity.not_after - validity.not_before
     return now >= validity.not_after - lifetime * renew_at_remaining

@@ -61,13 +61,16 @@ def _gateway_refusal(exc: grpc.RpcError) -> AccessDenied:
     return AccessDenied(one_line(exc))
 
 
-def sign_in(settings: Settings, email: str, password: str) -> SignedIn:
-    """Log in through the gateway with email and password; AccessDenied with the gateway's reason."""
+def sign_in(settings: Settings, email: str, password: str, client_address: str | None = None) -> SignedIn:
+    """Log in through the gateway with email and password; AccessDenied with the gateway's reason.
+
+    `client_address` is the browser's address: the gateway throttles failed sign-ins per person, not per
+    dashboard (it trusts the dashboard to say so only from PRODUCTIMON_GATEWAY_TRUSTED_PROXIES)."""
     if not email.strip() or not password:
         raise AccessDenied("enter your email address and password")
     gateway = Gateway.of(settings)
     try:
-        reply = account_client.log_in(gateway.address, gateway.ca_pem, email.strip(), password)
+        reply = account_client.log_in(gateway.address, gateway.ca_pem, email.strip(), password, client_address or "")
     except grpc.RpcError as exc:
         raise _gateway_refusal(exc) from None
     return confirm(settings, reply.token)

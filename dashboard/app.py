@@ -67,7 +67,9 @@ def sign_in_form() -> None:
     if submitted:
         with st.spinner("Signing in…"):
             try:
-                account = access.sign_in(settings(), email, password)
+                # The browser's address, so the gateway throttles failed sign-ins per person (None under AppTest).
+                address = getattr(st.context, "ip_address", None)
+                account = access.sign_in(settings(), email, password, address if isinstance(address, str) else None)
             except access.AccessDenied as exc:
                 st.session_state[PROBLEM_KEY] = str(exc)
             else:

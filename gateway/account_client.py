@@ -7,6 +7,9 @@ import grpc
 from gateway.proto import accounts_pb2 as pb
 from gateway.proto import accounts_pb2_grpc
 
+# Set by a trusted proxy (the dashboard) to the address of the person it signs in.
+CLIENT_ADDRESS_HEADER = "x-productimon-client-address"
+
 
 def _channel(public_address: str, ca_pem: bytes) -> grpc.Channel:
     return grpc.secure_channel(public_address, grpc.ssl_channel_credentials(root_certificates=ca_pem))
@@ -21,10 +24,13 @@ def sign_up(public_address: str, ca_pem: bytes, email: str, password: str, invit
     return user.user_id
 
 
-def log_in(public_address: str, ca_pem: bytes, email: str, password: str) -> pb.Token:
+def log_in(public_address: str, ca_pem: bytes, email: str, password: str, for_client: str = "") -> pb.Token:
+    """`for_client`: the address of the person a proxy (the dashboard) signs in; honoured only from a proxy the
+    gateway trusts (PRODUCTIMON_GATEWAY_TRUSTED_PROXIES), so failed sign-ins are throttled per person."""
+    metadata = ((CLIENT_ADDRESS_HEADER, for_client),) if for_client else None
     with _channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).Login(
-            pb.LoginRequest(email=email, password=password), timeout=30
+            pb.LoginRequest(email=email, password=password), timeout=30, metadata=metadata
         )
 
 

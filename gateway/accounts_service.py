@@ -8,6 +8,7 @@ revocation on every call. Renewal and device info need the device's own certific
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 import uuid
@@ -17,6 +18,7 @@ import grpc
 from clickhouse_connect.driver.client import Client
 from cryptography import x509
 
+from gateway.account_client import CLIENT_ADDRESS_HEADER
 from gateway.identity_store import (
     ENROLLMENT_CODE_TTL,
     AccountDisabled,
@@ -36,6 +38,7 @@ from gateway.identity_store import (
     UnknownDevice,
     UnknownUser,
     WeakPassword,
+    address_ip,
     clean_device_name,
 )
 from gateway.pki import DeviceIdentity, PkiError, StackPki, identity_from_certificate, new_device_id, sign_device_csr
@@ -94,6 +97,17 @@ async def device_identity(context: grpc.aio.ServicerContext, store: IdentityStor
     return identity
 
 
+def client_address(
+    peer: str, metadata: dict[str, str], trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> str:
+    """Who a sign-in attempt is throttled as: the connecting peer, or the client a trusted proxy names."""
+    named = metadata.get(CLIENT_ADDRESS_HEADER, "").strip()
+    ip = address_ip(peer)
+    if named and ip is not None and any(ip in network for network in trusted):
+        return named
+    return peer
+
+
 class Authority:
     """What the services share: the store, the CA, the token keys and the warehouse for deletion."""
 
@@ -106,7 +120,9 @@ class Authority:
         device_cert_days: int,
         warehouse: Callable[[], Client],
         announce: Callable[[bytes, bytes], Awaitable[None]],
+        trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
     ) -> None:
+        self.trusted_proxies = trusted_proxies
         self.store = store
         self.pki = pki
         self.private_key, self.public_key = token_keys
@@ -114,6 +130,9 @@ class Authority:
         self.device_cert_days = device_cert_days
         self.warehouse = warehouse
         self.announce = announce  # publishes (key, identity event), returns once the broker has it
+
+    def client(self, context: grpc.aio.ServicerContext) -> str:
+        return client_address(context.peer(), dict(context.invocation_metadata()), self.trusted_proxies)
 
     async def bearer(self, context: grpc.aio.ServicerContext, scope: str) -> TokenClaims:
         """The verified claims of the call's bearer token for `scope` (signature and expiry only)."""
@@ -173,7 +192,8 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
     async def Login(self, request, context):  # noqa: N802
         try:
-            user = await asyncio.to_thread(self.a.store.authenticate, request.email, request.password, context.peer())
+            client = self.a.client(context)
+            user = await asyncio.to_thread(self.a.store.authenticate, request.email, request.password, client)
         except AccountError as exc:
             await refuse(context, exc)
         issued_at = self.a.store.token_issue_time(user.id)
@@ -211,7 +231,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         store = self.a.store
         try:
             user = store.get_user(claims.user_id)
-            await asyncio.to_thread(store.authenticate, user.email, request.password, context.peer())
+            await asyncio.to_thread(store.authenticate, user.email, request.password, self.a.client(context))
             for device in store.list_devices(user.id):
                 if not device.revoked:
                     store.revoke_device(user.id, device.id)
@@ -311,7 +331,8 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
             if request.enrollment_code:
                 user = store.redeem_enrollment_code(request.enrollment_code)
             else:
-                user = await asyncio.to_thread(store.authenticate, request.email, request.password, context.peer())
+                client = self.a.client(context)
+                user = await asyncio.to_thread(store.authenticate, request.email, request.password, client)
         except AccountError as exc:
             await refuse(context, exc)
         identity = DeviceIdentity(user.id, new_device_id())

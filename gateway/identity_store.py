@@ -255,6 +255,16 @@ def throttle_address(address: str) -> str:
     brackets percent-encoded or not). One IPv6 host usually holds a whole /64, so a per-address limit on
     single IPv6 addresses would be no limit at all. Anything unparsable is used as given, bounded.
     """
+    ip = address_ip(address)
+    if ip is None:
+        return str(address)[:MAX_ADDRESS_LENGTH]
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def address_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP in a bare address or a gRPC peer string (IPv4-mapped IPv6 as IPv4); None when there is none."""
     text = str(address).strip()
     for prefix in ("ipv4:", "ipv6:"):
         if text.startswith(prefix):
@@ -267,12 +277,10 @@ def throttle_address(address: str) -> str:
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
-        return str(address)[:MAX_ADDRESS_LENGTH]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def new_one_time_code() -> str:

@@ -168,6 +168,7 @@ class Gateway:
             s.device_cert_days,
             self._warehouse_client,
             lambda key, event: self.producer.publish(s.identity_topic, key, event),
+            s.trusted_proxy_networks,
         )
         ingest_pb2_grpc.add_IngestServicer_to_server(
             IngestService(self.producer, self.store, s.gateway_max_batch), server

@@ -6,6 +6,7 @@ Values come from `PRODUCTIMON_*` environment variables, then an optional TOML fi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
     gateway_public_port: int = Field(default=7444, ge=1, le=65535)
     device_cert_days: int = Field(default=30, ge=1, le=366)
     gateway_max_batch: int = Field(default=5000, ge=1, le=100_000)
+    # Addresses or networks (comma-separated) whose calls may name the client they act for in the
+    # x-productimon-client-address header: the dashboard, which signs everyone in from its own address. Failed
+    # sign-ins are then throttled per real client. Loopback by default (the local stack; inside a container,
+    # only the container itself); empty trusts nobody.
+    gateway_trusted_proxies: str = "127.0.0.1,::1"
     # How long a batch may wait for the broker before the client is told UNAVAILABLE.
     gateway_send_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
 
@@ -96,6 +102,21 @@ class Settings(BaseSettings):
     # describes at least aggregate_k distinct people (DESIGN.md "Security").
     dashboard_aggregates: bool = False
     aggregate_k: int = Field(default=10, ge=2, le=10_000)
+
+    @field_validator("gateway_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        parts = (part.strip() for part in self.gateway_trusted_proxies.split(","))
+        return tuple(ipaddress.ip_network(part, strict=False) for part in parts if part)
 
     @field_validator("data_dir")
     @classmethod

@@ -19,9 +19,9 @@ from infra.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
-def collector_command(home: CollectorHome, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> str:
-    """Run one collector command to completion; returns its output, raises with its stderr on failure."""
-    done = subprocess.run(
+def run_collector(home: CollectorHome, *args: str, env: dict[str, str] | None = None, stdin: str = ""):
+    """Run one collector command to completion; returns the CompletedProcess, whatever its exit code."""
+    return subprocess.run(
         [sys.executable, "-m", "collector", "--home", str(home.root), *args],
         input=stdin,
         capture_output=True,
@@ -30,9 +30,28 @@ def collector_command(home: CollectorHome, *args: str, env: dict[str, str] | Non
         env=env,
         timeout=120,
     )
+
+
+def collector_command(home: CollectorHome, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> str:
+    """Run one collector command to completion; returns its output, raises with its stderr on failure."""
+    done = run_collector(home, *args, env=env, stdin=stdin)
     if done.returncode != 0:
         raise RuntimeError(f"productimon-collector {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout
+
+
+def enroll_args(settings: Settings, *more: str) -> list[str]:
+    """`enroll` against this stack's gateway, trusting its CA."""
+    return [
+        "enroll",
+        "--server",
+        settings.gateway_address,
+        "--public-server",
+        settings.gateway_public_address,
+        "--ca",
+        str(settings.pki_dir / "ca.crt"),
+        *more,
+    ]
 
 
 class Enrolled(NamedTuple):
@@ -49,18 +68,7 @@ def enrolled_home(settings: Settings, root: Path, config: str = "", device_name:
     user_id, email, password = new_account(settings)
     collector_command(
         home,
-        "enroll",
-        "--server",
-        settings.gateway_address,
-        "--public-server",
-        settings.gateway_public_address,
-        "--ca",
-        str(settings.pki_dir / "ca.crt"),
-        "--email",
-        email,
-        "--device-name",
-        device_name,
-        "--password-stdin",
+        *enroll_args(settings, "--email", email, "--device-name", device_name, "--password-stdin"),
         stdin=password + "\n",
     )
     return Enrolled(home, user_id, email, password)

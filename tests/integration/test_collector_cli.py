@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 import threading
 
 import grpc
@@ -19,31 +17,7 @@ from collector.enrolled import certificate_validity, load_credentials, load_enro
 from collector.transport import IngestClient
 from gateway.account_client import create_enrollment_code, list_devices, log_in
 from infra.devices import new_account
-from tests.collector_process import REPO, collector_command, enrolled_home
-
-
-def _cli(home: CollectorHome, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "collector", "--home", str(home.root), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-
-
-def _enroll_args(settings, *more: str) -> list[str]:
-    return [
-        "enroll",
-        "--server",
-        settings.gateway_address,
-        "--public-server",
-        settings.gateway_public_address,
-        "--ca",
-        str(settings.pki_dir / "ca.crt"),
-        *more,
-    ]
+from tests.collector_process import collector_command, enroll_args, enrolled_home, run_collector
 
 
 def _token(settings, email: str, password: str) -> str:
@@ -72,13 +46,13 @@ def test_enroll_with_a_one_time_code(stack, tmp_path):
     ca = (stack.settings.pki_dir / "ca.crt").read_bytes()
     code = create_enrollment_code(stack.settings.gateway_public_address, ca, _token(stack.settings, email, password))
     home = CollectorHome(tmp_path / "home")
-    done = _cli(home, *_enroll_args(stack.settings, "--code", code.code, "--device-name", "desk"))
+    done = run_collector(home, *enroll_args(stack.settings, "--code", code.code, "--device-name", "desk"))
     assert done.returncode == 0, done.stderr
     token = _token(stack.settings, email, password)
     names = [d.name for d in list_devices(stack.settings.gateway_public_address, ca, token)]
     assert names == ["desk"]
     # A code works once.
-    again = _cli(CollectorHome(tmp_path / "other"), *_enroll_args(stack.settings, "--code", code.code))
+    again = run_collector(CollectorHome(tmp_path / "other"), *enroll_args(stack.settings, "--code", code.code))
     assert again.returncode == 1
     assert "enrollment" in again.stderr and "Traceback" not in again.stderr
 
@@ -86,7 +60,9 @@ def test_enroll_with_a_one_time_code(stack, tmp_path):
 def test_a_wrong_password_is_one_line_and_leaves_nothing_behind(stack, tmp_path):
     _, email, _ = new_account(stack.settings)
     home = CollectorHome(tmp_path / "home")
-    done = _cli(home, *_enroll_args(stack.settings, "--email", email, "--password-stdin"), stdin="wrong password\n")
+    done = run_collector(
+        home, *enroll_args(stack.settings, "--email", email, "--password-stdin"), stdin="wrong password\n"
+    )
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1
     assert "productimon-collector: error: enrollment" in done.stderr
@@ -96,13 +72,15 @@ def test_a_wrong_password_is_one_line_and_leaves_nothing_behind(stack, tmp_path)
 def test_enrolling_twice_is_refused(stack, tmp_path):
     home = enrolled_home(stack.settings, tmp_path / "home").home
     _, email, password = new_account(stack.settings)
-    done = _cli(home, *_enroll_args(stack.settings, "--email", email, "--password-stdin"), stdin=password + "\n")
+    done = run_collector(
+        home, *enroll_args(stack.settings, "--email", email, "--password-stdin"), stdin=password + "\n"
+    )
     assert done.returncode == 1
     assert "already enrolled" in done.stderr
 
 
 def test_status_of_a_computer_not_enrolled(tmp_path):
-    done = _cli(CollectorHome(tmp_path / "nothing"), "status")
+    done = run_collector(CollectorHome(tmp_path / "nothing"), "status")
     assert done.returncode == 3
     assert "enrolled:     no" in done.stdout
 
@@ -118,7 +96,7 @@ def test_unenroll_revokes_the_device_and_forgets_its_keys(stack, tmp_path):
     with IngestClient(enrollment.server, creds) as client, pytest.raises(grpc.RpcError) as refused:
         client.send_batch([])
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert _cli(home, "status").returncode == 3
+    assert run_collector(home, "status").returncode == 3
 
 
 def test_upkeep_renews_the_certificate_when_due_and_the_new_one_works(stack, tmp_path):

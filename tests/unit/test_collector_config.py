@@ -106,9 +106,9 @@ def test_environment_variables_without_the_collector_prefix_are_ignored(home):
     assert s.idle_after_seconds == 180.0
 
 
-def test_exclusion_rules_come_only_from_the_config_file(home):
+def test_exclusion_rules_come_from_the_config_file(home):
     write_config(home, '[[exclude]]\npattern = "bank"\n')
-    s = load(home, exclude="[]")
+    s = load(home)
     assert s.exclude == (ExclusionRule("bank", "title", "hide_title"),)
 
 
@@ -321,3 +321,9 @@ def test_other_platforms_use_their_per_user_data_directory(tmp_path, monkeypatch
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setattr(sys, "platform", platform)
     assert default_home() == tmp_path / expected
+
+
+@pytest.mark.parametrize("variable", ["PRODUCTIMON_COLLECTOR_IDLE_AFTER", "PRODUCTIMON_COLLECTOR_EXCLUDE"])
+def test_an_unknown_or_misplaced_environment_setting_is_refused_naming_it(home, variable):
+    with pytest.raises(CollectorConfigError, match=variable):
+        load_collector_settings(home, {variable: "60"})

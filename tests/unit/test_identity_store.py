@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import re
 import sqlite3
@@ -17,6 +18,8 @@ from argon2 import PasswordHasher
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.account_client import CLIENT_ADDRESS_HEADER
+from gateway.accounts_service import client_address
 from gateway.identity_store import (
     CODE_ALPHABET,
     THROTTLE_BASE_DELAY,
@@ -962,3 +965,18 @@ def test_two_sign_ups_racing_past_the_early_check_still_make_one_account(open_st
     run_threads(2, sign_up)
     assert sum(isinstance(outcome, EmailTaken) for outcome in outcomes) == 1
     assert len(stores[0].list_users()) == 1
+
+
+@pytest.mark.parametrize(
+    ("peer", "trusted", "counted_as"),
+    [
+        ("ipv4:127.0.0.1:50000", ("127.0.0.1/32",), "198.51.100.7"),  # the dashboard names its client
+        ("ipv6:[::1]:50000", ("::1/128",), "198.51.100.7"),
+        ("ipv4:10.0.0.5:50000", ("127.0.0.1/32",), "ipv4:10.0.0.5:50000"),  # not trusted: its own address
+        ("ipv4:127.0.0.1:50000", (), "ipv4:127.0.0.1:50000"),  # nobody trusted
+    ],
+)
+def test_only_a_trusted_proxy_names_the_client_a_sign_in_is_counted_for(peer, trusted, counted_as):
+    networks = tuple(ipaddress.ip_network(t) for t in trusted)
+    assert client_address(peer, {CLIENT_ADDRESS_HEADER: "198.51.100.7"}, networks) == counted_as
+    assert client_address(peer, {}, networks) == peer  # no header: the peer itself
