@@ -19,6 +19,8 @@ DATASETS = {
     "Focus sessions": ("focus", queries.focus_sessions),
 }
 CONFIRM_WORD = "DELETE"
+# The export last prepared in this session: (what was asked for, the file's bytes).
+PREPARED_KEY = "export_prepared"
 
 
 def _export(view: View) -> None:
@@ -32,16 +34,26 @@ def _export(view: View) -> None:
     client, user, devices = warehouse(), view.user_id, view.device_filter
 
     def produce() -> bytes:
-        # Run when the button is pressed, not on every visit: a year of intervals is a large file.
         if query is None:
             df = queries.daily_trend(client, user, period.start, period.end, tz=period.tz, devices=devices)
         else:
             df = query(client, user, period.start, period.end, devices=devices)
         return export.encode(df, fmt)[0]
 
+    # Prepared on request, then offered as a stored file: a large export is not built on every visit, and the
+    # download carries its file name (a download built lazily at the click can lose it when a rerun races it).
+    wanted = (dataset, fmt, period.start, period.end, tuple(devices or ()))
+    prepared = st.session_state.get(PREPARED_KEY)
+    if prepared is None or prepared[0] != wanted:
+        st.session_state.pop(PREPARED_KEY, None)
+        if not st.button(f"Prepare {dataset.lower()} as {fmt}", key="export_prepare"):
+            return
+        with st.spinner("Preparing the export…"):
+            prepared = (wanted, produce())
+        st.session_state[PREPARED_KEY] = prepared
     st.download_button(
         f"Download {dataset.lower()} as {fmt}",
-        data=produce,
+        data=prepared[1],
         file_name=export.file_name(name, period.first, period.last, fmt),
         mime=export.MIME_TYPES[fmt],
         key="export_download",

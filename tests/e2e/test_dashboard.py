@@ -232,11 +232,15 @@ def test_devices_lists_renames_and_makes_an_enrollment_code(stack, warehouse_cli
 
 def test_data_offers_an_export_of_any_period_in_csv_and_json(owner_app):
     at = open_page(owner_app, "data")
+    assert at.button(key="export_prepare").label == "Prepare activity intervals as CSV"
+    assert not at.get("download_button")  # nothing is built until it is asked for
+    at.button(key="export_prepare").click().run()
     assert at.download_button(key="export_download").label == "Download activity intervals as CSV"
     at.radio(key="export_format").set_value("JSON").run()
     at.selectbox(key="export_dataset").select("Time per app").run()
-    assert at.download_button(key="export_download").label == "Download time per app as JSON"
-    at.sidebar.selectbox(key="period_preset").select("Custom").run()
+    # Another dataset or format is prepared anew, never offered from the previous file.
+    assert not at.get("download_button")
+    at.button(key="export_prepare").click().run()
     assert at.download_button(key="export_download").label == "Download time per app as JSON"
 
 

@@ -229,6 +229,8 @@ def test_every_page_in_a_real_browser_shows_the_query_apis_numbers(
 
     go(page, "Data")
     exported = queries.export_intervals(client, user, period.start, period.end)
+    page.get_by_role("button", name="Prepare activity intervals as CSV").click()
+    settle(page)
     with page.expect_download() as csv_download:
         page.get_by_role("button", name="Download activity intervals as CSV").click()
     csv_file = csv_download.value
@@ -238,6 +240,8 @@ def test_every_page_in_a_real_browser_shows_the_query_apis_numbers(
     assert list(from_csv["event_id"]) == list(exported["event_id"])
     assert from_csv["keystrokes"].sum() == exported["keystrokes"].sum()
     page.get_by_test_id("stRadio").get_by_text("JSON").click()
+    settle(page)
+    page.get_by_role("button", name="Prepare activity intervals as JSON").click()
     settle(page)
     with page.expect_download() as json_download:
         page.get_by_role("button", name="Download activity intervals as JSON").click()
