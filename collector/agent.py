@@ -99,14 +99,17 @@ def pause_until_ms(home: CollectorHome) -> int | None:
         return 0
 
 
+def pause_in_effect(until_ms: int | None, now_ms: int) -> bool:
+    """Whether a pause read by `pause_until_ms` still holds at `now_ms`."""
+    return until_ms is not None and (until_ms == 0 or until_ms > now_ms)
+
+
 def is_paused(home: CollectorHome, now_ms: int) -> bool:
+    """Whether tracking is paused now; a pause that has run out is removed."""
     until = pause_until_ms(home)
-    if until is None:
-        return False
-    if until and until <= now_ms:
+    if until is not None and not pause_in_effect(until, now_ms):
         home.paused_file.unlink(missing_ok=True)
-        return False
-    return True
+    return pause_in_effect(until, now_ms)
 
 
 def current_device_info(enrollment: Enrollment, settings: CollectorSettings) -> DeviceInfo:
@@ -228,9 +231,9 @@ class Agent:
         started_ms = int(self._clock() * 1000)
         last_status = 0.0
 
-        def report(paused: bool) -> None:
+        def report(paused: bool, now: bool = False) -> None:
             nonlocal last_status
-            if time.monotonic() - last_status < STATUS_EVERY_S:
+            if not now and time.monotonic() - last_status < STATUS_EVERY_S:
                 return
             last_status = time.monotonic()
             status = StatusReport(
@@ -297,8 +300,7 @@ class Agent:
             sources.stop()
             if intake is not None:
                 intake.stop()
-            last_status = 0.0
-            report(False)
+            report(False, now=True)
             spool.close()
             lock.release()
             log.info("collector stopped; %d intervals wait in the spool", spool.depth)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from collector.config import CollectorHome
 from collector.privacy import strip_url
+from infra.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +168,6 @@ def read_intake_address(home: CollectorHome) -> tuple[str, int] | None:
     return host, port
 
 
-def _write_private(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.replace(temporary, path)
-
-
 # --- reading one report -------------------------------------------------------------------------------------------
 
 
@@ -292,7 +285,7 @@ class BrowserIntake:
             raise OSError(f"browser intake cannot listen on {INTAKE_HOST}:{self._port}: {exc.strerror}") from None
         host, port = self.address
         self._intake_text = json.dumps({"host": host, "port": port, "pid": os.getpid()})
-        _write_private(self._home.browser_intake_file, self._intake_text)
+        write_atomically(self._home.browser_intake_file, self._intake_text.encode())
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="browser-intake", daemon=True
         )

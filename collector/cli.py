@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
-from collector.agent import Agent, is_running, pause_until_ms
+from collector.agent import Agent, is_running, pause_in_effect, pause_until_ms
 from collector.config import CollectorHome, load_collector_settings
 from collector.enrolled import (
     Enrollment,
@@ -78,8 +78,10 @@ def cmd_enroll(home: CollectorHome, args: argparse.Namespace) -> int:
         raise UserFacingError(
             f"already enrolled as device {current.device_id} ({current.device_name}); run `unenroll` first"
         )
-    if home.spool_file.exists() and Spool(home.spool_file).depth:
-        raise UserFacingError(f"{home.spool_file} still holds another device's intervals; run `unenroll` first")
+    if home.spool_file.exists():
+        with Spool(home.spool_file) as spool:
+            if spool.depth:
+                raise UserFacingError(f"{home.spool_file} still holds another device's intervals; run `unenroll` first")
     server, public_server = gateway_addresses(args.server, args.public_server)
     try:
         ca_pem = Path(args.ca).read_bytes()
@@ -157,7 +159,7 @@ def status_report(home: CollectorHome, now: float) -> dict:
             report["certificate_problem"] = str(exc)
     report["running"] = is_running(home)
     until = pause_until_ms(home)
-    report["paused"] = until is not None and (until == 0 or until > now * 1000)
+    report["paused"] = pause_in_effect(until, int(now * 1000))
     report["paused_until_ms"] = until or None
     if home.spool_file.exists():
         with Spool(home.spool_file) as spool:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from collector.config import CollectorHome
 from collector.enrollment import DeviceInfo
 from collector.transport import DeviceCredentials
+from infra.files import write_atomically
 
 # Beside ca.crt, device.crt and device.key: the certificate's validity period, written when it is installed.
 VALIDITY_FILE = "validity.json"
@@ -43,7 +42,7 @@ class Enrollment:
 
 
 def save_enrollment(home: CollectorHome, enrollment: Enrollment) -> None:
-    _write_private(home.identity_file, json.dumps(asdict(enrollment), indent=2).encode())
+    write_atomically(home.identity_file, json.dumps(asdict(enrollment), indent=2).encode())
 
 
 def load_enrollment(home: CollectorHome) -> Enrollment:
@@ -56,20 +55,6 @@ def load_enrollment(home: CollectorHome) -> Enrollment:
         ) from None
     except (OSError, ValueError, TypeError) as exc:
         raise NotEnrolled(f"cannot read {home.identity_file}: {exc}; enroll again") from None
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _recover_credentials(home: CollectorHome) -> None:
@@ -95,7 +80,7 @@ def save_credentials(home: CollectorHome, creds: DeviceCredentials) -> None:
     write_device_bundle(new, creds.key_pem, creds.cert_pem, creds.ca_pem)
     validity = _parse_validity(creds.cert_pem)
     note = {"not_before": validity.not_before.isoformat(), "not_after": validity.not_after.isoformat()}
-    _write_private(new / VALIDITY_FILE, json.dumps(note).encode())
+    write_atomically(new / VALIDITY_FILE, json.dumps(note).encode())
     if home.credentials_dir.exists():
         home.credentials_dir.rename(old)
     new.rename(home.credentials_dir)

@@ -8,9 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-import os
 import re
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from infra.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -331,22 +331,6 @@ def identity_from_certificate(cert_pem_or_der: bytes) -> DeviceIdentity:
     return DeviceIdentity(match["user"], match["device"])
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a key or certificate."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        if hasattr(os, "fchmod"):  # POSIX; on Windows the user's profile directory is what keeps it private
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _server_cert_usable(cert_pem: bytes, key_pem: bytes, ca_cert: x509.Certificate, names: list[str]) -> bool:
     try:
         cert = _load_certificate(cert_pem, "the server certificate")
@@ -399,8 +383,8 @@ def ensure_stack_pki(pki_dir: Path, server_names: list[str]) -> StackPki:
             )
         if not ca_cert_path.exists():
             ca_cert_pem, ca_key_pem = create_ca()
-            _write_atomically(ca_key_path, ca_key_pem, 0o600)
-            _write_atomically(ca_cert_path, ca_cert_pem, 0o644)
+            write_atomically(ca_key_path, ca_key_pem, 0o600)
+            write_atomically(ca_cert_path, ca_cert_pem, 0o644)
             log.info("created a new CA in %s", pki_dir)
         ca_cert_pem, ca_key_pem = ca_cert_path.read_bytes(), ca_key_path.read_bytes()
         _warn_if_readable_by_others(ca_key_path)
@@ -412,8 +396,8 @@ def ensure_stack_pki(pki_dir: Path, server_names: list[str]) -> StackPki:
         if not _server_cert_usable(existing_cert, existing_key, ca_cert, list(server_names)):
             names = list(dict.fromkeys([*server_names, *_server_names_of(existing_cert)]))
             cert_pem, key_pem = issue_server_certificate(ca_cert_pem, ca_key_pem, names)
-            _write_atomically(server_key_path, key_pem, 0o600)
-            _write_atomically(server_cert_path, cert_pem, 0o644)
+            write_atomically(server_key_path, key_pem, 0o600)
+            write_atomically(server_cert_path, cert_pem, 0o644)
             log.info("issued a server certificate for %s in %s", ", ".join(names), pki_dir)
         _warn_if_readable_by_others(server_key_path)
         return StackPki(
@@ -438,6 +422,6 @@ def write_device_bundle(out_dir: Path, key_pem: bytes, cert_pem: bytes, ca_pem: 
     """Write what a collector needs to call the gateway: device.key (0600), device.crt and ca.crt."""
     out_dir = Path(out_dir)
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _write_atomically(out_dir / DEVICE_KEY_FILE, key_pem, 0o600)
-    _write_atomically(out_dir / DEVICE_CERT_FILE, cert_pem, 0o644)
-    _write_atomically(out_dir / CA_CERT_FILE, ca_pem, 0o644)
+    write_atomically(out_dir / DEVICE_KEY_FILE, key_pem, 0o600)
+    write_atomically(out_dir / DEVICE_CERT_FILE, cert_pem, 0o644)
+    write_atomically(out_dir / CA_CERT_FILE, ca_pem, 0o644)
