@@ -12,6 +12,21 @@ from gateway.proto import ingest_pb2, ingest_pb2_grpc
 
 # Read by the gateway (gateway/server.py); not imported from there, so the collector needs no server code.
 SPOOL_DEPTH_HEADER = "x-productimon-spool-depth"
+# Trailing metadata of a RESOURCE_EXHAUSTED answer: how long (milliseconds) the gateway asks the device to wait.
+RETRY_AFTER_HEADER = "x-productimon-retry-after-ms"
+
+
+def retry_after_s(exc: object) -> float | None:
+    """The wait the gateway asked for in a refused call's trailing metadata, in seconds (None: it named none)."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    for key, value in (trailing() if callable(trailing) else None) or ():
+        if key == RETRY_AFTER_HEADER:
+            try:
+                ms = int(value)
+            except (TypeError, ValueError):
+                return None
+            return min(ms, 600_000) / 1000 if ms >= 0 else None
+    return None
 
 
 @dataclass(frozen=True)

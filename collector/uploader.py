@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import grpc
 
 from collector.spool import Spool
-from collector.transport import IngestClient
+from collector.transport import IngestClient, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,9 @@ def run_uploader(
                 log.error("the gateway refused the upload (%s): %s", code.name, exc.details())
             failures += 1
             wait = backoff.delay(failures, rng)
+            asked = retry_after_s(exc)
+            if asked is not None:  # the gateway is busy and said how long: wait that, spread a little
+                wait = asked * rng.uniform(1.0, 1.25)
             log.info("gateway unavailable (%s); retrying in %.1fs", code.name if code else exc, wait)
             if client is not None:
                 client.close()

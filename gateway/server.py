@@ -16,8 +16,10 @@ import asyncio
 import json
 import logging
 import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -26,17 +28,27 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.accounts_service import AccountsService, Authority, DevicesService, device_identity
+from gateway.acks import (
+    DeviceBook,
+    Offered,
+    StoreWatcher,
+    judge_checked,
+    mark_stored,
+    remember_sent,
+    sort_offered,
+    stored_marks,
+)
 from gateway.identity_store import IdentityStore
 from gateway.pki import DeviceIdentity, ensure_stack_pki
 from gateway.producer import BrokerUnavailable, IntervalProducer
 from gateway.proto import accounts_pb2, accounts_pb2_grpc, ingest_pb2, ingest_pb2_grpc
-from gateway.stamping import stamp_batch
+from gateway.stamping import pack_stamped, validate_records
 from gateway.tokens import ensure_signing_key
 from infra import metrics
 from infra.cli import command
 from infra.settings import Settings, load_settings
 from warehouse.client import connect
-from warehouse.writes import upsert_devices
+from warehouse.writes import stored_event_ids, upsert_devices
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +61,7 @@ _OUTCOME_OF_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: "invalid",
     grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
     grpc.StatusCode.PERMISSION_DENIED: "revoked",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "busy",
 }
 
 
@@ -65,15 +78,61 @@ def observe_spool_depth(context: grpc.aio.ServicerContext) -> None:
             return
 
 
+# Trailing metadata of a RESOURCE_EXHAUSTED answer: milliseconds the device should wait (collector/transport.py).
+RETRY_AFTER_HEADER = "x-productimon-retry-after-ms"
+
+
 class IngestService(ingest_pb2_grpc.IngestServicer):
-    def __init__(self, producer: IntervalProducer, store: IdentityStore, max_batch: int) -> None:
+    def __init__(
+        self,
+        producer: IntervalProducer,
+        store: IdentityStore,
+        settings: Settings,
+        warehouse: Callable[[], Client],
+        watcher: StoreWatcher,
+    ) -> None:
         self._producer = producer
         self._store = store
-        self._max_batch = max_batch
+        self._max_batch = settings.gateway_max_batch
+        self._ack_after_stored = settings.gateway_ack_after == "stored"
+        self._store_timeout_s = settings.gateway_store_timeout_seconds
+        self._max_waiting = settings.gateway_max_waiting_intervals
+        self._warehouse = warehouse
+        self._watcher = watcher
+        self._books: dict[str, DeviceBook] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def _identity(self, context: grpc.aio.ServicerContext) -> DeviceIdentity:
         # Checked on every batch: a device revoked a moment ago is refused from its next batch on.
         return await device_identity(context, self._store)
+
+    async def _book(self, device_id: str, context: grpc.aio.ServicerContext) -> DeviceBook:
+        """The device's sequence book; on first sight since start, its stored mark comes from the warehouse."""
+        book = self._books.get(device_id)
+        if book is None:
+            try:
+                marks = await asyncio.to_thread(stored_marks, self._warehouse(), [device_id])
+            except Exception as exc:
+                log.warning("cannot read device %s's stored device_seq: %s", device_id, exc)
+                if self._ack_after_stored:  # nothing could be acknowledged anyway
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; retry later")
+                # Acknowledging after the broker, ingest goes on while the warehouse is away; order is then
+                # checked against what this gateway sent since it started (docs/design.md, "Delivery").
+                marks = {}
+            book = self._books[device_id] = DeviceBook(stored=marks.get(device_id, -1))
+        return book
+
+    async def _held(self, identity: DeviceIdentity, check: list[Offered], context) -> tuple[list, list]:
+        if not check:
+            return [], []
+        keys = [(identity.user_id, identity.device_id, item.seq) for item in check]
+        starts = [item.start_ms for item in check]
+        try:
+            found = await asyncio.to_thread(stored_event_ids, self._warehouse(), keys, min(starts), max(starts))
+        except Exception as exc:
+            log.warning("cannot check resent intervals of device %s: %s", identity.device_id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; retry later")
+        return judge_checked(check, {seq: event_id for (_, _, seq), event_id in found.items()})
 
     async def _ingest(
         self, batch: ingest_pb2.Batch, identity: DeviceIdentity, context: grpc.aio.ServicerContext
@@ -84,34 +143,67 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"batch {batch.batch_id} has {size} records; at most {limit} are allowed per batch",
             )
-        stamped = stamp_batch(batch.intervals, identity, int(time.time() * 1000))
-        try:
-            if stamped.values:
-                with metrics.GATEWAY_BROKER_SEND_SECONDS.time():
-                    await self._producer.send(stamped.key, stamped.values)
-        except BrokerUnavailable as exc:
-            log.warning("batch %s from device %s not taken: %s", batch.batch_id, identity.device_id, exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the broker is unavailable; retry later")
-        if stamped.errors:
+        received_at = int(time.time() * 1000)
+        valid, errors = validate_records(batch.intervals, received_at)
+        if self._ack_after_stored and self._watcher.waiting_intervals + len(valid) > self._max_waiting:
+            # Overload: the warehouse is behind. Refusing now, with a delay, keeps acknowledged data queryable
+            # within the store timeout instead of letting a backlog grow; the collector's spool holds it.
+            context.set_trailing_metadata(((RETRY_AFTER_HEADER, str(int(self._store_timeout_s * 250))),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the gateway is busy storing; retry later")
+        by_index = {v.index: v for v in valid}
+        lock = self._locks.setdefault(identity.device_id, asyncio.Lock())
+        async with lock:
+            book = await self._book(identity.device_id, context)
+            offered = [
+                # The warehouse answers with the canonical form of a UUID; compare in that form.
+                Offered(v.index, v.interval["device_seq"], str(uuid.UUID(v.interval["event_id"])), v.interval["start"])
+                for v in valid
+            ]
+            sorted_out = sort_offered(book, offered)
+            held, refused = await self._held(identity, sorted_out.check, context)
+            errors += sorted_out.errors + refused
+            values = pack_stamped(identity, received_at, [by_index[item.index] for item in sorted_out.send])
+            try:
+                if values:
+                    with metrics.GATEWAY_BROKER_SEND_SECONDS.time():
+                        await self._producer.send(identity.device_id.encode(), values)
+            except BrokerUnavailable as exc:
+                log.warning("batch %s from device %s not taken: %s", batch.batch_id, identity.device_id, exc)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the broker is unavailable; retry later")
+            remember_sent(book, sorted_out.send)
+        if self._ack_after_stored:
+            user, device = identity.user_id, identity.device_id
+            if not await self._watcher.wait(user, device, sorted_out.send, self._store_timeout_s):
+                log.warning(
+                    "batch %s from device %s not stored in %.0fs", batch.batch_id, device, self._store_timeout_s
+                )
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the batch was not stored within {self._store_timeout_s:g}s; nothing is acknowledged, retry later",
+                )
+            mark_stored(book, sorted_out.send)
+        errors.sort(key=lambda e: e.index)
+        accepted = len(sorted_out.send) + len(held)
+        if errors:
             log.info(
                 "device %s batch %s: %d records refused, first: %s",
                 identity.device_id,
                 batch.batch_id,
-                len(stamped.errors),
-                stamped.errors[0].reason,
+                len(errors),
+                errors[0].reason,
             )
-            refused: dict[str, int] = {}
-            for error in stamped.errors:
+            refused_by: dict[str, int] = {}
+            for error in errors:
                 label = metrics.refusal_label(error.reason)
-                refused[label] = refused.get(label, 0) + 1
-            for label, count in refused.items():
+                refused_by[label] = refused_by.get(label, 0) + 1
+            for label, count in refused_by.items():
                 metrics.GATEWAY_REFUSED.labels(label).inc(count)
-        metrics.GATEWAY_ACCEPTED.inc(stamped.accepted)
+        metrics.GATEWAY_ACCEPTED.inc(accepted)
         metrics.GATEWAY_BATCHES.labels("acked").inc()
         return ingest_pb2.BatchAck(
             batch_id=batch.batch_id,
-            accepted=stamped.accepted,
-            errors=[ingest_pb2.RecordError(index=e.index, reason=e.reason) for e in stamped.errors],
+            accepted=accepted,
+            errors=[ingest_pb2.RecordError(index=e.index, reason=e.reason) for e in errors],
         )
 
     async def _counted(self, batch: ingest_pb2.Batch, context: grpc.aio.ServicerContext) -> ingest_pb2.BatchAck:
@@ -143,12 +235,21 @@ class Gateway:
         self.store = store or IdentityStore(settings.identity_store_path)
         self.server: grpc.aio.Server | None = None
         self._warehouse: Client | None = None
+        self._ingest_clients = threading.local()
+        self.watcher: StoreWatcher | None = None
         self._metrics = None
 
     def _warehouse_client(self) -> Client:
         if self._warehouse is None:
             self._warehouse = connect(self.settings)
         return self._warehouse
+
+    def _ingest_client(self) -> Client:
+        """A warehouse connection per thread for the ingest checks (a client runs one query at a time)."""
+        client = getattr(self._ingest_clients, "client", None)
+        if client is None:
+            client = self._ingest_clients.client = connect(self.settings)
+        return client
 
     async def start(self) -> None:
         s = self.settings
@@ -170,8 +271,11 @@ class Gateway:
             lambda key, event: self.producer.publish(s.identity_topic, key, event),
             s.trusted_proxy_networks,
         )
+        # Its own warehouse connection: the watcher asks from a thread while accounts calls use the other one.
+        self.watcher = StoreWatcher(self._ingest_client)
+        self.watcher.start()
         ingest_pb2_grpc.add_IngestServicer_to_server(
-            IngestService(self.producer, self.store, s.gateway_max_batch), server
+            IngestService(self.producer, self.store, s, self._ingest_client, self.watcher), server
         )
         accounts_pb2_grpc.add_AccountsServicer_to_server(AccountsService(authority), server)
         accounts_pb2_grpc.add_DevicesServicer_to_server(DevicesService(authority), server)
@@ -219,6 +323,8 @@ class Gateway:
             self.server = None
         metrics.stop_metrics(self._metrics)
         self._metrics = None
+        if self.watcher is not None:
+            await self.watcher.stop()
         await self.producer.stop()
         if self._warehouse is not None:
             self._warehouse.close()

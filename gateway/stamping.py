@@ -1,4 +1,4 @@
-"""Turning a client's batch into broker records: decode, validate, stamp the certificate's identity.
+"""Turning a client's batch into broker records: decode and validate, then stamp the certificate's identity.
 
 Identity is never read from the payload: the user and device come from the verified client
 certificate, and the Kafka key is the device id so one device's intervals stay in order. The accepted
@@ -20,17 +20,17 @@ MAX_INTERVALS_PER_RECORD = 1000
 
 
 @dataclass(frozen=True)
-class StampedBatch:
-    key: bytes
-    values: list[bytes]
-    accepted: int
-    errors: list[RecordError]
+class Valid:
+    """One interval of a batch that passed validation: its index in the batch, its bytes and its fields."""
+
+    index: int
+    raw: bytes
+    interval: dict
 
 
-def stamp_batch(records: Sequence[bytes], identity: DeviceIdentity, received_at_ms: int) -> StampedBatch:
-    """StampedBatch records of the valid intervals; a reason for every refused one."""
-    accepted_raw: list[bytes] = []
-    accepted: list[dict] = []
+def validate_records(records: Sequence[bytes], received_at_ms: int) -> tuple[list[Valid], list[RecordError]]:
+    """The intervals of a batch that can be taken, and a reason for every one that cannot."""
+    valid: list[Valid] = []
     errors: list[RecordError] = []
     for index, raw in enumerate(records):
         try:
@@ -42,20 +42,24 @@ def stamp_batch(records: Sequence[bytes], identity: DeviceIdentity, received_at_
         if problem:
             errors.append(RecordError(index, problem))
             continue
-        accepted_raw.append(raw)
-        accepted.append(interval)
+        valid.append(Valid(index, raw, interval))
+    return valid, errors
+
+
+def pack_stamped(identity: DeviceIdentity, received_at_ms: int, valid: Sequence[Valid]) -> list[bytes]:
+    """StampedBatch records of `valid` (in the order given), at most MAX_INTERVALS_PER_RECORD intervals each."""
     values = []
-    for start in range(0, len(accepted), MAX_INTERVALS_PER_RECORD):
-        chunk = slice(start, start + MAX_INTERVALS_PER_RECORD)
-        value = stamp_encoded_batch(identity.user_id, identity.device_id, received_at_ms, accepted_raw[chunk])
+    for start in range(0, len(valid), MAX_INTERVALS_PER_RECORD):
+        chunk = valid[start : start + MAX_INTERVALS_PER_RECORD]
+        value = stamp_encoded_batch(identity.user_id, identity.device_id, received_at_ms, [v.raw for v in chunk])
         if value is None:  # some were written with an older schema version: encode what was read
             value = encode_stamped_batch(
                 {
                     "user_id": identity.user_id,
                     "device_id": identity.device_id,
                     "received_at": received_at_ms,
-                    "intervals": accepted[chunk],
+                    "intervals": [v.interval for v in chunk],
                 }
             )
         values.append(value)
-    return StampedBatch(identity.device_id.encode(), values, len(accepted), errors)
+    return values

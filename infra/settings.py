@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     gateway_trusted_proxies: str = "127.0.0.1,::1"
     # How long a batch may wait for the broker before the client is told UNAVAILABLE.
     gateway_send_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    # When a batch is acknowledged (docs/design.md, "Delivery"): "stored", once the warehouse holds every
+    # accepted interval of it, so the collector's spool is the durable buffer and a broker that loses its
+    # data loses nothing acknowledged; "broker", once the broker holds them (a durable, replicated Kafka).
+    gateway_ack_after: Literal["stored", "broker"] = "stored"
+    # With ack after "stored": how long a batch may wait for the warehouse before the client is told
+    # UNAVAILABLE (and sends it again), and how many intervals may wait at once before new batches are
+    # refused with RESOURCE_EXHAUSTED and a delay to wait (the collector's spool holds them meanwhile).
+    gateway_store_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    gateway_max_waiting_intervals: int = Field(default=100_000, ge=1, le=10_000_000)
 
     # Stream worker.
     worker_id: str = "productimon-warehouse-writer"

@@ -1,24 +1,25 @@
 """The stream worker: a faust agent that turns the intervals topic into warehouse rows and sessions.
 
-For each batch: decode and trim, drop what belongs to revoked devices and deleted accounts, cut each
-device's intervals into sessions from its saved state, insert intervals and session versions into the
-warehouse, and only then save the new state and acknowledge. So a worker killed at any moment either
-left nothing (the batch comes again and is recomputed identically: versions are device sequence
-numbers, so the rows are the same) or saved state ahead of its committed offsets (the batch comes
-again and is recognised as already done). A second delivery is a no-op either way.
+For each batch: decode and trim, drop what belongs to revoked devices and deleted accounts, read each
+device's sessionizer state from the warehouse, cut the new intervals into sessions, then write in this
+order: the raw intervals, the rollups rebuilt from raw for the hours and days they touch, the session
+versions, and last the new state; only then is the batch acknowledged. Every one of those writes is a
+function of the device's intervals up to its last device_seq, so doing any part again (a redelivery
+after a crash, a retry after the warehouse died mid-insert, a second worker, a new consumer group)
+writes the same rows, which the tables' keys collapse. A worker killed at any moment neither loses nor
+double-counts a second (docs/design.md, "Delivery").
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -33,7 +34,15 @@ from stream_jobs.rows import decode_intervals, interval_columns, session_rows
 from stream_jobs.sessionize import Advance, DeviceState, SessionRules, advance
 from warehouse.client import connect
 from warehouse.migrate import prepare_warehouse
-from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, store_intervals, store_rows, stored_device_seqs
+from warehouse.rollups import insert_settings, rebuild_touched
+from warehouse.writes import (
+    APP_SESSION_COLUMNS,
+    FOCUS_SESSION_COLUMNS,
+    load_device_states,
+    store_device_states,
+    store_intervals,
+    store_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +94,11 @@ def sessionize_batch(
 
 
 def intervals_to_insert(by_device: dict[str, list[dict]], floors: dict[str, int]) -> list[dict]:
-    """The intervals the warehouse does not hold yet: per device, those above its floor, first of each seq.
+    """The intervals the saved state has not processed yet: per device, those above its floor, first of each seq.
 
-    A device's floor is the highest device_seq known to be stored: from the worker's saved state, or from
-    the warehouse itself for a device this worker has not written yet (a worker that died after its insert
-    but before saving its state leaves the warehouse ahead of the state). Inserting nothing twice is what
-    keeps the rollups, which cannot undo a duplicate, exact.
+    A device's floor is the highest device_seq its saved state reflects. The state is saved after the
+    intervals, rollups and sessions it produced, so everything at or below the floor is stored; above it,
+    some may be stored already (a worker died before saving the state), and storing them again is harmless.
     """
     fresh = []
     for device_id, items in by_device.items():
@@ -102,12 +110,45 @@ def intervals_to_insert(by_device: dict[str, list[dict]], floors: dict[str, int]
     return fresh
 
 
-def dedup_token(intervals: list[dict]) -> str:
-    """Names a block by its content, so a retried insert of the same intervals is recognised."""
-    digest = hashlib.sha256()
-    for interval in intervals:
-        digest.update(f"{interval['device_id']}:{interval['device_seq']};".encode())
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class BatchWrites:
+    """Everything one batch writes to the warehouse, in the order it must be written."""
+
+    intervals: list[dict]
+    app_rows: list[tuple]
+    focus_rows: list[tuple]
+    # (user_id, device_id, last_seq, state JSON) of every device whose state moved.
+    states: list[tuple[str, str, int, str]]
+
+
+def plan_batch(by_device: dict[str, list[dict]], saved: dict[str, str], rules: SessionRules) -> BatchWrites:
+    """Pure: what a batch writes, given each device's saved state (JSON, as `load_device_states` returns)."""
+    advances, floors = sessionize_batch(
+        by_device, lambda device_id: json.loads(saved[device_id]) if device_id in saved else None, rules
+    )
+    states = [
+        (by_device[device_id][0]["user_id"], device_id, adv.state.last_seq, json.dumps(adv.state.to_dict()))
+        for device_id, adv in advances.items()
+        if adv.state.last_seq > floors[device_id]
+    ]
+    return BatchWrites(
+        intervals=intervals_to_insert(by_device, floors),
+        app_rows=session_rows((s for a in advances.values() for s in a.app_sessions), APP_SESSION_COLUMNS),
+        focus_rows=session_rows((s for a in advances.values() for s in a.focus_sessions), FOCUS_SESSION_COLUMNS),
+        states=states,
+    )
+
+
+def write_batch(client: Client, by_device: dict[str, list[dict]], rules: SessionRules, rollup_settings: dict) -> int:
+    """Read the devices' states, then write the batch in order (module docstring); returns intervals stored."""
+    writes = plan_batch(by_device, load_device_states(client, list(by_device)), rules)
+    store_intervals(client, interval_columns(writes.intervals))
+    rebuild_touched(client, writes.intervals, settings=rollup_settings)
+    store_rows(client, "app_sessions", APP_SESSION_COLUMNS, writes.app_rows)
+    store_rows(client, "focus_sessions", FOCUS_SESSION_COLUMNS, writes.focus_rows)
+    # Last: a state is saved only once everything it reflects is stored.
+    store_device_states(client, writes.states)
+    return len(writes.intervals)
 
 
 async def follow_identity_events(settings: Settings, revocations: Revocations, caught_up: asyncio.Event) -> None:
@@ -164,30 +205,16 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
     )
     intervals_topic = app.topic(settings.intervals_topic, key_type=bytes, value_type=bytes)
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
-    # Per device: the sessionizer's state (JSON). Keyed by device id like the topic, and partitioned by
-    # the same partitioner, so a device's state lives on the worker that owns its intervals.
-    device_states = app.Table(
-        "device-sessions",
-        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
-        partitions=settings.topic_partitions,
-        use_partitioner=True,
-    )
     rules = rules_of(settings)
     revocations = Revocations()
     identity_caught_up = asyncio.Event()
     warehouse: dict[str, Client] = {}
-    inserts = ThreadPoolExecutor(max_workers=3, thread_name_prefix="warehouse-insert")
-    # Devices whose stored device_seq this worker has looked up (or written) since it started.
-    checked_devices: set[str] = set()
 
     def warehouse_client() -> Client:
         if "client" not in warehouse:
             warehouse["client"] = connect(settings)
+            warehouse["rollup_settings"] = insert_settings(warehouse["client"])
         return warehouse["client"]
-
-    def saved_state(device_id: str) -> dict | None:
-        raw = device_states.get(device_id.encode())
-        return json.loads(raw) if raw else None
 
     @app.task
     async def identity_events() -> None:
@@ -232,47 +259,26 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
                 log.info("dropped %d intervals of revoked devices or deleted accounts", len(intervals) - len(kept))
                 metrics.WORKER_DROPPED.labels("revoked").inc(len(intervals) - len(kept))
             by_device = group_by_device(kept)
-            advances, floors = sessionize_batch(by_device, saved_state, rules)
-            app_rows = session_rows((s for a in advances.values() for s in a.app_sessions), APP_SESSION_COLUMNS)
-            focus_rows = session_rows((s for a in advances.values() for s in a.focus_sessions), FOCUS_SESSION_COLUMNS)
-
-            # What the successful insert stored, and how long it took, for the metrics.
+            # What the successful write stored, and how long it took, for the metrics.
             outcome: dict[str, float] = {}
 
-            def store(
-                by_device=by_device, floors=floors, app_rows=app_rows, focus_rows=focus_rows, outcome=outcome
-            ) -> None:
+            def store(by_device=by_device, outcome=outcome) -> None:
                 client = warehouse_client()
-                unchecked = [d for d in by_device if d not in checked_devices]
-                for device_id, seq in stored_device_seqs(client, unchecked).items():
-                    floors[device_id] = max(floors[device_id], seq)
-                fresh = intervals_to_insert(by_device, floors)
                 insert_began = time.monotonic()
-                # Three tables, three inserts at once: each waits mostly on the warehouse, not on Python.
-                pending = [
-                    inserts.submit(store_intervals, client, interval_columns(fresh), dedup_token(fresh)),
-                    inserts.submit(store_rows, client, "app_sessions", APP_SESSION_COLUMNS, app_rows),
-                    inserts.submit(store_rows, client, "focus_sessions", FOCUS_SESSION_COLUMNS, focus_rows),
-                ]
-                for insert in pending:
-                    insert.result()
-                outcome.update(stored=len(fresh), seconds=time.monotonic() - insert_began)
+                stored = write_batch(client, by_device, rules, warehouse["rollup_settings"])
+                outcome.update(stored=stored, seconds=time.monotonic() - insert_began)
 
             if kept:
                 await _store_until_done(store, warehouse)
-                checked_devices.update(by_device)
                 metrics.WORKER_STORED.inc(outcome["stored"])
                 metrics.WORKER_DROPPED.labels("duplicate").inc(len(kept) - outcome["stored"])
                 metrics.WORKER_INSERT_SECONDS.observe(outcome["seconds"])
-            # Saved only after the warehouse has the rows: see the module docstring.
-            for device_id, adv in advances.items():
-                device_states[device_id.encode()] = json.dumps(adv.state.to_dict()).encode()
             done = time.monotonic()
             log.debug(
                 "%d records, %d intervals of %d devices: waited %.3fs, stored in %.3fs",
                 len(events),
                 len(intervals),
-                len(advances),
+                len(by_device),
                 began - waited_since,
                 done - began,
             )
@@ -291,7 +297,8 @@ async def _store_until_done(insert: Callable[[], None], warehouse: dict[str, Cli
                 return
             except Exception as exc:  # any warehouse failure: keep the batch, retry with backoff
                 log.warning("warehouse insert failed (%s); retrying in %.1fs", exc, delay)
-                warehouse.pop("client", None)
+                if "client" in warehouse:
+                    warehouse.pop("client").close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX_S)
     except asyncio.CancelledError:

@@ -6,9 +6,12 @@ Every data table `t` of the migrations becomes two tables, both created ON CLUST
 - `t`, a Distributed table over `t_local`, sharded by `cityHash64(user_id)`.
 So writers and the query API use the same table names as on a single server. Sharding by user keeps all of
 one user's rows, every version of a session row and the rollups made from them on one shard: a per-user
-query reads one shard's data, `FINAL` (which collapses versions only within a shard) is exact, and the
-materialized views, created on every host and attached to the local tables, roll up each shard's inserts
-where they land. README.md ("ClickHouse cluster") lists what the cluster needs and what was verified.
+query reads one shard's data, and `FINAL` (which collapses versions only within a shard) is exact. The
+rollups are rebuilt from the raw rows through the Distributed tables (warehouse/rollups.py); the materialized
+views of the older migrations were created on every host, attached to the local tables, and are dropped
+ON CLUSTER by a later one. A migration's data copy (INSERT ... SELECT) runs once, through the Distributed
+tables; a dropped data table goes with its local table. README.md ("ClickHouse cluster") lists what the
+cluster needs and what was verified.
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ _ALTER_TABLE = re.compile(r"^ALTER TABLE (?P<name>\w+) (?P<action>.*)$", re.S)
 # ALTERs that change the columns must reach the Distributed table too; the others concern stored data.
 _COLUMN_ACTION = re.compile(r"^(ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN\b", re.I)
 _TABLE_REFERENCE = re.compile(r"\b(FROM|JOIN)(\s+)(\w+)\b")
+# A plain table name read by a query: not a subquery, a table function or a name in another database.
+_READ_TABLE = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)\b(?![.(])")
+_INSERT_SELECT = re.compile(r"^INSERT INTO (?P<name>\w+)\s*(?P<columns>\([^()]*\))?\s*(?P<query>SELECT\s.*)$", re.S)
+_DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS (?P<name>\w+)$")
+_DROP_TABLE = re.compile(r"^DROP TABLE IF EXISTS (?P<name>\w+)$")
+# A copy between data tables goes through the Distributed tables, once, from one host: every shard's rows are
+# read and each row is sent to its user's shard. It must be stored on the shards when the statement returns
+# (not queued on the host that ran it, the migration being recorded next), and a re-run of a migration that
+# stopped half-way must copy again rather than be dropped as a duplicate block.
+COPY_SETTINGS = "insert_deduplicate = 0, distributed_foreground_insert = 1"
 _SETTINGS = re.compile(r"\s*\bSETTINGS\s+(?P<list>.*)$", re.S)
 
 
@@ -67,6 +80,7 @@ class ClusterSchema:
         self.database = check_identifier(database, "warehouse database name")
         self.replicated = replicated
         self.tables: set[str] = set()
+        self.views: set[str] = set()
 
     def statements(self, statement: str) -> tuple[str, ...]:
         """The cluster statements doing what `statement` does on a single server."""
@@ -75,13 +89,17 @@ class ClusterSchema:
             (_CREATE_TABLE, self._create_table),
             (_CREATE_VIEW, self._create_view),
             (_ALTER_TABLE, self._alter_table),
+            (_INSERT_SELECT, self._insert_select),
+            (_DROP_VIEW, self._drop_view),
+            (_DROP_TABLE, self._drop_table),
         ):
             match = pattern.match(statement)
             if match:
                 return transform(match)
         raise ValueError(
             "no cluster form is known for this migration statement (warehouse/cluster.py handles CREATE TABLE, "
-            f"CREATE MATERIALIZED VIEW ... TO and ALTER TABLE): {statement[:120]!r}"
+            "CREATE MATERIALIZED VIEW ... TO, ALTER TABLE, INSERT INTO ... SELECT, DROP VIEW IF EXISTS and "
+            f"DROP TABLE IF EXISTS): {statement[:120]!r}"
         )
 
     def _create_table(self, match: re.Match[str]) -> tuple[str, ...]:
@@ -115,6 +133,7 @@ class ClusterSchema:
             lambda m: m[1] + m[2] + (local_table(m[3]) if m[3] in self.tables else m[3]), match["query"]
         )
         create = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name} {on_cluster(self.cluster)} TO {local_table(target)}"
+        self.views.add(name)
         return (f"{create} AS\n{query}",)
 
     def _alter_table(self, match: re.Match[str]) -> tuple[str, ...]:
@@ -127,6 +146,40 @@ class ClusterSchema:
         if _COLUMN_ACTION.match(action):
             statements.append(f"ALTER TABLE {name} {on_cluster(self.cluster)} {action}")
         return tuple(statements)
+
+    def _insert_select(self, match: re.Match[str]) -> tuple[str, ...]:
+        # Through the Distributed tables, names unchanged: reading a local table would copy one shard's rows
+        # only, and writing one would put rows on the shard of the host that ran it, not their user's.
+        name, query = match["name"], match["query"]
+        if name not in self.tables:
+            raise ValueError(f"INSERT INTO {name}: not a data table created by an earlier migration")
+        for read in _READ_TABLE.findall(query):
+            if read not in self.tables:
+                raise ValueError(f"INSERT INTO {name} reads {read}, which is not a data table")
+        if _SETTINGS.search(query):
+            raise ValueError(f"INSERT INTO {name} has its own SETTINGS, where the copy's settings would go")
+        return (f"{match.group(0)}\nSETTINGS {COPY_SETTINGS}",)
+
+    def _drop_view(self, match: re.Match[str]) -> tuple[str, ...]:
+        # A materialized view TO a table holds no data: dropping it on every host is all there is to it.
+        name = match["name"]
+        if name not in self.views:
+            raise ValueError(f"DROP VIEW {name}: not a materialized view created by an earlier migration")
+        self.views.discard(name)
+        return (f"DROP VIEW IF EXISTS {name} {on_cluster(self.cluster)}",)
+
+    def _drop_table(self, match: re.Match[str]) -> tuple[str, ...]:
+        # The Distributed table first, so nothing is written through it into a local table already gone. SYNC
+        # drops at once rather than after database_atomic_delay_before_drop_table_sec: the replica's Keeper
+        # path is freed, so a table of the same name can be created again.
+        name = match["name"]
+        if name not in self.tables:
+            raise ValueError(f"DROP TABLE {name}: not a data table created by an earlier migration")
+        self.tables.discard(name)
+        return (
+            f"DROP TABLE IF EXISTS {name} {on_cluster(self.cluster)} SYNC",
+            f"DROP TABLE IF EXISTS {local_table(name)} {on_cluster(self.cluster)} SYNC",
+        )
 
 
 def _without_setting(clause: str, setting: str) -> str:

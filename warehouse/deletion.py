@@ -8,12 +8,13 @@ for all replicas of its shard before the distributed DDL reports done (a timeout
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
 from warehouse.cluster import local_table, on_cluster
 from warehouse.migrate import warehouse_cluster
+from warehouse.rollups import MAX_INTERVAL, rebuild_user_span
 
 # Every table with rows of a user. A new table holding user rows must be added here; a test scans the
 # warehouse's tables and fails for any table with a user_id column that is not covered.
@@ -21,20 +22,24 @@ USER_TABLES = (
     "intervals",
     "app_sessions",
     "focus_sessions",
-    "usage_hourly",
-    "usage_daily",
+    "usage_by_hour",
+    "usage_by_day",
+    "device_state",
     "devices",
     "category_rules",
 )
 # Tables whose rows are tied to one device.
-DEVICE_TABLES = ("intervals", "app_sessions", "focus_sessions", "usage_hourly", "usage_daily", "devices")
+DEVICE_TABLES = (
+    "intervals",
+    "app_sessions",
+    "focus_sessions",
+    "usage_by_hour",
+    "usage_by_day",
+    "device_state",
+    "devices",
+)
 
 _SYNC = {"mutations_sync": 2}
-# The daily rollup of the edge days is rebuilt by an INSERT that must always land: the same rows may well
-# have been inserted before (an earlier rebuild of that day), and block deduplication would drop them.
-# On a cluster it goes through the Distributed table and must be stored on the shard before returning.
-_REBUILD = {"insert_deduplicate": 0}
-_REBUILD_ON_CLUSTER = {**_REBUILD, "distributed_foreground_insert": 1}
 
 
 class InvalidRange(ValueError):
@@ -83,7 +88,7 @@ def delete_time_range(client: Client, user_id: str, start: datetime, end: dateti
 
     The hourly rollup cannot be cut inside an hour, so the range must run from a whole hour to a whole hour
     (any time zone's days do, but for the few with half-hour offsets). An interval or session crossing the
-    range's edge is removed whole. The daily rollup of the edge days is rebuilt from the hourly one.
+    range's edge is removed whole. The rollups around the range are rebuilt from the raw rows left.
     """
     start, end = _whole_hour(start, "start"), _whole_hour(end, "end")
     if end <= start:
@@ -97,25 +102,6 @@ def delete_time_range(client: Client, user_id: str, start: datetime, end: dateti
             parameters=span,
             settings=_SYNC,
         )
-    client.command(
-        f"ALTER TABLE {_target('usage_hourly', cluster)} DELETE WHERE user_id = {{user:String}} "
-        "AND hour >= {from:DateTime('UTC')} AND hour < {to:DateTime('UTC')}",
-        parameters=span,
-        settings=_SYNC,
-    )
-    days = {"user": user_id, "first": start.date(), "last": (end - timedelta(microseconds=1)).date()}
-    client.command(
-        f"ALTER TABLE {_target('usage_daily', cluster)} DELETE WHERE user_id = {{user:String}} "
-        "AND day >= {first:Date} AND day <= {last:Date}",
-        parameters=days,
-        settings=_SYNC,
-    )
-    # The edge days may keep hours outside the range: rebuild their daily rows from what is left.
-    client.command(
-        "INSERT INTO usage_daily (user_id, day, device_id, app, site, active_ms, idle_ms, keystrokes, clicks, "
-        "intervals) SELECT user_id, toDate(hour), device_id, app, site, sum(active_ms), sum(idle_ms), "
-        "sum(keystrokes), sum(clicks), 0 FROM usage_hourly WHERE user_id = {user:String} "
-        "AND toDate(hour) IN ({first:Date}, {last:Date}) GROUP BY user_id, toDate(hour), device_id, app, site",
-        parameters=days,
-        settings=_REBUILD_ON_CLUSTER if cluster else _REBUILD,
-    )
+    # Intervals crossing the range's edge were removed whole, so the hours and days around it changed too:
+    # rebuild the rollups of every day a removed interval could have touched from what is left.
+    rebuild_user_span(client, user_id, start - MAX_INTERVAL, end + MAX_INTERVAL)

@@ -8,9 +8,10 @@ query is scoped to exactly one user, and the cross-user aggregates at the end on
 
 Conventions:
 - A period is `[start, end)` given as timezone-aware datetimes.
-- Time is exact to the millisecond: whole UTC hours inside the period are read from the `usage_hourly`
-  rollup (exact, and a year of it is ~100x fewer rows than the intervals), the partial hours at either
-  edge from the raw intervals, clipped to the period. Idle intervals count as idle time, never as active.
+- Time is exact to the millisecond: whole UTC hours inside the period are read from the `usage_by_hour`
+  rollup (exact, as it is rebuilt from raw: warehouse/rollups.py; a year of it is ~100x fewer rows than the
+  intervals), the partial hours at either edge from the raw intervals, clipped to the period. Idle
+  intervals count as idle time, never as active.
 - Keystrokes and clicks count in the period (hour, day) in which their interval started, as in the rollups.
 - Functions that group by local day or hour take `tz`, an IANA zone name, which ClickHouse applies
   (`toDate(ts, {tz:String})`). In zones whose offset is not a whole number of hours (Asia/Kolkata), an
@@ -137,7 +138,7 @@ def _raw_piece(a: str, b: str, scan_from: str) -> str:
 _USAGE = f"""
 (
     SELECT toDateTime64(hour, 3, 'UTC') AS ts, device_id, app, site, active_ms, idle_ms, keystrokes, clicks
-    FROM usage_hourly
+    FROM usage_by_hour FINAL
     WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
       AND hour >= {{h_from:DateTime('UTC')}}
       AND hour < {{h_to:DateTime('UTC')}}
@@ -811,8 +812,12 @@ QUERY_FUNCTIONS: dict[str, Callable[..., pd.DataFrame]] = {
 # over users of that user's own share, so one heavy user cannot set the answer.
 
 _BUCKETS = {
-    "weekday": ("usage_daily", "toDayOfWeek(day)", "day >= {first_day:Date} AND day < {after_day:Date}"),
-    "hour": ("usage_hourly", "toHour(hour)", "hour >= {first:DateTime('UTC')} AND hour < {after:DateTime('UTC')}"),
+    "weekday": ("usage_by_day FINAL", "toDayOfWeek(day)", "day >= {first_day:Date} AND day < {after_day:Date}"),
+    "hour": (
+        "usage_by_hour FINAL",
+        "toHour(hour)",
+        "hour >= {first:DateTime('UTC')} AND hour < {after:DateTime('UTC')}",
+    ),
 }
 
 

@@ -24,32 +24,81 @@ INTERVAL_COLUMNS = (
 )
 
 
-def store_intervals(client: Client, columns: Sequence[Sequence[object]], dedup_token: str = "") -> int:
+def store_intervals(client: Client, columns: Sequence[Sequence[object]]) -> int:
     """Insert intervals given column-wise in INTERVAL_COLUMNS order; returns the row count.
 
-    Column-oriented data skips a transpose in the client. With a deduplication token, a repeated insert
-    of the same block (a retry after a timeout that had in fact succeeded) is a no-op for the table and
-    for the rollups its materialized views keep, which, unlike the table, could not undo a duplicate.
+    Column-oriented data skips a transpose in the client. The table's key makes a repeated interval replace
+    its copy; the rollups are rebuilt from the table afterwards (warehouse/rollups.py), so nothing depends
+    on an insert happening once.
     """
     if len(columns) != len(INTERVAL_COLUMNS):
         raise ValueError(f"expected {len(INTERVAL_COLUMNS)} columns, got {len(columns)}")
     rows = len(columns[0])
     if rows:
-        settings = (
-            {"insert_deduplication_token": dedup_token, "deduplicate_blocks_in_dependent_materialized_views": 1}
-            if dedup_token
-            else None
+        client.insert(
+            "intervals",
+            columns,
+            column_names=INTERVAL_COLUMNS,
+            column_oriented=True,
+            settings={"insert_deduplicate": 0},
         )
-        client.insert("intervals", columns, column_names=INTERVAL_COLUMNS, column_oriented=True, settings=settings)
     return rows
 
 
-def stored_device_seqs(client: Client, device_ids: Sequence[str]) -> dict[str, int]:
-    """The highest device_seq the warehouse holds per device (devices without rows are absent)."""
+def load_device_states(client: Client, device_ids: Sequence[str]) -> dict[str, str]:
+    """The latest saved sessionizer state (JSON) of each device that has one."""
     if not device_ids:
         return {}
     result = client.query(
-        "SELECT device_id, max(device_seq) FROM intervals WHERE device_id IN {ids:Array(String)} GROUP BY device_id",
+        "SELECT device_id, argMax(state, last_seq) FROM device_state WHERE device_id IN {ids:Array(String)} "
+        "GROUP BY device_id",
+        parameters={"ids": list(device_ids)},
+    )
+    return {device_id: state for device_id, state in result.result_rows}
+
+
+DEVICE_STATE_COLUMNS = ("user_id", "device_id", "last_seq", "state", "updated_at")
+
+
+def store_device_states(client: Client, states: Sequence[tuple[str, str, int, str]]) -> int:
+    """Save (user_id, device_id, last_seq, state JSON) rows; per device the highest last_seq wins."""
+    now = datetime.now(UTC)
+    rows = [(*state, now) for state in states]
+    if rows:
+        client.insert("device_state", rows, column_names=DEVICE_STATE_COLUMNS, settings={"insert_deduplicate": 0})
+    return len(rows)
+
+
+def stored_event_ids(
+    client: Client, keys: Sequence[tuple[str, str, int]], first_start_ms: int, last_start_ms: int
+) -> dict[tuple[str, str, int], str]:
+    """(user_id, device_id, device_seq) -> event_id for those of `keys` the warehouse holds, among intervals
+    that started in [first_start_ms, last_start_ms] (the bound lets the primary key narrow the scan)."""
+    if not keys:
+        return {}
+    result = client.query(
+        "SELECT user_id, device_id, device_seq, toString(any(event_id)) FROM intervals "
+        "WHERE user_id IN {users:Array(String)} "
+        "AND start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
+        "AND start <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
+        "AND (user_id, device_id, device_seq) IN {keys:Array(Tuple(String, String, UInt64))} "
+        "GROUP BY user_id, device_id, device_seq",
+        parameters={
+            "users": sorted({k[0] for k in keys}),
+            "lo": first_start_ms,
+            "hi": last_start_ms,
+            "keys": list(keys),
+        },
+    )
+    return {(user, device, seq): event_id for user, device, seq, event_id in result.result_rows}
+
+
+def highest_stored_seqs(client: Client, device_ids: Sequence[str]) -> dict[str, int]:
+    """The highest device_seq each device's sessionizer state has processed (devices without are absent)."""
+    if not device_ids:
+        return {}
+    result = client.query(
+        "SELECT device_id, max(last_seq) FROM device_state WHERE device_id IN {ids:Array(String)} GROUP BY device_id",
         parameters={"ids": list(device_ids)},
     )
     return {device_id: seq for device_id, seq in result.result_rows}

@@ -24,7 +24,12 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def private_stack(tmp_path):
-    with private_stack_running(tmp_path, gateway_send_timeout_seconds=3.0, topic_partitions=2) as stack:
+    # Acknowledged once the broker holds a batch: the topic then holds acknowledged, unstored intervals while
+    # a worker or the warehouse is away, the hardest case for the worker (ack after "stored" is tested in
+    # test_faults.py).
+    with private_stack_running(
+        tmp_path, gateway_send_timeout_seconds=3.0, topic_partitions=2, gateway_ack_after="broker"
+    ) as stack:
         yield stack
 
 

@@ -95,7 +95,10 @@ def stored(client, user_id: str) -> tuple[dict, dict]:
 
 @pytest.fixture
 def private_stack(tmp_path):
-    with private_stack_running(tmp_path, topic_partitions=4, worker_batch_records=3) as stack:
+    # Acknowledged once the broker holds a batch, so intervals wait in the topic while the worker is away.
+    with private_stack_running(
+        tmp_path, topic_partitions=4, worker_batch_records=3, gateway_ack_after="broker"
+    ) as stack:
         yield stack
 
 

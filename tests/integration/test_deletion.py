@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from stream_jobs.rows import interval_columns
 from warehouse.client import connect
 from warehouse.deletion import USER_TABLES, InvalidRange, delete_device_data, delete_time_range, delete_user_data
 from warehouse.migrate import apply_migrations, apply_retention
+from warehouse.rollups import rebuild_touched, rollup_drift
 from warehouse.server import WarehouseServer
 from warehouse.writes import INTERVAL_COLUMNS, store_intervals
 
@@ -30,15 +32,16 @@ def client(tmp_path_factory):
     server.shutdown()
 
 
-def rows(user: str, device: str, n: int) -> list[list[object]]:
-    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
-    columns: list[list[object]] = [[] for _ in INTERVAL_COLUMNS]
+def store(client, user: str, device: str, n: int) -> None:
+    """n one-minute intervals (59 s active each) from 2026-11-02 09:00 UTC, stored and rolled up as the worker does."""
+    t0 = int(datetime(2026, 11, 2, 9, tzinfo=UTC).timestamp() * 1000)
+    intervals = []
     for i in range(n):
-        values = [user, device, str(uuid.uuid4()), i, t0 + timedelta(minutes=i), t0 + timedelta(minutes=i, seconds=59)]
-        values += ["Code", "title", "example.com", 1, 2, False, t0]
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return columns
+        start = t0 + i * 60_000
+        values = [user, device, str(uuid.uuid4()), i, start, start + 59_000, "Code", "title", "example.com", 1, 2]
+        intervals.append(dict(zip(INTERVAL_COLUMNS, [*values, False, t0], strict=True)))
+    store_intervals(client, interval_columns(intervals))
+    rebuild_touched(client, intervals)
 
 
 # Tables (not views, which store nothing) with a user_id column: where a user's rows can be.
@@ -64,9 +67,9 @@ def test_every_table_with_a_user_column_is_covered_by_deletion(client):
 
 
 def test_deleting_a_user_leaves_no_row_of_them_and_keeps_everyone_else(client):
-    store_intervals(client, rows("gone", "d1", 50))
-    store_intervals(client, rows("gone", "d2", 20))
-    store_intervals(client, rows("stays", "d3", 30))
+    store(client, "gone", "d1", 50)
+    store(client, "gone", "d2", 20)
+    store(client, "stays", "d3", 30)
     before = user_rows_everywhere(client, "stays")
     delete_user_data(client, "gone")
     assert sum(user_rows_everywhere(client, "gone").values()) == 0
@@ -74,8 +77,8 @@ def test_deleting_a_user_leaves_no_row_of_them_and_keeps_everyone_else(client):
 
 
 def test_deleting_a_device_leaves_the_users_other_devices(client):
-    store_intervals(client, rows("two-devices", "laptop", 10))
-    store_intervals(client, rows("two-devices", "desktop", 15))
+    store(client, "two-devices", "laptop", 10)
+    store(client, "two-devices", "desktop", 15)
     delete_device_data(client, "two-devices", "laptop")
     left = client.query(
         "SELECT device_id, count() FROM intervals WHERE user_id = 'two-devices' GROUP BY device_id"
@@ -84,8 +87,8 @@ def test_deleting_a_device_leaves_the_users_other_devices(client):
 
 
 def test_a_user_id_with_quotes_deletes_only_itself(client):
-    store_intervals(client, rows("o'brien", "d", 3))
-    store_intervals(client, rows("o", "d", 4))
+    store(client, "o'brien", "d", 3)
+    store(client, "o", "d", 4)
     before = user_rows_everywhere(client, "o")
     delete_user_data(client, "o' OR 1=1 --")
     delete_user_data(client, "o'brien")
@@ -94,8 +97,8 @@ def test_a_user_id_with_quotes_deletes_only_itself(client):
 
 
 def test_deleting_a_time_range_removes_its_intervals_and_rollups_and_keeps_the_rest(client):
-    # rows(): one-minute intervals from 2026-11-02 09:00 UTC; 180 of them run to 12:00.
-    store_intervals(client, rows("ranged", "d", 180))
+    # store(): one-minute intervals from 2026-11-02 09:00 UTC; 180 of them run to 12:00.
+    store(client, "ranged", "d", 180)
     hour = datetime(2026, 11, 2, 10, tzinfo=UTC)
     delete_time_range(client, "ranged", hour, hour + timedelta(hours=1))
     u = {"u": "ranged"}
@@ -104,12 +107,33 @@ def test_deleting_a_time_range_removes_its_intervals_and_rollups_and_keeps_the_r
     ).result_rows
     assert left == [(9, 60), (11, 60)]
     hourly = client.query(
-        "SELECT toHour(hour), sum(active_ms) FROM usage_hourly WHERE user_id = {u:String} GROUP BY 1 ORDER BY 1",
+        "SELECT toHour(hour), sum(active_ms) FROM usage_by_hour FINAL WHERE user_id = {u:String} GROUP BY 1 ORDER BY 1",
         parameters=u,
     ).result_rows
     assert hourly == [(9, 60 * 59_000), (11, 60 * 59_000)]
-    daily = client.query("SELECT sum(active_ms) FROM usage_daily WHERE user_id = {u:String}", parameters=u)
+    daily = client.query("SELECT sum(active_ms) FROM usage_by_day FINAL WHERE user_id = {u:String}", parameters=u)
     assert daily.result_rows[0][0] == 120 * 59_000
+    assert rollup_drift(client, "ranged") == []
+
+
+def test_deleting_a_range_rebuilds_the_hour_an_edge_crossing_interval_reached_outside_it(client):
+    # One interval from 09:59:30 to 10:00:30 is removed whole by deleting [10:00, 11:00); its 30 s in the
+    # 09:00 hour must leave that hour's rollup too.
+    t = int(datetime(2026, 11, 2, 9, 59, 30, tzinfo=UTC).timestamp() * 1000)
+    crossing = dict(
+        zip(
+            INTERVAL_COLUMNS,
+            ["edge", "d", str(uuid.uuid4()), 0, t, t + 60_000, "Code", "", "", 0, 0, False, t],
+            strict=True,
+        )
+    )
+    store_intervals(client, interval_columns([crossing]))
+    rebuild_touched(client, [crossing])
+    hour = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    delete_time_range(client, "edge", hour, hour + timedelta(hours=1))
+    left = client.query("SELECT count() FROM usage_by_hour FINAL WHERE user_id = 'edge'").result_rows[0][0]
+    assert left == 0
+    assert rollup_drift(client, "edge") == []
 
 
 def test_a_range_not_on_whole_hours_is_refused_with_the_reason(client):

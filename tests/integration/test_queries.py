@@ -27,6 +27,7 @@ from warehouse.categories import (
 )
 from warehouse.client import connect
 from warehouse.migrate import apply_migrations
+from warehouse.rollups import rebuild_touched
 from warehouse.server import WarehouseServer
 from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, store_intervals, store_rows
 
@@ -61,7 +62,10 @@ def interval(device, start, end, app, title="", site="", keys=0, clicks=0, idle=
 
 
 def store(client, user: str, intervals: list[dict]) -> None:
-    store_intervals(client, interval_columns([{**i, "user_id": user} for i in intervals]))
+    """Store the intervals and roll them up, as the worker does."""
+    owned = [{**i, "user_id": user} for i in intervals]
+    store_intervals(client, interval_columns(owned))
+    rebuild_touched(client, owned)
 
 
 def day_of(user_mark: str = "") -> list[dict]:

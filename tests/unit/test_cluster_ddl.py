@@ -16,9 +16,12 @@ from warehouse.migrate import apply_migrations, apply_retention, load_migrations
 
 SINGLE_SERVER = [s for m in load_migrations() for s in m.statements]
 CLUSTER = cluster_statements(SINGLE_SERVER, "analytics", "productimon")
-DATA_TABLES = [
+CREATED_TABLES = [
     re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s)[1] for s in SINGLE_SERVER if s.startswith("CREATE TABLE")
 ]
+DROPPED_TABLES = [re.match(r"DROP TABLE IF EXISTS (\w+)$", s)[1] for s in SINGLE_SERVER if s.startswith("DROP TABLE")]
+# The data tables once all migrations ran, in the order they were created.
+DATA_TABLES = [t for t in CREATED_TABLES if t not in DROPPED_TABLES]
 
 
 def created(name: str) -> str:
@@ -26,9 +29,10 @@ def created(name: str) -> str:
 
 
 def test_every_data_table_becomes_a_replicated_local_table_behind_a_distributed_table_of_the_same_name():
-    assert DATA_TABLES == ["intervals", "app_sessions", "focus_sessions", "usage_daily", "usage_hourly", "devices",
-                           "category_rules"]  # fmt: skip
-    for table in DATA_TABLES:
+    assert DATA_TABLES == ["intervals", "app_sessions", "focus_sessions", "devices", "category_rules",
+                           "usage_by_hour", "usage_by_day", "device_state"]  # fmt: skip
+    assert DROPPED_TABLES == ["usage_daily", "usage_hourly"]
+    for table in CREATED_TABLES:
         local = created(f"{table}_local")
         assert "ON CLUSTER `analytics`" in local
         assert re.search(
@@ -73,6 +77,104 @@ def test_rollups_attach_to_the_local_tables_on_every_host():
     assert "FROM usage_hourly_local\n" in daily
 
 
+def test_the_views_of_the_summed_rollups_are_dropped_on_every_host_before_their_tables():
+    drops = [s for s in CLUSTER if s.startswith("DROP")]
+    assert drops == [
+        "DROP VIEW IF EXISTS usage_daily_mv ON CLUSTER `analytics`",
+        "DROP VIEW IF EXISTS usage_hourly_mv ON CLUSTER `analytics`",
+        "DROP TABLE IF EXISTS usage_daily ON CLUSTER `analytics` SYNC",
+        "DROP TABLE IF EXISTS usage_daily_local ON CLUSTER `analytics` SYNC",
+        "DROP TABLE IF EXISTS usage_hourly ON CLUSTER `analytics` SYNC",
+        "DROP TABLE IF EXISTS usage_hourly_local ON CLUSTER `analytics` SYNC",
+    ]
+    # Each view goes after the copies out of the rollups it fed, each table after its view.
+    copies = [CLUSTER.index(s) for s in CLUSTER if s.startswith("INSERT")]
+    assert max(copies) < CLUSTER.index(drops[0])
+    assert CLUSTER.index(drops[1]) < CLUSTER.index(drops[2])
+
+
+def test_the_old_rollups_are_copied_once_through_the_distributed_tables_stored_on_the_shards_before_returning():
+    copies = [s for s in CLUSTER if s.startswith("INSERT")]
+    single = [s for s in SINGLE_SERVER if s.startswith("INSERT")]
+    assert len(copies) == len(single) == 2
+    for copy, statement in zip(copies, single, strict=True):
+        # The single-server statement unchanged (no _local table, read or written), and the settings after it.
+        assert copy == statement + "\nSETTINGS insert_deduplicate = 0, distributed_foreground_insert = 1"
+        assert "_local" not in copy
+    hourly, daily = copies
+    assert hourly.startswith("INSERT INTO usage_by_hour (") and "\nFROM usage_hourly\n" in hourly
+    assert daily.startswith("INSERT INTO usage_by_day (") and "\nFROM usage_daily\n" in daily
+
+
+def test_a_copy_statement_has_the_same_cluster_form_with_or_without_replication():
+    plain = cluster_statements(SINGLE_SERVER, "analytics", "productimon", replicated=False)
+    assert [s for s in plain if s.startswith(("INSERT", "DROP"))] == [
+        s for s in CLUSTER if s.startswith(("INSERT", "DROP"))
+    ]
+
+
+def schema_after_all_migrations() -> ClusterSchema:
+    schema = ClusterSchema("analytics", "productimon")
+    for statement in SINGLE_SERVER:
+        schema.statements(statement)
+    return schema
+
+
+def test_a_dropped_table_is_forgotten_and_its_view_too():
+    schema = schema_after_all_migrations()
+    assert schema.tables == set(DATA_TABLES)
+    assert schema.views == set()
+    for statement, message in (
+        ("ALTER TABLE usage_daily ADD COLUMN x UInt8", "ALTER TABLE usage_daily: not a data table"),
+        ("INSERT INTO usage_hourly (user_id) SELECT user_id FROM intervals", "INSERT INTO usage_hourly: not a data"),
+        ("INSERT INTO usage_by_day (user_id) SELECT user_id FROM usage_daily", "reads usage_daily, which is not"),
+        ("DROP TABLE IF EXISTS usage_hourly", "DROP TABLE usage_hourly: not a data table"),
+        ("DROP VIEW IF EXISTS usage_hourly_mv", "DROP VIEW usage_hourly_mv: not a materialized view"),
+        (
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS m TO usage_daily AS SELECT user_id FROM intervals",
+            "writes to usage_daily, which is not a data table",
+        ),
+    ):
+        with pytest.raises(ValueError, match=message):
+            schema.statements(statement)
+
+
+def test_a_later_migration_drops_a_table_on_every_host_distributed_table_first():
+    schema = schema_after_all_migrations()
+    assert schema.statements("DROP TABLE IF EXISTS device_state") == (
+        "DROP TABLE IF EXISTS device_state ON CLUSTER `analytics` SYNC",
+        "DROP TABLE IF EXISTS device_state_local ON CLUSTER `analytics` SYNC",
+    )
+    assert "device_state" not in schema.tables
+    with pytest.raises(ValueError, match="DROP TABLE device_state: not a data table"):
+        schema.statements("DROP TABLE IF EXISTS device_state")
+
+
+def test_a_later_migration_copies_between_data_tables_and_drops_its_own_views():
+    schema = schema_after_all_migrations()
+    copy = (
+        "INSERT INTO usage_by_day (user_id, day, device_id, app, site, active_ms, idle_ms, keystrokes, clicks, "
+        "version)\nSELECT user_id, toDate(hour), device_id, app, site, sum(active_ms), sum(idle_ms), "
+        "sum(keystrokes), sum(clicks), 0\nFROM usage_by_hour FINAL\nWHERE user_id IN (SELECT user_id FROM devices)"
+        "\nGROUP BY user_id, toDate(hour), device_id, app, site"
+    )
+    assert schema.statements(copy) == (copy + "\nSETTINGS insert_deduplicate = 0, distributed_foreground_insert = 1",)
+    # Without a column list, and reading a subquery or a table function: only plain table names are checked.
+    assert schema.statements("INSERT INTO devices SELECT * FROM (SELECT * FROM devices) WHERE 0") == (
+        "INSERT INTO devices SELECT * FROM (SELECT * FROM devices) WHERE 0\n"
+        "SETTINGS insert_deduplicate = 0, distributed_foreground_insert = 1",
+    )
+    view = "CREATE MATERIALIZED VIEW IF NOT EXISTS by_device TO devices AS SELECT * FROM devices"
+    assert schema.statements(view)[0].startswith(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS by_device ON CLUSTER `analytics` TO devices_local AS"
+    )
+    assert schema.views == {"by_device"}
+    assert schema.statements("DROP VIEW IF EXISTS by_device") == (
+        "DROP VIEW IF EXISTS by_device ON CLUSTER `analytics`",
+    )
+    assert schema.views == set()
+
+
 def test_the_single_server_deduplication_window_is_left_to_replication():
     # Replicated tables deduplicate inserts by themselves (replicated_deduplication_window).
     assert not any("non_replicated_deduplication_window" in s for s in CLUSTER)
@@ -108,7 +210,21 @@ def test_a_later_migration_refers_to_the_tables_of_earlier_ones():
 @pytest.mark.parametrize(
     "statement",
     [
-        "DROP TABLE IF EXISTS devices",
+        "DROP TABLE devices",
+        "DROP TABLE IF EXISTS nowhere",
+        "DROP TABLE IF EXISTS devices_local",
+        "DROP TABLE IF EXISTS devices SYNC",
+        "DROP VIEW IF EXISTS devices",
+        "DROP VIEW IF EXISTS never_created_mv",
+        "DROP VIEW usage_hourly_mv",
+        "DROP DATABASE IF EXISTS productimon",
+        "TRUNCATE TABLE intervals",
+        "INSERT INTO devices (user_id) VALUES ('alice')",
+        "INSERT INTO nowhere (user_id) SELECT user_id FROM devices",
+        "INSERT INTO devices_local (user_id) SELECT user_id FROM devices",
+        "INSERT INTO devices (user_id) SELECT user_id FROM nowhere",
+        "INSERT INTO devices (user_id) SELECT user_id FROM intervals JOIN nowhere USING (user_id)",
+        "INSERT INTO devices (user_id) SELECT user_id FROM intervals SETTINGS max_threads = 1",
         "CREATE VIEW IF NOT EXISTS v AS SELECT 1",
         "CREATE MATERIALIZED VIEW IF NOT EXISTS m ENGINE = MergeTree ORDER BY x AS SELECT x FROM intervals",
         "ALTER TABLE nowhere ADD COLUMN x UInt8",
@@ -119,6 +235,15 @@ def test_a_later_migration_refers_to_the_tables_of_earlier_ones():
 def test_a_statement_with_no_cluster_form_is_refused_rather_than_guessed(statement):
     with pytest.raises(ValueError):
         cluster_statements(SINGLE_SERVER + [statement], "analytics", "productimon")
+
+
+def test_the_refusal_names_every_kind_of_statement_handled():
+    with pytest.raises(ValueError) as refused:
+        cluster_statements(["TRUNCATE TABLE intervals"], "analytics", "productimon")
+    for kind in ("CREATE TABLE", "CREATE MATERIALIZED VIEW ... TO", "ALTER TABLE", "INSERT INTO ... SELECT",
+                 "DROP VIEW IF EXISTS", "DROP TABLE IF EXISTS"):  # fmt: skip
+        assert kind in str(refused.value)
+    assert "TRUNCATE TABLE intervals" in str(refused.value)
 
 
 def test_the_distributed_tables_are_exactly_the_tables_deletion_covers():
@@ -202,16 +327,30 @@ def test_cluster_migrations_send_only_cluster_statements():
     assert sent[1] == migrations_table("analytics")
     assert sent[2] == "SYSTEM SYNC REPLICA schema_migrations"
     assert sent[3:] == list(CLUSTER)
-    assert all("ON CLUSTER `analytics`" in s for s in sent[3:])
+    # DDL on every host; a data copy once, through the Distributed tables.
+    assert all("ON CLUSTER `analytics`" in s for s in sent[3:] if not s.startswith("INSERT"))
+    assert not any("ON CLUSTER" in s for s in sent[3:] if s.startswith("INSERT"))
 
 
 def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known():
     client = RecordingClient(done=(1, 2))
     applied = apply_migrations(client, "productimon", cluster="analytics")
-    assert [m.version for m in applied] == [3]
+    assert [m.version for m in applied] == [3, 4, 5]
     sent = [sql for sql, _ in client.commands][3:]
     assert "FROM intervals_local\n" in next(s for s in sent if "usage_hourly_mv" in s)
     assert not any("intervals_local ON CLUSTER `analytics`\n(" in s for s in sent)
+
+
+def test_cluster_migrations_already_recorded_know_the_tables_and_views_a_later_one_drops():
+    client = RecordingClient(done=(1, 2, 3, 4))
+    applied = apply_migrations(client, "productimon", cluster="analytics")
+    assert [m.version for m in applied] == [5]
+    assert [sql for sql, _ in client.commands][3:] == [
+        "DROP TABLE IF EXISTS usage_daily ON CLUSTER `analytics` SYNC",
+        "DROP TABLE IF EXISTS usage_daily_local ON CLUSTER `analytics` SYNC",
+        "DROP TABLE IF EXISTS usage_hourly ON CLUSTER `analytics` SYNC",
+        "DROP TABLE IF EXISTS usage_hourly_local ON CLUSTER `analytics` SYNC",
+    ]
 
 
 DISTRIBUTED = "Distributed('analytics', 'productimon', 'intervals_local', cityHash64(user_id))"
@@ -237,10 +376,25 @@ def test_deletion_on_a_cluster_mutates_every_shards_local_tables_and_waits_for_a
             sql
         )
         assert settings == {"mutations_sync": 2}
-    (rebuild, settings), = [(sql, s) for sql, s in client.commands if sql.startswith("INSERT")]  # fmt: skip
-    # Through the Distributed table, stored before the call returns, never dropped as a duplicate block.
-    assert rebuild.startswith("INSERT INTO usage_daily (") and "FROM usage_hourly WHERE" in rebuild
-    assert settings == {"insert_deduplicate": 0, "distributed_foreground_insert": 1}
+    # The time range's rollups: the days around it are deleted from every shard's local rollup tables, then
+    # rebuilt from the raw rows left.
+    cleared = [sql for sql, _ in mutations if "usage_by_" in sql]
+    assert [sql.split(" DELETE")[0] for sql in cleared[-2:]] == [
+        "ALTER TABLE usage_by_hour_local ON CLUSTER `analytics`",
+        "ALTER TABLE usage_by_day_local ON CLUSTER `analytics`",
+    ]
+    assert "AND hour >= CAST({first_s:UInt32} AS DateTime('UTC'))" in cleared[-2]
+    assert "AND day >= CAST({first_s:UInt32} AS Date)" in cleared[-1]
+    rebuilds = [(sql, s) for sql, s in client.commands if sql.startswith("INSERT")]
+    assert [sql.split(" (")[0] for sql, _ in rebuilds] == ["INSERT INTO usage_by_hour", "INSERT INTO usage_by_day"]
+    for sql, settings in rebuilds:
+        # Through the Distributed tables (read and written), stored before the call returns, never dropped as
+        # a duplicate block.
+        assert "FROM intervals FINAL" in sql and "_local" not in sql
+        assert settings == {"insert_deduplicate": 0, "distributed_foreground_insert": 1}
+    # Each span's rollup rows are deleted before they are rebuilt.
+    sent = [sql for sql, _ in client.commands]
+    assert sent.index(cleared[-2]) < sent.index(rebuilds[0][0]) < sent.index(cleared[-1]) < sent.index(rebuilds[1][0])
 
 
 def test_deletion_on_a_single_server_mutates_the_tables_themselves():

@@ -1,0 +1,215 @@
+"""When the gateway may acknowledge a batch: device_seq order per device, and waiting until the warehouse holds it.
+
+Two promises meet here (docs/design.md, "Delivery"):
+- A device's intervals reach the topic in strictly increasing device_seq. The worker counts a device_seq
+  at or below what it already processed as a redelivery and skips it, so a record that arrives out of order
+  must be refused here, with its reason, never acknowledged and then dropped. `SequenceBook` is that rule,
+  pure: per device the highest device_seq known stored and the ones sent but not yet seen stored.
+- With `gateway_ack_after = "stored"` (the default) a batch is acknowledged only once the warehouse holds
+  every accepted interval of it, so the collector's spool, not the broker, is the durable buffer: a broker
+  that dies and comes back empty loses nothing that was acknowledged. `StoreWatcher` finds out, for all the
+  batches waiting at once, with one query per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from clickhouse_connect.driver.client import Client
+
+from gateway.validation import RecordError
+from warehouse.writes import highest_stored_seqs, stored_event_ids
+
+log = logging.getLogger(__name__)
+
+# Sent-but-unseen device_seqs remembered per device; older ones are checked against the warehouse instead.
+MAX_REMEMBERED = 20_000
+
+
+@dataclass(frozen=True)
+class Offered:
+    """One valid interval of a batch: its index in the batch and what identifies it."""
+
+    index: int
+    seq: int
+    event_id: str
+    start_ms: int
+
+
+@dataclass
+class DeviceBook:
+    """What the gateway knows of one device's sequence: everything at or below `stored` is in the warehouse;
+    `sent` maps device_seqs given to the broker, not yet seen stored, to their event ids."""
+
+    stored: int = -1
+    sent: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def high(self) -> int:
+        return max(self.stored, max(self.sent, default=-1))
+
+
+@dataclass(frozen=True)
+class Sorted:
+    """A batch's valid intervals sorted out: to send (in device_seq order), to check against the warehouse
+    (at or below the stored mark: a resend of a stored interval, or a reuse), and refused with a reason."""
+
+    send: list[Offered]
+    check: list[Offered]
+    errors: list[RecordError]
+
+
+def sort_offered(book: DeviceBook, offered: Iterable[Offered]) -> Sorted:
+    """Pure: apply the sequence rule to a batch's valid intervals, given the device's book."""
+    send: list[Offered] = []
+    check: list[Offered] = []
+    errors: list[RecordError] = []
+    seen: set[int] = set()
+    high = book.high
+    for item in sorted(offered, key=lambda o: (o.seq, o.index)):
+        if item.seq in seen:
+            errors.append(RecordError(item.index, f"device_seq {item.seq} appears twice in this batch"))
+            continue
+        seen.add(item.seq)
+        resent = book.sent.get(item.seq)
+        if resent is not None:
+            if resent == item.event_id:
+                send.append(item)  # a retry of a batch the broker or the warehouse did not finish: harmless
+            else:
+                errors.append(RecordError(item.index, f"device_seq {item.seq} was already used by another interval"))
+        elif item.seq <= book.stored:
+            check.append(item)
+        elif item.seq < high:
+            errors.append(
+                RecordError(
+                    item.index,
+                    f"device_seq {item.seq} is out of order: the device already sent {high}; "
+                    "a device's intervals must arrive in increasing device_seq",
+                )
+            )
+        else:
+            send.append(item)
+            high = item.seq
+    return Sorted(send, check, errors)
+
+
+def judge_checked(check: list[Offered], stored: dict[int, str]) -> tuple[list[Offered], list[RecordError]]:
+    """Pure: of the intervals at or below the stored mark, those the warehouse holds as they are (a resend
+    whose acknowledgement was lost: acknowledged again), and the rest refused."""
+    held, errors = [], []
+    for item in check:
+        if stored.get(item.seq) == item.event_id:
+            held.append(item)
+        else:
+            errors.append(
+                RecordError(
+                    item.index,
+                    f"device_seq {item.seq} is not above the device's last stored device_seq and the warehouse "
+                    "holds another interval (or none) under it",
+                )
+            )
+    return held, errors
+
+
+def remember_sent(book: DeviceBook, items: Iterable[Offered]) -> None:
+    for item in items:
+        book.sent[item.seq] = item.event_id
+    if len(book.sent) > MAX_REMEMBERED:
+        for seq in sorted(book.sent)[: len(book.sent) - MAX_REMEMBERED]:
+            del book.sent[seq]
+
+
+def mark_stored(book: DeviceBook, items: Iterable[Offered]) -> None:
+    for item in items:
+        book.sent.pop(item.seq, None)
+        book.stored = max(book.stored, item.seq)
+    for seq in [s for s in book.sent if s <= book.stored]:
+        del book.sent[seq]
+
+
+@dataclass
+class _Waiter:
+    user_id: str
+    device_id: str
+    items: list[Offered]
+    done: asyncio.Future
+
+
+class StoreWatcher:
+    """Waits until the warehouse holds given intervals; one query per tick for everything waiting."""
+
+    def __init__(self, client: Callable[[], Client], tick_s: float = 0.05) -> None:
+        self._client = client
+        self._tick_s = tick_s
+        self._waiting: list[_Waiter] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def waiting_intervals(self) -> int:
+        return sum(len(w.items) for w in self._waiting)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for waiter in self._waiting:
+            if not waiter.done.done():
+                waiter.done.cancel()
+        self._waiting.clear()
+
+    async def wait(self, user_id: str, device_id: str, items: list[Offered], timeout_s: float) -> bool:
+        """True once the warehouse holds every one of `items`; False after `timeout_s`."""
+        if not items:
+            return True
+        waiter = _Waiter(user_id, device_id, items, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiter)
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.done), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+            await asyncio.sleep(self._tick_s)
+            waiting = [w for w in self._waiting if not w.done.done()]
+            if not waiting:
+                continue
+            try:
+                found = await asyncio.to_thread(self._look_up, waiting)
+            except Exception as exc:  # the warehouse is away: the waiters wait on, up to their timeouts
+                log.debug("could not ask the warehouse what it holds: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for waiter, held in zip(waiting, found, strict=True):
+                if held and not waiter.done.done():
+                    waiter.done.set_result(True)
+
+    def _look_up(self, waiting: list[_Waiter]) -> list[bool]:
+        keys = sorted({(w.user_id, w.device_id, i.seq) for w in waiting for i in w.items})
+        starts = [i.start_ms for w in waiting for i in w.items]
+        held = stored_event_ids(self._client(), keys, min(starts), max(starts))
+        return [all(held.get((w.user_id, w.device_id, i.seq)) == i.event_id for i in w.items) for w in waiting]
+
+
+def stored_marks(client: Client, device_ids: list[str]) -> dict[str, int]:
+    """The highest device_seq the warehouse has processed per device (the worker's saved state)."""
+    return highest_stored_seqs(client, device_ids)
