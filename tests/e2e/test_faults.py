@@ -1,0 +1,242 @@
+"""Exactly-once in effect under faults, with batches acknowledged only once stored (the default).
+
+Each test streams several devices through the real gateway like collectors do (a batch is sent again until
+it is acknowledged), injects one kind of fault at a random moment while they stream, and then checks every
+table against a reference computed from what was acknowledged: raw intervals once each, app and focus
+sessions equal to the pure sessionizer's uninterrupted run, rollups equal to raw per hour and day
+(`rollup_drift` finds nothing) and active time equal to the sum over the intervals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+
+from collector.transport import IngestClient
+from infra.devices import new_user_device
+from infra.stack import Stack
+from infra.topics import committed_offsets
+from schemas.codec import encode_interval
+from stream_jobs.app import rules_of
+from tests.conftest import eventually, private_stack_running
+from tests.e2e.test_sessions import realistic_stream, reference, stored
+from warehouse.client import connect
+from warehouse.rollups import rollup_drift
+
+pytestmark = pytest.mark.e2e
+
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+BATCH = 100
+
+
+@pytest.fixture
+def stack(tmp_path):
+    # A short store timeout: a batch caught by a fault is sent again soon, as a collector would.
+    with private_stack_running(
+        tmp_path, topic_partitions=4, worker_batch_records=3, gateway_store_timeout_seconds=8.0
+    ) as running:
+        yield running
+
+
+class Device(threading.Thread):
+    """One device sending its stream in batches, each again until acknowledged; bounded in time."""
+
+    def __init__(self, stack: Stack, seed: int, n: int, deadline_s: float = 240) -> None:
+        super().__init__(daemon=True)
+        self.identity, self.creds = new_user_device(stack.settings)
+        self.address = stack.settings.gateway_address
+        self.stream = realistic_stream(seed, n, datetime.now(UTC))
+        self.deadline = time.monotonic() + deadline_s
+        self.acked = 0
+        self.retries = 0
+        self.problem: str | None = None
+
+    def run(self) -> None:
+        client = None
+        try:
+            for start in range(0, len(self.stream), BATCH):
+                batch = [encode_interval(i) for i in self.stream[start : start + BATCH]]
+                while True:
+                    if time.monotonic() > self.deadline:
+                        self.problem = f"batch at {start} not acknowledged before the deadline"
+                        return
+                    try:
+                        client = client or IngestClient(self.address, self.creds, timeout_s=15)
+                        ack = client.send_batch(batch, batch_id=start)
+                    except grpc.RpcError as exc:
+                        if exc.code() not in _RETRYABLE:
+                            self.problem = f"refused: {exc.code().name} {exc.details()}"
+                            return
+                        self.retries += 1
+                        client.close()
+                        client = None
+                        time.sleep(0.3)
+                        continue
+                    if ack.accepted != len(batch) or ack.errors:
+                        self.problem = f"batch at {start}: {ack.accepted} accepted, errors {list(ack.errors)[:3]}"
+                        return
+                    self.acked += len(batch)
+                    break
+        finally:
+            if client is not None:
+                client.close()
+
+
+def stream_with_fault(stack: Stack, fault, devices: int = 3, per_device: int = 1500) -> list[Device]:
+    senders = [Device(stack, seed, per_device) for seed in range(devices)]
+    for sender in senders:
+        sender.start()
+    fault()
+    for sender in senders:
+        sender.join(300)
+    for sender in senders:
+        assert sender.problem is None, sender.problem
+        assert sender.acked == per_device
+    return senders
+
+
+def assert_exact(stack: Stack, senders: list[Device]) -> None:
+    """Every table equals the reference for every device, as soon as the last batch is acknowledged."""
+    client = connect(stack.settings)
+    rules = rules_of(stack.settings)
+    for sender in senders:
+        user, device = sender.identity.user_id, sender.identity.device_id
+        raw = client.query(
+            "SELECT count(), uniqExact(device_seq), sum(keystrokes), sum(clicks) FROM intervals FINAL "
+            "WHERE user_id = {u:String}",
+            parameters={"u": user},
+        ).result_rows[0]
+        sent = sender.stream
+        assert raw == (
+            len(sent),
+            len(sent),
+            sum(i["keystrokes"] for i in sent),
+            sum(i["clicks"] for i in sent),
+        )
+        # Sessions: written right after the intervals that made them; they catch up within moments.
+        expected = reference(sent, user, device, rules)
+        assert eventually(lambda user=user, expected=expected: stored(client, user) == expected, 30)
+        assert rollup_drift(client, user) == []
+        active = sum(i["end"] - i["start"] for i in sent if not i["idle"])
+        rolled = client.query(
+            "SELECT sum(active_ms) FROM usage_by_hour FINAL WHERE user_id = {u:String}", parameters={"u": user}
+        ).result_rows[0][0]
+        assert rolled == active
+        daily = client.query(
+            "SELECT sum(active_ms) FROM usage_by_day FINAL WHERE user_id = {u:String}", parameters={"u": user}
+        ).result_rows[0][0]
+        assert daily == active
+
+
+def soon(low: float, high: float, seed: int) -> None:
+    time.sleep(random.Random(seed).uniform(low, high))
+
+
+def test_worker_killed_after_saving_state_loses_and_doubles_nothing(stack):
+    def fault() -> None:
+        for n in range(2):
+            soon(2, 5, n)  # after the first batches are stored (state saved), at a random moment
+            stack.workers.pop().kill()
+            began = time.monotonic()
+            stack.start_worker(f"worker-after-kill-{n}")
+            # Ready in seconds: nothing to recover, the state is in the warehouse.
+            assert time.monotonic() - began < 30
+
+    assert_exact(stack, stream_with_fault(stack, fault))
+
+
+def test_a_second_worker_joining_and_leaving_changes_nothing(stack):
+    def fault() -> None:
+        soon(1, 3, 1)
+        second = stack.start_worker("second-worker")
+        soon(3, 6, 2)
+        second.kill()  # leaves without a word, mid-rebalance or mid-batch
+        stack.workers.remove(second)
+
+    assert_exact(stack, stream_with_fault(stack, fault))
+
+
+def test_warehouse_killed_during_inserts_loses_no_rollup(stack):
+    def fault() -> None:
+        for n in range(2):
+            soon(1, 4, 10 + n)
+            stack.warehouse.kill()
+            time.sleep(1)
+            stack.start_warehouse()
+
+    assert_exact(stack, stream_with_fault(stack, fault))
+
+
+def test_broker_killed_and_restarted_empty_loses_nothing_acknowledged(stack):
+    def fault() -> None:
+        soon(2, 5, 20)
+        stack.recover_broker()  # kill -9, start empty, topics again, workers again
+
+    senders = stream_with_fault(stack, fault)
+    assert sum(s.retries for s in senders) > 0  # the fault did catch batches in flight
+    assert_exact(stack, senders)
+
+
+def test_gateway_killed_mid_upload_loses_and_doubles_nothing(stack):
+    def fault() -> None:
+        soon(1, 4, 30)
+        stack.gateway.kill()
+        stack.gateway = None
+        stack.start_gateway()
+
+    assert_exact(stack, stream_with_fault(stack, fault))
+
+
+def test_a_new_consumer_group_replaying_the_topic_changes_nothing(stack):
+    senders = stream_with_fault(stack, lambda: None, devices=2, per_device=800)
+    assert_exact(stack, senders)
+    # A worker of another group reads every record again from offset 0 and writes what it computes.
+    replay_settings = stack.settings.model_copy(update={"worker_id": stack.settings.worker_id + "-replay"})
+    replay = Stack(replay_settings, lambda *a, **k: None)
+    worker = replay.start_worker("replay-worker")
+    try:
+        partitions = list(range(stack.settings.topic_partitions))
+        target = asyncio.run(committed_offsets(stack.settings, stack.settings.worker_id, partitions))
+        assert sum(target.values()) > 0
+
+        def replayed() -> bool:
+            done = asyncio.run(committed_offsets(replay_settings, replay_settings.worker_id, partitions))
+            return all(done.get(p, 0) >= target.get(p, 0) for p in partitions)
+
+        assert eventually(replayed, 90)
+        time.sleep(2)
+        assert_exact(stack, senders)
+    finally:
+        worker.stop(30)
+
+
+def test_out_of_order_and_reused_device_seq_are_refused_never_dropped(stack):
+    identity, creds = new_user_device(stack.settings)
+    ivs = realistic_stream(7, 10, datetime.now(UTC))
+    with IngestClient(stack.settings.gateway_address, creds) as client:
+        first = client.send_batch([encode_interval(ivs[1]), encode_interval(ivs[0])])
+        assert (first.accepted, list(first.errors)) == (2, [])  # reordered within a batch
+        assert client.send_batch([encode_interval(i) for i in ivs[5:10]]).accepted == 5
+        late = client.send_batch([encode_interval(i) for i in ivs[2:5]])
+        assert late.accepted == 0
+        assert [e.index for e in late.errors] == [0, 1, 2]
+        assert all("out of order" in e.reason or "not above" in e.reason for e in late.errors)
+        # A resend of what is stored (an acknowledgement lost on the way) is acknowledged again ...
+        again = client.send_batch([encode_interval(i) for i in ivs[5:10]])
+        assert (again.accepted, list(again.errors)) == (5, [])
+        # ... but another interval under a stored device_seq is refused, with the reason.
+        reused = client.send_batch([encode_interval({**ivs[6], "event_id": ivs[2]["event_id"]})])
+        assert reused.accepted == 0 and "not above" in reused.errors[0].reason
+    c = connect(stack.settings)
+    seqs = c.query(
+        "SELECT device_seq FROM intervals FINAL WHERE user_id = {u:String} ORDER BY device_seq",
+        parameters={"u": identity.user_id},
+    ).result_rows
+    # Everything acknowledged is stored, everything refused is not: no acknowledged interval was dropped.
+    assert [s for (s,) in seqs] == [0, 1, 5, 6, 7, 8, 9]
