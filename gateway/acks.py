@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -71,7 +72,7 @@ def sort_offered(book: DeviceBook, offered: Iterable[Offered]) -> Sorted:
     high = book.high
     for item in sorted(offered, key=lambda o: (o.seq, o.index)):
         if item.seq in seen:
-            errors.append(RecordError(item.index, f"device_seq {item.seq} appears twice in this batch"))
+            errors.append(RecordError(item.index, f"repeated device_seq: {item.seq} appears twice in this batch"))
             continue
         seen.add(item.seq)
         resent = book.sent.get(item.seq)
@@ -79,14 +80,16 @@ def sort_offered(book: DeviceBook, offered: Iterable[Offered]) -> Sorted:
             if resent == item.event_id:
                 send.append(item)  # a retry of a batch the broker or the warehouse did not finish: harmless
             else:
-                errors.append(RecordError(item.index, f"device_seq {item.seq} was already used by another interval"))
+                errors.append(
+                    RecordError(item.index, f"reused device_seq: {item.seq} was already used by another interval")
+                )
         elif item.seq <= book.stored:
             check.append(item)
         elif item.seq < high:
             errors.append(
                 RecordError(
                     item.index,
-                    f"device_seq {item.seq} is out of order: the device already sent {high}; "
+                    f"out of order: device_seq {item.seq} is below {high}, which the device already sent; "
                     "a device's intervals must arrive in increasing device_seq",
                 )
             )
@@ -96,20 +99,26 @@ def sort_offered(book: DeviceBook, offered: Iterable[Offered]) -> Sorted:
     return Sorted(send, check, errors)
 
 
-def judge_checked(check: list[Offered], stored: dict[int, str]) -> tuple[list[Offered], list[RecordError]]:
-    """Pure: of the intervals at or below the stored mark, those the warehouse holds as they are (a resend
-    whose acknowledgement was lost: acknowledged again), and the rest refused."""
+def judge_checked(check: list[Offered], stored: dict[int, str], mark: int) -> tuple[list[Offered], list[RecordError]]:
+    """Pure: of the intervals at or below the stored mark `mark`, those the warehouse holds as they are (a
+    resend whose acknowledgement was lost: acknowledged again), and the rest refused: out of order where the
+    warehouse holds nothing under that device_seq, reused where it holds another interval."""
     held, errors = [], []
     for item in check:
-        if stored.get(item.seq) == item.event_id:
+        found = stored.get(item.seq)
+        if found == item.event_id:
             held.append(item)
-        else:
+        elif found is None:
             errors.append(
                 RecordError(
                     item.index,
-                    f"device_seq {item.seq} is not above the device's last stored device_seq and the warehouse "
-                    "holds another interval (or none) under it",
+                    f"out of order: device_seq {item.seq} is not above {mark}, the device's last stored; "
+                    "a device's intervals must arrive in increasing device_seq",
                 )
+            )
+        else:
+            errors.append(
+                RecordError(item.index, f"reused device_seq: {item.seq} is already stored for another interval")
             )
     return held, errors
 
@@ -136,6 +145,7 @@ class _Waiter:
     device_id: str
     items: list[Offered]
     done: asyncio.Future
+    since: float = field(default_factory=time.monotonic)
 
 
 class StoreWatcher:
@@ -151,6 +161,11 @@ class StoreWatcher:
     @property
     def waiting_intervals(self) -> int:
         return sum(len(w.items) for w in self._waiting)
+
+    @property
+    def oldest_wait_s(self) -> float:
+        """How long the batch waiting longest has waited (0 when none waits)."""
+        return time.monotonic() - min((w.since for w in self._waiting), default=time.monotonic())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())

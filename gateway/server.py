@@ -102,6 +102,14 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._books: dict[str, DeviceBook] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def _overloaded(self, arriving: int) -> bool:
+        """Too much waits to be stored: more intervals than allowed, or a batch waiting half its timeout."""
+        watcher = self._watcher
+        return (
+            watcher.waiting_intervals + arriving > self._max_waiting
+            or watcher.oldest_wait_s > self._store_timeout_s / 2
+        )
+
     async def _identity(self, context: grpc.aio.ServicerContext) -> DeviceIdentity:
         # Checked on every batch: a device revoked a moment ago is refused from its next batch on.
         return await device_identity(context, self._store)
@@ -122,7 +130,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             book = self._books[device_id] = DeviceBook(stored=marks.get(device_id, -1))
         return book
 
-    async def _held(self, identity: DeviceIdentity, check: list[Offered], context) -> tuple[list, list]:
+    async def _held(self, identity: DeviceIdentity, check: list[Offered], mark: int, context) -> tuple[list, list]:
         if not check:
             return [], []
         keys = [(identity.user_id, identity.device_id, item.seq) for item in check]
@@ -132,7 +140,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         except Exception as exc:
             log.warning("cannot check resent intervals of device %s: %s", identity.device_id, exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; retry later")
-        return judge_checked(check, {seq: event_id for (_, _, seq), event_id in found.items()})
+        return judge_checked(check, {seq: event_id for (_, _, seq), event_id in found.items()}, mark)
 
     async def _ingest(
         self, batch: ingest_pb2.Batch, identity: DeviceIdentity, context: grpc.aio.ServicerContext
@@ -145,9 +153,10 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             )
         received_at = int(time.time() * 1000)
         valid, errors = validate_records(batch.intervals, received_at)
-        if self._ack_after_stored and self._watcher.waiting_intervals + len(valid) > self._max_waiting:
-            # Overload: the warehouse is behind. Refusing now, with a delay, keeps acknowledged data queryable
-            # within the store timeout instead of letting a backlog grow; the collector's spool holds it.
+        if self._ack_after_stored and self._overloaded(len(valid)):
+            # Overload: the warehouse is behind. Refusing now, with a delay, keeps every batch taken within the
+            # store timeout instead of letting a backlog grow; the collector's spool holds what waits.
+            metrics.GATEWAY_PUSHBACKS.inc()
             context.set_trailing_metadata(((RETRY_AFTER_HEADER, str(int(self._store_timeout_s * 250))),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the gateway is busy storing; retry later")
         by_index = {v.index: v for v in valid}
@@ -160,7 +169,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                 for v in valid
             ]
             sorted_out = sort_offered(book, offered)
-            held, refused = await self._held(identity, sorted_out.check, context)
+            held, refused = await self._held(identity, sorted_out.check, book.stored, context)
             errors += sorted_out.errors + refused
             values = pack_stamped(identity, received_at, [by_index[item.index] for item in sorted_out.send])
             try:
@@ -173,7 +182,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             remember_sent(book, sorted_out.send)
         if self._ack_after_stored:
             user, device = identity.user_id, identity.device_id
-            if not await self._watcher.wait(user, device, sorted_out.send, self._store_timeout_s):
+            with metrics.GATEWAY_STORE_WAIT_SECONDS.time():
+                stored_in_time = await self._watcher.wait(user, device, sorted_out.send, self._store_timeout_s)
+            if not stored_in_time:
                 log.warning(
                     "batch %s from device %s not stored in %.0fs", batch.batch_id, device, self._store_timeout_s
                 )

@@ -22,6 +22,12 @@ GATEWAY_REFUSED = Counter(
     "productimon_gateway_intervals_refused", "Intervals the gateway refused, by reason.", ["reason"]
 )
 GATEWAY_BATCHES = Counter("productimon_gateway_batches", "Batches received, by how they were answered.", ["outcome"])
+GATEWAY_PUSHBACKS = Counter(
+    "productimon_gateway_pushbacks", "Batches refused with RESOURCE_EXHAUSTED because too much waited to be stored."
+)
+GATEWAY_STORE_WAIT_SECONDS = Histogram(
+    "productimon_gateway_store_wait_seconds", "From sending a batch to the broker until the warehouse held it."
+)
 GATEWAY_BROKER_SEND_SECONDS = Histogram(
     "productimon_gateway_broker_send_seconds", "Time until the broker acknowledged a batch's records."
 )
@@ -41,6 +47,9 @@ _REASON_PREFIXES = (
     ("end is before start", "end_before_start"),
     ("interval is longer than", "too_long"),
     ("interval ends in the future", "future"),
+    ("out of order: ", "out_of_order"),
+    ("reused device_seq: ", "reused_seq"),
+    ("repeated device_seq: ", "reused_seq"),
     ("event_id ", "bad_field"),
     ("device_seq ", "bad_field"),
     ("start ", "bad_field"),

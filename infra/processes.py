@@ -55,6 +55,17 @@ class ManagedProcess:
         )
         return self
 
+    def resident_mb(self) -> float:
+        """The process's resident memory in MiB (0 when it is not running)."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except (AttributeError, OSError):
+            return 0.0
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # Revoked devices and deleted accounts, for the workers to drop what is still in flight.
     identity_topic: str = "identity.events"
     topic_partitions: int = Field(default=12, ge=1, le=1024)
+    # The embedded broker keeps every record in memory and never frees any: the local stack starts it
+    # afresh (empty) once it holds more than this many MiB. Safe because batches are acknowledged only once
+    # stored (gateway_ack_after); what it held unstored is sent again by the collectors. 0: never.
+    broker_max_memory_mb: int = Field(default=150, ge=0, le=1_000_000)
 
     # Warehouse: the embedded server in the local stack, a real ClickHouse server in production.
     warehouse_host: str = "127.0.0.1"
@@ -77,9 +81,10 @@ class Settings(BaseSettings):
     # data loses nothing acknowledged; "broker", once the broker holds them (a durable, replicated Kafka).
     gateway_ack_after: Literal["stored", "broker"] = "stored"
     # With ack after "stored": how long a batch may wait for the warehouse before the client is told
-    # UNAVAILABLE (and sends it again), and how many intervals may wait at once before new batches are
-    # refused with RESOURCE_EXHAUSTED and a delay to wait (the collector's spool holds them meanwhile).
-    gateway_store_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    # UNAVAILABLE (and sends it again): the bound on ack-to-queryable lag. New batches are refused with
+    # RESOURCE_EXHAUSTED and a delay to wait (the collector's spool holds them meanwhile) once a batch has
+    # waited half of it, or more than gateway_max_waiting_intervals wait at once.
+    gateway_store_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     gateway_max_waiting_intervals: int = Field(default=100_000, ge=1, le=10_000_000)
 
     # Stream worker.

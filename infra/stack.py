@@ -144,6 +144,26 @@ class Stack:
         for name in names or ["worker"]:
             self.start_worker(name)
 
+    def supervise(self) -> str | None:
+        """One look at the processes: start a worker that exited again; start the embedded broker again if it
+        died, or afresh if it grew past its memory limit. Returns what was done, or None."""
+        dead = [w for w in self.workers if not w.running]
+        for worker in dead:  # a worker exits (75) when it finds the broker lost data: start it again
+            self.workers.remove(worker)
+            self.start_worker(worker.name)
+        if dead:
+            return f"restarted the workers that exited: {', '.join(w.name for w in dead)}"
+        if self.broker is None or self.settings.broker_mode != "embedded":
+            return None
+        if not self.broker.running:
+            self.recover_broker()
+            return "the broker stopped: started it again, empty, and the workers with it"
+        limit = self.settings.broker_max_memory_mb
+        if limit and self.broker.resident_mb() > limit:
+            self.recover_broker()
+            return f"the broker held more than {limit} MiB: started it afresh, and the workers with it"
+        return None
+
     def dashboard_url(self) -> str:
         return f"https://{self.settings.dashboard_host}:{self.settings.dashboard_port}"
 
@@ -269,9 +289,9 @@ def main() -> int:
             _send_demo(stack)
         _print_access(stack)
         while True:
-            if stack.broker is not None and not stack.broker.running:
-                _say("  the broker stopped: starting it again, empty, and the workers with it")
-                stack.recover_broker()
+            done = stack.supervise()
+            if done:
+                _say(f"  {done}")
             if not all(p.running for p in (stack.broker, stack.warehouse, stack.gateway, *stack.workers)):
                 break
             time.sleep(0.5)

@@ -60,7 +60,7 @@ def broker_options(settings: Settings) -> dict[str, object]:
             broker_session_timeout=6,
             broker_heartbeat_interval=1,
             # tansu reports a partition's end as the last batch's first offset + 1; one record per
-            # batch keeps end offsets, and so the recovery of the session table, right.
+            # batch keeps the end offsets of what the worker produces (dead letters) right.
             producer_max_batch_size=1,
         )
     return options
@@ -175,6 +175,54 @@ async def follow_identity_events(settings: Settings, revocations: Revocations, c
         await consumer.stop()
 
 
+def log_shrank(seen: dict[int, int], ends: dict[int, int]) -> list[int]:
+    """Pure: the partitions whose end offset is below one seen before (a log only ever grows at its end;
+    retention moves its start), after remembering the new ends in `seen`."""
+    shrank = [p for p, end in ends.items() if end < seen.get(p, 0)]
+    for p, end in ends.items():
+        seen[p] = max(seen.get(p, 0), end)
+    return shrank
+
+
+async def watch_for_data_loss(settings: Settings, every_s: float = 5.0) -> None:
+    """Exit (code 75, to be restarted) when the broker lost the intervals topic or part of its log.
+
+    A broker that lost part of a log while the consumer group lived on can leave this worker's fetch
+    positions past the new ends. (A broker that comes back empty, as the embedded one does, forgets the group
+    too: the worker rejoins and starts from the beginning by itself.) Restarted, the worker reads from where
+    its group's committed offsets (or the start) say; nothing acknowledged depends on the lost records with
+    ack after "stored", as the collectors send them again (docs/design.md, "Delivery")."""
+    seen: dict[int, int] = {}
+    first = True
+    while True:
+        if not first:
+            await asyncio.sleep(every_s)
+        first = False
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        try:
+            await consumer.start()
+            partitions = consumer.partitions_for_topic(settings.intervals_topic)
+            if not partitions:
+                await consumer.topics()
+                partitions = consumer.partitions_for_topic(settings.intervals_topic)
+            if not partitions:
+                problem = f"the topic {settings.intervals_topic} is gone"
+            else:
+                tps = [TopicPartition(settings.intervals_topic, p) for p in sorted(partitions)]
+                ends = {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
+                shrank = log_shrank(seen, ends)
+                problem = f"partitions {shrank} of {settings.intervals_topic} lost records" if shrank else ""
+        except Exception as exc:  # the broker is away: nothing to conclude yet
+            log.debug("could not read the end offsets: %s", exc)
+            continue
+        finally:
+            await consumer.stop()
+        if problem:
+            log.error("the broker lost data (%s): exiting to start again from the committed offsets", problem)
+            logging.shutdown()
+            os._exit(75)
+
+
 async def _partitions(consumer: AIOKafkaConsumer, settings: Settings) -> list[int]:
     for _ in range(100):
         found = consumer.partitions_for_topic(settings.identity_topic)
@@ -219,6 +267,10 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
     @app.task
     async def identity_events() -> None:
         await follow_identity_events(settings, revocations, identity_caught_up)
+
+    @app.task
+    async def data_loss() -> None:
+        await watch_for_data_loss(settings)
 
     if settings.worker_metrics_port:
 

@@ -5,92 +5,20 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from collector.transport import IngestClient
 from infra.devices import enroll_device, new_account, new_user_device
 from infra.stack import Stack
+from infra.streams import realistic_stream, reference, stored
 from schemas.codec import encode_interval
 from stream_jobs.app import rules_of
-from stream_jobs.sessionize import advance
-from stream_jobs.trim import site_of
 from tests.conftest import eventually, private_stack_running
 from warehouse.client import connect
 
 pytestmark = pytest.mark.e2e
-
-APPS = [
-    ("Code", None),
-    ("Firefox", "https://github.com/org/repo?tab=1"),
-    ("Firefox", "https://docs.python.org/3/"),
-    ("Slack", None),
-    ("Terminal", None),
-]
-
-
-def realistic_stream(seed: int, n: int, until: datetime) -> list[dict]:
-    """n intervals of one device: activities of a few intervals, short and long gaps, idle stretches."""
-    rng = random.Random(seed)
-    t = int((until - timedelta(days=7)).timestamp() * 1000)
-    out, seq = [], 0
-    while len(out) < n:
-        app, url = rng.choice(APPS)
-        idle = rng.random() < 0.08
-        for _ in range(rng.randint(1, 6)):
-            length = rng.randint(1_000, 60_000)
-            out.append(
-                {
-                    "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                    "device_seq": seq,
-                    "start": t,
-                    "end": t + length,
-                    "app": app,
-                    "title": f"{app} {seq % 3}",
-                    "url": url,
-                    "keystrokes": 0 if idle else rng.randint(0, 90),
-                    "clicks": 0 if idle else rng.randint(0, 9),
-                    "idle": idle,
-                }
-            )
-            seq += 1
-            t += length + rng.choice([0, 0, 500, 5_000, 29_000, 31_000, 120_000, 400_000])
-    return out[:n]
-
-
-def reference(stream: list[dict], user_id: str, device_id: str, rules) -> tuple[dict, dict]:
-    """The uninterrupted run: the pure sessionizer over the whole stream at once."""
-    intervals = [
-        {**i, "user_id": user_id, "device_id": device_id, "site": site_of(i["url"]) or "", "title": i["title"] or ""}
-        for i in stream
-    ]
-    result = advance(None, intervals, rules)
-    app = {
-        s.session_id: (s.app, s.site, s.start, s.end, s.active_ms, s.keystrokes, s.clicks, s.intervals)
-        for s in result.app_sessions
-    }
-    focus = {
-        s.session_id: (s.start, s.end, s.active_ms, s.context_switches, s.keystrokes, s.clicks)
-        for s in result.focus_sessions
-    }
-    return app, focus
-
-
-def stored(client, user_id: str) -> tuple[dict, dict]:
-    ms = "toUnixTimestamp64Milli"
-    app = client.query(
-        f"SELECT session_id, app, site, {ms}(start), {ms}(`end`), active_ms, keystrokes, clicks, intervals "
-        "FROM app_sessions FINAL WHERE user_id = {u:String}",
-        parameters={"u": user_id},
-    ).result_rows
-    focus = client.query(
-        f"SELECT session_id, {ms}(start), {ms}(`end`), active_ms, context_switches, keystrokes, clicks "
-        "FROM focus_sessions FINAL WHERE user_id = {u:String}",
-        parameters={"u": user_id},
-    ).result_rows
-    return {r[0]: tuple(r[1:]) for r in app}, {r[0]: tuple(r[1:]) for r in focus}
 
 
 @pytest.fixture

@@ -75,7 +75,16 @@ def test_refusal_labels_never_carry_free_text(metered_stack):
         for (name, labels) in scrape(metered_stack.settings.gateway_metrics_port)
         if name == "productimon_gateway_intervals_refused_total"
     }
-    allowed = {"undecodable", "end_before_start", "too_long", "future", "bad_field", "other"}
+    allowed = {
+        "undecodable",
+        "end_before_start",
+        "too_long",
+        "future",
+        "out_of_order",
+        "reused_seq",
+        "bad_field",
+        "other",
+    }
     assert {dict(labels)["reason"] for labels in reasons} == allowed
 
 
