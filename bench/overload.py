@@ -127,12 +127,19 @@ def _phase(mode: str, progress) -> dict:
             for t in senders:
                 t.join()
             elapsed = time.monotonic() - began
+            warehouse = connect(stack.settings)
+            stored_now = warehouse.query(
+                "SELECT count() FROM intervals WHERE user_id IN {u:Array(String)}",
+                parameters={"u": [identity.user_id for identity, _ in devices]},
+            ).result_rows[0][0]
             sampling.set()
             sampler.join(600)
         finally:
             stack.down()
     figures = {
         "acked_per_s": round(acked[0] / elapsed),
+        # Stored by the end of the load (not all acknowledged intervals are, acknowledged after the broker).
+        "stored_per_s": round(stored_now / elapsed),
         "ack_latency_p50_s": round(_pct(latencies, 0.5), 3),
         "ack_latency_p99_s": round(_pct(latencies, 0.99), 3),
         "ack_to_queryable_p50_s": round(_pct(lags, 0.5), 3),
@@ -156,7 +163,8 @@ def run(progress) -> dict:
         "store_timeout_s": STORE_TIMEOUT_S,
         "ack_after_stored": stored,
         "ack_after_broker_baseline": broker,
-        "throughput_ratio_stored_vs_broker": round(stored["acked_per_s"] / max(1, broker["acked_per_s"]), 3),
+        # Acknowledged-and-stored throughput against what the worker stored meanwhile with acks after the broker.
+        "throughput_ratio_stored_vs_broker": round(stored["acked_per_s"] / max(1, broker["stored_per_s"]), 3),
         "target": f"ack-to-queryable lag stays under the {STORE_TIMEOUT_S:g} s store timeout under overload",
         "meets_target": stored["ack_to_queryable_max_s"] < STORE_TIMEOUT_S and stored["lag_samples"] > 0,
     }

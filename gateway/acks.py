@@ -3,12 +3,14 @@
 Two promises meet here (docs/design.md, "Delivery"):
 - A device's intervals reach the topic in strictly increasing device_seq. The worker counts a device_seq
   at or below what it already processed as a redelivery and skips it, so a record that arrives out of order
-  must be refused here, with its reason, never acknowledged and then dropped. `SequenceBook` is that rule,
-  pure: per device the highest device_seq known stored and the ones sent but not yet seen stored.
+  must be refused here, with its reason, never acknowledged and then dropped. `sort_offered` is that rule,
+  pure, over a `DeviceBook`: per device the highest device_seq known stored and the ones sent but not yet
+  seen stored.
 - With `gateway_ack_after = "stored"` (the default) a batch is acknowledged only once the warehouse holds
-  every accepted interval of it, so the collector's spool, not the broker, is the durable buffer: a broker
-  that dies and comes back empty loses nothing that was acknowledged. `StoreWatcher` finds out, for all the
-  batches waiting at once, with one query per tick.
+  every accepted interval of it and everything derived from it (the device's saved state is past it), so
+  the collector's spool, not the broker, is the durable buffer: a broker that dies and comes back empty
+  loses nothing that was acknowledged. `StoreWatcher` finds out, for all the batches waiting at once, with
+  two queries per tick.
 """
 
 from __future__ import annotations
@@ -219,10 +221,23 @@ class StoreWatcher:
                     waiter.done.set_result(True)
 
     def _look_up(self, waiting: list[_Waiter]) -> list[bool]:
-        keys = sorted({(w.user_id, w.device_id, i.seq) for w in waiting for i in w.items})
-        starts = [i.start_ms for w in waiting for i in w.items]
-        held = stored_event_ids(self._client(), keys, min(starts), max(starts))
-        return [all(held.get((w.user_id, w.device_id, i.seq)) == i.event_id for i in w.items) for w in waiting]
+        """Which waiters' batches are stored whole: every interval in the raw table under its device_seq, and
+        the device's saved state past the batch (the worker saves it last, after the rollups and sessions the
+        batch produced; raw rows alone could be all a worker killed mid-batch left, and if the broker then
+        lost the record, nothing would write the rest)."""
+        client = self._client()
+        marks = highest_stored_seqs(client, sorted({w.device_id for w in waiting}))
+        done = [marks.get(w.device_id, -1) >= max(i.seq for i in w.items) for w in waiting]
+        candidates = [w for w, ok in zip(waiting, done, strict=True) if ok]
+        if not candidates:
+            return done
+        keys = sorted({(w.user_id, w.device_id, i.seq) for w in candidates for i in w.items})
+        starts = [i.start_ms for w in candidates for i in w.items]
+        held = stored_event_ids(client, keys, min(starts), max(starts))
+        whole = {
+            id(w) for w in candidates if all(held.get((w.user_id, w.device_id, i.seq)) == i.event_id for i in w.items)
+        }
+        return [id(w) in whole for w in waiting]
 
 
 def stored_marks(client: Client, device_ids: list[str]) -> dict[str, int]:

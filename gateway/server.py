@@ -157,7 +157,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             # Overload: the warehouse is behind. Refusing now, with a delay, keeps every batch taken within the
             # store timeout instead of letting a backlog grow; the collector's spool holds what waits.
             metrics.GATEWAY_PUSHBACKS.inc()
-            context.set_trailing_metadata(((RETRY_AFTER_HEADER, str(int(self._store_timeout_s * 250))),))
+            # Come back in about the time the longest waiting batch has waited so far: the backlog's age.
+            wait_s = min(max(self._watcher.oldest_wait_s, 0.25), self._store_timeout_s / 2)
+            context.set_trailing_metadata(((RETRY_AFTER_HEADER, str(int(wait_s * 1000))),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the gateway is busy storing; retry later")
         by_index = {v.index: v for v in valid}
         lock = self._locks.setdefault(identity.device_id, asyncio.Lock())

@@ -38,10 +38,19 @@ COLLECTOR_SPOOL_DEPTH = Histogram(
     buckets=(0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, float("inf")),
 )
 
-REFUSAL_REASONS = ("undecodable", "end_before_start", "too_long", "future", "bad_field", "other")
-BATCH_OUTCOMES = ("acked", "unavailable", "invalid", "unauthenticated", "revoked")
+REFUSAL_REASONS = (
+    "undecodable",
+    "end_before_start",
+    "too_long",
+    "future",
+    "out_of_order",
+    "reused_seq",
+    "bad_field",
+    "other",
+)
+BATCH_OUTCOMES = ("acked", "unavailable", "invalid", "unauthenticated", "revoked", "busy")
 
-# gateway/validation.py's and gateway/stamping.py's readable reasons, by how they begin, to a label.
+# gateway/validation.py's, gateway/stamping.py's and gateway/acks.py's readable reasons, by how they begin, to a label.
 _REASON_PREFIXES = (
     ("not a readable ActivityInterval", "undecodable"),
     ("end is before start", "end_before_start"),
