@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from datetime import UTC, datetime
 
+import grpc
 import pytest
 
 from collector.transport import IngestClient
@@ -38,8 +40,10 @@ def stack(tmp_path):
         yield running
 
 
-def stream_with_fault(stack: Stack, fault, devices: int = 3, per_device: int = 1500) -> list[StreamingDevice]:
-    senders = [StreamingDevice(stack.settings, seed, per_device) for seed in range(devices)]
+def stream_with_fault(
+    stack: Stack, fault, devices: int = 3, per_device: int = 1500, batch: int = 100
+) -> list[StreamingDevice]:
+    senders = [StreamingDevice(stack.settings, seed, per_device, batch=batch) for seed in range(devices)]
     for sender in senders:
         sender.start()
     fault()
@@ -99,7 +103,7 @@ def test_a_second_worker_joining_and_leaving_changes_nothing(stack):
     assert_exact(stack, stream_with_fault(stack, fault))
 
 
-def test_warehouse_killed_during_inserts_loses_no_rollup(stack):
+def test_warehouse_killed_during_large_inserts_loses_no_rollup(stack):
     def fault() -> None:
         for n in range(2):
             soon(1, 4, 10 + n)
@@ -107,7 +111,8 @@ def test_warehouse_killed_during_inserts_loses_no_rollup(stack):
             time.sleep(1)
             stack.start_warehouse()
 
-    assert_exact(stack, stream_with_fault(stack, fault))
+    # Batches of 1,000 from each device: a worker batch (3 records) inserts up to 3,000 intervals at once.
+    assert_exact(stack, stream_with_fault(stack, fault, per_device=4000, batch=1000))
 
 
 def test_broker_killed_and_restarted_empty_loses_nothing_acknowledged(stack):
@@ -190,3 +195,66 @@ def test_out_of_order_and_reused_device_seq_are_refused_never_dropped(stack):
     ).result_rows
     # Everything acknowledged is stored, everything refused is not: no acknowledged interval was dropped.
     assert [s for (s,) in seqs] == [0, 1, 5, 6, 7, 8, 9]
+
+
+def test_overload_is_pushed_back_with_a_delay_that_the_collector_waits(stack, tmp_path):
+    from collector.spool import Spool
+    from collector.transport import retry_after_s
+    from collector.uploader import Backoff, run_uploader
+
+    (_, first), (second_identity, second) = new_user_device(stack.settings), new_user_device(stack.settings)
+    stack.workers.pop().stop()  # nothing is stored meanwhile: batches wait
+    ivs = realistic_stream(9, 20, datetime.now(UTC))
+
+    def wait_to_be_stored() -> None:  # its outcome is not what this test is about: it only has to wait
+        try:
+            with IngestClient(stack.settings.gateway_address, first) as client:
+                client.send_batch([encode_interval(i) for i in ivs])
+        except grpc.RpcError:
+            pass
+
+    waiting = threading.Thread(target=wait_to_be_stored, daemon=True)
+    waiting.start()
+    time.sleep(4.5)  # the first batch has waited more than half the store timeout (8 s)
+    with IngestClient(stack.settings.gateway_address, second) as client:
+        with pytest.raises(grpc.RpcError) as busy:
+            client.send_batch([encode_interval(ivs[0])])
+    assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    hint = retry_after_s(busy.value)
+    assert hint is not None and 4.0 <= hint <= 4.0 + 2
+
+    attempts = []
+
+    class Counting(IngestClient):
+        def send_batch(self, *args, **kwargs):
+            attempts.append(time.monotonic())
+            return super().send_batch(*args, **kwargs)
+
+    spool = Spool(tmp_path / "spool.sqlite3")
+    for i in ivs:
+        spool.append(i["device_seq"], encode_interval(i))
+    stop = threading.Event()
+    uploader = threading.Thread(
+        target=run_uploader,
+        args=(spool, lambda: Counting(stack.settings.gateway_address, second), stop),
+        kwargs={"backoff": Backoff(first_s=0.01, max_s=0.01), "idle_wait_s": 0.2},
+        daemon=True,
+    )
+    uploader.start()
+    time.sleep(2.0)
+    # Pushed back at once and told to wait ~4 s: one attempt, where a backoff of 10 ms would have made hundreds.
+    assert len(attempts) == 1
+    stack.start_worker("worker-again")
+    waiting.join(30)
+    assert eventually(lambda: spool.depth == 0, 60)
+    stop.set()
+    uploader.join(30)
+    spool.close()
+    stored_seqs = (
+        connect(stack.settings)
+        .query(
+            "SELECT count() FROM intervals FINAL WHERE user_id = {u:String}", parameters={"u": second_identity.user_id}
+        )
+        .result_rows[0][0]
+    )
+    assert stored_seqs == len(ivs)
