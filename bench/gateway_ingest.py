@@ -1,5 +1,9 @@
 """Sustained intervals/s through one gateway process over real mTLS, beside a bare aiokafka producer
-sending the same stamped records to the same broker in the same run (issue: gateway figures)."""
+sending the same stamped records to the same broker in the same run (issue: gateway figures).
+
+The gateway acknowledges after the broker here (`gateway_ack_after="broker"`): this measures its own path
+(validation, sequence checks, stamping, producing). Acknowledged after storage, the gateway goes as fast
+as the worker stores: `bench/overload.py` measures that."""
 
 from __future__ import annotations
 
@@ -105,7 +109,7 @@ async def _drive_bare_producer(
 
 def run(progress) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
-        stack = bench_stack(Path(tmp))
+        stack = bench_stack(Path(tmp), gateway_ack_after="broker")
         settings = stack.settings
         try:
             stack.start_broker()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -62,13 +63,19 @@ class IntervalProducer:
         return self._partitioner(key, partitions, partitions)
 
     async def send(self, key: bytes, values: list[bytes]) -> None:
-        """Send all values under one key; return only once the broker acknowledged every one.
+        """Send all values under one key; return only once the broker acknowledged every one."""
+        await (await self.enqueue(key, values))
+
+    async def enqueue(self, key: bytes, values: list[bytes]) -> Awaitable[None]:
+        """Put all values under one key in line for the broker, in order, and return what to await for the
+        broker's acknowledgement of every one. Values enqueued one call after another reach the partition in
+        that order, so a caller holding a per-key lock only while enqueuing keeps the key's order.
 
         One device's batch goes to one partition, so it is built as record batches directly rather
         than message by message: the per-message path costs more than everything else the gateway does.
         """
         if not values:
-            return
+            return _done()
         if self._producer is None:
             raise BrokerUnavailable("the gateway's producer is not running")
         try:
@@ -89,9 +96,20 @@ class IntervalProducer:
                 pending.append(
                     (await self._producer.send_batch(batch, self._topic, partition=partition), batch.record_count())
                 )
+        except (KafkaError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"the broker did not take the batch: {exc!r}") from exc
+        return self._confirm(partition, pending)
+
+    async def _confirm(self, partition: int, pending: list) -> None:
+        try:
+            async with asyncio.timeout(self._send_timeout_s):
                 results = await asyncio.gather(*(fut for fut, _ in pending))
         except (KafkaError, TimeoutError) as exc:
             raise BrokerUnavailable(f"the broker did not take the batch: {exc!r}") from exc
         last = results[-1].offset + pending[-1][1] - 1
         if last > self.last_offsets.get(partition, -1):
             self.last_offsets[partition] = last
+
+
+async def _done() -> None:
+    return None

@@ -18,7 +18,6 @@ import logging
 import signal
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from gateway.acks import (
     DeviceBook,
     Offered,
     StoreWatcher,
+    canonical_uuid,
     judge_checked,
     mark_stored,
     remember_sent,
@@ -102,6 +102,10 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._books: dict[str, DeviceBook] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    async def _broker_unavailable(self, batch, identity: DeviceIdentity, exc: Exception, context) -> None:
+        log.warning("batch %s from device %s not taken: %s", batch.batch_id, identity.device_id, exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the broker is unavailable; retry later")
+
     def _overloaded(self, arriving: int) -> bool:
         """Too much waits to be stored: more intervals than allowed, or a batch waiting half its timeout."""
         watcher = self._watcher
@@ -167,21 +171,27 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             book = await self._book(identity.device_id, context)
             offered = [
                 # The warehouse answers with the canonical form of a UUID; compare in that form.
-                Offered(v.index, v.interval["device_seq"], str(uuid.UUID(v.interval["event_id"])), v.interval["start"])
+                Offered(v.index, v.interval["device_seq"], canonical_uuid(v.interval["event_id"]), v.interval["start"])
                 for v in valid
             ]
             sorted_out = sort_offered(book, offered)
             held, refused = await self._held(identity, sorted_out.check, book.stored, context)
             errors += sorted_out.errors + refused
             values = pack_stamped(identity, received_at, [by_index[item.index] for item in sorted_out.send])
+            sending = time.monotonic()
             try:
-                if values:
-                    with metrics.GATEWAY_BROKER_SEND_SECONDS.time():
-                        await self._producer.send(identity.device_id.encode(), values)
+                # In line under the device's lock, so its batches reach the partition in the order checked;
+                # the broker's acknowledgement is awaited outside it.
+                delivered = await self._producer.enqueue(identity.device_id.encode(), values)
             except BrokerUnavailable as exc:
-                log.warning("batch %s from device %s not taken: %s", batch.batch_id, identity.device_id, exc)
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "the broker is unavailable; retry later")
+                await self._broker_unavailable(batch, identity, exc, context)
             remember_sent(book, sorted_out.send)
+        try:
+            await delivered
+        except BrokerUnavailable as exc:
+            await self._broker_unavailable(batch, identity, exc, context)
+        if values:
+            metrics.GATEWAY_BROKER_SEND_SECONDS.observe(time.monotonic() - sending)
         if self._ack_after_stored:
             user, device = identity.user_id, identity.device_id
             with metrics.GATEWAY_STORE_WAIT_SECONDS.time():

@@ -72,3 +72,11 @@ def test_whatever_arrives_what_is_sent_is_strictly_increasing_per_device(batches
         # Every record of the batch is sent, checked or refused: none is silently dropped.
         assert len(out.send) + len(out.check) + len(out.errors) == len(batch)
     assert topic == sorted(set(topic))
+
+
+@given(st.uuids())
+def test_every_written_form_of_an_id_compares_in_the_warehouse_form(value):
+    from gateway.acks import canonical_uuid
+
+    for written in (str(value), str(value).upper(), "{" + str(value) + "}", value.hex, f"urn:uuid:{value}"):
+        assert canonical_uuid(written) == str(value)
