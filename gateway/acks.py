@@ -250,8 +250,3 @@ class StoreWatcher:
             id(w) for w in candidates if all(held.get((w.user_id, w.device_id, i.seq)) == i.event_id for i in w.items)
         }
         return [id(w) in whole for w in waiting]
-
-
-def stored_marks(client: Client, device_ids: list[str]) -> dict[str, int]:
-    """The highest device_seq the warehouse has processed per device (the worker's saved state)."""
-    return highest_stored_seqs(client, device_ids)

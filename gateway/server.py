@@ -36,7 +36,6 @@ from gateway.acks import (
     mark_stored,
     remember_sent,
     sort_offered,
-    stored_marks,
 )
 from gateway.identity_store import IdentityStore
 from gateway.pki import DeviceIdentity, ensure_stack_pki
@@ -48,7 +47,7 @@ from infra import metrics
 from infra.cli import command
 from infra.settings import Settings, load_settings
 from warehouse.client import connect
-from warehouse.writes import stored_event_ids, upsert_devices
+from warehouse.writes import highest_stored_seqs, stored_event_ids, upsert_devices
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         book = self._books.get(device_id)
         if book is None:
             try:
-                marks = await asyncio.to_thread(stored_marks, self._warehouse(), [device_id])
+                marks = await asyncio.to_thread(highest_stored_seqs, self._warehouse(), [device_id])
             except Exception as exc:
                 log.warning("cannot read device %s's stored device_seq: %s", device_id, exc)
                 if self._ack_after_stored:  # nothing could be acknowledged anyway

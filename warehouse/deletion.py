@@ -28,16 +28,8 @@ USER_TABLES = (
     "devices",
     "category_rules",
 )
-# Tables whose rows are tied to one device.
-DEVICE_TABLES = (
-    "intervals",
-    "app_sessions",
-    "focus_sessions",
-    "usage_by_hour",
-    "usage_by_day",
-    "device_state",
-    "devices",
-)
+# Tables whose rows are tied to one device: all of them but the per-user category rules.
+DEVICE_TABLES = tuple(t for t in USER_TABLES if t != "category_rules")
 
 _SYNC = {"mutations_sync": 2}
 

@@ -93,7 +93,8 @@ FROM
 _COLUMNS = "user_id, {column}, device_id, app, site, active_ms, idle_ms, keystrokes, clicks, version"
 
 
-def _insert_settings(client: Client) -> dict:
+def insert_settings(client: Client) -> dict:
+    """The settings every rebuild insert needs on this warehouse's layout (one server or a cluster)."""
     return _INSERT_ON_CLUSTER if warehouse_cluster(client) else _INSERT
 
 
@@ -105,7 +106,7 @@ def rebuild_touched(client: Client, intervals: Iterable[dict], *, settings: dict
     intervals = list(intervals)
     if not intervals:
         return
-    settings = _insert_settings(client) if settings is None else settings
+    settings = insert_settings(client) if settings is None else settings
     pairs = sorted({(iv["user_id"], iv["device_id"]) for iv in intervals})
     for unit_s, (table, column, _) in _TABLES.items():
         touched = sorted(touched_spans(intervals, unit_s))
@@ -122,11 +123,6 @@ def rebuild_touched(client: Client, intervals: Iterable[dict], *, settings: dict
             parameters={"pairs": pairs, "touched": touched, "first": first, "after": after},
             settings=settings,
         )
-
-
-def insert_settings(client: Client) -> dict:
-    """The settings every rebuild insert needs on this warehouse's layout (one server or a cluster)."""
-    return _insert_settings(client)
 
 
 def _span_params(user_id: str, first: datetime, after: datetime) -> dict:
@@ -171,7 +167,7 @@ def rebuild_user_span(client: Client, user_id: str, first: datetime, after: date
         client.command(
             f"INSERT INTO {table} ({_COLUMNS.format(column=column)}) {_totals(unit_s, where_raw, where_span)}",
             parameters=params,
-            settings=_insert_settings(client),
+            settings=_INSERT_ON_CLUSTER if cluster else _INSERT,
         )
 
 
