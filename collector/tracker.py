@@ -17,8 +17,8 @@ from collector.intervals import IntervalBuilder, IntervalRules, Sample
 from collector.privacy import PrivacySettings, apply_privacy
 from collector.sampling import Sources
 from collector.spool import Spool
-from gateway.validation import MAX_APP_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS
 from schemas.codec import encode_interval
+from schemas.contract import MAX_APP_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS, normal_text, within_limits
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ def bounded(text: str | None, limit: int) -> str | None:
     return text[: limit - 1] + "…"
 
 
+def storable(text: str | None) -> str | None:
+    """The text in the contract's normal form (no controls or bidi formatting, NFC, trimmed), uncut."""
+    text = well_formed(text)
+    return None if text is None else normal_text(text, len(text))
+
+
 class Tracker:
     """Feeds observations through privacy into the interval builder and spools what closes.
 
@@ -94,8 +100,8 @@ class Tracker:
         private = apply_privacy({"app": seen.app, "title": seen.title, "url": seen.url}, self.privacy)
         url = well_formed(private["url"])
         private = {
-            "app": bounded(well_formed(private["app"]) or "", MAX_APP_CHARS).strip() or NO_WINDOW,
-            "title": bounded(well_formed(private["title"]), MAX_TITLE_CHARS),
+            "app": bounded(storable(private["app"]), MAX_APP_CHARS) or NO_WINDOW,
+            "title": bounded(storable(private["title"]), MAX_TITLE_CHARS) or None,
             "url": url if url is None or len(url) <= MAX_URL_CHARS else None,
         }
         last_input_ms = seen.at_ms - int(seen.idle_seconds * 1000)
@@ -117,7 +123,8 @@ class Tracker:
 
     def _store(self, intervals: list[dict]) -> None:
         for interval in intervals:
-            if self.spool.append(interval["device_seq"], encode_interval(interval)):
+            # A stuck key or a burst past the contract's physical limits is cut, never the interval refused.
+            if self.spool.append(interval["device_seq"], encode_interval(within_limits(interval))):
                 self.spooled += 1
             else:
                 self.not_spooled += 1

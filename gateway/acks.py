@@ -18,15 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from clickhouse_connect.driver.client import Client
 
-from gateway.validation import RecordError
-from warehouse.writes import highest_stored_seqs, stored_event_ids
+from schemas.contract import RecordError
+from warehouse.writes import highest_stored_seqs, refused_seqs, stored_event_ids
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +43,16 @@ class Offered(NamedTuple):
     start_ms: int
 
 
-def canonical_uuid(value: str) -> str:
-    """The form the warehouse answers with (lower case, hyphenated), of an id `uuid.UUID` accepts; cheap for
-    one already in it (36 characters with the hyphens in place leave exactly the 32 hex digits)."""
-    if len(value) == 36 and value[8] == value[13] == value[18] == value[23] == "-" and value == value.lower():
-        return value
-    return str(uuid.UUID(value))
-
-
 @dataclass
 class DeviceBook:
     """What the gateway knows of one device's sequence: everything at or below `stored` is in the warehouse;
-    `sent` maps device_seqs given to the broker, not yet seen stored, to their event ids."""
+    `sent` maps device_seqs given to the broker, not yet seen stored, to their event ids, and `sent_ids` the
+    other way."""
 
     stored: int = -1
     # In the order sent, which is increasing device_seq: the oldest is first.
     sent: dict[int, str] = field(default_factory=dict)
+    sent_ids: dict[str, int] = field(default_factory=dict)
     sent_high: int = -1
 
     @property
@@ -83,12 +76,24 @@ def sort_offered(book: DeviceBook, offered: Iterable[Offered]) -> Sorted:
     check: list[Offered] = []
     errors: list[RecordError] = []
     seen: set[int] = set()
+    seen_ids: dict[str, int] = {}
     high = book.high
+    # Of two intervals under one device_seq or one event_id, the first in device_seq order is the one kept.
     for item in sorted(offered, key=lambda o: (o.seq, o.index)):
         if item.seq in seen:
             errors.append(RecordError(item.index, f"repeated device_seq: {item.seq} appears twice in this batch"))
             continue
         seen.add(item.seq)
+        first_seq = seen_ids.setdefault(item.event_id, item.seq)
+        if first_seq == item.seq:
+            first_seq = book.sent_ids.get(item.event_id, item.seq)
+        if first_seq != item.seq:
+            errors.append(
+                RecordError(
+                    item.index, f"repeated event_id: {item.event_id} was already sent under device_seq {first_seq}"
+                )
+            )
+            continue
         resent = book.sent.get(item.seq)
         if resent is not None:
             if resent == item.event_id:
@@ -140,17 +145,26 @@ def judge_checked(check: list[Offered], stored: dict[int, str], mark: int) -> tu
 def remember_sent(book: DeviceBook, items: Iterable[Offered]) -> None:
     for item in items:
         book.sent[item.seq] = item.event_id
+        book.sent_ids[item.event_id] = item.seq
         book.sent_high = max(book.sent_high, item.seq)
     while len(book.sent) > MAX_REMEMBERED:  # forget the oldest; a resend of those is checked in the warehouse
-        del book.sent[next(iter(book.sent))]
+        _forget_oldest(book)
+
+
+def _forget_oldest(book: DeviceBook) -> None:
+    seq = next(iter(book.sent))
+    event_id = book.sent.pop(seq)
+    if book.sent_ids.get(event_id) == seq:
+        del book.sent_ids[event_id]
 
 
 def mark_stored(book: DeviceBook, items: Iterable[Offered]) -> None:
     for item in items:
-        book.sent.pop(item.seq, None)
+        if book.sent.pop(item.seq, None) is not None and book.sent_ids.get(item.event_id) == item.seq:
+            del book.sent_ids[item.event_id]
         book.stored = max(book.stored, item.seq)
     while book.sent and next(iter(book.sent)) <= book.stored:
-        del book.sent[next(iter(book.sent))]
+        _forget_oldest(book)
 
 
 @dataclass
@@ -197,18 +211,20 @@ class StoreWatcher:
                 waiter.done.cancel()
         self._waiting.clear()
 
-    async def wait(self, user_id: str, device_id: str, items: list[Offered], timeout_s: float) -> bool:
-        """True once the warehouse holds every one of `items`; False after `timeout_s`."""
+    async def wait(
+        self, user_id: str, device_id: str, items: list[Offered], timeout_s: float
+    ) -> list[RecordError] | None:
+        """Once the warehouse holds every one of `items` or the worker refused it: the worker's refusals (it
+        applies the contract again, and alone knows what is already stored); None after `timeout_s`."""
         if not items:
-            return True
+            return []
         waiter = _Waiter(user_id, device_id, items, asyncio.get_running_loop().create_future())
         self._waiting.append(waiter)
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(waiter.done), timeout_s)
-            return True
+            return await asyncio.wait_for(asyncio.shield(waiter.done), timeout_s)
         except TimeoutError:
-            return False
+            return None
         finally:
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
@@ -228,25 +244,42 @@ class StoreWatcher:
                 log.debug("could not ask the warehouse what it holds: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
-            for waiter, held in zip(waiting, found, strict=True):
-                if held and not waiter.done.done():
-                    waiter.done.set_result(True)
+            for waiter, refused in zip(waiting, found, strict=True):
+                if refused is not None and not waiter.done.done():
+                    waiter.done.set_result(refused)
 
-    def _look_up(self, waiting: list[_Waiter]) -> list[bool]:
-        """Which waiters' batches are stored whole: every interval in the raw table under its device_seq, and
-        the device's saved state past the batch (the worker saves it last, after the rollups and sessions the
-        batch produced; raw rows alone could be all a worker killed mid-batch left, and if the broker then
-        lost the record, nothing would write the rest)."""
+    def _look_up(self, waiting: list[_Waiter]) -> list[list[RecordError] | None]:
+        """Per waiter, None while its batch is not stored whole, else the worker's refusals of it.
+
+        Stored whole: every interval the worker did not refuse is in the raw table under its device_seq, and
+        the device's saved state is past them (the worker saves it last, after the rollups, sessions and
+        refusals the batch produced; raw rows alone could be all a worker killed mid-batch left, and if the
+        broker then lost the record, nothing would write the rest)."""
         client = self._client()
         marks = highest_stored_seqs(client, sorted({w.device_id for w in waiting}))
-        done = [marks.get(w.device_id, -1) >= max(i.seq for i in w.items) for w in waiting]
-        candidates = [w for w, ok in zip(waiting, done, strict=True) if ok]
-        if not candidates:
-            return done
-        keys = sorted({(w.user_id, w.device_id, i.seq) for w in candidates for i in w.items})
-        starts = [i.start_ms for w in candidates for i in w.items]
-        held = stored_event_ids(client, keys, min(starts), max(starts))
-        whole = {
-            id(w) for w in candidates if all(held.get((w.user_id, w.device_id, i.seq)) == i.event_id for i in w.items)
-        }
-        return [id(w) in whole for w in waiting]
+        refusals = refused_seqs(client, sorted({(w.user_id, w.device_id, i.seq) for w in waiting for i in w.items}))
+        left: list[list[Offered] | None] = []
+        for w in waiting:
+            rest = [i for i in w.items if refusals.get((w.user_id, w.device_id, i.seq), ("",))[0] != i.event_id]
+            left.append(rest if not rest or marks.get(w.device_id, -1) >= max(i.seq for i in rest) else None)
+        keys = sorted(
+            {(w.user_id, w.device_id, i.seq) for w, rest in zip(waiting, left, strict=True) for i in rest or ()}
+        )
+        held: dict[tuple[str, str, int], str] = {}
+        if keys:
+            starts = [i.start_ms for rest in left for i in rest or ()]
+            held = stored_event_ids(client, keys, min(starts), max(starts))
+        answers: list[list[RecordError] | None] = []
+        for w, rest in zip(waiting, left, strict=True):
+            if rest is None or any(held.get((w.user_id, w.device_id, i.seq)) != i.event_id for i in rest):
+                answers.append(None)
+                continue
+            kept = {i.seq for i in rest}
+            answers.append(
+                [
+                    RecordError(i.index, refusals[(w.user_id, w.device_id, i.seq)][1])
+                    for i in w.items
+                    if i.seq not in kept
+                ]
+            )
+        return answers

@@ -31,7 +31,6 @@ from gateway.acks import (
     DeviceBook,
     Offered,
     StoreWatcher,
-    canonical_uuid,
     judge_checked,
     mark_stored,
     remember_sent,
@@ -46,6 +45,7 @@ from gateway.tokens import ensure_signing_key
 from infra import metrics
 from infra.cli import command
 from infra.settings import Settings, load_settings
+from schemas.contract import Window
 from warehouse.client import connect
 from warehouse.writes import highest_stored_seqs, stored_event_ids, upsert_devices
 
@@ -93,6 +93,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._producer = producer
         self._store = store
         self._max_batch = settings.gateway_max_batch
+        self._window = Window.of_days(settings.interval_max_age_days)
+        self._max_record_bytes = settings.gateway_max_record_bytes
         self._ack_after_stored = settings.gateway_ack_after == "stored"
         self._store_timeout_s = settings.gateway_store_timeout_seconds
         self._max_waiting = settings.gateway_max_waiting_intervals
@@ -155,7 +157,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                 f"batch {batch.batch_id} has {size} records; at most {limit} are allowed per batch",
             )
         received_at = int(time.time() * 1000)
-        valid, errors = validate_records(batch.intervals, received_at)
+        valid, errors = validate_records(batch.intervals, received_at, self._window)
         if self._ack_after_stored and self._overloaded(len(valid)):
             # Overload: the warehouse is behind. Refusing now, with a delay, keeps every batch taken within the
             # store timeout instead of letting a backlog grow; the collector's spool holds what waits.
@@ -169,14 +171,15 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         async with lock:
             book = await self._book(identity.device_id, context)
             offered = [
-                # The warehouse answers with the canonical form of a UUID; compare in that form.
-                Offered(v.index, v.interval["device_seq"], canonical_uuid(v.interval["event_id"]), v.interval["start"])
+                # In normal form: the event id is canonical, as the warehouse answers with it.
+                Offered(v.index, v.interval["device_seq"], v.interval["event_id"], v.interval["start"])
                 for v in valid
             ]
             sorted_out = sort_offered(book, offered)
             held, refused = await self._held(identity, sorted_out.check, book.stored, context)
             errors += sorted_out.errors + refused
-            values = pack_stamped(identity, received_at, [by_index[item.index] for item in sorted_out.send])
+            sending_valid = [by_index[item.index] for item in sorted_out.send]
+            values = pack_stamped(identity, received_at, sending_valid, self._max_record_bytes)
             sending = time.monotonic()
             try:
                 # In line under the device's lock, so its batches reach the partition in the order checked;
@@ -194,8 +197,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         if self._ack_after_stored:
             user, device = identity.user_id, identity.device_id
             with metrics.GATEWAY_STORE_WAIT_SECONDS.time():
-                stored_in_time = await self._watcher.wait(user, device, sorted_out.send, self._store_timeout_s)
-            if not stored_in_time:
+                refused_later = await self._watcher.wait(user, device, sorted_out.send, self._store_timeout_s)
+            if refused_later is None:
                 log.warning(
                     "batch %s from device %s not stored in %.0fs", batch.batch_id, device, self._store_timeout_s
                 )
@@ -204,8 +207,11 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                     f"the batch was not stored within {self._store_timeout_s:g}s; nothing is acknowledged, retry later",
                 )
             mark_stored(book, sorted_out.send)
+            errors += refused_later
+        else:
+            refused_later = []
         errors.sort(key=lambda e: e.index)
-        accepted = len(sorted_out.send) + len(held)
+        accepted = len(sorted_out.send) - len(refused_later) + len(held)
         if errors:
             log.info(
                 "device %s batch %s: %d records refused, first: %s",

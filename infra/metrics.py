@@ -43,6 +43,10 @@ REFUSAL_REASONS = (
     "end_before_start",
     "too_long",
     "future",
+    "too_old",
+    "implausible_count",
+    "repeated_event_id",
+    "warehouse_refused",
     "out_of_order",
     "reused_seq",
     "bad_field",
@@ -50,12 +54,18 @@ REFUSAL_REASONS = (
 )
 BATCH_OUTCOMES = ("acked", "unavailable", "invalid", "unauthenticated", "revoked", "busy")
 
-# gateway/validation.py's, gateway/stamping.py's and gateway/acks.py's readable reasons, by how they begin, to a label.
+# The readable reasons of schemas/contract.py, gateway/stamping.py, gateway/acks.py and the worker, by how they
+# begin, to a label.
 _REASON_PREFIXES = (
     ("not a readable ActivityInterval", "undecodable"),
     ("end is before start", "end_before_start"),
     ("interval is longer than", "too_long"),
     ("interval ends in the future", "future"),
+    ("interval is too old", "too_old"),
+    ("repeated event_id: ", "repeated_event_id"),
+    ("the warehouse refused it", "warehouse_refused"),
+    ("keystrokes exceed", "implausible_count"),
+    ("clicks exceed", "implausible_count"),
     ("out of order: ", "out_of_order"),
     ("reused device_seq: ", "reused_seq"),
     ("repeated device_seq: ", "reused_seq"),
@@ -83,10 +93,18 @@ WORKER_BATCHES = Counter("productimon_worker_batches", "Topic batches the worker
 WORKER_STORED = Counter("productimon_worker_intervals_stored", "Intervals inserted into the warehouse.")
 WORKER_DROPPED = Counter(
     "productimon_worker_intervals_dropped",
-    "Intervals not stored: of revoked devices or deleted accounts, or already stored (duplicate).",
+    "Intervals not stored: of revoked devices or deleted accounts, already stored (duplicate), or a second "
+    "interval under an event id its device already used (repeated_event_id).",
     ["reason"],
 )
 WORKER_DEAD_LETTERS = Counter("productimon_worker_dead_letters", "Topic records sent to the dead-letter topic.")
+WORKER_RETRIES = Counter(
+    "productimon_worker_retries",
+    "Warehouse writes that failed transiently (the warehouse away or busy) and were retried.",
+)
+WORKER_RETRYING_SECONDS = Gauge(
+    "productimon_worker_retrying_seconds", "How long the worker has been retrying its current batch (0: it is not)."
+)
 WORKER_INSERT_SECONDS = Histogram(
     "productimon_worker_insert_seconds",
     "Time to insert one batch's intervals and sessions into the warehouse (successful attempt).",
@@ -104,7 +122,7 @@ for _reason in REFUSAL_REASONS:
     GATEWAY_REFUSED.labels(_reason)
 for _outcome in BATCH_OUTCOMES:
     GATEWAY_BATCHES.labels(_outcome)
-for _reason in ("revoked", "duplicate"):
+for _reason in ("revoked", "duplicate", "repeated_event_id"):
     WORKER_DROPPED.labels(_reason)
 
 

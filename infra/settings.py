@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from schemas.contract import SPOOL_MAX_AGE_DAYS
+
 
 class ConfigError(Exception):
     """A configuration value is missing or invalid; the message names it."""
@@ -86,6 +88,12 @@ class Settings(BaseSettings):
     # waited half of it, or more than gateway_max_waiting_intervals wait at once.
     gateway_store_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     gateway_max_waiting_intervals: int = Field(default=100_000, ge=1, le=10_000_000)
+    # No broker record the gateway writes is larger (a real Kafka refuses records above message.max.bytes,
+    # 1 MB by default); a batch is split by size as well as by count.
+    gateway_max_record_bytes: int = Field(default=1_000_000, ge=65_536, le=8_000_000)
+    # The contract's time window (schemas/contract.py): an interval may have begun at most this many days
+    # before it arrived. The default is the collector spool's maximum age; the worker applies it too.
+    interval_max_age_days: float = Field(default=SPOOL_MAX_AGE_DAYS, gt=0, le=3650)
 
     # Stream worker.
     worker_id: str = "productimon-warehouse-writer"
@@ -93,6 +101,8 @@ class Settings(BaseSettings):
     # Topic records per warehouse insert; each record holds one device batch (up to 1000 intervals).
     worker_batch_records: int = Field(default=20, ge=1, le=10_000)
     worker_batch_seconds: float = Field(default=0.5, gt=0, le=60)
+    # One write attempt that hears nothing from the warehouse for this long fails and is retried.
+    worker_write_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # DESIGN.md "Sessions": an app session survives gaps up to session_gap; a focus session, idle
     # stretches shorter than break_after.
     session_gap_seconds: float = Field(default=30, gt=0, le=3600)

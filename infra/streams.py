@@ -107,15 +107,20 @@ def stored(client, user_id: str) -> tuple[dict, dict]:
 class StreamingDevice(threading.Thread):
     """One device sending its stream in batches, each again until acknowledged; bounded in time."""
 
-    def __init__(self, settings: Settings, seed: int, n: int, deadline_s: float = 240, batch: int = BATCH) -> None:
+    def __init__(
+        self, settings: Settings, seed: int, n: int, deadline_s: float = 240, batch: int = BATCH, pace_s: float = 0
+    ) -> None:
         super().__init__(daemon=True)
         self.batch = batch
+        self.pace_s = pace_s  # a pause between batches: a device streaming as it works, not a backlog
         self.identity, self.creds = new_user_device(settings)
         self.address = settings.gateway_address
         self.stream = realistic_stream(seed, n, datetime.now(UTC))
         self.deadline = time.monotonic() + deadline_s
         self.acked = 0
         self.retries = 0
+        # Seconds from a batch's first send to its acknowledgement (when it was stored, by default), per batch.
+        self.latencies: list[float] = []
         self.problem: str | None = None
 
     def run(self) -> None:
@@ -123,6 +128,9 @@ class StreamingDevice(threading.Thread):
         try:
             for start in range(0, len(self.stream), self.batch):
                 batch = [encode_interval(i) for i in self.stream[start : start + self.batch]]
+                if start and self.pace_s:
+                    time.sleep(self.pace_s)
+                first_sent = time.monotonic()
                 while True:
                     if time.monotonic() > self.deadline:
                         self.problem = f"batch at {start} not acknowledged before the deadline"
@@ -143,6 +151,7 @@ class StreamingDevice(threading.Thread):
                         self.problem = f"batch at {start}: {ack.accepted} accepted, errors {list(ack.errors)[:3]}"
                         return
                     self.acked += len(batch)
+                    self.latencies.append(time.monotonic() - first_sent)
                     break
         finally:
             if client is not None:

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,23 +29,32 @@ from clickhouse_connect.driver.client import Client
 from infra import metrics
 from infra.cli import command, json_logging_config
 from infra.settings import Settings, load_settings
+from schemas.codec import encode_stamped_batch
+from schemas.contract import Window
 from schemas.identity_events import BadIdentityEvent, decode_event
+from stream_jobs.failures import describe, is_permanent, short_reason
+from stream_jobs.isolate import write_isolating
 from stream_jobs.revocations import Revocations
 from stream_jobs.rows import decode_intervals, interval_columns, session_rows
 from stream_jobs.sessionize import Advance, DeviceState, SessionRules, advance
 from warehouse.client import connect
+from warehouse.deletion import delete_intervals
 from warehouse.migrate import prepare_warehouse
 from warehouse.rollups import insert_settings, rebuild_touched
 from warehouse.writes import (
     APP_SESSION_COLUMNS,
     FOCUS_SESSION_COLUMNS,
+    first_seqs_of_event_ids,
     load_device_states,
     store_device_states,
     store_intervals,
+    store_refusals,
     store_rows,
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+INTERVAL_FIELDS = ("event_id", "device_seq", "start", "end", "app", "title", "keystrokes", "clicks", "idle")
 
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 10.0
@@ -110,6 +120,34 @@ def intervals_to_insert(by_device: dict[str, list[dict]], floors: dict[str, int]
     return fresh
 
 
+def drop_repeated_event_ids(
+    by_device: dict[str, list[dict]], floors: dict[str, int], stored_firsts: dict[tuple[str, str], int]
+) -> tuple[dict[str, list[dict]], list[tuple[str, str, int, str, str]]]:
+    """Pure: the batch without any interval under an event_id its device already used for a lower device_seq
+    (stored, as `stored_firsts` maps (device_id, event_id) to the lowest device_seq stored under it, or earlier
+    in this batch), and a refusal (user_id, device_id, device_seq, event_id, reason) for each one dropped.
+
+    One event_id names one interval of a device: the first, in device_seq order, is the one that counts
+    (docs/design.md, "Delivery"). Intervals at or below the device's floor are redeliveries and left alone."""
+    kept: dict[str, list[dict]] = {}
+    refusals = []
+    for device_id, items in by_device.items():
+        floor = floors.get(device_id, -1)
+        firsts: dict[str, int] = {}
+        kept[device_id] = []
+        for interval in items:
+            seq, event_id = interval["device_seq"], interval["event_id"]
+            if seq > floor:
+                first = min(firsts.get(event_id, seq), stored_firsts.get((device_id, event_id), seq))
+                if first != seq:
+                    reason = f"repeated event_id: {event_id} was already stored under device_seq {first}"
+                    refusals.append((interval["user_id"], device_id, seq, event_id, reason))
+                    continue
+                firsts.setdefault(event_id, seq)
+            kept[device_id].append(interval)
+    return {d: items for d, items in kept.items() if items}, refusals
+
+
 @dataclass(frozen=True)
 class BatchWrites:
     """Everything one batch writes to the warehouse, in the order it must be written."""
@@ -117,12 +155,26 @@ class BatchWrites:
     intervals: list[dict]
     app_rows: list[tuple]
     focus_rows: list[tuple]
+    # (user_id, device_id, device_seq, event_id, reason) of intervals refused as repeated event ids.
+    refusals: list[tuple[str, str, int, str, str]]
     # (user_id, device_id, last_seq, state JSON) of every device whose state moved.
     states: list[tuple[str, str, int, str]]
 
 
-def plan_batch(by_device: dict[str, list[dict]], saved: dict[str, str], rules: SessionRules) -> BatchWrites:
-    """Pure: what a batch writes, given each device's saved state (JSON, as `load_device_states` returns)."""
+def floors_of(saved: dict[str, str]) -> dict[str, int]:
+    """The highest device_seq each device's saved state (JSON, as `load_device_states` returns) reflects."""
+    return {device_id: DeviceState.from_dict(json.loads(data)).last_seq for device_id, data in saved.items()}
+
+
+def plan_batch(
+    by_device: dict[str, list[dict]],
+    saved: dict[str, str],
+    rules: SessionRules,
+    stored_firsts: dict[tuple[str, str], int] | None = None,
+) -> BatchWrites:
+    """Pure: what a batch writes, given each device's saved state (JSON, as `load_device_states` returns) and
+    the lowest device_seq stored under each of its event ids (`drop_repeated_event_ids`)."""
+    by_device, refusals = drop_repeated_event_ids(by_device, floors_of(saved), stored_firsts or {})
     advances, floors = sessionize_batch(
         by_device, lambda device_id: json.loads(saved[device_id]) if device_id in saved else None, rules
     )
@@ -135,20 +187,75 @@ def plan_batch(by_device: dict[str, list[dict]], saved: dict[str, str], rules: S
         intervals=intervals_to_insert(by_device, floors),
         app_rows=session_rows((s for a in advances.values() for s in a.app_sessions), APP_SESSION_COLUMNS),
         focus_rows=session_rows((s for a in advances.values() for s in a.focus_sessions), FOCUS_SESSION_COLUMNS),
+        refusals=refusals,
         states=states,
     )
 
 
-def write_batch(client: Client, by_device: dict[str, list[dict]], rules: SessionRules, rollup_settings: dict) -> int:
-    """Read the devices' states, then write the batch in order (module docstring); returns intervals stored."""
-    writes = plan_batch(by_device, load_device_states(client, list(by_device)), rules)
+def event_id_span(by_device: dict[str, list[dict]], window: Window) -> tuple[int, int]:
+    """The start times among which a batch's repeated event ids are looked for: the acceptance window before
+    the earliest receipt to the latest possible end."""
+    received = [i["received_at"] for items in by_device.values() for i in items]
+    return min(received) - window.max_age_ms, max(received) + window.future_skew_ms
+
+
+@dataclass(frozen=True)
+class Written:
+    stored: int
+    refused: int
+
+
+def write_batch(
+    client: Client, by_device: dict[str, list[dict]], rules: SessionRules, rollup_settings: dict, window: Window
+) -> Written:
+    """Read the devices' states and stored event ids, then write the batch in order (module docstring)."""
+    saved = load_device_states(client, list(by_device))
+    floors = floors_of(saved)
+    keys = sorted(
+        {
+            (i["user_id"], d, i["event_id"])
+            for d, items in by_device.items()
+            for i in items
+            if i["device_seq"] > floors.get(d, -1)
+        }
+    )
+    stored_firsts = first_seqs_of_event_ids(client, keys, *event_id_span(by_device, window)) if keys else {}
+    writes = plan_batch(by_device, saved, rules, stored_firsts)
     store_intervals(client, interval_columns(writes.intervals))
     rebuild_touched(client, writes.intervals, settings=rollup_settings)
     store_rows(client, "app_sessions", APP_SESSION_COLUMNS, writes.app_rows)
     store_rows(client, "focus_sessions", FOCUS_SESSION_COLUMNS, writes.focus_rows)
+    store_refusals(client, writes.refusals)
     # Last: a state is saved only once everything it reflects is stored.
     store_device_states(client, writes.states)
-    return len(writes.intervals)
+    return Written(len(writes.intervals), len(writes.refusals))
+
+
+def settle_poison(client: Client, poison: list[tuple[dict, BaseException]]) -> list[tuple[dict, str]]:
+    """For intervals no write could store: remove whatever part of them was stored, record the refusal (the
+    gateway answers the device with it), and return each with its reason for the dead-letter topic."""
+    settled = [(interval, short_reason(exc)) for interval, exc in poison]
+    if settled:
+        delete_intervals(client, [interval for interval, _ in settled])
+        store_refusals(
+            client,
+            [(i["user_id"], i["device_id"], i["device_seq"], i["event_id"], reason) for i, reason in settled],
+        )
+    return settled
+
+
+def dead_letter_value(interval: dict) -> bytes:
+    """A poison interval as a StampedBatch of one, its identity kept so it can be replayed once fixed; the URL
+    is already trimmed to its site, which travels in its place."""
+    fields = {k: interval[k] for k in INTERVAL_FIELDS if k != "url"}
+    return encode_stamped_batch(
+        {
+            "user_id": interval["user_id"],
+            "device_id": interval["device_id"],
+            "received_at": interval["received_at"],
+            "intervals": [{**fields, "title": interval["title"] or None, "url": interval["site"] or None}],
+        }
+    )
 
 
 async def follow_identity_events(settings: Settings, revocations: Revocations, caught_up: asyncio.Event) -> None:
@@ -246,6 +353,10 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
+        # On a stop or a rebalance, do not wait for the batch in hand: a batch retrying against a warehouse that
+        # is away would hold a stop request for ever. Letting go is safe: the batch is not committed
+        # (_store_until_done exits without the commit), and storing it again elsewhere is harmless.
+        stream_wait_empty=False,
         # faust keeps a data directory of its own; by default in the working directory, which may be a checkout.
         datadir=str(settings.data_dir / "faust"),
         **broker_options(settings),
@@ -257,10 +368,11 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
     revocations = Revocations()
     identity_caught_up = asyncio.Event()
     warehouse: dict[str, Client] = {}
+    window = Window.of_days(settings.interval_max_age_days)
 
     def warehouse_client() -> Client:
         if "client" not in warehouse:
-            warehouse["client"] = connect(settings)
+            warehouse["client"] = connect(settings, timeout_s=settings.worker_write_timeout_seconds)
             warehouse["rollup_settings"] = insert_settings(warehouse["client"])
         return warehouse["client"]
 
@@ -299,32 +411,43 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
             began = time.monotonic()
             # What was revoked before this batch must be known before it is stored.
             await identity_caught_up.wait()
-            intervals, rejected = decode_intervals(event.value for event in events)
+            intervals, rejected = decode_intervals((e.value for e in events), window, int(time.time() * 1000))
             metrics.WORKER_BATCHES.inc()
-            if rejected:
-                metrics.WORKER_DEAD_LETTERS.inc(len(rejected))
-            for value, reason in rejected:
-                log.warning("dead-lettering a record of %s: %s", settings.intervals_topic, reason)
-                await (await deadletter.send(value=value, headers={"reason": reason.encode()}))
             kept = [i for i in intervals if not revocations.drops(i["user_id"], i["device_id"])]
             if len(kept) < len(intervals):
                 log.info("dropped %d intervals of revoked devices or deleted accounts", len(intervals) - len(kept))
                 metrics.WORKER_DROPPED.labels("revoked").inc(len(intervals) - len(kept))
             by_device = group_by_device(kept)
-            # What the successful write stored, and how long it took, for the metrics.
-            outcome: dict[str, float] = {}
+            refusals = [r.refusal for r in rejected if r.refusal is not None]
 
-            def store(by_device=by_device, outcome=outcome) -> None:
+            def store(by_device=by_device, refusals=refusals) -> tuple[list[Written], list[tuple[dict, str]], float]:
                 client = warehouse_client()
                 insert_began = time.monotonic()
-                stored = write_batch(client, by_device, rules, warehouse["rollup_settings"])
-                outcome.update(stored=stored, seconds=time.monotonic() - insert_began)
+                # The contract's refusals first: the gateway may be waiting to tell the device.
+                store_refusals(client, refusals)
+                isolated = write_isolating(
+                    lambda part: write_batch(client, part, rules, warehouse["rollup_settings"], window),
+                    by_device,
+                    is_permanent,
+                )
+                poison = settle_poison(client, isolated.poison)
+                return isolated.results, poison, time.monotonic() - insert_began
 
+            written, poison, seconds = await _store_until_done(store, warehouse)
+            for value, reason in [(r.value, r.reason) for r in rejected] + [
+                (dead_letter_value(i), f"device {i['device_id']} device_seq {i['device_seq']}: {why}")
+                for i, why in poison
+            ]:
+                log.warning("dead-lettering a record of %s: %s", settings.intervals_topic, reason)
+                await (await deadletter.send(value=value, headers={"reason": reason.encode()}))
+            metrics.WORKER_DEAD_LETTERS.inc(len(rejected) + len(poison))
+            stored = sum(w.stored for w in written)
+            repeated = sum(w.refused for w in written)
+            metrics.WORKER_STORED.inc(stored)
+            metrics.WORKER_DROPPED.labels("repeated_event_id").inc(repeated)
+            metrics.WORKER_DROPPED.labels("duplicate").inc(max(len(kept) - stored - repeated - len(poison), 0))
             if kept:
-                await _store_until_done(store, warehouse)
-                metrics.WORKER_STORED.inc(outcome["stored"])
-                metrics.WORKER_DROPPED.labels("duplicate").inc(len(kept) - outcome["stored"])
-                metrics.WORKER_INSERT_SECONDS.observe(outcome["seconds"])
+                metrics.WORKER_INSERT_SECONDS.observe(seconds)
             done = time.monotonic()
             log.debug(
                 "%d records, %d intervals of %d devices: waited %.3fs, stored in %.3fs",
@@ -339,16 +462,23 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
     return app
 
 
-async def _store_until_done(insert: Callable[[], None], warehouse: dict[str, Client]) -> None:
-    """Run the insert until it succeeds; never return (and so never acknowledge) before it has."""
+async def _store_until_done(store: Callable[[], T], warehouse: dict[str, Client]) -> T:
+    """Run `store` until it succeeds; never return (and so never acknowledge) before it has. A failure reaching
+    here is transient (permanent ones are isolated inside `store`): retried with backoff, each attempt bounded by
+    the warehouse client's timeout, and counted in productimon_worker_retries."""
     delay = _RETRY_FIRST_S
+    failing_since: float | None = None
     try:
         while True:
             try:
-                await asyncio.to_thread(insert)
-                return
-            except Exception as exc:  # any warehouse failure: keep the batch, retry with backoff
-                log.warning("warehouse insert failed (%s); retrying in %.1fs", exc, delay)
+                result = await asyncio.to_thread(store)
+                metrics.WORKER_RETRYING_SECONDS.set(0)
+                return result
+            except Exception as exc:  # the warehouse is away or busy: keep the batch, retry with backoff
+                failing_since = failing_since or time.monotonic()
+                metrics.WORKER_RETRIES.inc()
+                metrics.WORKER_RETRYING_SECONDS.set(time.monotonic() - failing_since)
+                log.warning("warehouse write failed (%s); retrying in %.1fs", describe(exc), delay)
                 if "client" in warehouse:
                     warehouse.pop("client").close()
             await asyncio.sleep(delay)

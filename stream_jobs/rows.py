@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from collector.privacy import scrub_title
-from gateway.validation import interval_problem
 from schemas.codec import CodecError, decode_stamped_intervals, encode_interval
+from schemas.contract import DEFAULT_WINDOW, FUTURE_SKEW_MS, Window, checked_interval
 from stream_jobs.sessionize import AppSession, FocusSession
 from stream_jobs.trim import site_of
 from warehouse.writes import INTERVAL_COLUMNS
@@ -21,24 +22,43 @@ def _utc_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def decode_intervals(values: Iterable[bytes]) -> tuple[list[dict], list[tuple[bytes, str]]]:
-    """Flat interval dicts (identity, interval fields, trimmed `site`) and the (value, reason) refused: whole
-    records that cannot be read, or single intervals (re-encoded) that break the gateway's rules."""
+class Rejected(NamedTuple):
+    """A record, or one interval of one (re-encoded), set aside for the dead-letter topic with the reason; for an
+    interval whose identity could be read, the (user_id, device_id, device_seq, event_id, reason) refusal."""
+
+    value: bytes
+    reason: str
+    refusal: tuple[str, str, int, str, str] | None = None
+
+
+def decode_intervals(
+    values: Iterable[bytes], window: Window = DEFAULT_WINDOW, now_ms: int | None = None
+) -> tuple[list[dict], list[Rejected]]:
+    """Flat interval dicts (identity, interval fields in normal form, trimmed `site`) and what was refused:
+    whole records that cannot be read or claim to be received in the future (past `now_ms`, when given), or
+    single intervals that break the contract (`schemas/contract.py`)."""
     intervals: list[dict] = []
-    rejected: list[tuple[bytes, str]] = []
+    rejected: list[Rejected] = []
     for value in values:
         try:
             batch = decode_stamped_intervals(value)
         except CodecError as exc:
-            rejected.append((value, f"undecodable stamped intervals: {exc}"))
+            rejected.append(Rejected(value, f"undecodable stamped intervals: {exc}"))
             continue
         user_id, device_id, received_at = batch["user_id"], batch["device_id"], batch["received_at"]
+        if now_ms is not None and received_at > now_ms + FUTURE_SKEW_MS:
+            rejected.append(Rejected(value, f"stamped intervals of device {device_id} received in the future"))
+            continue
         for interval in batch["intervals"]:
-            # The gateway's rules again: the topic may hold records that did not come through it.
-            problem = interval_problem(interval, received_at)
-            if problem:
-                rejected.append((encode_interval(interval), f"invalid interval of device {device_id}: {problem}"))
+            # The contract again: the topic may hold records that did not come through the gateway.
+            normal, problem = checked_interval(interval, received_at, window)
+            if normal is None:
+                reason = f"invalid interval of device {device_id}: {problem}"
+                seq = interval["device_seq"]
+                refusal = (user_id, device_id, seq, str(interval["event_id"]), problem or "") if seq >= 0 else None
+                rejected.append(Rejected(encode_interval(interval), reason, refusal))
                 continue
+            interval = normal
             interval["user_id"] = user_id
             interval["device_id"] = device_id
             interval["received_at"] = received_at

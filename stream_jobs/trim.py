@@ -4,8 +4,9 @@ What survives is the lower-cased host (IDN in Unicode form) without `www.`, unle
 be a public suffix (`www.co.uk`); the port only for `localhost` and IP literals (where it is what
 tells two local apps apart); the first path segment only for hosts whose allow-list
 (`multi_app_sites.toml`) names it. Scheme, user info, path, query and fragment never survive.
-Non-web URLs become a fixed label, never a path. Clients are not trusted, so this runs on every
-record the stream jobs store, whatever the collector already removed.
+Non-web URLs become a fixed label, never a path; so does a bare string (no scheme) that is not a name under a
+listed public suffix, `localhost` or an IP address (a file name, a sentence). Clients are not trusted, so
+this runs on every record the stream jobs store, whatever the collector already removed.
 """
 
 from __future__ import annotations
@@ -242,7 +243,8 @@ def _site_of_head(head: str) -> str:
 def _trim(url: str, allow_list: dict[str, frozenset[str]] | None) -> str:
     try:
         parts = urlsplit(url)
-        if _looks_bare(url, parts.scheme):
+        bare_is_web = not _looks_bare(url, parts.scheme)
+        if not bare_is_web:
             # "example.com/page" or "localhost:3000" as some clients send it: read it as a web address.
             parts = urlsplit("http://" + url)
         scheme = parts.scheme
@@ -259,6 +261,11 @@ def _trim(url: str, allow_list: dict[str, frozenset[str]] | None) -> str:
     if stored is None:
         return INVALID_URL
     host, keeps_port = stored
+    if not bare_is_web and not keeps_port and not (_PUBLIC_SUFFIXES(host).suffix and _registrable_domain(host)):
+        # Without a scheme, only a name under a listed public suffix reads as a web address: "notes.txt", a word
+        # or a bare suffix ("foo") are file names or text, not sites. (A file name ending in a country's suffix,
+        # "setup.py", cannot be told from a site by its text alone.)
+        return INVALID_URL
     if keeps_port:
         return f"{host}:{port}" if port else host
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.client import Client
 
 from collector.transport import DeviceCredentials
 from gateway.pki import DeviceIdentity
@@ -33,6 +34,29 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@contextmanager
+def lone_warehouse(data_dir: Path) -> Iterator[Client]:
+    """A warehouse server of its own, migrated, and a client of it; stopped afterwards."""
+    from warehouse.client import connect
+    from warehouse.migrate import apply_migrations
+    from warehouse.server import WarehouseServer
+
+    settings = stack_settings(data_dir, warehouse_password="pw")
+    server = WarehouseServer(
+        settings.warehouse_dir, port=settings.warehouse_port, user=settings.warehouse_user, password="pw"
+    )
+    server.start()
+    try:
+        apply_migrations(connect(settings, with_database=False), settings.warehouse_database)
+        client = connect(settings)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        server.shutdown()
 
 
 def _quiet(message: str, end: str = "\n") -> None:

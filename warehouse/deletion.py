@@ -25,6 +25,7 @@ USER_TABLES = (
     "usage_by_hour",
     "usage_by_day",
     "device_state",
+    "refused_intervals",
     "devices",
     "category_rules",
 )
@@ -97,3 +98,36 @@ def delete_time_range(client: Client, user_id: str, start: datetime, end: dateti
     # Intervals crossing the range's edge were removed whole, so the hours and days around it changed too:
     # rebuild the rollups of every day a removed interval could have touched from what is left.
     rebuild_user_span(client, user_id, start - MAX_INTERVAL, end + MAX_INTERVAL)
+
+
+def delete_intervals(client: Client, intervals: list[dict]) -> int:
+    """Remove these intervals' raw rows (flat dicts with user_id, device_id, device_seq, event_id and start in ms),
+    where stored, and make the rollups of the days they touched exact again; returns how many were stored.
+
+    For intervals the worker could store only in part: a raw row kept while its sessions failed would be
+    counted by the rollups alone. Rare, so one look-up first; a mutation only for rows that exist, and only of
+    their month's partition (a mutation of the whole table rewrites every part of it)."""
+    cluster = warehouse_cluster(client)
+    removed = 0
+    for iv in intervals:
+        key = {
+            "user": iv["user_id"],
+            "device": iv["device_id"],
+            "seq": iv["device_seq"],
+            "event": iv["event_id"],
+            "start": datetime.fromtimestamp(iv["start"] / 1000, UTC),
+        }
+        where = (
+            "user_id = {user:String} AND device_id = {device:String} AND device_seq = {seq:UInt64} "
+            "AND event_id = {event:UUID} AND start = {start:DateTime64(3, 'UTC')}"
+        )
+        if not client.query(f"SELECT count() FROM intervals WHERE {where}", parameters=key).result_rows[0][0]:
+            continue
+        client.command(
+            f"ALTER TABLE {_target('intervals', cluster)} DELETE IN PARTITION {{month:UInt32}} WHERE {where}",
+            parameters={**key, "month": int(key["start"].strftime("%Y%m"))},
+            settings=_SYNC,
+        )
+        rebuild_user_span(client, iv["user_id"], key["start"] - MAX_INTERVAL, key["start"] + 2 * MAX_INTERVAL)
+        removed += 1
+    return removed

@@ -32,7 +32,7 @@ from functools import lru_cache
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from gateway.validation import MAX_INTERVAL_MS
+from schemas.contract import MAX_INTERVAL_MS
 
 _TS = "datetime64[ms, UTC]"
 _HOUR = timedelta(hours=1)

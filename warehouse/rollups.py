@@ -24,7 +24,7 @@ from warehouse.migrate import warehouse_cluster
 
 HOUR_S = 3600
 DAY_S = 86400
-# The longest interval the gateway accepts (gateway/validation.py MAX_INTERVAL_MS): a row overlapping a span
+# The longest interval the gateway accepts (schemas/contract.py MAX_INTERVAL_MS): a row overlapping a span
 # started at most this long before it, which bounds the scan by the primary key.
 _MAX_INTERVAL_S = 24 * 3600
 MAX_INTERVAL = timedelta(seconds=_MAX_INTERVAL_S)

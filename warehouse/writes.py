@@ -104,6 +104,61 @@ def highest_stored_seqs(client: Client, device_ids: Sequence[str]) -> dict[str, 
     return {device_id: seq for device_id, seq in result.result_rows}
 
 
+REFUSED_COLUMNS = ("user_id", "device_id", "device_seq", "event_id", "reason", "refused_at")
+# A refusal's reason is kept short: the first line of it, never a warehouse message's quoted row.
+MAX_REASON_CHARS = 300
+
+
+def store_refusals(client: Client, refusals: Sequence[tuple[str, str, int, str, str]]) -> int:
+    """Record (user_id, device_id, device_seq, event_id, reason) of intervals the worker refused."""
+    now = datetime.now(UTC)
+    rows = [
+        (u, d, seq, e, reason.splitlines()[0][:MAX_REASON_CHARS] if reason else "refused", now)
+        for u, d, seq, e, reason in refusals
+    ]
+    if rows:
+        client.insert("refused_intervals", rows, column_names=REFUSED_COLUMNS, settings={"insert_deduplicate": 0})
+    return len(rows)
+
+
+def refused_seqs(client: Client, keys: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str, int], tuple[str, str]]:
+    """(user_id, device_id, device_seq) -> (event_id, reason) for those of `keys` the worker refused."""
+    if not keys:
+        return {}
+    result = client.query(
+        "SELECT user_id, device_id, device_seq, argMax(event_id, refused_at), argMax(reason, refused_at) "
+        "FROM refused_intervals WHERE user_id IN {users:Array(String)} "
+        "AND (user_id, device_id, device_seq) IN {keys:Array(Tuple(String, String, UInt64))} "
+        "GROUP BY user_id, device_id, device_seq",
+        parameters={"users": sorted({k[0] for k in keys}), "keys": list(keys)},
+    )
+    return {(u, d, seq): (event_id, reason) for u, d, seq, event_id, reason in result.result_rows}
+
+
+def first_seqs_of_event_ids(
+    client: Client, keys: Sequence[tuple[str, str, str]], first_start_ms: int, last_start_ms: int
+) -> dict[tuple[str, str], int]:
+    """(device_id, event_id) -> the lowest device_seq stored under it, for those of the (user_id, device_id,
+    event_id) `keys` the warehouse holds among intervals that started in [first_start_ms, last_start_ms]."""
+    if not keys:
+        return {}
+    result = client.query(
+        "SELECT device_id, toString(event_id), min(device_seq) FROM intervals "
+        "WHERE user_id IN {users:Array(String)} "
+        "AND start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
+        "AND start <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
+        "AND (user_id, device_id, event_id) IN {keys:Array(Tuple(String, String, UUID))} "
+        "GROUP BY device_id, event_id",
+        parameters={
+            "users": sorted({k[0] for k in keys}),
+            "lo": first_start_ms,
+            "hi": last_start_ms,
+            "keys": list(keys),
+        },
+    )
+    return {(device, event_id): seq for device, event_id, seq in result.result_rows}
+
+
 APP_SESSION_COLUMNS = (
     "user_id",
     "device_id",

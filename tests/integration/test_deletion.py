@@ -8,28 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stream_jobs.rows import interval_columns
-from warehouse.client import connect
+from tests.conftest import lone_warehouse
 from warehouse.deletion import USER_TABLES, InvalidRange, delete_device_data, delete_time_range, delete_user_data
-from warehouse.migrate import apply_migrations, apply_retention
+from warehouse.migrate import apply_retention
 from warehouse.rollups import rebuild_touched, rollup_drift
-from warehouse.server import WarehouseServer
 from warehouse.writes import INTERVAL_COLUMNS, store_intervals
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from tests.conftest import stack_settings
-
-    settings = stack_settings(tmp_path_factory.mktemp("deletion"), warehouse_password="pw")
-    server = WarehouseServer(
-        settings.warehouse_dir, port=settings.warehouse_port, user=settings.warehouse_user, password="pw"
-    )
-    server.start()
-    apply_migrations(connect(settings, with_database=False), settings.warehouse_database)
-    c = connect(settings)
-    yield c
-    c.close()
-    server.shutdown()
+    with lone_warehouse(tmp_path_factory.mktemp("deletion")) as c:
+        yield c
 
 
 def store(client, user: str, device: str, n: int) -> None:

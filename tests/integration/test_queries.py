@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from stream_jobs.rows import interval_columns
+from tests.conftest import lone_warehouse
 from warehouse import queries
 from warehouse.categories import (
     InvalidRule,
@@ -25,10 +26,7 @@ from warehouse.categories import (
     preview_rule,
     update_rule,
 )
-from warehouse.client import connect
-from warehouse.migrate import apply_migrations
 from warehouse.rollups import rebuild_touched
-from warehouse.server import WarehouseServer
 from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, store_intervals, store_rows
 
 DAY = datetime(2026, 3, 10, tzinfo=UTC)
@@ -128,16 +126,7 @@ def device(client, user: str, device_id: str, name: str, os: str = "Linux") -> N
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from tests.conftest import stack_settings
-
-    settings = stack_settings(tmp_path_factory.mktemp("queries"), warehouse_password="pw")
-    server = WarehouseServer(
-        settings.warehouse_dir, port=settings.warehouse_port, user=settings.warehouse_user, password="pw"
-    )
-    server.start()
-    try:
-        apply_migrations(connect(settings, with_database=False), settings.warehouse_database)
-        c = connect(settings)
+    with lone_warehouse(tmp_path_factory.mktemp("queries")) as c:
         # alice is the user under test; bob has the same day, the same device ids and "bob" in every name.
         store(c, "alice", day_of() + the_day_before())
         sessions_of(c, "alice")
@@ -148,9 +137,6 @@ def client(tmp_path_factory):
         device(c, "bob", "desk", "bob's desk")
         add_rule(c, "bob", "app", ".", "bob/Everything")
         yield c
-        c.close()
-    finally:
-        server.shutdown()
 
 
 def as_dict(df: pd.DataFrame, key: str, value: str) -> dict:

@@ -13,27 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream_jobs.rows import interval_columns
-from warehouse.client import connect
-from warehouse.migrate import apply_migrations
+from tests.conftest import lone_warehouse
 from warehouse.rollups import DAY_S, HOUR_S, rebuild_touched, repair_rollups, rollup_drift, spans_of
-from warehouse.server import WarehouseServer
 from warehouse.writes import store_intervals
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from tests.conftest import stack_settings
-
-    settings = stack_settings(tmp_path_factory.mktemp("rollups"), warehouse_password="pw")
-    server = WarehouseServer(
-        settings.warehouse_dir, port=settings.warehouse_port, user=settings.warehouse_user, password="pw"
-    )
-    server.start()
-    apply_migrations(connect(settings, with_database=False), settings.warehouse_database)
-    c = connect(settings)
-    yield c
-    c.close()
-    server.shutdown()
+    with lone_warehouse(tmp_path_factory.mktemp("rollups")) as c:
+        yield c
 
 
 T0 = int(datetime(2026, 11, 2, 22, tzinfo=UTC).timestamp() * 1000)

@@ -13,8 +13,8 @@ from collector.intervals import IntervalRules
 from collector.privacy import PRIVATE_APP, ExclusionRule, PrivacySettings
 from collector.spool import Spool
 from collector.tracker import NO_WINDOW, Observation, Tracker, bounded, run_tracking
-from gateway.validation import MAX_APP_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS, interval_problem
 from schemas.codec import decode_interval
+from schemas.contract import MAX_APP_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS, checked_interval
 
 T0 = 1_700_000_000_000
 
@@ -215,7 +215,7 @@ def test_a_title_longer_than_the_gateway_accepts_is_cut_not_refused(spool):
     [interval] = spooled(spool)
     assert len(interval["title"]) == MAX_TITLE_CHARS
     assert interval["title"] == "t" * (MAX_TITLE_CHARS - 1) + "…"
-    assert interval_problem(interval, T0 + 1_000) is None
+    assert checked_interval(interval, T0 + 1_000)[1] is None
 
 
 def test_a_title_of_exactly_the_limit_is_kept_whole():
@@ -266,7 +266,7 @@ def test_a_url_that_grows_when_stripped_is_still_within_what_the_gateway_accepts
     tracker.observe(seen(0, app="firefox", url=url))
     tracker.pause(T0 + 1_000)
     [interval] = spooled(spool)
-    assert interval_problem(interval, T0 + 1_000) is None
+    assert checked_interval(interval, T0 + 1_000)[1] is None
 
 
 def test_a_blank_app_name_is_spooled_as_an_app_the_gateway_accepts(spool):
@@ -274,7 +274,7 @@ def test_a_blank_app_name_is_spooled_as_an_app_the_gateway_accepts(spool):
     tracker.observe(seen(0, app="   "))
     tracker.pause(T0 + 1_000)
     [interval] = spooled(spool)
-    assert interval_problem(interval, T0 + 1_000) is None
+    assert checked_interval(interval, T0 + 1_000)[1] is None
 
 
 @pytest.mark.parametrize("changes", [{"title": "Inbox \ud83d"}, {"app": "firefox", "url": "https://a.example/\udc80"}])
@@ -319,7 +319,7 @@ def test_everything_spooled_is_an_interval_the_gateway_accepts(tmp_path_factory,
         assert tracker.not_spooled == 0
         assert tracker.spooled == len(intervals)
         for interval in intervals:
-            assert interval_problem(interval, T0 + len(observations) * 1000) is None
+            assert checked_interval(interval, T0 + len(observations) * 1000)[1] is None
             assert interval["url"] is None or not any(c in interval["url"] for c in "?#@")
         assert [i["device_seq"] for i in intervals] == list(range(len(intervals)))
         assert all(a["end"] == b["start"] for a, b in zip(intervals, intervals[1:], strict=False))

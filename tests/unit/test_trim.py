@@ -12,12 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_jobs.trim import (
+    _PUBLIC_SUFFIXES,
     BROWSER_PAGE,
     FIXED_LABELS,
     INLINE_DATA,
     INVALID_URL,
     LOCAL_FILE,
     OTHER_SCHEME,
+    _registrable_domain,
     allow_listed_segments,
     multi_app_sites,
     site_of,
@@ -386,18 +388,20 @@ def _urls(draw):
     path = draw(st.sampled_from(["", "maps", "MAPS/x", "wiki", "document/d/1", "alice", "%6daps"])) + draw(_PATH_TEXT)
     query = draw(st.sampled_from(["", "?qqsecret=", "?token=qqsecret&x="])) + draw(_PATH_TEXT)
     fragment = draw(st.sampled_from(["", "#ffsecret"])) + draw(_PATH_TEXT)
-    return f"{scheme}{user}{host}{port}/{path}{query}{fragment}", _HOSTS[host], port
+    return f"{scheme}{user}{host}{port}/{path}{query}{fragment}", _HOSTS[host], port, not scheme
 
 
 @settings(max_examples=1500, deadline=None)
 @given(_urls())
 def test_a_url_becomes_its_host_and_at_most_a_listed_segment(case):
-    url, host, port = case
+    url, host, port, bare = case
     site = site_of(url)
     assert site is not None and _allowed(site), (url, site)
     for secret in ("zqx", "qqsecret", "ffsecret"):
         assert secret not in site, (url, site)
-    if host in _KEEPS_PORT:
+    if bare and host not in _KEEPS_PORT and not (_PUBLIC_SUFFIXES(host).suffix and _registrable_domain(host)):
+        assert site == INVALID_URL, (url, site)  # without a scheme, only a name under a listed suffix is a site
+    elif host in _KEEPS_PORT:
         assert site == (host if port in ("", ":0") else host + port), (url, site)
     else:
         assert site == host or site.removeprefix(host + "/") in allow_listed_segments(host), (url, site)
@@ -416,3 +420,21 @@ def test_a_site_read_back_as_a_url_is_the_same_site(raw):
 def test_caching_by_url_head_never_changes_a_site(raw):
     # An explicit allow-list takes the uncached path through the whole URL.
     assert site_of(raw) == site_of(raw, multi_app_sites())
+
+
+@pytest.mark.parametrize(
+    ("text", "site"),
+    [
+        ("notes.txt", INVALID_URL),
+        ("a sentence, not an address", INVALID_URL),
+        ("foo", INVALID_URL),
+        ("co.uk", INVALID_URL),
+        ("example.com/page?q=1", "example.com"),
+        ("docs.python.org", "docs.python.org"),
+        ("localhost:3000", "localhost:3000"),
+        ("10.0.0.7", "10.0.0.7"),
+        ("http://intranet/wiki", "intranet"),
+    ],
+)
+def test_a_bare_string_is_a_site_only_when_it_names_one(text, site):
+    assert site_of(text) == site

@@ -71,3 +71,18 @@ def test_a_log_that_shrank_is_noticed_and_growth_is_not():
     assert log_shrank(seen, {0: 12, 1: 5}) == []
     assert log_shrank(seen, {0: 3, 1: 7}) == [0]  # partition 0 came back shorter: the broker lost records
     assert seen == {0: 12, 1: 7}
+
+
+def test_a_second_interval_under_a_used_event_id_is_refused_and_counted_nowhere():
+    first, again, other = iv("a", 1, 0), iv("a", 2, 10, app="Other"), iv("a", 3, 20)
+    again["event_id"] = first["event_id"]
+    writes = plan_batch({"a": [first, again, other]}, {}, RULES)
+    assert [i["device_seq"] for i in writes.intervals] == [1, 3]
+    assert writes.refusals == [("u", "a", 2, "a-1", "repeated event_id: a-1 was already stored under device_seq 1")]
+    assert "Other" not in {row[3] for row in writes.app_rows}
+    # Against what is stored: the copy stored first, under seq 1, wins; a redelivery of seq 1 itself is no repeat.
+    stored = plan_batch({"a": [first, again]}, {}, RULES, {("a", "a-1"): 1})
+    assert [i["device_seq"] for i in stored.intervals] == [1] and len(stored.refusals) == 1
+    later = iv("a", 9, 0)
+    later["event_id"] = "a-1"
+    assert plan_batch({"a": [later]}, {}, RULES, {("a", "a-1"): 1}).intervals == []
