@@ -1,8 +1,10 @@
 """The gateway: the only door into the system. mTLS gRPC in, identity-stamped intervals out to Kafka.
 
-A batch is acknowledged only after the broker holds every accepted record of it; refused records get a
-reason each and do not hold back the rest. When the broker is away, the answer is UNAVAILABLE and
-nothing is acknowledged, so the collector keeps its spool.
+Every record is checked against the contract (schemas/contract.py) and sent in normal form. A batch is
+acknowledged only once the warehouse holds every accepted record of it (or the broker does, with
+gateway_ack_after = "broker"); refused records get a reason each, also those the worker refuses later, and do
+not hold back the rest. When the broker or the warehouse is away, the answer is UNAVAILABLE and nothing is
+acknowledged, so the collector keeps its spool.
 
 Collectors may report how many intervals wait in their spool in the gRPC request metadata header
 `x-productimon-spool-depth` (a non-negative integer, with each SendBatch call or once per Upload

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from collector.transport import IngestClient
@@ -155,6 +156,30 @@ class FuzzDevice:
             else:
                 records.append(encode_interval(self.draw_interval(draw)))
         return records
+
+    def run_for(self, seconds: float, progress: Callable[[str], None] = lambda message: None) -> None:
+        """Send hostile batches until `seconds` have passed."""
+        deadline = time.monotonic() + seconds
+        with IngestClient(self.address, self.creds, timeout_s=30) as client:
+            # Each example is one batch; rounds of them until the deadline (one long example would overrun
+            # hypothesis's buffer). No shrinking: the stack's state moves on between examples.
+            @settings(
+                max_examples=20,
+                phases=[Phase.generate],
+                database=None,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(st.data())
+            def one_batch(data):
+                self.send(client, self.draw_batch(data.draw), deadline + 60)
+
+            reported = time.monotonic()
+            while time.monotonic() < deadline:
+                one_batch()
+                if time.monotonic() - reported > 30:
+                    reported = time.monotonic()
+                    progress(f"fuzzer: {self.batches} batches, {self.sent} records, {len(self.accepted)} accepted")
 
     def send(self, client: IngestClient, records: list[bytes], deadline: float) -> None:
         """One batch, sent again like a collector does while the gateway is busy; its outcome remembered."""

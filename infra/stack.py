@@ -251,8 +251,10 @@ class Stack:
                 self.say(f"  could not confirm the workers drained the topic: {exc}")
                 drained = False
             self.say("stopping: workers" + ("" if drained else " (not confirmed drained)"))
+            # Without a broker a worker can neither commit nor leave its group: it is given less time.
+            broker_up = self.broker is not None and self.broker.running
             for worker in self.workers:
-                worker.stop(60)
+                worker.stop(60 if broker_up else 10)
             self.workers.clear()
         finally:
             for name in ("gateway", "dashboard", "broker", "warehouse"):

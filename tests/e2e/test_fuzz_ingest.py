@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
-from collector.transport import IngestClient
 from infra import metrics
 from infra.devices import new_user_device
 from infra.fuzzing import FuzzDevice
@@ -51,24 +47,7 @@ def test_hostile_batches_stall_no_one_and_whatever_is_accepted_is_stored(stack):
         stack.settings, 11, int(FUZZ_SECONDS * 12), deadline_s=FUZZ_SECONDS * 4, batch=10, pace_s=0.5
     )
     steady.start()
-    deadline = time.monotonic() + FUZZ_SECONDS
-
-    with IngestClient(stack.settings.gateway_address, fuzz_creds, timeout_s=30) as client:
-        # Each example is one batch; rounds of them until the deadline (one long example would overrun
-        # hypothesis's buffer). No shrinking: the stack's state moves on between examples.
-        @settings(
-            max_examples=20,
-            phases=[Phase.generate],
-            database=None,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(st.data())
-        def one_batch(data):
-            fuzzer.send(client, fuzzer.draw_batch(data.draw), deadline + 60)
-
-        while time.monotonic() < deadline:
-            one_batch()
+    fuzzer.run_for(FUZZ_SECONDS)
     steady.join(FUZZ_SECONDS * 4)
     assert steady.problem is None and steady.acked == len(steady.stream), steady.problem
     client = connect(stack.settings)
