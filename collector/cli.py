@@ -34,6 +34,7 @@ from collector.spool import Spool, SpoolStatus
 from collector.transport import IngestClient
 from collector.uploader import upload_once
 from infra.cli import UserFacingError, command
+from schemas.contract import SPOOL_MAX_AGE_DAYS
 
 INGEST_PORT = 7443
 PUBLIC_PORT = 7444
@@ -169,6 +170,7 @@ def status_report(home: CollectorHome, now: float) -> dict:
                 "bytes": s.bytes,
                 "oldest_ms": s.oldest_ms,
                 "refused_when_full": s.refused_when_full,
+                "expired": s.expired,
                 "last_upload_ms": s.last_ack_ms,
             }
     try:
@@ -201,6 +203,8 @@ def cmd_status(home: CollectorHome, args: argparse.Namespace) -> int:
     if spool:
         print(f"spool:        {spool['depth']} intervals ({spool['bytes']} bytes) waiting to be sent")
         print(f"              {spool['refused_when_full']} intervals could not be kept because the spool was full")
+        if spool["expired"]:
+            print(f"              {spool['expired']} intervals were dropped, unsent after {SPOOL_MAX_AGE_DAYS} days")
         print(f"last upload:  {_ago(spool['last_upload_ms'], now)}")
     else:
         print("spool:        empty (nothing recorded yet)")

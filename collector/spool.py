@@ -40,6 +40,8 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "INSERT INTO spool_state (id, last_seq, refused_when_full, last_ack_ms) VALUES (0, -1, 0, NULL)",
     ),
+    # Intervals dropped because they were held longer than the spool's maximum age.
+    ("ALTER TABLE spool_state ADD COLUMN expired INTEGER NOT NULL DEFAULT 0",),
 ]
 
 
@@ -54,6 +56,7 @@ class SpoolStatus:
     oldest_ms: int | None  # when the oldest held interval was spooled
     refused_when_full: int  # intervals refused since the spool was created, because it was full
     last_ack_ms: int | None  # when the gateway last acknowledged a batch
+    expired: int = 0  # intervals dropped since the spool was created, because they were held too long
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,34 @@ class Spool:
         self._bytes -= freed
         return deleted
 
+    def expire(self, held_before_ms: int) -> int:
+        """Drop what was spooled before `held_before_ms` (the oldest first, in chunks, so a young spool costs one
+        look-up by key); returns how many were dropped, which are also counted on disk."""
+        dropped = freed = 0
+        with self._lock:
+            oldest = self._db.execute("SELECT spooled_ms FROM interval ORDER BY seq LIMIT 1").fetchone()
+            while oldest is not None and oldest[0] < held_before_ms:
+                with self._transaction() as db:
+                    rows = db.execute(
+                        "DELETE FROM interval WHERE seq IN (SELECT seq FROM interval ORDER BY seq LIMIT 1000) "
+                        "AND spooled_ms < ? RETURNING length(payload)",
+                        (held_before_ms,),
+                    ).fetchall()
+                    if rows:
+                        db.execute("UPDATE spool_state SET expired = expired + ? WHERE id = 0", (len(rows),))
+                self._depth -= len(rows)
+                self._bytes -= sum(r[0] for r in rows)
+                dropped, freed = dropped + len(rows), freed + sum(r[0] for r in rows)
+                oldest = None if len(rows) < 1000 else (0,)
+        if dropped:
+            log.warning(
+                "spool %s: dropped %d intervals (%d bytes) held longer than the gateway accepts",
+                self.path,
+                dropped,
+                freed,
+            )
+        return dropped
+
     def last_seq(self) -> int:
         """The highest device_seq ever appended, also after it was acknowledged; -1 for a new spool."""
         with self._lock:
@@ -226,8 +257,8 @@ class Spool:
 
     def status(self) -> SpoolStatus:
         with self._lock:
-            refused, last_ack_ms = self._db.execute(
-                "SELECT refused_when_full, last_ack_ms FROM spool_state WHERE id = 0"
+            refused, last_ack_ms, expired = self._db.execute(
+                "SELECT refused_when_full, last_ack_ms, expired FROM spool_state WHERE id = 0"
             ).fetchone()
             oldest = self._db.execute("SELECT spooled_ms FROM interval ORDER BY seq LIMIT 1").fetchone()
             return SpoolStatus(
@@ -236,6 +267,7 @@ class Spool:
                 oldest_ms=oldest[0] if oldest else None,
                 refused_when_full=refused,
                 last_ack_ms=last_ack_ms,
+                expired=expired,
             )
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import grpc
 
 from collector.spool import Spool
 from collector.transport import IngestClient, retry_after_s
+from schemas.contract import SPOOL_MAX_HOLD_MS
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ def run_uploader(
     failures = 0
     client: IngestClient | None = None
     while not stop.is_set():
+        # What the spool held past its maximum age would only be refused: drop it here, counted.
+        spool.expire(int(time.time() * 1000) - SPOOL_MAX_HOLD_MS)
         if reconnect is not None and reconnect.is_set():
             reconnect.clear()
             if client is not None:

@@ -25,9 +25,12 @@ MAX_URL_CHARS = 4096
 MAX_INTERVAL_MS = 24 * 3600 * 1000
 # Workstation clocks drift; an interval may end this far past the receiver's clock and still be real.
 FUTURE_SKEW_MS = 5 * 60 * 1000
-# The collector drops what its spool has held this long; the gateway accepts nothing older by default.
+# The collector spool's maximum age, and so the gateway's default window: what began longer ago is refused.
 SPOOL_MAX_AGE_DAYS = 30
 DAY_MS = 24 * 3600 * 1000
+# How long the collector's spool holds an interval (collector/spool.py `expire`): the window less the longest
+# interval, so whatever it still holds began inside the default window.
+SPOOL_MAX_HOLD_MS = SPOOL_MAX_AGE_DAYS * DAY_MS - MAX_INTERVAL_MS
 # Physical limits per second of an interval: keyboard auto-repeat runs at up to about 50 presses a second and
 # the fastest clicking at about 25; twice that leaves room. An interval shorter than a second is allowed one
 # second's worth (a press lands in the sample that closes it).

@@ -132,6 +132,7 @@ def test_status_reports_the_spool(home, creds):
         "bytes": 20,
         "oldest_ms": int((NOW - 60) * 1000),
         "refused_when_full": 1,
+        "expired": 0,
         "last_upload_ms": int((NOW - 5) * 1000),
     }
 

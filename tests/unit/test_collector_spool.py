@@ -155,7 +155,7 @@ def test_the_spool_runs_in_wal_mode_with_a_schema_version(path: Path) -> None:
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
     finally:
         db.close()
 
@@ -264,3 +264,33 @@ def test_killed_while_appending_every_reported_append_survives_and_the_file_is_i
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         db.close()
+
+
+def test_what_was_held_past_the_maximum_age_is_dropped_oldest_first_and_counted(path: Path) -> None:
+    clock = Clock()
+    with Spool(path, clock=clock) as spool:
+        for seq in range(2500):
+            spool.append(seq, payload(seq))
+        clock.now += 3600
+        for seq in range(2500, 2510):
+            spool.append(seq, payload(seq))
+        # Nothing old enough: one look-up, nothing dropped.
+        assert spool.expire(int(T0 * 1000) - 1) == 0 and spool.depth == 2510
+        assert spool.expire(int(T0 * 1000) + 1) == 2500
+        assert [s.seq for s in spool.next_batch(100)] == list(range(2500, 2510))
+        status = spool.status()
+        assert (status.depth, status.bytes, status.expired) == (10, 1000, 2500)
+    with Spool(path, clock=clock) as reopened:  # counted on disk, and the figures match the file
+        assert (reopened.depth, reopened.status().expired) == (10, 2500)
+
+
+def test_a_spool_of_the_first_schema_version_is_upgraded_in_place(path: Path) -> None:
+    with Spool(path) as spool:
+        spool.append(0, payload(0))
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE spool_state DROP COLUMN expired")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Spool(path) as upgraded:
+        assert upgraded.depth == 1 and upgraded.status().expired == 0
