@@ -85,9 +85,12 @@ def test_an_event_id_under_two_seqs_counts_once_the_lowest_seq_wins():
 def test_an_event_id_sent_but_not_yet_stored_cannot_come_back_under_a_new_seq():
     book = DeviceBook()
     remember_sent(book, offered([0, 1], {1: "x"}))
-    out = sort_offered(book, offered([1, 2], {1: "x", 2: "x"}))
-    assert [o.seq for o in out.send] == [1]  # the retry of seq 1 itself is harmless
-    assert out.errors[0].reason == "repeated event_id: x was already sent under device_seq 1"
+    assert [o.seq for o in sort_offered(book, offered([1], {1: "x"})).send] == [1]  # a retry of seq 1 is harmless
+    out = sort_offered(book, offered([2, 3], {2: "x"}))
+    assert [o.seq for o in out.send] == [3]
+    assert [(e.index, e.reason) for e in out.errors] == [
+        (0, "repeated event_id: x was already sent under device_seq 1")
+    ]
     mark_stored(book, offered([0, 1], {1: "x"}))
     # Once stored, the gateway forgets it; the worker, which sees the warehouse, refuses a later copy.
     assert book.sent_ids == {} and book.sent == {}
