@@ -421,6 +421,9 @@ class IdentityStore:
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA foreign_keys = ON")
+            # What is deleted is overwritten with zeros, in the file and in its free pages: a deleted account must
+            # leave no trace (delete_user then also empties the write-ahead log, which holds older page images).
+            db.execute("PRAGMA secure_delete = ON")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             # synchronous stays FULL (the default): a revocation must survive a power cut; writes are rare.
         except sqlite3.Error as exc:
@@ -722,7 +725,20 @@ class IdentityStore:
             # records are the account's personal data too.
             db.execute("DELETE FROM users WHERE id = ?", (user_id,))
             db.execute("DELETE FROM login_failures WHERE key = ?", (f"email:{row[0]}",))
+        self._forget_old_page_images()
         return device_ids
+
+    def _forget_old_page_images(self) -> None:
+        """Copy the write-ahead log into the file and empty it: its frames hold pages as they were before a
+        deletion. Another connection reading at that moment (an admin command) can hold the log: then it is
+        tried again, and a failure is said, not hidden."""
+        for _ in range(50):
+            with self._lock:
+                busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.1)
+        log.warning("identity store %s: the write-ahead log could not be emptied after a deletion (busy)", self.path)
 
     def get_user(self, user_id: str) -> User:
         with self._lock:

@@ -26,6 +26,13 @@ from schemas.contract import canonical_uuid
 
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 DAY_MS = 86_400_000
+
+
+def refused_after_sending(reason: str) -> bool:
+    """Whether the worker refused it after the gateway had sent it on (its device_seq counts as used)."""
+    return reason.startswith("the warehouse refused it") or "already stored under device_seq" in reason
+
+
 AVRO_INT = (-(2**31), 2**31 - 1)
 AVRO_LONG = (-(2**63), 2**63 - 1)
 
@@ -203,12 +210,15 @@ class FuzzDevice:
             )
         self.refusals += refused.values()
         for index, raw in enumerate(records):
-            if index in refused:
+            reason = refused.get(index)
+            if reason is not None and not refused_after_sending(reason):
                 continue
             try:
                 interval = decode_interval(raw)
             except CodecError as exc:
                 raise AssertionError(f"the gateway accepted a record that is no interval: {exc}") from None
-            self.accepted.add((interval["device_seq"], canonical_uuid(interval["event_id"])))
-            # After a jump ahead, go on above it, as a device whose counter jumped would.
+            # After a jump ahead, go on above it, as a device whose counter jumped would; so also above what the
+            # worker refused once it was sent (its seq is used).
             self.next_seq = max(self.next_seq, interval["device_seq"])
+            if reason is None:
+                self.accepted.add((interval["device_seq"], canonical_uuid(interval["event_id"])))

@@ -980,3 +980,21 @@ def test_only_a_trusted_proxy_names_the_client_a_sign_in_is_counted_for(peer, tr
     networks = tuple(ipaddress.ip_network(t) for t in trusted)
     assert client_address(peer, {CLIENT_ADDRESS_HEADER: "198.51.100.7"}, networks) == counted_as
     assert client_address(peer, {}, networks) == peer  # no header: the peer itself
+
+
+def test_a_deleted_account_leaves_no_trace_in_the_file_its_log_or_its_free_pages(store, db_path, clock):
+    marker = "zq-marker-erin@example.com"
+    erin = store.sign_up(marker, PASSWORD)
+    add_laptop(store, erin.id, "erins-secret-laptop")
+    store.create_enrollment_code(erin.id)
+    fail(store, 1, email=marker)
+    hash_of_erin = raw(db_path, "SELECT password_hash FROM users WHERE id = ?", (erin.id,))[0][0]
+    store.sign_up("frank@example.com", PASSWORD)  # a neighbour whose rows share the pages
+    assert marker.encode() in stored_bytes(db_path)
+
+    store.delete_user(erin.id)
+
+    on_disk = stored_bytes(db_path)  # the file, its write-ahead log and shared memory, as a copy would have them
+    for trace in (marker, erin.id, "erins-secret-laptop", hash_of_erin):
+        assert (trace.encode() if isinstance(trace, str) else trace) not in on_disk, trace
+    assert store.user_by_email("frank@example.com")  # the neighbour is intact
