@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import grpc
 from clickhouse_connect.driver.client import Client
@@ -242,7 +243,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             await self.a.announce(
                 event_key(user.id), encode_event(USER_DELETED, user.id, at_ms=int(time.time() * 1000))
             )
-            await asyncio.to_thread(delete_user_data, self.a.warehouse(), user.id)
+            await asyncio.to_thread(partial(delete_user_data, account=True), self.a.warehouse(), user.id)
         except Exception as exc:  # the broker's or warehouse's failure is the client's UNAVAILABLE, not a crash
             log.warning("deleting the data of %s failed: %s", user.id, exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the deletion could not complete now; ask again later")

@@ -31,6 +31,8 @@ USER_TABLES = (
 )
 # Tables whose rows are tied to one device: all of them but the per-user category rules.
 DEVICE_TABLES = tuple(t for t in USER_TABLES if t != "category_rules")
+# What a device *is* (its name, OS, whether revoked), not what it recorded: kept while the device exists.
+_DEVICE_ITSELF = "devices"
 
 _SYNC = {"mutations_sync": 2}
 
@@ -44,10 +46,11 @@ def _target(table: str, cluster: str) -> str:
     return f"{local_table(table)} {on_cluster(cluster)}" if cluster else table
 
 
-def delete_user_data(client: Client, user_id: str) -> None:
-    """Remove every row of `user_id` from every table."""
+def delete_user_data(client: Client, user_id: str, *, account: bool = False) -> None:
+    """Remove every row of `user_id`'s data from every table; with `account`, the account is gone too, and so
+    are the rows naming its devices (while it lives, its devices still exist and keep their names)."""
     cluster = warehouse_cluster(client)
-    for table in USER_TABLES:
+    for table in USER_TABLES if account else [t for t in USER_TABLES if t != _DEVICE_ITSELF]:
         client.command(
             f"ALTER TABLE {_target(table, cluster)} DELETE WHERE user_id = {{user:String}}",
             parameters={"user": user_id},
@@ -56,9 +59,9 @@ def delete_user_data(client: Client, user_id: str) -> None:
 
 
 def delete_device_data(client: Client, user_id: str, device_id: str) -> None:
-    """Remove every row of one of `user_id`'s devices from every table."""
+    """Remove every row of what one of `user_id`'s devices recorded from every table (the device keeps its name)."""
     cluster = warehouse_cluster(client)
-    for table in DEVICE_TABLES:
+    for table in (t for t in DEVICE_TABLES if t != _DEVICE_ITSELF):
         client.command(
             f"ALTER TABLE {_target(table, cluster)} DELETE "
             "WHERE user_id = {user:String} AND device_id = {device:String}",

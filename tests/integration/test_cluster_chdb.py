@@ -445,7 +445,7 @@ def test_deleting_a_user_on_the_cluster_leaves_no_row_of_them_and_keeps_everyone
     )
     assert all(rows_of(c, "dave").values()), rows_of(c, "dave")  # a row of dave in every table
     before = rows_of(c, "alice")
-    deletion.delete_user_data(c, "dave")
+    deletion.delete_user_data(c, "dave", account=True)
     assert rows_of(c, "dave") == dict.fromkeys(deletion.USER_TABLES, 0)
     for table in deletion.USER_TABLES:
         assert scalar(c, f"SELECT count() FROM {table}_local WHERE user_id = 'dave'") == 0, table

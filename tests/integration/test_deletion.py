@@ -12,7 +12,7 @@ from tests.conftest import lone_warehouse
 from warehouse.deletion import USER_TABLES, InvalidRange, delete_device_data, delete_time_range, delete_user_data
 from warehouse.migrate import apply_retention
 from warehouse.rollups import rebuild_touched, rollup_drift
-from warehouse.writes import INTERVAL_COLUMNS, store_intervals
+from warehouse.writes import INTERVAL_COLUMNS, store_intervals, upsert_devices
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,26 @@ def test_deleting_a_user_leaves_no_row_of_them_and_keeps_everyone_else(client):
     store(client, "gone", "d2", 20)
     store(client, "stays", "d3", 30)
     before = user_rows_everywhere(client, "stays")
-    delete_user_data(client, "gone")
+    delete_user_data(client, "gone", account=True)
     assert sum(user_rows_everywhere(client, "gone").values()) == 0
     assert user_rows_everywhere(client, "stays") == before and before["intervals"] == 30
+
+
+def test_deleting_all_data_of_a_living_account_or_one_device_keeps_the_device_names(client):
+    store(client, "keeps", "d1", 5)
+    store(client, "keeps", "d2", 5)
+    upsert_devices(
+        client, [("keeps", "d1", "Laptop", "Linux", "6.1", False), ("keeps", "d2", "Desk", "Linux", "6.1", False)]
+    )
+    delete_device_data(client, "keeps", "d1")
+    names = "SELECT device_id, name FROM devices FINAL WHERE user_id = 'keeps' ORDER BY 1"
+    assert client.query(names).result_rows == [("d1", "Laptop"), ("d2", "Desk")]
+    assert client.query("SELECT count() FROM intervals WHERE user_id = 'keeps' AND device_id = 'd1'").result_rows == [
+        (0,)
+    ]
+    delete_user_data(client, "keeps")
+    left = user_rows_everywhere(client, "keeps")
+    assert left.pop("devices") == 2 and sum(left.values()) == 0
 
 
 def test_deleting_a_device_leaves_the_users_other_devices(client):
@@ -79,8 +96,8 @@ def test_a_user_id_with_quotes_deletes_only_itself(client):
     store(client, "o'brien", "d", 3)
     store(client, "o", "d", 4)
     before = user_rows_everywhere(client, "o")
-    delete_user_data(client, "o' OR 1=1 --")
-    delete_user_data(client, "o'brien")
+    delete_user_data(client, "o' OR 1=1 --", account=True)
+    delete_user_data(client, "o'brien", account=True)
     assert sum(user_rows_everywhere(client, "o'brien").values()) == 0
     assert user_rows_everywhere(client, "o") == before and before["intervals"] == 4
 

@@ -370,11 +370,12 @@ def test_retention_on_a_cluster_sets_the_ttl_of_every_shards_local_table():
 
 def test_deletion_on_a_cluster_mutates_every_shards_local_tables_and_waits_for_all_replicas():
     client = RecordingClient(engine_of_intervals=DISTRIBUTED)
-    deletion.delete_user_data(client, "alice")
+    deletion.delete_user_data(client, "alice", account=True)
     deletion.delete_device_data(client, "alice", "laptop")
     deletion.delete_time_range(client, "alice", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
     mutations = [(sql, settings) for sql, settings in client.commands if sql.startswith("ALTER")]
-    assert len(mutations) == len(deletion.USER_TABLES) + len(deletion.DEVICE_TABLES) + 5
+    # The device keeps its name when only its data is deleted.
+    assert len(mutations) == len(deletion.USER_TABLES) + len(deletion.DEVICE_TABLES) - 1 + 5
     for sql, settings in mutations:
         assert re.match(r"ALTER TABLE \w+_local ON CLUSTER `analytics` DELETE WHERE user_id = \{user:String\}", sql), (
             sql
@@ -403,7 +404,7 @@ def test_deletion_on_a_cluster_mutates_every_shards_local_tables_and_waits_for_a
 
 def test_deletion_on_a_single_server_mutates_the_tables_themselves():
     client = RecordingClient(engine_of_intervals="ReplacingMergeTree PARTITION BY toYYYYMM(start)")
-    deletion.delete_user_data(client, "alice")
+    deletion.delete_user_data(client, "alice", account=True)
     assert [sql.split(" DELETE")[0] for sql, _ in client.commands] == [f"ALTER TABLE {t}" for t in deletion.USER_TABLES]
 
 
