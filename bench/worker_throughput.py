@@ -21,6 +21,7 @@ from infra.devices import new_user_device
 from infra.settings import Settings
 from infra.stack import Stack
 from schemas.codec import encode_interval, encode_stamped_batch
+from schemas.contract import Window
 from stream_jobs.rows import decode_intervals, interval_columns
 from warehouse.client import connect
 from warehouse.writes import store_intervals
@@ -126,7 +127,7 @@ async def _bare_consume_and_insert(settings: Settings, expected: int) -> float:
         if not values:
             continue
         begin = begin or time.monotonic()
-        intervals, _ = decode_intervals(values)
+        intervals, _ = decode_intervals(values, Window.of_days(settings.interval_max_age_days))
         await asyncio.to_thread(store_intervals, client, interval_columns(intervals))
         await consumer.commit()
         done += len(intervals)

@@ -139,24 +139,29 @@ def first_seqs_of_event_ids(
     client: Client, keys: Sequence[tuple[str, str, str]], first_start_ms: int, last_start_ms: int
 ) -> dict[tuple[str, str], int]:
     """(device_id, event_id) -> the lowest device_seq stored under it, for those of the (user_id, device_id,
-    event_id) `keys` the warehouse holds among intervals that started in [first_start_ms, last_start_ms]."""
+    event_id) `keys` the warehouse holds among intervals that started in [first_start_ms, last_start_ms].
+
+    The event ids go as one array of UUIDs, the devices as another, and the pairs are matched here: a parameter
+    of ten thousand (user, device, event) tuples costs the server four times as long to read."""
     if not keys:
         return {}
     result = client.query(
         "SELECT device_id, toString(event_id), min(device_seq) FROM intervals "
-        "WHERE user_id IN {users:Array(String)} "
+        "WHERE user_id IN {users:Array(String)} AND device_id IN {devices:Array(String)} "
         "AND start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
         "AND start <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
-        "AND (user_id, device_id, event_id) IN {keys:Array(Tuple(String, String, UUID))} "
+        "AND event_id IN {ids:Array(UUID)} "
         "GROUP BY device_id, event_id",
         parameters={
             "users": sorted({k[0] for k in keys}),
+            "devices": sorted({k[1] for k in keys}),
             "lo": first_start_ms,
             "hi": last_start_ms,
-            "keys": list(keys),
+            "ids": sorted({k[2] for k in keys}),
         },
     )
-    return {(device, event_id): seq for device, event_id, seq in result.result_rows}
+    wanted = {(device, event_id) for _, device, event_id in keys}
+    return {(d, e): seq for d, e, seq in result.result_rows if (d, e) in wanted}
 
 
 APP_SESSION_COLUMNS = (
