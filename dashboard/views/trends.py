@@ -62,19 +62,21 @@ def show(view: View) -> None:
     st.caption(period.label())
     daily = load("daily totals", queries.daily_trend, user, period.start, period.end, tz=period.tz, devices=devices)
     active = float(daily["active_seconds"].sum())
-    previous = period.previous()
-    before = load("the previous period", queries.totals, user, previous.start, previous.end, devices=devices)
-    before_active = float(before["active_seconds"].iloc[0])
-    columns = st.columns(3)
+    # A share link shows its period and nothing else: no previous period, no comparison with one.
+    previous = None if view.shared else period.previous()
+    columns = st.columns(3 if previous else 2)
     columns[0].metric("Active in period", formatting.duration(active))
     columns[1].metric(
         "Daily average", formatting.duration(active / period.days if period.days else 0), help="Over every day"
     )
-    columns[2].metric(
-        f"Previous {period.days} day{'s' if period.days != 1 else ''}",
-        formatting.duration(before_active),
-        delta=formatting.signed_duration(active - before_active),
-    )
+    if previous is not None:
+        before = load("the previous period", queries.totals, user, previous.start, previous.end, devices=devices)
+        before_active = float(before["active_seconds"].iloc[0])
+        columns[2].metric(
+            f"Previous {period.days} day{'s' if period.days != 1 else ''}",
+            formatting.duration(before_active),
+            delta=formatting.signed_duration(active - before_active),
+        )
     if active == 0 and daily["idle_seconds"].sum() == 0:
         st.info("No activity recorded in this period.")
         return
@@ -83,6 +85,8 @@ def show(view: View) -> None:
         "the heatmap", queries.weekday_hour_heatmap, user, period.start, period.end, tz=period.tz, devices=devices
     )
     st.altair_chart(heatmap(cells), width="stretch")
+    if previous is None:
+        return
 
     st.subheader(f"Compared with {previous.label()}")
     by = st.radio("By", list(COMPARE_BY), horizontal=True, key=f"compare_by_{view.shared}")

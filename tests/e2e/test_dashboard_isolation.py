@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
 import pytest
 
+from collector.transport import IngestClient
 from dashboard import formatting
 from dashboard.period import period_from_utc
 from gateway.account_client import (
@@ -21,6 +23,8 @@ from gateway.account_client import (
     who_am_i,
 )
 from gateway.tokens import SHARE_SCOPE, ensure_signing_key, issue_token
+from infra.devices import enroll_device
+from schemas.codec import encode_interval
 from tests.e2e.dashboard_fixtures import (
     PAGES,
     ca_pem,
@@ -90,6 +94,42 @@ def test_a_share_link_shows_exactly_its_view_and_period_and_nothing_else(stack, 
         at.switch_page("views/devices.py")
     for page in ("overview", "devices", "data", "sharing"):
         assert page not in [str(i.get("url_pathname")) for i in at._registered_pages.values()]
+
+
+def test_a_shared_trends_view_shows_nothing_of_the_period_before_it(stack, warehouse_client):
+    owner = make_account(stack.settings, warehouse_client)
+    # The owner was active in the week before the shared one too, in an app seen nowhere else.
+    _, creds = enroll_device(stack.settings, owner.email, owner.password, f"old-{owner.mark}")
+    period = default_period()
+    before = int((period.start - timedelta(days=3)).timestamp() * 1000)
+    earlier = {
+        "event_id": str(uuid.uuid4()),
+        "device_seq": 0,
+        "start": before,
+        "end": before + 45 * 60_000,
+        "app": f"earlier-{owner.mark}",
+        "title": None,
+        "url": None,
+        "keystrokes": 5,
+        "clicks": 1,
+        "idle": False,
+    }
+    with IngestClient(stack.settings.gateway_address, creds) as client:
+        assert client.send_batch([encode_interval(earlier)]).accepted == 1
+    owners_view = open_page(signed_in_app(owner), "trends")
+    assert f"earlier-{owner.mark}" in everything_shown(owners_view)  # the owner's own comparison has it
+    sharing = open_page(signed_in_app(owner), "sharing")
+    sharing.selectbox(key="share_view").select("trends").run()
+    sharing.button(key="share_create").click().run()
+
+    at = new_app({"share": share_token_from(sharing)}).run()
+    assert not at.error and not at.exception
+    shown = everything_shown(at)
+    assert f"earlier-{owner.mark}" not in shown
+    assert [m.label for m in at.metric] == ["Active in period", "Daily average"]
+    assert not any("Compared with" in h.value for h in at.subheader)
+    active = queries.totals(warehouse_client, owner.user_id, period.start, period.end)["active_seconds"].iloc[0]
+    assert metric(at, "Active in period") == formatting.duration(active)
 
 
 def test_a_share_link_ignores_the_viewers_own_sign_in(stack, first, second):
