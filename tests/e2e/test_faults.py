@@ -41,11 +41,16 @@ def stack(tmp_path):
 
 
 def stream_with_fault(
-    stack: Stack, fault, devices: int = 3, per_device: int = 1500, batch: int = 100
+    stack: Stack, fault, devices: int = 3, per_device: int = 1500, batch: int = 100, after_share: float = 0.0
 ) -> list[StreamingDevice]:
+    """Stream, and inject `fault` once `after_share` of all intervals are acknowledged (at once for 0), so a
+    fault meant to catch batches in flight lands while the streams run, however fast they go."""
     senders = [StreamingDevice(stack.settings, seed, per_device, batch=batch) for seed in range(devices)]
     for sender in senders:
         sender.start()
+    deadline = time.monotonic() + 120
+    while sum(s.acked for s in senders) < after_share * devices * per_device and time.monotonic() < deadline:
+        time.sleep(0.05)
     fault()
     for sender in senders:
         sender.join(300)
@@ -117,10 +122,10 @@ def test_warehouse_killed_during_large_inserts_loses_no_rollup(stack):
 
 def test_broker_killed_and_restarted_empty_loses_nothing_acknowledged(stack):
     def fault() -> None:
-        soon(2, 5, 20)
         stack.recover_broker()  # kill -9, start empty, topics again, workers again
 
-    senders = stream_with_fault(stack, fault)
+    # A third of the way: the streams ran faster than a fixed delay, which then landed after the last batch.
+    senders = stream_with_fault(stack, fault, after_share=1 / 3)
     assert sum(s.retries for s in senders) > 0  # the fault did catch batches in flight
     assert_exact(stack, senders)
 

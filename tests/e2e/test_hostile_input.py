@@ -6,6 +6,7 @@ users' data goes on being stored.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ def stack(tmp_path_factory):
         gateway_max_record_bytes=RECORD_LIMIT,
         gateway_store_timeout_seconds=20.0,
         worker_metrics_port=free_port(),
+        worker_write_timeout_seconds=8.0,
     ) as running:
         yield running
 
@@ -346,6 +348,45 @@ def test_a_worker_retrying_a_warehouse_that_is_away_stops_within_seconds_and_los
     finally:
         stack.start_warehouse()
     stack.start_worker()
+    c = connect(stack.settings)
+    assert eventually(
+        lambda: rows(c, "SELECT count() FROM intervals FINAL WHERE user_id = {u:String}", identity.user_id) == [(1,)],
+        60,
+    )
+
+
+def test_a_write_to_a_warehouse_that_hangs_is_given_up_in_bounded_time_and_retried(stack):
+    identity, _ = new_user_device(stack.settings)
+    value = encode_stamped_batch(
+        {
+            "user_id": identity.user_id,
+            "device_id": identity.device_id,
+            "received_at": now_ms(),
+            "intervals": [interval(0, now_ms() - 120_000)],
+        }
+    )
+    before = scrape(stack.settings.worker_metrics_port)[("productimon_worker_retries_total", ())]
+    worker = stack.workers[0]
+    seen = len(worker.output())
+    stack.warehouse.send_signal(signal.SIGSTOP)  # up, but answering nothing
+    try:
+
+        async def produce() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap)
+            await producer.start()
+            try:
+                await producer.send_and_wait(stack.settings.intervals_topic, value, key=identity.device_id.encode())
+            finally:
+                await producer.stop()
+
+        asyncio.run(produce())
+        # The attempt hangs until the write timeout (8 s here), fails, and is retried.
+        began = time.monotonic()
+        assert eventually(lambda: "warehouse write failed" in worker.output()[seen:], 40)
+        assert time.monotonic() - began < 30
+        assert scrape(stack.settings.worker_metrics_port)[("productimon_worker_retries_total", ())] > before
+    finally:
+        stack.warehouse.send_signal(signal.SIGCONT)
     c = connect(stack.settings)
     assert eventually(
         lambda: rows(c, "SELECT count() FROM intervals FINAL WHERE user_id = {u:String}", identity.user_id) == [(1,)],
