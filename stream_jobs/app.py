@@ -433,7 +433,8 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
                 poison = settle_poison(client, isolated.poison)
                 return isolated.results, poison, time.monotonic() - insert_began
 
-            written, poison, seconds = await _store_until_done(store, warehouse)
+            # A batch of nothing but unreadable records needs no warehouse: it is dead-lettered at once.
+            written, poison, seconds = await _store_until_done(store, warehouse) if kept or refusals else ([], [], 0.0)
             for value, reason in [(r.value, r.reason) for r in rejected] + [
                 (dead_letter_value(i), f"device {i['device_id']} device_seq {i['device_seq']}: {why}")
                 for i, why in poison
