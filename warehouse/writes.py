@@ -69,6 +69,12 @@ def store_device_states(client: Client, states: Sequence[tuple[str, str, int, st
     return len(rows)
 
 
+# The look-ups by start time bound their scan with the primary key: intervals that started in [lo, hi] (ms).
+_STARTED_BETWEEN = (
+    "AND start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND start <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
+)
+
+
 def stored_event_ids(
     client: Client, keys: Sequence[tuple[str, str, int]], first_start_ms: int, last_start_ms: int
 ) -> dict[tuple[str, str, int], str]:
@@ -79,8 +85,7 @@ def stored_event_ids(
     result = client.query(
         "SELECT user_id, device_id, device_seq, toString(any(event_id)) FROM intervals "
         "WHERE user_id IN {users:Array(String)} "
-        "AND start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
-        "AND start <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
+        f"{_STARTED_BETWEEN} "
         "AND (user_id, device_id, device_seq) IN {keys:Array(Tuple(String, String, UInt64))} "
         "GROUP BY user_id, device_id, device_seq",
         parameters={
@@ -148,8 +153,7 @@ def first_seqs_of_event_ids(
     result = client.query(
         "SELECT device_id, toString(event_id), min(device_seq) FROM intervals "
         "WHERE user_id IN {users:Array(String)} AND device_id IN {devices:Array(String)} "
-        "AND start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
-        "AND start <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') "
+        f"{_STARTED_BETWEEN} "
         "AND event_id IN {ids:Array(UUID)} "
         "GROUP BY device_id, event_id",
         parameters={
