@@ -18,7 +18,14 @@ from bench._stack import bench_stack
 from stream_jobs.rows import session_rows
 from stream_jobs.sessionize import SessionRules, advance
 from warehouse.client import connect
-from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, INTERVAL_COLUMNS, store_rows, upsert_devices
+from warehouse.writes import (
+    APP_SESSION_COLUMNS,
+    FOCUS_SESSION_COLUMNS,
+    INTERVAL_COLUMNS,
+    NO_DELETIONS,
+    store_rows,
+    upsert_devices,
+)
 
 HEAVY = "heavy-user"
 HEAVY_INTERVALS = 1_000_000
@@ -99,9 +106,19 @@ def _load(client, end: datetime, progress) -> None:
             start=rows["start"].dt.as_unit("ms").astype("int64"), end=rows["end"].dt.as_unit("ms").astype("int64")
         ).to_dict("records")
         result = advance(None, records, rules)
-        store_rows(client, "app_sessions", APP_SESSION_COLUMNS, session_rows(result.app_sessions, APP_SESSION_COLUMNS))
         store_rows(
-            client, "focus_sessions", FOCUS_SESSION_COLUMNS, session_rows(result.focus_sessions, FOCUS_SESSION_COLUMNS)
+            client,
+            NO_DELETIONS,
+            "app_sessions",
+            APP_SESSION_COLUMNS,
+            session_rows(result.app_sessions, APP_SESSION_COLUMNS),
+        )
+        store_rows(
+            client,
+            NO_DELETIONS,
+            "focus_sessions",
+            FOCUS_SESSION_COLUMNS,
+            session_rows(result.focus_sessions, FOCUS_SESSION_COLUMNS),
         )
     upsert_devices(
         client,

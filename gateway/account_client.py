@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import grpc
 
 from gateway.proto import accounts_pb2 as pb
@@ -52,12 +54,29 @@ def log_out(public_address: str, ca_pem: bytes, token: str) -> None:
         accounts_pb2_grpc.AccountsStub(channel).Logout(pb.Empty(), metadata=_bearer(token), timeout=30)
 
 
-def delete_account(public_address: str, ca_pem: bytes, token: str, password: str) -> None:
+def delete_account(public_address: str, ca_pem: bytes, token: str, password: str) -> pb.DeletionReport:
     """Revoke the account's devices, delete all of its data, then the account; the password is asked again."""
     with _channel(public_address, ca_pem) as channel:
-        accounts_pb2_grpc.AccountsStub(channel).DeleteAccount(
+        return accounts_pb2_grpc.AccountsStub(channel).DeleteAccount(
             pb.DeleteAccountRequest(password=password), metadata=_bearer(token), timeout=300
         )
+
+
+def delete_data(
+    public_address: str,
+    ca_pem: bytes,
+    token: str,
+    kind: str,
+    *,
+    device_id: str = "",
+    period: tuple[datetime, datetime] | None = None,
+) -> pb.DeletionReport:
+    """Delete a period ("period", with `period`), one device's data ("device") or all data ("all") of the
+    signed-in account, for good; returns what was removed and how long it took."""
+    start, end = (int(moment.timestamp() * 1000) for moment in period) if period else (0, 0)
+    request = pb.DeleteDataRequest(kind=kind, device_id=device_id, period_start=start, period_end=end)
+    with _channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).DeleteData(request, metadata=_bearer(token), timeout=300)
 
 
 def list_devices(public_address: str, ca_pem: bytes, token: str) -> list[pb.Device]:

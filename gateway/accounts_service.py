@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from functools import partial
+from datetime import UTC, datetime
 
 import grpc
 from clickhouse_connect.driver.client import Client
@@ -47,8 +47,10 @@ from gateway.producer import BrokerUnavailable
 from gateway.proto import accounts_pb2 as pb
 from gateway.proto import accounts_pb2_grpc
 from gateway.tokens import DASHBOARD_SCOPE, SHARE_SCOPE, TokenClaims, TokenError, issue_token, verify_token
+from schemas.deletions import ACCOUNT, DEVICE, PERIOD, InvalidDeletion, plan_deletion
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event, event_key
-from warehouse.deletion import delete_user_data
+from stream_jobs.forget import DeletionReport, delete
+from stream_jobs.sessionize import SessionRules
 from warehouse.writes import upsert_devices
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,19 @@ def client_address(
     return peer
 
 
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def report_message(report: DeletionReport) -> pb.DeletionReport:
+    return pb.DeletionReport(
+        deletion_id=report.deletion.deletion_id,
+        removed=report.removed,
+        seconds=report.seconds,
+        summary=report.summary(),
+    )
+
+
 class Authority:
     """What the services share: the store, the CA, the token keys and the warehouse for deletion."""
 
@@ -122,8 +137,10 @@ class Authority:
         warehouse: Callable[[], Client],
         announce: Callable[[bytes, bytes], Awaitable[None]],
         trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+        rules: SessionRules | None = None,
     ) -> None:
         self.trusted_proxies = trusted_proxies
+        self.rules = rules or SessionRules()  # the sessions' rules, to cut sessions at a deletion's edges
         self.store = store
         self.pki = pki
         self.private_key, self.public_key = token_keys
@@ -243,13 +260,44 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             await self.a.announce(
                 event_key(user.id), encode_event(USER_DELETED, user.id, at_ms=int(time.time() * 1000))
             )
-            await asyncio.to_thread(partial(delete_user_data, account=True), self.a.warehouse(), user.id)
+            deletion = plan_deletion(ACCOUNT, user.id, int(time.time() * 1000))
+            report = await asyncio.to_thread(delete, self.a.warehouse(), deletion, self.a.rules)
         except Exception as exc:  # the broker's or warehouse's failure is the client's UNAVAILABLE, not a crash
             log.warning("deleting the data of %s failed: %s", user.id, exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the deletion could not complete now; ask again later")
         store.delete_user(user.id)
-        log.info("account %s deleted with all its data", user.id)
-        return pb.Empty()
+        log.info("account %s deleted with all its data: %s", user.id, report.summary())
+        return report_message(report)
+
+    async def DeleteData(self, request, context):  # noqa: N802
+        """Delete a period, one device's data or all data of the signed-in account, from every table, for good:
+        the deletion is recorded first, so whatever is in flight or replayed later is never stored again."""
+        claims = await self.a.signed_in(context)
+        kind, device_id = request.kind, request.device_id
+        try:
+            if device_id and device_id not in {d.id for d in self.a.store.list_devices(claims.user_id)}:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"there is no device {device_id!r} in this account")
+            period = {}
+            if kind == PERIOD:
+                period = {"start": _utc(request.period_start), "end": _utc(request.period_end)}
+            elif request.period_start or request.period_end:
+                raise InvalidDeletion(f"a deletion of kind {kind!r} takes no period")
+            deletion = plan_deletion(
+                kind,
+                claims.user_id,
+                int(time.time() * 1000),
+                device_id=device_id if kind in (DEVICE, PERIOD) else "",
+                **period,
+            )
+        except (InvalidDeletion, OverflowError, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"nothing was deleted: {exc}")
+        try:
+            report = await asyncio.to_thread(delete, self.a.warehouse(), deletion, self.a.rules)
+        except Exception as exc:  # the warehouse away: the record may stand, and asking again finishes the job
+            log.warning("deleting %s data of %s failed: %s", kind, claims.user_id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the deletion could not complete now; ask again later")
+        log.info("%s data of %s deleted: %s", kind, claims.user_id, report.summary())
+        return report_message(report)
 
     async def CreateShareLink(self, request, context):  # noqa: N802
         """A read-only link to one view of one period: a signed token of the share scope whose id names the

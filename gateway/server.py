@@ -48,6 +48,7 @@ from infra import metrics
 from infra.cli import command
 from infra.settings import Settings, load_settings
 from schemas.contract import Window
+from stream_jobs.forget import rules_of
 from warehouse.client import connect
 from warehouse.writes import highest_stored_seqs, stored_event_ids, upsert_devices
 
@@ -300,6 +301,7 @@ class Gateway:
             self._warehouse_client,
             lambda key, event: self.producer.publish(s.identity_topic, key, event),
             s.trusted_proxy_networks,
+            rules_of(s),
         )
         # Its own warehouse connection: the watcher asks from a thread while accounts calls use the other one.
         self.watcher = StoreWatcher(self._ingest_client)

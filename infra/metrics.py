@@ -64,6 +64,7 @@ _REASON_PREFIXES = (
     ("interval is too old", "too_old"),
     ("repeated event_id: ", "repeated_event_id"),
     ("the warehouse refused it", "warehouse_refused"),
+    ("deleted: ", "deleted"),
     ("keystrokes exceed", "implausible_count"),
     ("clicks exceed", "implausible_count"),
     ("out of order: ", "out_of_order"),
@@ -93,8 +94,8 @@ WORKER_BATCHES = Counter("productimon_worker_batches", "Topic batches the worker
 WORKER_STORED = Counter("productimon_worker_intervals_stored", "Intervals inserted into the warehouse.")
 WORKER_DROPPED = Counter(
     "productimon_worker_intervals_dropped",
-    "Intervals not stored: of revoked devices or deleted accounts, already stored (duplicate), or a second "
-    "interval under an event id its device already used (repeated_event_id).",
+    "Intervals not stored: of revoked devices or deleted accounts, already stored (duplicate), a second "
+    "interval under an event id its device already used (repeated_event_id), or in data a person deleted (deleted).",
     ["reason"],
 )
 WORKER_DEAD_LETTERS = Counter("productimon_worker_dead_letters", "Topic records sent to the dead-letter topic.")

@@ -31,8 +31,10 @@ from infra.cli import command, json_logging_config
 from infra.settings import Settings, load_settings
 from schemas.codec import encode_stamped_batch
 from schemas.contract import Window
+from schemas.deletions import ACCOUNT, ALL_DEVICES, Deletion
 from schemas.identity_events import BadIdentityEvent, decode_event
 from stream_jobs.failures import describe, is_permanent, short_reason
+from stream_jobs.forget import apply_deletion, rules_of
 from stream_jobs.isolate import write_isolating
 from stream_jobs.revocations import Revocations
 from stream_jobs.rows import decode_intervals, interval_columns, session_rows
@@ -44,6 +46,8 @@ from warehouse.rollups import insert_settings, rebuild_touched
 from warehouse.writes import (
     APP_SESSION_COLUMNS,
     FOCUS_SESSION_COLUMNS,
+    NO_DELETIONS,
+    DeletionGuard,
     first_seqs_of_event_ids,
     load_device_states,
     store_device_states,
@@ -74,12 +78,6 @@ def broker_options(settings: Settings) -> dict[str, object]:
             producer_max_batch_size=1,
         )
     return options
-
-
-def rules_of(settings: Settings) -> SessionRules:
-    return SessionRules(
-        session_gap_ms=int(settings.session_gap_seconds * 1000), break_after_ms=int(settings.break_after_seconds * 1000)
-    )
 
 
 def group_by_device(intervals: list[dict]) -> dict[str, list[dict]]:
@@ -148,6 +146,45 @@ def drop_repeated_event_ids(
     return {d: items for d, items in kept.items() if items}, refusals
 
 
+def _names_device(deletion: Deletion, user_id: str, device_id: str) -> bool:
+    return deletion.user_id == user_id and deletion.device_id in (ALL_DEVICES, device_id)
+
+
+def drop_deleted(
+    by_device: dict[str, list[dict]], guard: DeletionGuard
+) -> tuple[dict[str, list[dict]], list[tuple[str, str, int, str, str]]]:
+    """Pure: the batch without the intervals a recorded deletion covers, and a refusal for each one dropped (the
+    device may be waiting to hear of it), but for an account that is gone, which no device waits for."""
+    if not guard.deletions:
+        return by_device, []
+    kept: dict[str, list[dict]] = {}
+    refusals = []
+    for device_id, items in by_device.items():
+        for interval in items:
+            user_id = interval["user_id"]
+            deletion = guard.covering(user_id, device_id, interval["start"], interval["end"])
+            if deletion is None:
+                kept.setdefault(device_id, []).append(interval)
+            elif deletion.kind != ACCOUNT:
+                reason = (
+                    f"deleted: the interval lies in data deleted by {deletion.kind} deletion {deletion.deletion_id}"
+                )
+                refusals.append((user_id, device_id, interval["device_seq"], interval["event_id"], reason))
+    return kept, refusals
+
+
+def stale_deletions(saved: dict[str, str], users: dict[str, str], guard: DeletionGuard) -> list[Deletion]:
+    """Pure: the recorded deletions that some saved state (device_id -> JSON; `users` maps device_id to user_id)
+    has not been cut by: a deletion ran while the state's writer was writing it. They are applied again first."""
+    stale: dict[str, Deletion] = {}
+    for device_id, data in saved.items():
+        applied = set(DeviceState.from_dict(json.loads(data)).applied)
+        for d in guard.deletions:
+            if _names_device(d, users[device_id], device_id) and d.deletion_id not in applied:
+                stale.setdefault(d.deletion_id, d)
+    return list(stale.values())
+
+
 @dataclass(frozen=True)
 class BatchWrites:
     """Everything one batch writes to the warehouse, in the order it must be written."""
@@ -159,6 +196,8 @@ class BatchWrites:
     refusals: list[tuple[str, str, int, str, str]]
     # (user_id, device_id, last_seq, state JSON) of every device whose state moved.
     states: list[tuple[str, str, int, str]]
+    # How many intervals a recorded deletion covered (refused, unless their account is gone).
+    deleted: int = 0
 
 
 def floors_of(saved: dict[str, str]) -> dict[str, int]:
@@ -171,24 +210,35 @@ def plan_batch(
     saved: dict[str, str],
     rules: SessionRules,
     stored_firsts: dict[tuple[str, str], int] | None = None,
+    guard: DeletionGuard = NO_DELETIONS,
 ) -> BatchWrites:
-    """Pure: what a batch writes, given each device's saved state (JSON, as `load_device_states` returns) and
-    the lowest device_seq stored under each of its event ids (`drop_repeated_event_ids`)."""
+    """Pure: what a batch writes, given each device's saved state (JSON, as `load_device_states` returns), the
+    lowest device_seq stored under each of its event ids (`drop_repeated_event_ids`) and the deletions recorded
+    for its users (`drop_deleted`); every state it saves records those deletions as applied."""
+    arrived = sum(len(items) for items in by_device.values())
+    by_device, deleted = drop_deleted(by_device, guard)
+    covered = arrived - sum(len(items) for items in by_device.values())
     by_device, refusals = drop_repeated_event_ids(by_device, floors_of(saved), stored_firsts or {})
     advances, floors = sessionize_batch(
         by_device, lambda device_id: json.loads(saved[device_id]) if device_id in saved else None, rules
     )
-    states = [
-        (by_device[device_id][0]["user_id"], device_id, adv.state.last_seq, json.dumps(adv.state.to_dict()))
-        for device_id, adv in advances.items()
-        if adv.state.last_seq > floors[device_id]
-    ]
+    states = []
+    for device_id, adv in advances.items():
+        if adv.state.last_seq > floors[device_id]:
+            user_id = by_device[device_id][0]["user_id"]
+            applied = dict.fromkeys(adv.state.applied)
+            applied.update(
+                dict.fromkeys(d.deletion_id for d in guard.deletions if _names_device(d, user_id, device_id))
+            )
+            state = DeviceState(adv.state.last_seq, adv.state.app_session, adv.state.focus_session, tuple(applied))
+            states.append((user_id, device_id, state.last_seq, json.dumps(state.to_dict())))
     return BatchWrites(
         intervals=intervals_to_insert(by_device, floors),
         app_rows=session_rows((s for a in advances.values() for s in a.app_sessions), APP_SESSION_COLUMNS),
         focus_rows=session_rows((s for a in advances.values() for s in a.focus_sessions), FOCUS_SESSION_COLUMNS),
-        refusals=refusals,
+        refusals=deleted + refusals,
         states=states,
+        deleted=covered,
     )
 
 
@@ -202,14 +252,24 @@ def event_id_span(by_device: dict[str, list[dict]], window: Window) -> tuple[int
 @dataclass(frozen=True)
 class Written:
     stored: int
-    refused: int
+    refused: int  # as repeated event ids
+    deleted: int = 0  # covered by a recorded deletion
 
 
 def write_batch(
     client: Client, by_device: dict[str, list[dict]], rules: SessionRules, rollup_settings: dict, window: Window
 ) -> Written:
-    """Read the devices' states and stored event ids, then write the batch in order (module docstring)."""
+    """Read the deletions, the devices' states and stored event ids, then write the batch in order (module
+    docstring); last, apply any deletion recorded while it wrote (stream_jobs/forget.py)."""
+    users = {d: items[0]["user_id"] for d, items in by_device.items()}
+    guard = DeletionGuard.load(client, sorted(set(users.values())))
     saved = load_device_states(client, list(by_device))
+    stale = stale_deletions(saved, users, guard)
+    if stale:
+        for deletion in stale:
+            log.info("applying deletion %s again: a saved state was written without it", deletion.deletion_id)
+            apply_deletion(client, deletion, rules)
+        saved = load_device_states(client, list(by_device))
     floors = floors_of(saved)
     keys = sorted(
         {
@@ -220,15 +280,20 @@ def write_batch(
         }
     )
     stored_firsts = first_seqs_of_event_ids(client, keys, *event_id_span(by_device, window)) if keys else {}
-    writes = plan_batch(by_device, saved, rules, stored_firsts)
-    store_intervals(client, interval_columns(writes.intervals))
+    writes = plan_batch(by_device, saved, rules, stored_firsts, guard)
+    store_intervals(client, guard, interval_columns(writes.intervals))
     rebuild_touched(client, writes.intervals, settings=rollup_settings)
-    store_rows(client, "app_sessions", APP_SESSION_COLUMNS, writes.app_rows)
-    store_rows(client, "focus_sessions", FOCUS_SESSION_COLUMNS, writes.focus_rows)
-    store_refusals(client, writes.refusals)
+    store_rows(client, guard, "app_sessions", APP_SESSION_COLUMNS, writes.app_rows)
+    store_rows(client, guard, "focus_sessions", FOCUS_SESSION_COLUMNS, writes.focus_rows)
+    store_refusals(client, guard, writes.refusals)
     # Last: a state is saved only once everything it reflects is stored.
-    store_device_states(client, writes.states)
-    return Written(len(writes.intervals), len(writes.refusals))
+    store_device_states(client, guard, writes.states)
+    # A deletion recorded since the guard was read may have run before these rows landed: apply it again.
+    for deletion in guard.new_since(client, sorted(set(users.values()))):
+        log.info("applying deletion %s again: it ran while a batch was written", deletion.deletion_id)
+        apply_deletion(client, deletion, rules)
+    refused_as_deleted = sum(1 for r in writes.refusals if r[4].startswith("deleted: "))
+    return Written(len(writes.intervals), len(writes.refusals) - refused_as_deleted, writes.deleted)
 
 
 def settle_poison(client: Client, poison: list[tuple[dict, BaseException]]) -> list[tuple[dict, str]]:
@@ -239,6 +304,7 @@ def settle_poison(client: Client, poison: list[tuple[dict, BaseException]]) -> l
         delete_intervals(client, [interval for interval, _ in settled])
         store_refusals(
             client,
+            DeletionGuard.load(client, sorted({i["user_id"] for i, _ in settled})),
             [(i["user_id"], i["device_id"], i["device_seq"], i["event_id"], reason) for i, reason in settled],
         )
     return settled
@@ -424,7 +490,7 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
                 client = warehouse_client()
                 insert_began = time.monotonic()
                 # The contract's refusals first: the gateway may be waiting to tell the device.
-                store_refusals(client, refusals)
+                store_refusals(client, DeletionGuard.load(client, sorted({r[0] for r in refusals})), refusals)
                 isolated = write_isolating(
                     lambda part: write_batch(client, part, rules, warehouse["rollup_settings"], window),
                     by_device,
@@ -444,9 +510,13 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
             metrics.WORKER_DEAD_LETTERS.inc(len(rejected) + len(poison))
             stored = sum(w.stored for w in written)
             repeated = sum(w.refused for w in written)
+            deleted = sum(w.deleted for w in written)
             metrics.WORKER_STORED.inc(stored)
             metrics.WORKER_DROPPED.labels("repeated_event_id").inc(repeated)
-            metrics.WORKER_DROPPED.labels("duplicate").inc(max(len(kept) - stored - repeated - len(poison), 0))
+            metrics.WORKER_DROPPED.labels("deleted").inc(deleted)
+            metrics.WORKER_DROPPED.labels("duplicate").inc(
+                max(len(kept) - stored - repeated - deleted - len(poison), 0)
+            )
             if kept:
                 metrics.WORKER_INSERT_SECONDS.observe(seconds)
             done = time.monotonic()

@@ -96,6 +96,8 @@ class DeviceState:
     last_seq: int = -1
     app_session: AppSession | None = None
     focus_session: FocusSession | None = None
+    # The deletions (schemas/deletions.py) this state has been cut by: a covering one missing is applied first.
+    applied: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -103,6 +105,7 @@ class DeviceState:
             "last_seq": self.last_seq,
             "app_session": None if self.app_session is None else asdict(self.app_session),
             "focus_session": None if self.focus_session is None else asdict(self.focus_session),
+            "applied": list(self.applied),
         }
 
     @classmethod
@@ -114,6 +117,7 @@ class DeviceState:
             last_seq=data["last_seq"],
             app_session=None if app is None else AppSession(**app),
             focus_session=None if focus is None else FocusSession(**focus),
+            applied=tuple(data.get("applied", ())),
         )
 
 
@@ -262,4 +266,4 @@ def advance(state: DeviceState | None, intervals: Iterable[dict], rules: Session
         )
         if f_ver > batch_floor:
             focus_rows.append(focus_row)
-    return Advance(DeviceState(last_seq, app_row, focus_row), app_rows, focus_rows)
+    return Advance(DeviceState(last_seq, app_row, focus_row, state.applied), app_rows, focus_rows)

@@ -3,9 +3,61 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
+
+from schemas.deletions import ACCOUNT, Deletion
+from warehouse.deletion import load_deletions
+
+
+@dataclass(frozen=True)
+class DeletionGuard:
+    """The deletions recorded for the users a writer is about to write for (schemas/deletions.py).
+
+    Every store function of a user's rows takes one and leaves out what it covers, so a writer cannot store a
+    deleted row by forgetting to look. A writer loads it right before it writes, and after writing asks
+    `new_since` whether a deletion ran meanwhile, to apply that one too (stream_jobs/forget.py)."""
+
+    deletions: tuple[Deletion, ...] = ()
+
+    @classmethod
+    def load(cls, client: Client, user_ids: Sequence[str]) -> DeletionGuard:
+        return cls(tuple(load_deletions(client, user_ids)))
+
+    def covering(self, user_id: str, device_id: str, start_ms: int, end_ms: int) -> Deletion | None:
+        for d in self.deletions:
+            if d.covers(user_id, device_id, start_ms, end_ms):
+                return d
+        return None
+
+    def account_gone(self, user_id: str) -> bool:
+        return any(d.kind == ACCOUNT and d.user_id == user_id for d in self.deletions)
+
+    def new_since(self, client: Client, user_ids: Sequence[str]) -> list[Deletion]:
+        """The deletions recorded for `user_ids` since this guard was loaded."""
+        known = {d.deletion_id for d in self.deletions}
+        return [d for d in load_deletions(client, user_ids) if d.deletion_id not in known]
+
+    def keep(self, rows: Sequence[Sequence[object]], user: int, device: int, start: int, end: int) -> list:
+        """The rows (user, device, start and end datetimes at those positions) no deletion covers."""
+        if not self.deletions:
+            return list(rows)
+        return [
+            r
+            for r in rows
+            if self.covering(r[user], r[device], _ms(r[start]), _ms(r[end])) is None  # type: ignore[arg-type]
+        ]
+
+
+# For writers with nothing to guard against: fixtures of tests and benchmarks writing into a fresh warehouse.
+NO_DELETIONS = DeletionGuard()
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
 
 INTERVAL_COLUMNS = (
     "user_id",
@@ -24,8 +76,8 @@ INTERVAL_COLUMNS = (
 )
 
 
-def store_intervals(client: Client, columns: Sequence[Sequence[object]]) -> int:
-    """Insert intervals given column-wise in INTERVAL_COLUMNS order; returns the row count.
+def store_intervals(client: Client, guard: DeletionGuard, columns: Sequence[Sequence[object]]) -> int:
+    """Insert intervals given column-wise in INTERVAL_COLUMNS order, but those `guard` covers; returns the count.
 
     Column-oriented data skips a transpose in the client. The table's key makes a repeated interval replace
     its copy; the rollups are rebuilt from the table afterwards (warehouse/rollups.py), so nothing depends
@@ -33,6 +85,10 @@ def store_intervals(client: Client, columns: Sequence[Sequence[object]]) -> int:
     """
     if len(columns) != len(INTERVAL_COLUMNS):
         raise ValueError(f"expected {len(INTERVAL_COLUMNS)} columns, got {len(columns)}")
+    if guard.deletions:
+        at = {name: n for n, name in enumerate(INTERVAL_COLUMNS)}
+        kept = guard.keep(list(zip(*columns, strict=True)), at["user_id"], at["device_id"], at["start"], at["end"])
+        columns = [list(column) for column in zip(*kept, strict=True)] if kept else [[] for _ in INTERVAL_COLUMNS]
     rows = len(columns[0])
     if rows:
         client.insert(
@@ -50,8 +106,8 @@ def load_device_states(client: Client, device_ids: Sequence[str]) -> dict[str, s
     if not device_ids:
         return {}
     result = client.query(
-        "SELECT device_id, argMax(state, last_seq) FROM device_state WHERE device_id IN {ids:Array(String)} "
-        "GROUP BY device_id",
+        "SELECT device_id, argMax(state, (last_seq, updated_at)) FROM device_state "
+        "WHERE device_id IN {ids:Array(String)} GROUP BY device_id",
         parameters={"ids": list(device_ids)},
     )
     return {device_id: state for device_id, state in result.result_rows}
@@ -60,10 +116,11 @@ def load_device_states(client: Client, device_ids: Sequence[str]) -> dict[str, s
 DEVICE_STATE_COLUMNS = ("user_id", "device_id", "last_seq", "state", "updated_at")
 
 
-def store_device_states(client: Client, states: Sequence[tuple[str, str, int, str]]) -> int:
-    """Save (user_id, device_id, last_seq, state JSON) rows; per device the highest last_seq wins."""
+def store_device_states(client: Client, guard: DeletionGuard, states: Sequence[tuple[str, str, int, str]]) -> int:
+    """Save (user_id, device_id, last_seq, state JSON) rows (none of an account that is gone); per device the
+    highest last_seq wins, then the latest saved."""
     now = datetime.now(UTC)
-    rows = [(*state, now) for state in states]
+    rows = [(*state, now) for state in states if not guard.account_gone(state[0])]
     if rows:
         client.insert("device_state", rows, column_names=DEVICE_STATE_COLUMNS, settings={"insert_deduplicate": 0})
     return len(rows)
@@ -114,12 +171,14 @@ REFUSED_COLUMNS = ("user_id", "device_id", "device_seq", "event_id", "reason", "
 MAX_REASON_CHARS = 300
 
 
-def store_refusals(client: Client, refusals: Sequence[tuple[str, str, int, str, str]]) -> int:
-    """Record (user_id, device_id, device_seq, event_id, reason) of intervals the worker refused."""
+def store_refusals(client: Client, guard: DeletionGuard, refusals: Sequence[tuple[str, str, int, str, str]]) -> int:
+    """Record (user_id, device_id, device_seq, event_id, reason) of intervals the worker refused (none of an
+    account that is gone: no device of it waits for an answer)."""
     now = datetime.now(UTC)
     rows = [
         (u, d, seq, e, reason.splitlines()[0][:MAX_REASON_CHARS] if reason else "refused", now)
         for u, d, seq, e, reason in refusals
+        if not guard.account_gone(u)
     ]
     if rows:
         client.insert("refused_intervals", rows, column_names=REFUSED_COLUMNS, settings={"insert_deduplicate": 0})
@@ -199,8 +258,14 @@ FOCUS_SESSION_COLUMNS = (
 )
 
 
-def store_rows(client: Client, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> int:
-    """Insert row-oriented data into a session table; versions make a repeated insert a no-op."""
+def store_rows(
+    client: Client, guard: DeletionGuard, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+) -> int:
+    """Insert row-oriented data into a session table, but the sessions `guard` covers; versions make a repeated
+    insert a no-op."""
+    rows = guard.keep(
+        rows, columns.index("user_id"), columns.index("device_id"), columns.index("start"), columns.index("end")
+    )
     if rows:
         client.insert(table, rows, column_names=columns)
     return len(rows)

@@ -9,7 +9,8 @@ from dashboard import export, formatting
 from dashboard.access import Gateway, one_line
 from dashboard.context import View, current_view, require_owner, settings, warehouse
 from gateway import account_client
-from warehouse import deletion, queries
+from schemas.deletions import ALL_DATA, DEVICE, PERIOD
+from warehouse import queries
 
 DATASETS = {
     "Activity intervals": ("intervals", queries.export_intervals),
@@ -67,6 +68,7 @@ def _confirmed(key: str, what: str) -> bool:
 
 
 def _delete(view: View, devices: dict[str, str]) -> None:
+    owner = require_owner(view)
     st.subheader("Delete data")
     st.caption("Deleted data is removed from every table before this page says so; it cannot be restored.")
     period = view.period
@@ -90,18 +92,21 @@ def _delete(view: View, devices: dict[str, str]) -> None:
     st.warning(f"This deletes {what}.")
     sure = _confirmed(f"delete_confirm_{scope}", what)
     if st.button("Delete", type="primary", disabled=not sure, key="delete_data"):
+        gateway = Gateway.of(settings())
         with st.spinner("Deleting…"):
             try:
+                # Through the gateway, which records the deletion first so nothing in flight brings it back.
                 if scope == "This period":
-                    deletion.delete_time_range(warehouse(), view.user_id, period.start, period.end)
+                    kind, options = PERIOD, {"period": (period.start, period.end)}
                 elif device is not None:
-                    deletion.delete_device_data(warehouse(), view.user_id, device)
+                    kind, options = DEVICE, {"device_id": device}
                 else:
-                    deletion.delete_user_data(warehouse(), view.user_id)
+                    kind, options = ALL_DATA, {}
+                report = account_client.delete_data(gateway.address, gateway.ca_pem, owner.token, kind, **options)
             except Exception as exc:
                 st.session_state["data_problem"] = f"Nothing was confirmed deleted: {one_line(exc)}"
             else:
-                st.session_state["data_notice"] = f"Deleted {what}."
+                st.session_state["data_notice"] = f"Deleted {what}: {report.summary}."
                 st.session_state.pop(f"delete_confirm_{scope}", None)
         st.rerun()
 

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgateway/proto/accounts.proto\x12\x17productimon.accounts.v1\"\x07\n\x05\x45mpty\"E\n\rSignUpRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0binvite_code\x18\x03 \x01(\t\"&\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\";\n\x05Token\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"C\n\x15\x43hangePasswordRequest\x12\x14\n\x0cold_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\"(\n\x14\x44\x65leteAccountRequest\x12\x10\n\x08password\x18\x01 \x01(\t\":\n\nDeviceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02os\x18\x02 \x01(\t\x12\x12\n\nos_version\x18\x03 \x01(\t\"\x8f\x01\n\rEnrollRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x17\n\x0f\x65nrollment_code\x18\x03 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x04 \x01(\x0c\x12\x33\n\x06\x64\x65vice\x18\x05 \x01(\x0b\x32#.productimon.accounts.v1.DeviceInfo\"s\n\x0b\x43\x65rtificate\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x04 \x01(\x0c\x12\x11\n\tnot_after\x18\x05 \x01(\x03\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"2\n\x0e\x45nrollmentCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\x03\"\x8d\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02os\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\x03\x12\x1d\n\x15\x63\x65rtificate_not_after\x18\x06 \x01(\x03\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\">\n\nDeviceList\x12\x30\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1f.productimon.accounts.v1.Device\"0\n\rRenameRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x1e\n\tDeviceRef\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"k\n\x10ShareLinkRequest\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\x03\x12\x12\n\nperiod_end\x18\x03 \x01(\x03\x12\n\n\x02tz\x18\x04 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x05 \x01(\x03\"\xaa\x01\n\tShareLink\x12\x0f\n\x07link_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04view\x18\x03 \x01(\t\x12\x14\n\x0cperiod_start\x18\x04 \x01(\x03\x12\x12\n\nperiod_end\x18\x05 \x01(\x03\x12\n\n\x02tz\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\x03\x12\x12\n\nexpires_at\x18\x08 \x01(\x03\x12\x0f\n\x07revoked\x18\t \x01(\x08\"Q\n\x0eShareLinkToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\x30\n\x04link\x18\x02 \x01(\x0b\x32\".productimon.accounts.v1.ShareLink\"B\n\rShareLinkList\x12\x31\n\x05links\x18\x01 \x03(\x0b\x32\".productimon.accounts.v1.ShareLink\"\x1f\n\x0cShareLinkRef\x12\x0f\n\x07link_id\x18\x01 \x01(\t2\xf0\x06\n\x08\x41\x63\x63ounts\x12O\n\x06SignUp\x12&.productimon.accounts.v1.SignUpRequest\x1a\x1d.productimon.accounts.v1.User\x12N\n\x05Login\x12%.productimon.accounts.v1.LoginRequest\x1a\x1e.productimon.accounts.v1.Token\x12H\n\x06Logout\x12\x1e.productimon.accounts.v1.Empty\x1a\x1e.productimon.accounts.v1.Empty\x12G\n\x06WhoAmI\x12\x1e.productimon.accounts.v1.Empty\x1a\x1d.productimon.accounts.v1.User\x12`\n\x0e\x43hangePassword\x12..productimon.accounts.v1.ChangePasswordRequest\x1a\x1e.productimon.accounts.v1.Empty\x12^\n\rDeleteAccount\x12-.productimon.accounts.v1.DeleteAccountRequest\x1a\x1e.productimon.accounts.v1.Empty\x12\x65\n\x0f\x43reateShareLink\x12).productimon.accounts.v1.ShareLinkRequest\x1a\'.productimon.accounts.v1.ShareLinkToken\x12X\n\x0eListShareLinks\x12\x1e.productimon.accounts.v1.Empty\x1a&.productimon.accounts.v1.ShareLinkList\x12X\n\x0fRevokeShareLink\x12%.productimon.accounts.v1.ShareLinkRef\x1a\x1e.productimon.accounts.v1.Empty\x12S\n\rOpenShareLink\x12\x1e.productimon.accounts.v1.Empty\x1a\".productimon.accounts.v1.ShareLink2\xd8\x04\n\x07\x44\x65vices\x12V\n\x06\x45nroll\x12&.productimon.accounts.v1.EnrollRequest\x1a$.productimon.accounts.v1.Certificate\x12T\n\x05Renew\x12%.productimon.accounts.v1.RenewRequest\x1a$.productimon.accounts.v1.Certificate\x12Q\n\nUpdateInfo\x12#.productimon.accounts.v1.DeviceInfo\x1a\x1e.productimon.accounts.v1.Empty\x12_\n\x14\x43reateEnrollmentCode\x12\x1e.productimon.accounts.v1.Empty\x1a\'.productimon.accounts.v1.EnrollmentCode\x12K\n\x04List\x12\x1e.productimon.accounts.v1.Empty\x1a#.productimon.accounts.v1.DeviceList\x12P\n\x06Rename\x12&.productimon.accounts.v1.RenameRequest\x1a\x1e.productimon.accounts.v1.Empty\x12L\n\x06Revoke\x12\".productimon.accounts.v1.DeviceRef\x1a\x1e.productimon.accounts.v1.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgateway/proto/accounts.proto\x12\x17productimon.accounts.v1\"\x07\n\x05\x45mpty\"E\n\rSignUpRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0binvite_code\x18\x03 \x01(\t\"&\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\";\n\x05Token\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"C\n\x15\x43hangePasswordRequest\x12\x14\n\x0cold_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\"(\n\x14\x44\x65leteAccountRequest\x12\x10\n\x08password\x18\x01 \x01(\t\"^\n\x11\x44\x65leteDataRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x14\n\x0cperiod_start\x18\x03 \x01(\x03\x12\x12\n\nperiod_end\x18\x04 \x01(\x03\"\xbe\x01\n\x0e\x44\x65letionReport\x12\x13\n\x0b\x64\x65letion_id\x18\x01 \x01(\t\x12\x45\n\x07removed\x18\x02 \x03(\x0b\x32\x34.productimon.accounts.v1.DeletionReport.RemovedEntry\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x12\x0f\n\x07summary\x18\x04 \x01(\t\x1a.\n\x0cRemovedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\":\n\nDeviceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02os\x18\x02 \x01(\t\x12\x12\n\nos_version\x18\x03 \x01(\t\"\x8f\x01\n\rEnrollRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x17\n\x0f\x65nrollment_code\x18\x03 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x04 \x01(\x0c\x12\x33\n\x06\x64\x65vice\x18\x05 \x01(\x0b\x32#.productimon.accounts.v1.DeviceInfo\"s\n\x0b\x43\x65rtificate\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x04 \x01(\x0c\x12\x11\n\tnot_after\x18\x05 \x01(\x03\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"2\n\x0e\x45nrollmentCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\x03\"\x8d\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02os\x18\x03 \x01(\t\x12\x12\n\nos_version\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\x03\x12\x1d\n\x15\x63\x65rtificate_not_after\x18\x06 \x01(\x03\x12\x0f\n\x07revoked\x18\x07 \x01(\x08\">\n\nDeviceList\x12\x30\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1f.productimon.accounts.v1.Device\"0\n\rRenameRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x1e\n\tDeviceRef\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"k\n\x10ShareLinkRequest\x12\x0c\n\x04view\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\x03\x12\x12\n\nperiod_end\x18\x03 \x01(\x03\x12\n\n\x02tz\x18\x04 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x05 \x01(\x03\"\xaa\x01\n\tShareLink\x12\x0f\n\x07link_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04view\x18\x03 \x01(\t\x12\x14\n\x0cperiod_start\x18\x04 \x01(\x03\x12\x12\n\nperiod_end\x18\x05 \x01(\x03\x12\n\n\x02tz\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\x03\x12\x12\n\nexpires_at\x18\x08 \x01(\x03\x12\x0f\n\x07revoked\x18\t \x01(\x08\"Q\n\x0eShareLinkToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\x30\n\x04link\x18\x02 \x01(\x0b\x32\".productimon.accounts.v1.ShareLink\"B\n\rShareLinkList\x12\x31\n\x05links\x18\x01 \x03(\x0b\x32\".productimon.accounts.v1.ShareLink\"\x1f\n\x0cShareLinkRef\x12\x0f\n\x07link_id\x18\x01 \x01(\t2\xdc\x07\n\x08\x41\x63\x63ounts\x12O\n\x06SignUp\x12&.productimon.accounts.v1.SignUpRequest\x1a\x1d.productimon.accounts.v1.User\x12N\n\x05Login\x12%.productimon.accounts.v1.LoginRequest\x1a\x1e.productimon.accounts.v1.Token\x12H\n\x06Logout\x12\x1e.productimon.accounts.v1.Empty\x1a\x1e.productimon.accounts.v1.Empty\x12G\n\x06WhoAmI\x12\x1e.productimon.accounts.v1.Empty\x1a\x1d.productimon.accounts.v1.User\x12`\n\x0e\x43hangePassword\x12..productimon.accounts.v1.ChangePasswordRequest\x1a\x1e.productimon.accounts.v1.Empty\x12g\n\rDeleteAccount\x12-.productimon.accounts.v1.DeleteAccountRequest\x1a\'.productimon.accounts.v1.DeletionReport\x12\x61\n\nDeleteData\x12*.productimon.accounts.v1.DeleteDataRequest\x1a\'.productimon.accounts.v1.DeletionReport\x12\x65\n\x0f\x43reateShareLink\x12).productimon.accounts.v1.ShareLinkRequest\x1a\'.productimon.accounts.v1.ShareLinkToken\x12X\n\x0eListShareLinks\x12\x1e.productimon.accounts.v1.Empty\x1a&.productimon.accounts.v1.ShareLinkList\x12X\n\x0fRevokeShareLink\x12%.productimon.accounts.v1.ShareLinkRef\x1a\x1e.productimon.accounts.v1.Empty\x12S\n\rOpenShareLink\x12\x1e.productimon.accounts.v1.Empty\x1a\".productimon.accounts.v1.ShareLink2\xd8\x04\n\x07\x44\x65vices\x12V\n\x06\x45nroll\x12&.productimon.accounts.v1.EnrollRequest\x1a$.productimon.accounts.v1.Certificate\x12T\n\x05Renew\x12%.productimon.accounts.v1.RenewRequest\x1a$.productimon.accounts.v1.Certificate\x12Q\n\nUpdateInfo\x12#.productimon.accounts.v1.DeviceInfo\x1a\x1e.productimon.accounts.v1.Empty\x12_\n\x14\x43reateEnrollmentCode\x12\x1e.productimon.accounts.v1.Empty\x1a\'.productimon.accounts.v1.EnrollmentCode\x12K\n\x04List\x12\x1e.productimon.accounts.v1.Empty\x1a#.productimon.accounts.v1.DeviceList\x12P\n\x06Rename\x12&.productimon.accounts.v1.RenameRequest\x1a\x1e.productimon.accounts.v1.Empty\x12L\n\x06Revoke\x12\".productimon.accounts.v1.DeviceRef\x1a\x1e.productimon.accounts.v1.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.proto.accounts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DELETIONREPORT_REMOVEDENTRY']._loaded_options = None
+  _globals['_DELETIONREPORT_REMOVEDENTRY']._serialized_options = b'8\001'
   _globals['_EMPTY']._serialized_start=57
   _globals['_EMPTY']._serialized_end=64
   _globals['_SIGNUPREQUEST']._serialized_start=66
@@ -45,36 +47,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANGEPASSWORDREQUEST']._serialized_end=354
   _globals['_DELETEACCOUNTREQUEST']._serialized_start=356
   _globals['_DELETEACCOUNTREQUEST']._serialized_end=396
-  _globals['_DEVICEINFO']._serialized_start=398
-  _globals['_DEVICEINFO']._serialized_end=456
-  _globals['_ENROLLREQUEST']._serialized_start=459
-  _globals['_ENROLLREQUEST']._serialized_end=602
-  _globals['_CERTIFICATE']._serialized_start=604
-  _globals['_CERTIFICATE']._serialized_end=719
-  _globals['_RENEWREQUEST']._serialized_start=721
-  _globals['_RENEWREQUEST']._serialized_end=752
-  _globals['_ENROLLMENTCODE']._serialized_start=754
-  _globals['_ENROLLMENTCODE']._serialized_end=804
-  _globals['_DEVICE']._serialized_start=807
-  _globals['_DEVICE']._serialized_end=948
-  _globals['_DEVICELIST']._serialized_start=950
-  _globals['_DEVICELIST']._serialized_end=1012
-  _globals['_RENAMEREQUEST']._serialized_start=1014
-  _globals['_RENAMEREQUEST']._serialized_end=1062
-  _globals['_DEVICEREF']._serialized_start=1064
-  _globals['_DEVICEREF']._serialized_end=1094
-  _globals['_SHARELINKREQUEST']._serialized_start=1096
-  _globals['_SHARELINKREQUEST']._serialized_end=1203
-  _globals['_SHARELINK']._serialized_start=1206
-  _globals['_SHARELINK']._serialized_end=1376
-  _globals['_SHARELINKTOKEN']._serialized_start=1378
-  _globals['_SHARELINKTOKEN']._serialized_end=1459
-  _globals['_SHARELINKLIST']._serialized_start=1461
-  _globals['_SHARELINKLIST']._serialized_end=1527
-  _globals['_SHARELINKREF']._serialized_start=1529
-  _globals['_SHARELINKREF']._serialized_end=1560
-  _globals['_ACCOUNTS']._serialized_start=1563
-  _globals['_ACCOUNTS']._serialized_end=2443
-  _globals['_DEVICES']._serialized_start=2446
-  _globals['_DEVICES']._serialized_end=3046
+  _globals['_DELETEDATAREQUEST']._serialized_start=398
+  _globals['_DELETEDATAREQUEST']._serialized_end=492
+  _globals['_DELETIONREPORT']._serialized_start=495
+  _globals['_DELETIONREPORT']._serialized_end=685
+  _globals['_DELETIONREPORT_REMOVEDENTRY']._serialized_start=639
+  _globals['_DELETIONREPORT_REMOVEDENTRY']._serialized_end=685
+  _globals['_DEVICEINFO']._serialized_start=687
+  _globals['_DEVICEINFO']._serialized_end=745
+  _globals['_ENROLLREQUEST']._serialized_start=748
+  _globals['_ENROLLREQUEST']._serialized_end=891
+  _globals['_CERTIFICATE']._serialized_start=893
+  _globals['_CERTIFICATE']._serialized_end=1008
+  _globals['_RENEWREQUEST']._serialized_start=1010
+  _globals['_RENEWREQUEST']._serialized_end=1041
+  _globals['_ENROLLMENTCODE']._serialized_start=1043
+  _globals['_ENROLLMENTCODE']._serialized_end=1093
+  _globals['_DEVICE']._serialized_start=1096
+  _globals['_DEVICE']._serialized_end=1237
+  _globals['_DEVICELIST']._serialized_start=1239
+  _globals['_DEVICELIST']._serialized_end=1301
+  _globals['_RENAMEREQUEST']._serialized_start=1303
+  _globals['_RENAMEREQUEST']._serialized_end=1351
+  _globals['_DEVICEREF']._serialized_start=1353
+  _globals['_DEVICEREF']._serialized_end=1383
+  _globals['_SHARELINKREQUEST']._serialized_start=1385
+  _globals['_SHARELINKREQUEST']._serialized_end=1492
+  _globals['_SHARELINK']._serialized_start=1495
+  _globals['_SHARELINK']._serialized_end=1665
+  _globals['_SHARELINKTOKEN']._serialized_start=1667
+  _globals['_SHARELINKTOKEN']._serialized_end=1748
+  _globals['_SHARELINKLIST']._serialized_start=1750
+  _globals['_SHARELINKLIST']._serialized_end=1816
+  _globals['_SHARELINKREF']._serialized_start=1818
+  _globals['_SHARELINKREF']._serialized_end=1849
+  _globals['_ACCOUNTS']._serialized_start=1852
+  _globals['_ACCOUNTS']._serialized_end=2840
+  _globals['_DEVICES']._serialized_start=2843
+  _globals['_DEVICES']._serialized_end=3443
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,37 @@ class DeleteAccountRequest(_message.Message):
     password: str
     def __init__(self, password: _Optional[str] = ...) -> None: ...
 
+class DeleteDataRequest(_message.Message):
+    __slots__ = ("kind", "device_id", "period_start", "period_end")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    device_id: str
+    period_start: int
+    period_end: int
+    def __init__(self, kind: _Optional[str] = ..., device_id: _Optional[str] = ..., period_start: _Optional[int] = ..., period_end: _Optional[int] = ...) -> None: ...
+
+class DeletionReport(_message.Message):
+    __slots__ = ("deletion_id", "removed", "seconds", "summary")
+    class RemovedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    DELETION_ID_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    deletion_id: str
+    removed: _containers.ScalarMap[str, int]
+    seconds: float
+    summary: str
+    def __init__(self, deletion_id: _Optional[str] = ..., removed: _Optional[_Mapping[str, int]] = ..., seconds: _Optional[float] = ..., summary: _Optional[str] = ...) -> None: ...
+
 class DeviceInfo(_message.Message):
     __slots__ = ("name", "os", "os_version")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -62,7 +62,12 @@ class AccountsStub:
         self.DeleteAccount = channel.unary_unary(
                 '/productimon.accounts.v1.Accounts/DeleteAccount',
                 request_serializer=gateway_dot_proto_dot_accounts__pb2.DeleteAccountRequest.SerializeToString,
-                response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.DeletionReport.FromString,
+                _registered_method=True)
+        self.DeleteData = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/DeleteData',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.DeleteDataRequest.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.DeletionReport.FromString,
                 _registered_method=True)
         self.CreateShareLink = channel.unary_unary(
                 '/productimon.accounts.v1.Accounts/CreateShareLink',
@@ -129,6 +134,13 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteData(self, request, context):
+        """Delete a period, one device's data or all data of the signed-in account; returns once it is gone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateShareLink(self, request, context):
         """Read-only links to one view of one period, for the signed-in user (token): made, listed, revoked.
         """
@@ -186,7 +198,12 @@ def add_AccountsServicer_to_server(servicer, server):
             'DeleteAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteAccount,
                     request_deserializer=gateway_dot_proto_dot_accounts__pb2.DeleteAccountRequest.FromString,
-                    response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.DeletionReport.SerializeToString,
+            ),
+            'DeleteData': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteData,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.DeleteDataRequest.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.DeletionReport.SerializeToString,
             ),
             'CreateShareLink': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateShareLink,
@@ -370,7 +387,34 @@ class Accounts:
             target,
             '/productimon.accounts.v1.Accounts/DeleteAccount',
             gateway_dot_proto_dot_accounts__pb2.DeleteAccountRequest.SerializeToString,
-            gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+            gateway_dot_proto_dot_accounts__pb2.DeletionReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/DeleteData',
+            gateway_dot_proto_dot_accounts__pb2.DeleteDataRequest.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.DeletionReport.FromString,
             options,
             channel_credentials,
             insecure,

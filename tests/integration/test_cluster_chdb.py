@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +28,11 @@ import clickhouse_connect
 import pandas as pd
 import pytest
 
+from schemas.deletions import ACCOUNT, ALL_DATA, DEVICE, plan_deletion
+from schemas.deletions import PERIOD as A_PERIOD
+from stream_jobs.forget import delete
 from stream_jobs.rows import interval_columns
+from stream_jobs.sessionize import SessionRules
 from tests.integration.test_queries import DAY, PERIOD, day_of, device, sessions_of, store, the_day_before
 from tests.unit.test_cluster_ddl import RecordingClient
 from warehouse import cluster as cluster_module
@@ -35,7 +40,7 @@ from warehouse import deletion, migrate, queries
 from warehouse.cluster import cluster_statements, migrations_table
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
 from warehouse.rollups import rebuild_touched, rollup_drift
-from warehouse.writes import store_device_states, store_intervals, store_refusals
+from warehouse.writes import NO_DELETIONS, store_device_states, store_intervals, store_refusals
 
 CLUSTER = "productimon_test"
 # Two shards that are both this engine, holding the same rows: every row is read twice, so it can only show
@@ -101,10 +106,15 @@ def engine(tmp_path_factory):
         store(c, "bob", day_of("-bob") + the_day_before("-bob"))
         sessions_of(c, "bob", "-bob")
         device(c, "bob", "laptop", "bob's laptop", os="bob-os")
-        store_device_states(c, [("alice", "laptop", 6, "{}"), ("bob", "laptop", 6, "{}")])
+        store_device_states(c, NO_DELETIONS, [("alice", "laptop", 6, "{}"), ("bob", "laptop", 6, "{}")])
     yield {"single": single, "cluster": cluster, "root": root}
     for c in (single, admin, cluster):
         c.close()
+
+
+def forget(client, kind: str, user: str, **options) -> None:
+    """Delete as the gateway does: the record first, then every table."""
+    delete(client, plan_deletion(kind, user, int(time.time() * 1000), **options), SessionRules())
 
 
 def scalar(client, sql: str, **parameters) -> int:
@@ -118,9 +128,9 @@ def every_cluster_statement() -> list[str]:
     recorder = RecordingClient(engine_of_intervals=f"Distributed('{CLUSTER}', 'productimon', 'intervals_local', x)")
     apply_migrations(recorder, "productimon", cluster=CLUSTER)
     apply_retention(recorder, 30)
-    deletion.delete_user_data(recorder, "alice")
-    deletion.delete_device_data(recorder, "alice", "laptop")
-    deletion.delete_time_range(recorder, "alice", DAY, DAY + timedelta(hours=5))
+    forget(recorder, ALL_DATA, "alice")
+    forget(recorder, DEVICE, "alice", device_id="laptop")
+    forget(recorder, A_PERIOD, "alice", start=DAY, end=DAY + timedelta(hours=5))
     return [sql for sql, _ in recorder.commands]
 
 
@@ -208,7 +218,7 @@ def test_the_replicated_tables_their_views_and_the_distributed_tables_are_create
         {"view": "usage_daily_mv", "engine": "MaterializedView"},
     ]
     engines = dict(found["tables"])
-    for table in deletion.USER_TABLES:
+    for table in (*deletion.USER_TABLES, *deletion.KEPT_TABLES):
         assert engines.pop(table) == "Distributed"
         assert engines.pop(f"{table}_local") == "ReplicatedReplacingMergeTree"
     # The summed rollups, their local tables and their views are dropped by the migrations.
@@ -289,7 +299,7 @@ def intervals_of(user: str, minutes: int) -> list[dict]:
 
 def write(client, intervals: list[dict]) -> None:
     """What the worker does with a batch: store the intervals, then rebuild the rollups they touch."""
-    store_intervals(client, interval_columns(intervals))
+    store_intervals(client, NO_DELETIONS, interval_columns(intervals))
     rebuild_touched(client, intervals)
 
 
@@ -362,7 +372,7 @@ def test_the_old_rollups_move_over_when_a_cluster_is_migrated(engine):
     for statement in up_to(3):
         c.command(without_on_cluster(statement))
     intervals = intervals_of("migrated", 90) + intervals_of("migrated-too", 3)
-    store_intervals(c, interval_columns(intervals))
+    store_intervals(c, NO_DELETIONS, interval_columns(intervals))
     old = {
         table: c.query(
             f"SELECT user_id, {column}, device_id, app, site, sum(active_ms), sum(idle_ms), sum(keystrokes), "
@@ -420,7 +430,7 @@ def test_deleting_a_time_range_on_the_cluster_leaves_what_a_single_server_leaves
         sessions_of(c, "carol")
         device(c, "carol", "laptop", "Carol's laptop")
         before = rows_of(c, "carol", final="FINAL")
-        deletion.delete_time_range(c, "carol", DAY + timedelta(hours=9), DAY + timedelta(hours=10))
+        forget(c, A_PERIOD, "carol", start=DAY + timedelta(hours=9), end=DAY + timedelta(hours=10))
         assert rows_of(c, "carol", final="FINAL") != before
         assert rollup_drift(c, "carol") == []
     for name in ("totals", "daily_trend", "time_per_app", "app_timeline", "weekday_hour_heatmap"):
@@ -437,15 +447,15 @@ def test_deleting_a_user_on_the_cluster_leaves_no_row_of_them_and_keeps_everyone
     write(c, intervals_of("dave", 30))
     sessions_of(c, "dave")
     device(c, "dave", "d1", "Dave's laptop")
-    store_device_states(c, [("dave", "d1", 30, "{}")])
-    store_refusals(c, [("dave", "d1", 31, str(uuid.uuid4()), "app is empty")])
+    store_device_states(c, NO_DELETIONS, [("dave", "d1", 30, "{}")])
+    store_refusals(c, NO_DELETIONS, [("dave", "d1", 31, str(uuid.uuid4()), "app is empty")])
     c.command(
         "INSERT INTO category_rules (user_id, rule_id, position, field, pattern, category, deleted, updated_at) "
         "VALUES ('dave', generateUUIDv4(), 0, 'app', 'Code', 'Work', false, now64(3))"
     )
     assert all(rows_of(c, "dave").values()), rows_of(c, "dave")  # a row of dave in every table
     before = rows_of(c, "alice")
-    deletion.delete_user_data(c, "dave", account=True)
+    forget(c, ACCOUNT, "dave")
     assert rows_of(c, "dave") == dict.fromkeys(deletion.USER_TABLES, 0)
     for table in deletion.USER_TABLES:
         assert scalar(c, f"SELECT count() FROM {table}_local WHERE user_id = 'dave'") == 0, table

@@ -1,4 +1,6 @@
-"""Deleting data in the warehouse leaves no row of it in any table (through the real warehouse server)."""
+"""Deleting data in the warehouse leaves no row of it in any table (through the real warehouse server), and the
+worker's next write brings none of it back: not the device's next interval, not a batch written while the
+deletion ran, not a replay of everything (stream_jobs/forget.py, docs/design.md "Delete means gone")."""
 
 from __future__ import annotations
 
@@ -7,12 +9,38 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from schemas.deletions import ACCOUNT, ALL_DATA, DEVICE, PERIOD, plan_deletion
+from stream_jobs.forget import delete
 from stream_jobs.rows import interval_columns
+from stream_jobs.sessionize import SessionRules
 from tests.conftest import lone_warehouse
-from warehouse.deletion import USER_TABLES, InvalidRange, delete_device_data, delete_time_range, delete_user_data
+from warehouse.deletion import KEPT_TABLES, USER_TABLES
 from warehouse.migrate import apply_retention
 from warehouse.rollups import rebuild_touched, rollup_drift
-from warehouse.writes import INTERVAL_COLUMNS, store_intervals, upsert_devices
+from warehouse.writes import INTERVAL_COLUMNS, NO_DELETIONS, store_intervals, upsert_devices
+
+RULES = SessionRules()
+NOW = datetime(2026, 11, 3, tzinfo=UTC)
+
+
+def forget(client, kind: str, user: str, device: str = "", start=None, end=None, now: datetime = NOW):
+    """Delete as the gateway does: the record first, then every table."""
+    deletion = plan_deletion(
+        kind, user, int(now.timestamp() * 1000), device_id=device, **({"start": start, "end": end} if start else {})
+    )
+    return delete(client, deletion, RULES)
+
+
+def delete_user_data(client, user: str, *, account: bool = False):
+    return forget(client, ACCOUNT if account else ALL_DATA, user)
+
+
+def delete_device_data(client, user: str, device: str):
+    return forget(client, DEVICE, user, device)
+
+
+def delete_time_range(client, user: str, start: datetime, end: datetime):
+    return forget(client, PERIOD, user, "", start, end)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +57,7 @@ def store(client, user: str, device: str, n: int) -> None:
         start = t0 + i * 60_000
         values = [user, device, str(uuid.uuid4()), i, start, start + 59_000, "Code", "title", "example.com", 1, 2]
         intervals.append(dict(zip(INTERVAL_COLUMNS, [*values, False, t0], strict=True)))
-    store_intervals(client, interval_columns(intervals))
+    store_intervals(client, NO_DELETIONS, interval_columns(intervals))
     rebuild_touched(client, intervals)
 
 
@@ -52,7 +80,7 @@ def user_rows_everywhere(client, user: str) -> dict[str, int]:
 
 
 def test_every_table_with_a_user_column_is_covered_by_deletion(client):
-    assert {t for (t,) in client.query(_USER_TABLES_QUERY).result_rows} == set(USER_TABLES)
+    assert {t for (t,) in client.query(_USER_TABLES_QUERY).result_rows} == set(USER_TABLES) | set(KEPT_TABLES)
 
 
 def test_deleting_a_user_leaves_no_row_of_them_and_keeps_everyone_else(client):
@@ -60,8 +88,10 @@ def test_deleting_a_user_leaves_no_row_of_them_and_keeps_everyone_else(client):
     store(client, "gone", "d2", 20)
     store(client, "stays", "d3", 30)
     before = user_rows_everywhere(client, "stays")
-    delete_user_data(client, "gone", account=True)
-    assert sum(user_rows_everywhere(client, "gone").values()) == 0
+    report = delete_user_data(client, "gone", account=True)
+    assert report.removed["intervals"] == 70 and "70 intervals" in report.summary()
+    left = user_rows_everywhere(client, "gone")
+    assert left.pop("deletions") == 1 and sum(left.values()) == 0
     assert user_rows_everywhere(client, "stays") == before and before["intervals"] == 30
 
 
@@ -79,7 +109,7 @@ def test_deleting_all_data_of_a_living_account_or_one_device_keeps_the_device_na
     ]
     delete_user_data(client, "keeps")
     left = user_rows_everywhere(client, "keeps")
-    assert left.pop("devices") == 2 and sum(left.values()) == 0
+    assert left.pop("devices") == 2 and left.pop("deletions") == 2 and sum(left.values()) == 0
 
 
 def test_deleting_a_device_leaves_the_users_other_devices(client):
@@ -98,7 +128,8 @@ def test_a_user_id_with_quotes_deletes_only_itself(client):
     before = user_rows_everywhere(client, "o")
     delete_user_data(client, "o' OR 1=1 --", account=True)
     delete_user_data(client, "o'brien", account=True)
-    assert sum(user_rows_everywhere(client, "o'brien").values()) == 0
+    left = user_rows_everywhere(client, "o'brien")
+    assert left.pop("deletions") == 1 and sum(left.values()) == 0
     assert user_rows_everywhere(client, "o") == before and before["intervals"] == 4
 
 
@@ -133,7 +164,7 @@ def test_deleting_a_range_rebuilds_the_hour_an_edge_crossing_interval_reached_ou
             strict=True,
         )
     )
-    store_intervals(client, interval_columns([crossing]))
+    store_intervals(client, NO_DELETIONS, interval_columns([crossing]))
     rebuild_touched(client, [crossing])
     hour = datetime(2026, 11, 2, 10, tzinfo=UTC)
     delete_time_range(client, "edge", hour, hour + timedelta(hours=1))
@@ -142,10 +173,14 @@ def test_deleting_a_range_rebuilds_the_hour_an_edge_crossing_interval_reached_ou
     assert rollup_drift(client, "edge") == []
 
 
-def test_a_range_not_on_whole_hours_is_refused_with_the_reason(client):
-    start = datetime(2026, 11, 2, 10, 30, tzinfo=UTC)
-    with pytest.raises(InvalidRange, match="whole hour"):
-        delete_time_range(client, "anyone", start, start + timedelta(hours=1))
+def test_a_range_inside_hours_leaves_the_rollups_equal_to_the_raw_rows_left(client):
+    store(client, "minutes", "d", 60)
+    start = datetime(2026, 11, 2, 9, 10, 30, tzinfo=UTC)
+    delete_time_range(client, "minutes", start, start + timedelta(minutes=20))
+    # Intervals 09:10 (crossing the start) to 09:30 (crossing the end) are removed whole: 21 of them.
+    left = client.query("SELECT count() FROM intervals FINAL WHERE user_id = 'minutes'").result_rows[0][0]
+    assert left == 60 - 21
+    assert rollup_drift(client, "minutes") == []
 
 
 def test_raw_retention_sets_and_removes_the_ttl(client):

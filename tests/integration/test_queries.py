@@ -27,7 +27,7 @@ from warehouse.categories import (
     update_rule,
 )
 from warehouse.rollups import rebuild_touched
-from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, store_intervals, store_rows
+from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, NO_DELETIONS, store_intervals, store_rows
 
 DAY = datetime(2026, 3, 10, tzinfo=UTC)
 PERIOD = (DAY, DAY + timedelta(days=1))
@@ -62,7 +62,7 @@ def interval(device, start, end, app, title="", site="", keys=0, clicks=0, idle=
 def store(client, user: str, intervals: list[dict]) -> None:
     """Store the intervals and roll them up, as the worker does."""
     owned = [{**i, "user_id": user} for i in intervals]
-    store_intervals(client, interval_columns(owned))
+    store_intervals(client, NO_DELETIONS, interval_columns(owned))
     rebuild_touched(client, owned)
 
 
@@ -105,7 +105,7 @@ def sessions_of(client, user: str, m: str = "") -> None:
         app_session(user, "desk", f"s4{m}", f"Firefox{m}", f"docs.python.org{m}", at(22, 50), at(23, 0), 600, 5, 7),
         app_session(user, "desk", f"s5{m}", f"Terminal{m}", "", at(23, 30), at(23, 50), 1200, 200, 0),
     ]
-    store_rows(client, "app_sessions", APP_SESSION_COLUMNS, app_rows)
+    store_rows(client, NO_DELETIONS, "app_sessions", APP_SESSION_COLUMNS, app_rows)
     focus_rows = [
         focus_session(user, "laptop", f"f1{m}", at(9, 0), at(9, 10), 600, 0, 1, 100, 5, closed=False),
         focus_session(user, "laptop", f"f1{m}", at(9, 0), at(9, 15), 900, 1, 2, 110, 25, version=2),
@@ -113,7 +113,7 @@ def sessions_of(client, user: str, m: str = "") -> None:
         focus_session(user, "desk", f"f3{m}", at(22, 50), at(23, 0), 600, 0, 1, 5, 7),
         focus_session(user, "desk", f"f4{m}", at(23, 30), at(23, 50), 1200, 0, 1, 200, 0),
     ]
-    store_rows(client, "focus_sessions", FOCUS_SESSION_COLUMNS, focus_rows)
+    store_rows(client, NO_DELETIONS, "focus_sessions", FOCUS_SESSION_COLUMNS, focus_rows)
 
 
 def device(client, user: str, device_id: str, name: str, os: str = "Linux") -> None:

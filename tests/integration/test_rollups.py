@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from stream_jobs.rows import interval_columns
 from tests.conftest import lone_warehouse
 from warehouse.rollups import DAY_S, HOUR_S, rebuild_touched, repair_rollups, rollup_drift, spans_of
-from warehouse.writes import store_intervals
+from warehouse.writes import NO_DELETIONS, store_intervals
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def stored(client, user: str, unit_s: int) -> dict[tuple, tuple[int, int, int, i
 
 
 def write(client, intervals: list[dict]) -> None:
-    store_intervals(client, interval_columns(intervals))
+    store_intervals(client, NO_DELETIONS, interval_columns(intervals))
     rebuild_touched(client, intervals)
 
 
@@ -155,10 +155,10 @@ def test_a_rebuild_that_saw_fewer_rows_never_overwrites_one_that_saw_more(client
 def test_drift_is_found_named_and_repaired(client):
     user = f"u-{uuid.uuid4().hex[:6]}"
     ivs = intervals_of(user, "d", 60, 4)
-    store_intervals(client, interval_columns(ivs))
+    store_intervals(client, NO_DELETIONS, interval_columns(ivs))
     rebuild_touched(client, ivs[:30])  # the rollups of the last hours were never written
     extra = {**ivs[0], "event_id": str(uuid.uuid4()), "device_seq": 1000}
-    store_intervals(client, interval_columns([extra]))  # raw without its rollup: the hour now drifts
+    store_intervals(client, NO_DELETIONS, interval_columns([extra]))  # raw without its rollup: the hour now drifts
     drift = rollup_drift(client, user)
     assert drift and {d.user_id for d in drift} == {user}
     assert any(d.table == "usage_by_hour" and d.stored is not None and d.from_raw is not None for d in drift)
@@ -171,7 +171,7 @@ def test_drift_is_found_named_and_repaired(client):
 def test_drift_of_one_user_is_not_reported_for_another(client):
     a, b = f"a-{uuid.uuid4().hex[:6]}", f"b-{uuid.uuid4().hex[:6]}"
     write(client, intervals_of(a, "d", 20, 5))
-    store_intervals(client, interval_columns(intervals_of(b, "d", 20, 6)))
+    store_intervals(client, NO_DELETIONS, interval_columns(intervals_of(b, "d", 20, 6)))
     assert rollup_drift(client, a) == []
     assert rollup_drift(client, b)
     assert {d.user_id for d in rollup_drift(client)} >= {b}

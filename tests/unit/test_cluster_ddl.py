@@ -10,6 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from infra.settings import ConfigError, load_settings
+from schemas.deletions import ACCOUNT, DEVICE, PERIOD, plan_deletion
+from stream_jobs.forget import delete
+from stream_jobs.sessionize import SessionRules
 from warehouse import deletion
 from warehouse.cluster import ClusterSchema, cluster_of, cluster_statements, migrations_table
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
@@ -30,7 +33,8 @@ def created(name: str) -> str:
 
 def test_every_data_table_becomes_a_replicated_local_table_behind_a_distributed_table_of_the_same_name():
     assert DATA_TABLES == ["intervals", "app_sessions", "focus_sessions", "devices", "category_rules",
-                           "usage_by_hour", "usage_by_day", "device_state", "refused_intervals"]  # fmt: skip
+                           "usage_by_hour", "usage_by_day", "device_state", "refused_intervals",
+                           "deletions"]  # fmt: skip
     assert DROPPED_TABLES == ["usage_daily", "usage_hourly"]
     for table in CREATED_TABLES:
         local = created(f"{table}_local")
@@ -247,7 +251,7 @@ def test_the_refusal_names_every_kind_of_statement_handled():
 
 
 def test_the_distributed_tables_are_exactly_the_tables_deletion_covers():
-    assert set(DATA_TABLES) == set(deletion.USER_TABLES)
+    assert set(DATA_TABLES) == set(deletion.USER_TABLES) | set(deletion.KEPT_TABLES)
 
 
 def test_the_migrations_bookkeeping_is_one_replica_set_across_all_shards():
@@ -290,12 +294,15 @@ class RecordingClient:
         self.inserts: list[str] = []
         self.engine_of_intervals = engine_of_intervals
         self.done = done
+        self.log: list[str] = []  # commands and inserts, in order
 
     def command(self, sql: str, parameters=None, settings=None):
         self.commands.append((sql, settings or {}))
+        self.log.append(sql)
 
     def insert(self, table, data, column_names=None, **kwargs):
         self.inserts.append(table)
+        self.log.append(f"insert {table}")
 
     def query(self, sql: str, parameters=None):
         if sql.startswith("SELECT version FROM schema_migrations"):
@@ -304,6 +311,12 @@ class RecordingClient:
             rows = [(self.engine_of_intervals,)] if self.engine_of_intervals else []
         elif "create_table_query" in sql:
             rows = [("CREATE TABLE ...",)]
+        elif sql.startswith("SELECT count(), intDiv("):  # the intervals a deletion covers: some
+            rows = [(5, 250)]
+        elif sql.startswith(("SELECT count() FROM", "SELECT uniqExact(session_id)")):
+            rows = [(1,)]
+        elif "FROM focus_sessions" in sql or "FROM device_state" in sql or "FROM deletions" in sql:
+            rows = []  # no sessions, states or earlier deletions
         else:
             raise AssertionError(f"unexpected query {sql}")
         return SimpleNamespace(result_rows=rows)
@@ -335,7 +348,7 @@ def test_cluster_migrations_send_only_cluster_statements():
 def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known():
     client = RecordingClient(done=(1, 2))
     applied = apply_migrations(client, "productimon", cluster="analytics")
-    assert [m.version for m in applied] == [3, 4, 5, 6]
+    assert [m.version for m in applied] == [3, 4, 5, 6, 7]
     sent = [sql for sql, _ in client.commands][3:]
     assert "FROM intervals_local\n" in next(s for s in sent if "usage_hourly_mv" in s)
     assert not any(s.startswith("CREATE TABLE IF NOT EXISTS intervals_local ON CLUSTER") for s in sent)
@@ -344,7 +357,7 @@ def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known(
 def test_cluster_migrations_already_recorded_know_the_tables_and_views_a_later_one_drops():
     client = RecordingClient(done=(1, 2, 3, 4))
     applied = apply_migrations(client, "productimon", cluster="analytics")
-    assert [m.version for m in applied] == [5, 6]
+    assert [m.version for m in applied] == [5, 6, 7]
     assert [sql for sql, _ in client.commands][3:7] == [
         "DROP TABLE IF EXISTS usage_daily ON CLUSTER `analytics` SYNC",
         "DROP TABLE IF EXISTS usage_daily_local ON CLUSTER `analytics` SYNC",
@@ -368,20 +381,32 @@ def test_retention_on_a_cluster_sets_the_ttl_of_every_shards_local_table():
     ]
 
 
+NOW_MS = int(datetime(2026, 3, 5, tzinfo=UTC).timestamp() * 1000)
+
+
+def forget(client, kind: str, **options) -> None:
+    delete(client, plan_deletion(kind, "alice", NOW_MS, **options), SessionRules())
+
+
 def test_deletion_on_a_cluster_mutates_every_shards_local_tables_and_waits_for_all_replicas():
     client = RecordingClient(engine_of_intervals=DISTRIBUTED)
-    deletion.delete_user_data(client, "alice", account=True)
-    deletion.delete_device_data(client, "alice", "laptop")
-    deletion.delete_time_range(client, "alice", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+    forget(client, ACCOUNT)
+    forget(client, DEVICE, device_id="laptop")
+    forget(client, PERIOD, start=datetime(2026, 3, 1, tzinfo=UTC), end=datetime(2026, 3, 2, tzinfo=UTC))
+    # Each deletion is recorded (through the Distributed table) before any of its mutations.
+    records = [n for n, entry in enumerate(client.log) if entry == "insert deletions"]
+    assert len(records) == 3 and records[0] == 0
     mutations = [(sql, settings) for sql, settings in client.commands if sql.startswith("ALTER")]
-    # The device keeps its name when only its data is deleted.
-    assert len(mutations) == len(deletion.USER_TABLES) + len(deletion.DEVICE_TABLES) - 1 + 5
+    mutated = [re.match(r"ALTER TABLE (\w+)_local", sql)[1] for sql, _ in mutations]
+    # The account: every table of user rows; the device: its raw rows, rollups and refusals, not its name.
+    assert mutated[: len(deletion.USER_TABLES)] == list(deletion.USER_TABLES)
+    assert "devices" not in mutated[len(deletion.USER_TABLES) :]
     for sql, settings in mutations:
         assert re.match(r"ALTER TABLE \w+_local ON CLUSTER `analytics` DELETE WHERE user_id = \{user:String\}", sql), (
             sql
         )
         assert settings == {"mutations_sync": 2}
-    # The time range's rollups: the days around it are deleted from every shard's local rollup tables, then
+    # The period's rollups: the days around it are deleted from every shard's local rollup tables, then
     # rebuilt from the raw rows left.
     cleared = [sql for sql, _ in mutations if "usage_by_" in sql]
     assert [sql.split(" DELETE")[0] for sql in cleared[-2:]] == [
@@ -390,7 +415,7 @@ def test_deletion_on_a_cluster_mutates_every_shards_local_tables_and_waits_for_a
     ]
     assert "AND hour >= CAST({first_s:UInt32} AS DateTime('UTC'))" in cleared[-2]
     assert "AND day >= CAST({first_s:UInt32} AS Date)" in cleared[-1]
-    rebuilds = [(sql, s) for sql, s in client.commands if sql.startswith("INSERT")]
+    rebuilds = [(sql, s) for sql, s in client.commands if sql.startswith("INSERT")][-2:]
     assert [sql.split(" (")[0] for sql, _ in rebuilds] == ["INSERT INTO usage_by_hour", "INSERT INTO usage_by_day"]
     for sql, settings in rebuilds:
         # Through the Distributed tables (read and written), stored before the call returns, never dropped as
@@ -404,7 +429,7 @@ def test_deletion_on_a_cluster_mutates_every_shards_local_tables_and_waits_for_a
 
 def test_deletion_on_a_single_server_mutates_the_tables_themselves():
     client = RecordingClient(engine_of_intervals="ReplacingMergeTree PARTITION BY toYYYYMM(start)")
-    deletion.delete_user_data(client, "alice", account=True)
+    forget(client, ACCOUNT)
     assert [sql.split(" DELETE")[0] for sql, _ in client.commands] == [f"ALTER TABLE {t}" for t in deletion.USER_TABLES]
 
 
