@@ -113,6 +113,8 @@ def run(progress) -> dict:
         settings = stack.settings
         try:
             stack.start_broker()
+            # The gateway reads (and on a device's first batch makes) each device's data key in the warehouse.
+            stack.start_warehouse()
             stack.start_gateway()
             now_ms = int(time.time() * 1000)
             devices, batches, per_interval, per_batch = [], [], [], []

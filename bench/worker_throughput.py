@@ -22,9 +22,12 @@ from infra.settings import Settings
 from infra.stack import Stack
 from schemas.codec import encode_interval, encode_stamped_batch
 from schemas.contract import Window
+from schemas.sealing import partition_key, seal
+from stream_jobs.keyring import KeyRing, key_ids, open_records
 from stream_jobs.rows import decode_intervals, interval_columns
 from warehouse.client import connect
-from warehouse.writes import store_intervals
+from warehouse.keys import create_key
+from warehouse.writes import NO_DELETIONS, store_intervals
 
 DEVICES = 200
 PER_DEVICE = 1000
@@ -74,16 +77,22 @@ async def _preload(settings: Settings) -> int:
     now = int(time.time() * 1000)
     start = now - 40 * 86_400_000
     total = 0
+    client = connect(settings)
     for d in range(DEVICES):
-        device_id = str(uuid.uuid4())
+        device_id, user_id = str(uuid.uuid4()), f"bench-user-{d % 50}"
+        # Sealed under the device's data key, as the gateway writes them (schemas/sealing.py).
+        key_id, key = create_key(client, user_id, device_id)
         stream = _stream(d, PER_DEVICE, start)
         for b in range(0, len(stream), 500):
             chunk = stream[b : b + 500]
             value = encode_stamped_batch(
-                {"user_id": f"bench-user-{d % 50}", "device_id": device_id, "received_at": now, "intervals": chunk}
+                {"user_id": user_id, "device_id": device_id, "received_at": now, "intervals": chunk}
             )
-            await producer.send_and_wait(settings.intervals_topic, value, key=device_id.encode())
+            await producer.send_and_wait(
+                settings.intervals_topic, seal(key_id, key, value), key=partition_key(device_id)
+            )
             total += len(chunk)
+    client.close()
     await producer.stop()
     return total
 
@@ -106,7 +115,7 @@ def _wait_for_count(settings: Settings, expected: int, timeout_s: float = 600) -
 
 
 async def _bare_consume_and_insert(settings: Settings, expected: int) -> float:
-    """Baseline: consume, decode, trim, insert the intervals only (no sessions, no state); intervals/s."""
+    """Baseline: consume, open, decode, trim, insert the intervals only (no sessions, no state); intervals/s."""
     consumer = AIOKafkaConsumer(
         settings.intervals_topic,
         bootstrap_servers=settings.kafka_bootstrap,
@@ -119,6 +128,7 @@ async def _bare_consume_and_insert(settings: Settings, expected: int) -> float:
     )
     await consumer.start()
     client = connect(settings)
+    ring = KeyRing()
     done = 0
     begin = None
     while done < expected:
@@ -127,8 +137,10 @@ async def _bare_consume_and_insert(settings: Settings, expected: int) -> float:
         if not values:
             continue
         begin = begin or time.monotonic()
-        intervals, _ = decode_intervals(values, Window.of_days(settings.interval_max_age_days))
-        await asyncio.to_thread(store_intervals, client, interval_columns(intervals))
+        ring.load(client, ring.missing(key_ids(values)))
+        opened = [plain for _, plain, _, _ in open_records(values, ring).records]
+        intervals, _ = decode_intervals(opened, Window.of_days(settings.interval_max_age_days))
+        await asyncio.to_thread(store_intervals, client, NO_DELETIONS, interval_columns(intervals))
         await consumer.commit()
         done += len(intervals)
     elapsed = time.monotonic() - begin

@@ -42,6 +42,7 @@ from gateway.identity_store import (
     address_ip,
     clean_device_name,
 )
+from gateway.keybook import KeyBook
 from gateway.pki import DeviceIdentity, PkiError, StackPki, identity_from_certificate, new_device_id, sign_device_csr
 from gateway.producer import BrokerUnavailable
 from gateway.proto import accounts_pb2 as pb
@@ -138,9 +139,11 @@ class Authority:
         announce: Callable[[bytes, bytes], Awaitable[None]],
         trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
         rules: SessionRules | None = None,
+        keys: KeyBook | None = None,
     ) -> None:
         self.trusted_proxies = trusted_proxies
         self.rules = rules or SessionRules()  # the sessions' rules, to cut sessions at a deletion's edges
+        self.keys = keys  # the ingest's data keys: a deletion that shreds a user's keys drops them from memory
         self.store = store
         self.pki = pki
         self.private_key, self.public_key = token_keys
@@ -148,6 +151,10 @@ class Authority:
         self.device_cert_days = device_cert_days
         self.warehouse = warehouse
         self.announce = announce  # publishes (key, identity event), returns once the broker has it
+
+    def forget_keys(self, user_id: str) -> None:
+        if self.keys is not None:
+            self.keys.forget(user_id)
 
     def client(self, context: grpc.aio.ServicerContext) -> str:
         return client_address(context.peer(), dict(context.invocation_metadata()), self.trusted_proxies)
@@ -262,6 +269,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             )
             deletion = plan_deletion(ACCOUNT, user.id, int(time.time() * 1000))
             report = await asyncio.to_thread(delete, self.a.warehouse(), deletion, self.a.rules)
+            self.a.forget_keys(user.id)
         except Exception as exc:  # the broker's or warehouse's failure is the client's UNAVAILABLE, not a crash
             log.warning("deleting the data of %s failed: %s", user.id, exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the deletion could not complete now; ask again later")
@@ -293,6 +301,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"nothing was deleted: {exc}")
         try:
             report = await asyncio.to_thread(delete, self.a.warehouse(), deletion, self.a.rules)
+            self.a.forget_keys(claims.user_id)
         except Exception as exc:  # the warehouse away: the record may stand, and asking again finishes the job
             log.warning("deleting %s data of %s failed: %s", kind, claims.user_id, exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the deletion could not complete now; ask again later")

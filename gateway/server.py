@@ -39,6 +39,7 @@ from gateway.acks import (
     sort_offered,
 )
 from gateway.identity_store import IdentityStore
+from gateway.keybook import KeyBook
 from gateway.pki import DeviceIdentity, ensure_stack_pki
 from gateway.producer import BrokerUnavailable, IntervalProducer
 from gateway.proto import accounts_pb2, accounts_pb2_grpc, ingest_pb2, ingest_pb2_grpc
@@ -48,6 +49,7 @@ from infra import metrics
 from infra.cli import command
 from infra.settings import Settings, load_settings
 from schemas.contract import Window
+from schemas.sealing import partition_key, seal
 from stream_jobs.forget import rules_of
 from warehouse.client import connect
 from warehouse.writes import highest_stored_seqs, stored_event_ids, upsert_devices
@@ -92,9 +94,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         settings: Settings,
         warehouse: Callable[[], Client],
         watcher: StoreWatcher,
+        keys: KeyBook | None = None,
     ) -> None:
         self._producer = producer
         self._store = store
+        # Every record is sealed under its device's data key (schemas/sealing.py).
+        self._keys = keys or KeyBook(warehouse)
         self._max_batch = settings.gateway_max_batch
         self._window = Window.of_days(settings.interval_max_age_days)
         self._max_record_bytes = settings.gateway_max_record_bytes
@@ -137,6 +142,19 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                 marks = {}
             book = self._books[device_id] = DeviceBook(stored=marks.get(device_id, -1))
         return book
+
+    async def _key(self, identity: DeviceIdentity, context: grpc.aio.ServicerContext) -> tuple[str, bytes]:
+        """The device's data key: from memory, or (on its first batch since start or since a deletion) the
+        warehouse, which must hold a key before anything sealed under it is sent."""
+        found = self._keys.cached(identity.user_id, identity.device_id)
+        if found is not None:
+            return found
+        try:
+            return await asyncio.to_thread(self._keys.key_for, identity.user_id, identity.device_id)
+        except Exception as exc:
+            log.warning("cannot read or make the data key of device %s: %s", identity.device_id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; retry later")
+            raise  # not reached: abort raises
 
     async def _held(self, identity: DeviceIdentity, check: list[Offered], mark: int, context) -> tuple[list, list]:
         if not check:
@@ -183,11 +201,14 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             errors += sorted_out.errors + refused
             sending_valid = [by_index[item.index] for item in sorted_out.send]
             values = pack_stamped(identity, received_at, sending_valid, self._max_record_bytes)
+            if values:
+                key_id, key = await self._key(identity, context)
+                values = [seal(key_id, key, value) for value in values]
             sending = time.monotonic()
             try:
                 # In line under the device's lock, so its batches reach the partition in the order checked;
                 # the broker's acknowledgement is awaited outside it.
-                delivered = await self._producer.enqueue(identity.device_id.encode(), values)
+                delivered = await self._producer.enqueue(partition_key(identity.device_id), values)
             except BrokerUnavailable as exc:
                 await self._broker_unavailable(batch, identity, exc, context)
             remember_sent(book, sorted_out.send)
@@ -267,6 +288,7 @@ class Gateway:
         self.server: grpc.aio.Server | None = None
         self._warehouse: Client | None = None
         self._ingest_clients = threading.local()
+        self.keys = KeyBook(self._ingest_client)
         self.watcher: StoreWatcher | None = None
         self._metrics = None
 
@@ -302,12 +324,13 @@ class Gateway:
             lambda key, event: self.producer.publish(s.identity_topic, key, event),
             s.trusted_proxy_networks,
             rules_of(s),
+            self.keys,
         )
         # Its own warehouse connection: the watcher asks from a thread while accounts calls use the other one.
         self.watcher = StoreWatcher(self._ingest_client)
         self.watcher.start()
         ingest_pb2_grpc.add_IngestServicer_to_server(
-            IngestService(self.producer, self.store, s, self._ingest_client, self.watcher), server
+            IngestService(self.producer, self.store, s, self._ingest_client, self.watcher, self.keys), server
         )
         accounts_pb2_grpc.add_AccountsServicer_to_server(AccountsService(authority), server)
         accounts_pb2_grpc.add_DevicesServicer_to_server(DevicesService(authority), server)

@@ -33,9 +33,11 @@ from schemas.codec import encode_stamped_batch
 from schemas.contract import Window
 from schemas.deletions import ACCOUNT, ALL_DEVICES, Deletion
 from schemas.identity_events import BadIdentityEvent, decode_event
+from schemas.sealing import seal
 from stream_jobs.failures import describe, is_permanent, short_reason
 from stream_jobs.forget import apply_deletion, rules_of
 from stream_jobs.isolate import write_isolating
+from stream_jobs.keyring import KeyRing, key_ids, open_records
 from stream_jobs.revocations import Revocations
 from stream_jobs.rows import decode_intervals, interval_columns, session_rows
 from stream_jobs.sessionize import Advance, DeviceState, SessionRules, advance
@@ -310,6 +312,42 @@ def settle_poison(client: Client, poison: list[tuple[dict, BaseException]]) -> l
     return settled
 
 
+@dataclass(frozen=True)
+class ReadBatch:
+    """What a batch of topic records holds, once opened and decoded (`read_batch`)."""
+
+    intervals: list[dict]  # flat, each with the id of the key its record was sealed under
+    # (value, reason) for the dead-letter topic: a record that could not be read (as it came), or one interval
+    # that breaks the contract (sealed again under its record's key). Reasons name no user or device.
+    dead_letters: list[tuple[bytes, str]]
+    refusals: list[tuple[str, str, int, str, str]]  # of those intervals, for the gateway to answer with
+    shredded: int  # records whose key was deleted with their data
+    keys: dict[str, bytes]  # key id -> key, of this batch's records
+
+
+def read_batch(values: list[bytes], ring: KeyRing, window: Window, now_ms: int) -> ReadBatch:
+    """Open each record with the key it names (`ring` has loaded what it could), then decode it. A record whose
+    identity is not its key's owner was sealed under another device's key and is refused whole."""
+    opened = open_records(values, ring)
+    intervals: list[dict] = []
+    dead_letters = list(opened.refused)
+    refusals = []
+    keys = {}
+    for key_id, plain, user_id, device_id in opened.records:
+        key = ring.owner(key_id)[2]  # type: ignore[index]
+        keys[key_id] = key
+        found, rejected = decode_intervals([plain], window, now_ms)
+        if any(i["user_id"] != user_id or i["device_id"] != device_id for i in found):
+            dead_letters.append((seal(key_id, key, plain), "a record sealed under another device's key"))
+            continue
+        for interval in found:
+            interval["key_id"] = key_id
+        intervals += found
+        dead_letters += [(seal(key_id, key, r.value), r.reason) for r in rejected]
+        refusals += [r.refusal for r in rejected if r.refusal is not None]
+    return ReadBatch(intervals, dead_letters, refusals, opened.shredded, keys)
+
+
 def dead_letter_value(interval: dict) -> bytes:
     """A poison interval as a StampedBatch of one, its identity kept so it can be replayed once fixed; the URL
     is already trimmed to its site, which travels in its place."""
@@ -432,6 +470,7 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
     deadletter = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes)
     rules = rules_of(settings)
     revocations = Revocations()
+    ring = KeyRing()
     identity_caught_up = asyncio.Event()
     warehouse: dict[str, Client] = {}
     window = Window.of_days(settings.interval_max_age_days)
@@ -477,14 +516,22 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
             began = time.monotonic()
             # What was revoked before this batch must be known before it is stored.
             await identity_caught_up.wait()
-            intervals, rejected = decode_intervals((e.value for e in events), window, int(time.time() * 1000))
+            values = [e.value for e in events]
+            missing = ring.missing(key_ids(values))
+            if missing:
+                await _store_until_done(lambda missing=missing: ring.load(warehouse_client(), missing), warehouse)
+            read = read_batch(values, ring, window, int(time.time() * 1000))
+            intervals, rejected = read.intervals, read.dead_letters
+            if read.shredded:
+                log.info("dropped %d records whose data key was deleted with their data", read.shredded)
+                metrics.WORKER_DROPPED.labels("shredded").inc(read.shredded)
             metrics.WORKER_BATCHES.inc()
             kept = [i for i in intervals if not revocations.drops(i["user_id"], i["device_id"])]
             if len(kept) < len(intervals):
                 log.info("dropped %d intervals of revoked devices or deleted accounts", len(intervals) - len(kept))
                 metrics.WORKER_DROPPED.labels("revoked").inc(len(intervals) - len(kept))
             by_device = group_by_device(kept)
-            refusals = [r.refusal for r in rejected if r.refusal is not None]
+            refusals = read.refusals
 
             def store(by_device=by_device, refusals=refusals) -> tuple[list[Written], list[tuple[dict, str]], float]:
                 client = warehouse_client()
@@ -501,8 +548,11 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
 
             # A batch of nothing but unreadable records needs no warehouse: it is dead-lettered at once.
             written, poison, seconds = await _store_until_done(store, warehouse) if kept or refusals else ([], [], 0.0)
-            for value, reason in [(r.value, r.reason) for r in rejected] + [
-                (dead_letter_value(i), f"device {i['device_id']} device_seq {i['device_seq']}: {why}")
+            for value, reason in rejected + [
+                (
+                    seal(i["key_id"], read.keys[i["key_id"]], dead_letter_value(i)),
+                    f"device_seq {i['device_seq']}: {why}",
+                )
                 for i, why in poison
             ]:
                 log.warning("dead-lettering a record of %s: %s", settings.intervals_topic, reason)

@@ -118,8 +118,12 @@ def apply_deletion(client: Client, deletion: Deletion, rules: SessionRules) -> d
     sql.rebuild_rollups_around(client, deletion)
     if deletion.kind != PERIOD:
         # A device's or all data: what the worker refused of it goes too, and with all data the category rules.
-        tables = ("refused_intervals", "category_rules") if deletion.kind == ALL_DATA else ("refused_intervals",)
-        removed.update(sql.delete_rows_of(client, deletion, tables))
+        # Its data keys go: every copy of its records still in the broker can no longer be opened (shredded);
+        # the gateway makes a new key for what the device sends next.
+        tables = ("refused_intervals", "data_keys")
+        removed.update(
+            sql.delete_rows_of(client, deletion, (*tables, "category_rules") if deletion.kind == ALL_DATA else tables)
+        )
     # Last: a state is cut only once the rows it continues are.
     sql.replace_device_states(client, deletion.user_id, cut.states)
     return removed

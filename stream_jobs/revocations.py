@@ -1,14 +1,15 @@
 """Which users and devices are gone: their intervals still in flight are dropped, never stored.
 
 The gateway publishes an identity event when a device is revoked or an account deleted; every worker
-reads the whole (small) topic, so it knows about all of them whichever partitions it owns.
+reads the whole (small) topic, so it knows about all of them whichever partitions it owns. Events name users
+and devices by pseudonym (schemas/identity_events.py), so the ids of a record are compared as pseudonyms.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.identity_events import USER_DELETED
+from schemas.identity_events import USER_DELETED, pseudonym
 
 
 @dataclass
@@ -18,9 +19,12 @@ class Revocations:
 
     def apply(self, event: dict) -> None:
         if event["event"] == USER_DELETED:
-            self.deleted_users.add(event["user_id"])
+            self.deleted_users.add(event["user"])
         else:
-            self.revoked_devices.add((event["user_id"], event["device_id"]))
+            self.revoked_devices.add((event["user"], event["device"]))
 
     def drops(self, user_id: str, device_id: str) -> bool:
-        return user_id in self.deleted_users or (user_id, device_id) in self.revoked_devices
+        if not self.deleted_users and not self.revoked_devices:
+            return False
+        user = pseudonym(user_id)
+        return user in self.deleted_users or (user, pseudonym(device_id)) in self.revoked_devices

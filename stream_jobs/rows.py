@@ -47,14 +47,15 @@ def decode_intervals(
             continue
         user_id, device_id, received_at = batch["user_id"], batch["device_id"], batch["received_at"]
         if now_ms is not None and received_at > now_ms + FUTURE_SKEW_MS:
-            rejected.append(Rejected(value, f"stamped intervals of device {device_id} received in the future"))
+            rejected.append(Rejected(value, "stamped intervals received in the future"))
             continue
         for interval in batch["intervals"]:
             # The contract again: the topic may hold records that did not come through the gateway.
             normal, problem = checked_interval(interval, received_at, window)
             if normal is None:
-                reason = f"invalid interval of device {device_id}: {problem}"
                 seq = interval["device_seq"]
+                # Dead-letter reasons travel in the clear (a record header): they name no device or user.
+                reason = f"invalid interval (device_seq {seq}): {problem}"
                 refusal = (user_id, device_id, seq, str(interval["event_id"]), problem or "") if seq >= 0 else None
                 rejected.append(Rejected(encode_interval(interval), reason, refusal))
                 continue

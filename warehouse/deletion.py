@@ -31,11 +31,10 @@ USER_TABLES = (
     "refused_intervals",
     "devices",
     "category_rules",
+    "data_keys",
 )
 # The record of deletions outlives what it deleted: it is what keeps a deleted interval from being stored again.
 KEPT_TABLES = ("deletions",)
-# Tables whose rows are tied to one device: all of them but the per-user category rules.
-DEVICE_TABLES = tuple(t for t in USER_TABLES if t != "category_rules")
 # What a device *is* (its name, OS, whether revoked), not what it recorded: kept while the device exists.
 _DEVICE_ITSELF = "devices"
 

@@ -15,8 +15,10 @@ from infra.devices import new_user_device
 from infra.stack import Stack
 from infra.topics import committed_offsets
 from schemas.codec import encode_interval
+from schemas.sealing import key_id_of
 from tests.conftest import eventually, private_stack_running
 from tests.e2e.test_pipeline import interval, seconds_per_app
+from tests.sealed import opened, sealed
 from warehouse.client import connect
 
 pytestmark = pytest.mark.e2e
@@ -51,18 +53,21 @@ def test_gateway_says_unavailable_and_acknowledges_nothing_without_a_broker(priv
 
 def test_worker_commits_nothing_until_the_warehouse_stored_it(private_stack):
     identity, creds = new_user_device(private_stack.settings)
-    private_stack.warehouse.stop()
     batch = [encode_interval(interval(i, i * 30, 30, "Code")) for i in range(40)]
     with IngestClient(private_stack.settings.gateway_address, creds) as client:
-        assert client.send_batch(batch).accepted == 40
+        # The device's first batch since the gateway started needs the warehouse: it holds the device's data key.
+        assert client.send_batch(batch[:1]).accepted == 1
+        assert eventually(lambda: committed_total(private_stack) == 1, 60)
+        private_stack.warehouse.stop()
+        assert client.send_batch(batch[1:]).accepted == 39
     time.sleep(4)  # several batch windows and commit intervals of the worker pass with the warehouse away
-    assert committed_total(private_stack) == 0
+    assert committed_total(private_stack) == 1
 
     private_stack.start_warehouse()
     client = connect(private_stack.settings)
     assert eventually(lambda: seconds_per_app(client, identity.user_id) == {"Code": 1200.0}, 90)
     # The gateway wrote the accepted batch as one record; its offset is committed now that it is stored.
-    assert eventually(lambda: committed_total(private_stack) == 1, 30)
+    assert eventually(lambda: committed_total(private_stack) == 2, 30)
 
 
 def test_worker_killed_mid_stream_loses_and_double_counts_nothing(private_stack):
@@ -88,17 +93,20 @@ def test_worker_killed_mid_stream_loses_and_double_counts_nothing(private_stack)
 def test_unreadable_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(private_stack):
     settings = private_stack.settings
     garbage = b"\xc3\x01" + b"\x00" * 8 + b"not an interval"
+    identity, creds = new_user_device(settings)
+    # Garbage as anyone on the network could write it, and garbage sealed under a device's real key.
+    sealed_garbage = sealed(settings, identity.user_id, identity.device_id, garbage)
 
     async def produce_garbage() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
         await producer.start()
         try:
             await producer.send_and_wait(settings.intervals_topic, garbage, key=b"some-device")
+            await producer.send_and_wait(settings.intervals_topic, sealed_garbage, key=b"some-device")
         finally:
             await producer.stop()
 
     asyncio.run(produce_garbage())
-    identity, creds = new_user_device(settings)
     with IngestClient(settings.gateway_address, creds) as client:
         assert client.send_batch([encode_interval(interval(0, 0, 42, "Code"))]).accepted == 1
     assert eventually(lambda: seconds_per_app(connect(settings), identity.user_id) == {"Code": 42.0}, 60)
@@ -115,6 +123,10 @@ def test_unreadable_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(p
             await consumer.stop()
 
     records = asyncio.run(dead_letters())
-    assert [r.value for r in records] == [garbage]
-    reason = dict(records[0].headers)["reason"].decode()
-    assert "undecodable" in reason or "unknown schema" in reason
+    assert len(records) == 2 and records[0].value == garbage
+    # A dead letter of a sealed record stays sealed, under the same key, and holds what came.
+    assert key_id_of(records[1].value) == key_id_of(sealed_garbage) and garbage not in records[1].value
+    assert opened(settings, records[1].value) == garbage
+    reasons = [dict(r.headers)["reason"].decode() for r in records]
+    assert reasons[0].startswith("not a sealed record")
+    assert "undecodable" in reasons[1] or "unknown schema" in reasons[1]

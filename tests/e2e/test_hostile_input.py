@@ -19,9 +19,11 @@ from infra.devices import new_user_device
 from infra.processes import free_port
 from infra.streams import StreamingDevice
 from schemas.codec import decode_stamped_intervals, encode_interval, encode_stamped_batch
+from schemas.sealing import partition_key
 from stream_jobs.trim import INVALID_URL
 from tests.conftest import eventually, private_stack_running
 from tests.integration.test_metrics import scrape
+from tests.sealed import opened, sealed
 from warehouse.client import connect
 from warehouse.rollups import rollup_drift
 
@@ -206,7 +208,7 @@ def test_no_broker_record_exceeds_the_byte_limit_and_everything_is_stored(stack)
             found: list[bytes] = []
             while batches := await consumer.getmany(timeout_ms=3000, max_records=10_000):
                 for records in batches.values():
-                    found += [r.value for r in records if r.key == identity.device_id.encode()]
+                    found += [r.value for r in records if r.key == partition_key(identity.device_id)]
             return found
         finally:
             await consumer.stop()
@@ -214,7 +216,8 @@ def test_no_broker_record_exceeds_the_byte_limit_and_everything_is_stored(stack)
     values = asyncio.run(records_of_device())
     assert len(values) >= 300 * 6000 // RECORD_LIMIT
     assert all(len(v) <= RECORD_LIMIT for v in values)
-    assert sorted(i["device_seq"] for v in values for i in decode_stamped_intervals(v)["intervals"]) == list(range(300))
+    inside = [opened(stack.settings, v) for v in values]
+    assert sorted(i["device_seq"] for v in inside for i in decode_stamped_intervals(v)["intervals"]) == list(range(300))
     c = connect(stack.settings)
     assert rows(c, "SELECT count() FROM intervals FINAL WHERE user_id = {u:String}", identity.user_id) == [(300,)]
 
@@ -256,7 +259,8 @@ def test_poison_written_straight_to_the_broker_is_dead_lettered_alone_and_the_re
         theirs = [interval(s, t + s * 60_000) for s in range(3)]
 
         def stamped(u, d, items) -> bytes:
-            return encode_stamped_batch({"user_id": u, "device_id": d, "received_at": received, "intervals": items})
+            value = encode_stamped_batch({"user_id": u, "device_id": d, "received_at": received, "intervals": items})
+            return sealed(settings, u, d, value)
 
         garbage = b"\xc3\x01" + b"\x00" * 8 + b"not a batch"
 
@@ -299,8 +303,8 @@ def test_poison_written_straight_to_the_broker_is_dead_lettered_alone_and_the_re
             "keystrokes exceed"
         )
         letters = dead_letters(settings)
-        assert any(value == garbage and "undecodable" in reason for value, reason in letters)
-        poisoned = [decode_stamped_intervals(v) for v, reason in letters if "code 469" in reason]
+        assert any(value == garbage and "not a sealed record" in reason for value, reason in letters)
+        poisoned = [decode_stamped_intervals(opened(settings, v)) for v, reason in letters if "code 469" in reason]
         assert [(b["user_id"], [i["device_seq"] for i in b["intervals"]]) for b in poisoned] == [(user, [1])]
         assert any(reason.endswith("keystrokes exceed 100 a second: 1000000 in 60 s") for _, reason in letters)
         assert rollup_drift(c, user) == [] and rollup_drift(c, other_user) == []
@@ -310,6 +314,19 @@ def test_poison_written_straight_to_the_broker_is_dead_lettered_alone_and_the_re
 
 def test_a_worker_retrying_a_warehouse_that_is_away_stops_within_seconds_and_loses_nothing(stack):
     identity, creds = new_user_device(stack.settings)
+    value = sealed(
+        stack.settings,
+        identity.user_id,
+        identity.device_id,
+        encode_stamped_batch(
+            {
+                "user_id": identity.user_id,
+                "device_id": identity.device_id,
+                "received_at": now_ms(),
+                "intervals": [interval(0, now_ms() - 120_000)],
+            }
+        ),
+    )
     stack.warehouse.kill()
     try:
         # Acknowledged after the broker only: with ack after "stored" nothing could be taken while it is away.
@@ -317,14 +334,6 @@ def test_a_worker_retrying_a_warehouse_that_is_away_stops_within_seconds_and_los
             producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap)
             await producer.start()
             try:
-                value = encode_stamped_batch(
-                    {
-                        "user_id": identity.user_id,
-                        "device_id": identity.device_id,
-                        "received_at": now_ms(),
-                        "intervals": [interval(0, now_ms() - 120_000)],
-                    }
-                )
                 await producer.send_and_wait(stack.settings.intervals_topic, value, key=identity.device_id.encode())
             finally:
                 await producer.stop()
@@ -365,6 +374,7 @@ def test_a_write_to_a_warehouse_that_hangs_is_given_up_in_bounded_time_and_retri
             "intervals": [interval(0, now_ms() - 120_000)],
         }
     )
+    value = sealed(stack.settings, identity.user_id, identity.device_id, value)
     before = scrape(stack.settings.worker_metrics_port)[("productimon_worker_retries_total", ())]
     worker = stack.workers[0]
     seen = len(worker.output())
