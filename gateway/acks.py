@@ -25,7 +25,7 @@ from typing import NamedTuple
 from clickhouse_connect.driver.client import Client
 
 from schemas.contract import RecordError
-from warehouse.writes import highest_stored_seqs, refused_seqs, stored_event_ids
+from warehouse.writes import DeletionGuard, highest_stored_seqs, refused_seqs, stored_event_ids
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class Offered(NamedTuple):
     seq: int
     event_id: str
     start_ms: int
+    end_ms: int = 0
 
 
 @dataclass
@@ -258,6 +259,16 @@ class StoreWatcher:
         client = self._client()
         marks = highest_stored_seqs(client, sorted({w.device_id for w in waiting}))
         refusals = refused_seqs(client, sorted({(w.user_id, w.device_id, i.seq) for w in waiting for i in w.items}))
+        # An interval a deletion covers is never stored: the device is told so instead (schemas/deletions.py).
+        guard = DeletionGuard.load(client, sorted({w.user_id for w in waiting}))
+        for w in waiting:
+            for i in w.items:
+                deletion = guard.covering(w.user_id, w.device_id, i.start_ms, max(i.end_ms, i.start_ms))
+                if deletion is not None:
+                    reason = (
+                        f"deleted: the interval lies in data deleted by {deletion.kind} deletion {deletion.deletion_id}"
+                    )
+                    refusals[(w.user_id, w.device_id, i.seq)] = (i.event_id, reason)
         left: list[list[Offered] | None] = []
         for w in waiting:
             rest = [i for i in w.items if refusals.get((w.user_id, w.device_id, i.seq), ("",))[0] != i.event_id]

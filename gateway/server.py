@@ -193,7 +193,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             book = await self._book(identity.device_id, context)
             offered = [
                 # In normal form: the event id is canonical, as the warehouse answers with it.
-                Offered(v.index, v.interval["device_seq"], v.interval["event_id"], v.interval["start"])
+                Offered(
+                    v.index, v.interval["device_seq"], v.interval["event_id"], v.interval["start"], v.interval["end"]
+                )
                 for v in valid
             ]
             sorted_out = sort_offered(book, offered)

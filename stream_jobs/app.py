@@ -31,7 +31,7 @@ from infra.cli import command, json_logging_config
 from infra.settings import Settings, load_settings
 from schemas.codec import encode_stamped_batch
 from schemas.contract import Window
-from schemas.deletions import ACCOUNT, ALL_DEVICES, Deletion
+from schemas.deletions import ALL_DEVICES, Deletion
 from schemas.identity_events import BadIdentityEvent, decode_event
 from schemas.sealing import seal
 from stream_jobs.failures import describe, is_permanent, short_reason
@@ -152,27 +152,17 @@ def _names_device(deletion: Deletion, user_id: str, device_id: str) -> bool:
     return deletion.user_id == user_id and deletion.device_id in (ALL_DEVICES, device_id)
 
 
-def drop_deleted(
-    by_device: dict[str, list[dict]], guard: DeletionGuard
-) -> tuple[dict[str, list[dict]], list[tuple[str, str, int, str, str]]]:
-    """Pure: the batch without the intervals a recorded deletion covers, and a refusal for each one dropped (the
-    device may be waiting to hear of it), but for an account that is gone, which no device waits for."""
+def drop_deleted(by_device: dict[str, list[dict]], guard: DeletionGuard) -> dict[str, list[dict]]:
+    """Pure: the batch without the intervals a recorded deletion covers. They leave no row at all, not even a
+    refusal: a device waiting to hear of them is told by the gateway, which reads the same record."""
     if not guard.deletions:
-        return by_device, []
+        return by_device
     kept: dict[str, list[dict]] = {}
-    refusals = []
     for device_id, items in by_device.items():
         for interval in items:
-            user_id = interval["user_id"]
-            deletion = guard.covering(user_id, device_id, interval["start"], interval["end"])
-            if deletion is None:
+            if guard.covering(interval["user_id"], device_id, interval["start"], interval["end"]) is None:
                 kept.setdefault(device_id, []).append(interval)
-            elif deletion.kind != ACCOUNT:
-                reason = (
-                    f"deleted: the interval lies in data deleted by {deletion.kind} deletion {deletion.deletion_id}"
-                )
-                refusals.append((user_id, device_id, interval["device_seq"], interval["event_id"], reason))
-    return kept, refusals
+    return kept
 
 
 def stale_deletions(saved: dict[str, str], users: dict[str, str], guard: DeletionGuard) -> list[Deletion]:
@@ -198,7 +188,7 @@ class BatchWrites:
     refusals: list[tuple[str, str, int, str, str]]
     # (user_id, device_id, last_seq, state JSON) of every device whose state moved.
     states: list[tuple[str, str, int, str]]
-    # How many intervals a recorded deletion covered (refused, unless their account is gone).
+    # How many intervals a recorded deletion covered (dropped without a trace).
     deleted: int = 0
 
 
@@ -218,7 +208,7 @@ def plan_batch(
     lowest device_seq stored under each of its event ids (`drop_repeated_event_ids`) and the deletions recorded
     for its users (`drop_deleted`); every state it saves records those deletions as applied."""
     arrived = sum(len(items) for items in by_device.values())
-    by_device, deleted = drop_deleted(by_device, guard)
+    by_device = drop_deleted(by_device, guard)
     covered = arrived - sum(len(items) for items in by_device.values())
     by_device, refusals = drop_repeated_event_ids(by_device, floors_of(saved), stored_firsts or {})
     advances, floors = sessionize_batch(
@@ -238,7 +228,7 @@ def plan_batch(
         intervals=intervals_to_insert(by_device, floors),
         app_rows=session_rows((s for a in advances.values() for s in a.app_sessions), APP_SESSION_COLUMNS),
         focus_rows=session_rows((s for a in advances.values() for s in a.focus_sessions), FOCUS_SESSION_COLUMNS),
-        refusals=deleted + refusals,
+        refusals=refusals,
         states=states,
         deleted=covered,
     )
@@ -294,8 +284,7 @@ def write_batch(
     for deletion in guard.new_since(client, sorted(set(users.values()))):
         log.info("applying deletion %s again: it ran while a batch was written", deletion.deletion_id)
         apply_deletion(client, deletion, rules)
-    refused_as_deleted = sum(1 for r in writes.refusals if r[4].startswith("deleted: "))
-    return Written(len(writes.intervals), len(writes.refusals) - refused_as_deleted, writes.deleted)
+    return Written(len(writes.intervals), len(writes.refusals), writes.deleted)
 
 
 def settle_poison(client: Client, poison: list[tuple[dict, BaseException]]) -> list[tuple[dict, str]]:

@@ -124,8 +124,16 @@ def apply_deletion(client: Client, deletion: Deletion, rules: SessionRules) -> d
         removed.update(
             sql.delete_rows_of(client, deletion, (*tables, "category_rules") if deletion.kind == ALL_DATA else tables)
         )
-    # Last: a state is cut only once the rows it continues are.
-    sql.replace_device_states(client, deletion.user_id, cut.states)
+    # Last: a state is cut only once the rows it continues are. A device's state left with nothing open after
+    # everything it recorded went (a device's or all data) goes too: no row of that device remains but its name.
+    emptied = {
+        device_id
+        for device_id, (_, data) in cut.states.items()
+        if deletion.start_ms == 0 and DeviceState.from_dict(json.loads(data)).focus_session is None
+    }
+    sql.replace_device_states(client, deletion.user_id, {d: s for d, s in cut.states.items() if d not in emptied})
+    for device_id in sorted(emptied):
+        sql.delete_rows_of(client, replace(deletion, device_id=device_id), ("device_state",))
     return removed
 
 

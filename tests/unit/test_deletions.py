@@ -91,7 +91,7 @@ def test_a_device_deletion_covers_that_device_only_and_an_all_data_one_every_dev
 # --- the worker's batch ----------------------------------------------------------------------------------------
 
 
-def test_a_batch_loses_what_a_deletion_covers_each_refused_with_the_reason_but_an_accounts():
+def test_a_batch_loses_what_a_deletion_covers_without_a_trace_and_its_states_record_the_deletion():
     period = plan_deletion(PERIOD, "u", NOW_MS, start=NOW - timedelta(hours=1), end=NOW)
     gone = plan_deletion(ACCOUNT, "gone", NOW_MS)
     batch = {
@@ -100,11 +100,7 @@ def test_a_batch_loses_what_a_deletion_covers_each_refused_with_the_reason_but_a
     }
     plan = worker.plan_batch(batch, {}, RULES, guard=DeletionGuard((period, gone)))
     assert [i["device_seq"] for i in plan.intervals] == [0, 2]
-    assert plan.deleted == 2
-    assert [(r[0], r[2]) for r in plan.refusals] == [("u", 1)]
-    assert plan.refusals[0][4].startswith(
-        f"deleted: the interval lies in data deleted by period deletion {period.deletion_id}"
-    )
+    assert plan.deleted == 2 and plan.refusals == []  # not even a refusal row: the gateway tells the device
     # The saved state records the deletions it was cut by.
     assert [json.loads(s[3])["applied"] for s in plan.states] == [[period.deletion_id]]
 
