@@ -73,7 +73,7 @@ def delete_data(
 ) -> pb.DeletionReport:
     """Delete a period ("period", with `period`), one device's data ("device") or all data ("all") of the
     signed-in account, for good; returns what was removed and how long it took."""
-    start, end = (int(moment.timestamp() * 1000) for moment in period) if period else (0, 0)
+    start, end = (round(moment.timestamp() * 1000) for moment in period) if period else (0, 0)
     request = pb.DeleteDataRequest(kind=kind, device_id=device_id, period_start=start, period_end=end)
     with _channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).DeleteData(request, metadata=_bearer(token), timeout=300)

@@ -177,6 +177,9 @@ class _Waiter:
     since: float = field(default_factory=time.monotonic)
 
 
+_DELETIONS_EVERY_S = 1.0
+
+
 class StoreWatcher:
     """Waits until the warehouse holds given intervals; one query per tick for everything waiting."""
 
@@ -186,6 +189,7 @@ class StoreWatcher:
         self._waiting: list[_Waiter] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._guard: tuple[float, set[str], DeletionGuard] = (-_DELETIONS_EVERY_S, set(), DeletionGuard())
 
     @property
     def waiting_intervals(self) -> int:
@@ -249,6 +253,18 @@ class StoreWatcher:
                 if refused is not None and not waiter.done.done():
                     waiter.done.set_result(refused)
 
+    def _deletions(self, client: Client, users: list[str]) -> DeletionGuard:
+        """The deletions recorded for `users`, read at most once a second (a deletion is answered that much later;
+        whether anything is stored never depends on this)."""
+        now = time.monotonic()
+        cached_at, cached_users, guard = self._guard
+        fresh = now - cached_at <= _DELETIONS_EVERY_S
+        if not fresh or not set(users) <= cached_users:
+            wanted = set(users) | (cached_users if fresh else set())
+            guard = DeletionGuard.load(client, sorted(wanted))
+            self._guard = (cached_at if fresh else now, wanted, guard)
+        return guard
+
     def _look_up(self, waiting: list[_Waiter]) -> list[list[RecordError] | None]:
         """Per waiter, None while its batch is not stored whole, else the worker's refusals of it.
 
@@ -260,7 +276,7 @@ class StoreWatcher:
         marks = highest_stored_seqs(client, sorted({w.device_id for w in waiting}))
         refusals = refused_seqs(client, sorted({(w.user_id, w.device_id, i.seq) for w in waiting for i in w.items}))
         # An interval a deletion covers is never stored: the device is told so instead (schemas/deletions.py).
-        guard = DeletionGuard.load(client, sorted({w.user_id for w in waiting}))
+        guard = self._deletions(client, sorted({w.user_id for w in waiting}))
         for w in waiting:
             for i in w.items:
                 deletion = guard.covering(w.user_id, w.device_id, i.start_ms, max(i.end_ms, i.start_ms))

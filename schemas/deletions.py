@@ -75,7 +75,7 @@ def covering(deletions: list[Deletion], interval: dict) -> Deletion | None:
 def _ms(moment: datetime, what: str) -> int:
     if moment.tzinfo is None:
         raise InvalidDeletion(f"the {what} of the period must carry a time zone")
-    return int(moment.astimezone(UTC).timestamp() * 1000)
+    return round(moment.astimezone(UTC).timestamp() * 1000)
 
 
 def _iso(ms: int) -> str:

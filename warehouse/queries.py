@@ -484,7 +484,8 @@ def app_timeline(
     devices: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The app sessions of one local day, per device, as the timeline shows them: every session that
-    overlaps the day in `tz` (start and end unclipped). `day=None` is the period's last day.
+    overlaps the day in `tz` and the period, cut at their edges (`clip_sessions`: what a session did outside
+    them is not shown). `day=None` is the period's last day.
 
     Columns: device_id, device_name, session_id, app, site (str), start, end (datetime64[ms, UTC]),
     active_seconds (float64), keystrokes, clicks (int64), closed (bool); by device, then start."""
@@ -493,8 +494,12 @@ def app_timeline(
     if day is None:
         day = (period["to"] - timedelta(microseconds=1)).astimezone(zone).date()
     day_start, day_end = _local_day(day, zone)
+    day_start, day_end = max(day_start, period["from"]), min(day_end, period["to"])
+    if day_end <= day_start:  # a day outside the period shows nothing
+        return typed_frame(pd.DataFrame(), _TIMELINE_SCHEMA)
     parameters = {"user": user_id, "day_start": day_start, "day_end": day_end, "devices": _devices(devices)}
-    return _query(client, _TIMELINE, parameters, _TIMELINE_SCHEMA)
+    sessions = _query(client, _TIMELINE, parameters, _TIMELINE_SCHEMA)
+    return clip_sessions(client, user_id, sessions, day_start, day_end, same_app=True)
 
 
 _FOCUS = f"""
@@ -505,7 +510,7 @@ SELECT device_id, session_id, start, `end`, active_ms / 1000 AS active_seconds, 
        row_number() OVER (ORDER BY start, session_id) AS n
 FROM focus_sessions FINAL
 WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
-  AND start >= {{from:DateTime64(3, 'UTC')}} AND start < {{to:DateTime64(3, 'UTC')}}
+  AND start < {{to:DateTime64(3, 'UTC')}} AND `end` > {{from:DateTime64(3, 'UTC')}}
 ORDER BY start, session_id
 """
 _FOCUS_SCHEMA = {
@@ -523,20 +528,94 @@ _FOCUS_SCHEMA = {
 }
 
 
+_INSIDE = """
+SELECT count(), sum(greatest(0, least(e, {hi:Int64}) - greatest(s, {lo:Int64}))),
+       sumIf(keystrokes, s >= {lo:Int64} AND s < {hi:Int64}), sumIf(clicks, s >= {lo:Int64} AND s < {hi:Int64})
+FROM
+(
+    SELECT toUnixTimestamp64Milli(start) AS s, toUnixTimestamp64Milli(`end`) AS e, keystrokes, clicks
+    FROM intervals FINAL
+    WHERE user_id = {user:String} AND device_id = {device:String} AND NOT idle
+      AND start >= {first:DateTime64(3, 'UTC')} AND start <= {last:DateTime64(3, 'UTC')} MATCH
+)
+"""
+_APP_SESSIONS_INSIDE = """
+SELECT count() FROM app_sessions FINAL
+WHERE user_id = {user:String} AND device_id = {device:String}
+  AND start >= {first:DateTime64(3, 'UTC')} AND start <= {last:DateTime64(3, 'UTC')}
+  AND start < {clip_end:DateTime64(3, 'UTC')} AND `end` > {clip_start:DateTime64(3, 'UTC')}
+"""
+
+
+def clip_sessions(
+    client: Client, user_id: str, sessions: pd.DataFrame, lo: datetime, hi: datetime, *, same_app: bool
+) -> pd.DataFrame:
+    """Sessions (app sessions with `same_app`, else focus sessions) cut at [lo, hi): a session crossing an edge
+    keeps only what its raw intervals did inside (active time, and the keys and clicks of the intervals begun
+    inside; for a focus session, the app sessions and context switches inside), and its start and end are cut.
+    What a view shows of a period is then the period's alone. Where raw intervals have aged out (retention), the
+    active time is taken in proportion to the part inside."""
+    lo_ts, hi_ts = pd.Timestamp(lo).tz_convert("UTC"), pd.Timestamp(hi).tz_convert("UTC")
+    sessions = sessions.copy()
+    crossing = sessions.index[(sessions["start"] < lo_ts) | (sessions["end"] > hi_ts)]
+    lo_ms, hi_ms = int(lo_ts.value // 1_000_000), int(hi_ts.value // 1_000_000)
+    for i in crossing:
+        row = sessions.loc[i]
+        parameters = {
+            "user": user_id,
+            "device": row["device_id"],
+            "first": row["start"].to_pydatetime(),
+            "last": row["end"].to_pydatetime(),
+            "lo": lo_ms,
+            "hi": hi_ms,
+        }
+        match = ""
+        if same_app:
+            match = "AND app = {app:String} AND site = {site:String}"
+            parameters.update(app=row["app"], site=row["site"])
+        found, active_ms, keys, clicks = client.query(
+            _INSIDE.replace("MATCH", match), parameters=parameters
+        ).result_rows[0]
+        clip_start, clip_end = max(row["start"], lo_ts), min(row["end"], hi_ts)
+        if found:
+            sessions.loc[i, ["active_seconds", "keystrokes", "clicks"]] = [active_ms / 1000, int(keys), int(clicks)]
+        else:
+            span = (row["end"] - row["start"]).total_seconds()
+            inside = (clip_end - clip_start).total_seconds()
+            sessions.loc[i, "active_seconds"] = row["active_seconds"] * inside / span if span > 0 else 0.0
+        if not same_app:
+            inside_apps = client.query(
+                _APP_SESSIONS_INSIDE,
+                parameters={
+                    **parameters,
+                    "clip_start": clip_start.to_pydatetime(),
+                    "clip_end": clip_end.to_pydatetime(),
+                },
+            ).result_rows[0][0]
+            sessions.loc[i, ["app_sessions", "context_switches"]] = [int(inside_apps), max(int(inside_apps) - 1, 0)]
+        sessions.loc[i, "start"], sessions.loc[i, "end"] = clip_start, clip_end
+    return sessions
+
+
 def focus_sessions(
     client: Client, user_id: str, start: datetime, end: datetime, devices: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """The focus sessions that started in [start, end), in order, each with the break before it: seconds
-    from the latest end of an earlier session in the period (any device) to its start, 0 when they overlap,
-    NaN for the first.
+    """The focus sessions that overlap [start, end), cut at its edges (`clip_sessions`), in order, each with the
+    break before it: seconds from the latest end of an earlier session in the period (any device) to its start,
+    0 when they overlap, NaN for the first.
 
     Columns: device_id, session_id (str), start, end (datetime64[ms, UTC]), active_seconds (float64),
     context_switches, app_sessions, keystrokes, clicks (int64), closed (bool), break_before_seconds (float64)."""
-    parameters = {"user": user_id, "devices": _devices(devices), **_period(start, end)}
+    period = _period(start, end)
+    parameters = {"user": user_id, "devices": _devices(devices), **period}
     df = client.query_df(_FOCUS, parameters=parameters)
-    if not df.empty:
-        gap = (pd.to_datetime(df["start"]) - pd.to_datetime(df["before_end"])).dt.total_seconds()
-        df["break_before_seconds"] = gap.clip(lower=0).where(df["n"] > 1)
+    if df.empty:
+        return typed_frame(df, _FOCUS_SCHEMA)
+    df["break_before_seconds"] = 0.0
+    df = clip_sessions(client, user_id, typed_frame(df, {**_FOCUS_SCHEMA, "before_end": _TS, "n": "int64"}),
+                       period["from"], period["to"], same_app=False)  # fmt: skip
+    before = df["before_end"].clip(lower=pd.Timestamp(period["from"]))
+    df["break_before_seconds"] = (df["start"] - before).dt.total_seconds().clip(lower=0).where(df["n"] > 1)
     return typed_frame(df, _FOCUS_SCHEMA)
 
 

@@ -23,8 +23,9 @@ from gateway.account_client import (
     who_am_i,
 )
 from gateway.tokens import SHARE_SCOPE, ensure_signing_key, issue_token
-from infra.devices import enroll_device
+from infra.devices import enroll_device, new_account
 from schemas.codec import encode_interval
+from tests.conftest import eventually
 from tests.e2e.dashboard_fixtures import (
     PAGES,
     ca_pem,
@@ -130,6 +131,90 @@ def test_a_shared_trends_view_shows_nothing_of_the_period_before_it(stack, wareh
     assert not any("Compared with" in h.value for h in at.subheader)
     active = queries.totals(warehouse_client, owner.user_id, period.start, period.end)["active_seconds"].iloc[0]
     assert metric(at, "Active in period") == formatting.duration(active)
+
+
+def test_every_number_of_every_shareable_view_is_the_owners_for_the_period_alone(stack, warehouse_client):
+    """A shared day whose first and last sessions cross its edges, beside activity the day before: each of the
+    four views shows, in every figure, only what happened inside the day (computed here from what was sent)."""
+    s = stack.settings
+    mark = uuid.uuid4().hex[:6]
+    _, email, password = new_account(s)
+    _, creds = enroll_device(s, email, password, f"desk-{mark}")
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    lo, hi = int(day.timestamp() * 1000), int((day + timedelta(days=1)).timestamp() * 1000)
+    minute = 60_000
+
+    def run(app: str, first: int, n: int) -> list[dict]:
+        return [
+            {"event_id": str(uuid.uuid4()), "start": first + k * minute, "end": first + k * minute + 50_000,
+             "app": app, "title": None, "url": None, "keystrokes": 4, "clicks": 1, "idle": False}
+            for k in range(n)
+        ]  # fmt: skip
+
+    sent = (
+        run(f"before-{mark}", lo - 86_400_000 + 3600_000, 10)  # the day before: nothing of it may show
+        + run(f"edge-{mark}", lo - 30 * minute, 60)  # a session crossing the day's start
+        + run(f"inside-{mark}", lo + 6 * 3600_000, 15)
+        + run(f"other-{mark}", lo + 6 * 3600_000 + 15 * minute, 15)  # the same focus session: one switch
+        + run(f"late-{mark}", hi - 20 * minute, 40)  # a session crossing the day's end
+    )
+    for seq, item in enumerate(sent):
+        item["device_seq"] = seq
+    with IngestClient(s.gateway_address, creds) as client:
+        assert client.send_batch([encode_interval(i) for i in sent]).accepted == len(sent)
+    # The truth, from what was sent: every interval cut at the day's edges.
+    inside = {}
+    for i in sent:
+        part = max(0, min(i["end"], hi) - max(i["start"], lo)) / 1000
+        if part:
+            inside[i["app"]] = inside.get(i["app"], 0) + part
+    active = sum(inside.values())
+    assert active == (30 + 15 + 15 + 20) * 50
+
+    user_id = who_am_i(s.gateway_public_address, ca_pem(s), _token(s, email, password)).user_id
+    assert eventually(lambda: len(queries.app_timeline(warehouse_client, user_id, day - timedelta(days=1),
+                                                       day + timedelta(days=2), day=day.date())) == 4, 90)  # fmt: skip
+
+    def shared(view: str):
+        token = create_share_link(
+            s.gateway_public_address, ca_pem(s), _token(s, email, password), view, lo // 1000, hi // 1000, "UTC", 3600
+        ).token
+        at = new_app({"share": token}).run()
+        assert not at.error and not at.exception
+        shown = everything_shown(at)
+        assert f"before-{mark}" not in shown, view
+        return at
+
+    at = shared("overview")
+    assert metric(at, "Active in period") == formatting.duration(active)
+    assert metric(at, "Idle in period") == "0 min"
+    apps = at.table[0].value
+    assert dict(zip(apps.iloc[:, 0], apps["Time"], strict=True)) == {
+        app: formatting.duration(seconds) for app, seconds in inside.items()
+    }
+
+    at = shared("trends")
+    assert metric(at, "Active in period") == formatting.duration(active)
+    assert metric(at, "Daily average") == formatting.duration(active)
+
+    at = shared("focus")
+    # Three focus sessions (the edge one, the middle one with two apps, the late one), cut at the day's edges.
+    assert metric(at, "Focus sessions") == "3"
+    assert metric(at, "Focused") == formatting.duration(active)
+    assert metric(at, "Longest streak") == formatting.duration(30 * 50)
+    assert metric(at, "Breaks") == "2"
+    assert metric(at, "Context switches / hour") == f"{1 / (active / 3600):.1f}"
+
+    at = shared("timeline")
+    assert metric(at, "App sessions") == "4"
+    summary = [c.value for c in at.caption if " app sessions on " in c.value]
+    assert summary and f"{formatting.duration(active)} active" in summary[0], summary
+
+
+def _token(settings, email: str, password: str) -> str:
+    from gateway.account_client import log_in
+
+    return log_in(settings.gateway_public_address, ca_pem(settings), email, password).token
 
 
 def test_a_share_link_ignores_the_viewers_own_sign_in(stack, first, second):

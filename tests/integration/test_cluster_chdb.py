@@ -38,6 +38,7 @@ from tests.unit.test_cluster_ddl import RecordingClient
 from warehouse import cluster as cluster_module
 from warehouse import deletion, migrate, queries
 from warehouse.cluster import cluster_statements, migrations_table
+from warehouse.keys import create_key
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
 from warehouse.rollups import rebuild_touched, rollup_drift
 from warehouse.writes import NO_DELETIONS, store_device_states, store_intervals, store_refusals
@@ -397,7 +398,7 @@ def test_the_old_rollups_move_over_when_a_cluster_is_migrated(engine):
         # Copied into the local table behind the Distributed one, each row once per run of the copy.
         assert scalar(c, f"SELECT count() FROM {table}_local") == 2 * len(moved)
     tables = {name for (name,) in c.query("SELECT name FROM system.tables WHERE database = 'upgrade'").result_rows}
-    from_later_migrations = {"refused_intervals"}  # 0006
+    from_later_migrations = {"refused_intervals", "data_keys"}  # 0006, 0008
     expected = set(deletion.USER_TABLES) - from_later_migrations
     assert tables == {name for table in expected for name in (table, f"{table}_local")}
     # The first rebuild from raw supersedes the copy.
@@ -449,6 +450,7 @@ def test_deleting_a_user_on_the_cluster_leaves_no_row_of_them_and_keeps_everyone
     device(c, "dave", "d1", "Dave's laptop")
     store_device_states(c, NO_DELETIONS, [("dave", "d1", 30, "{}")])
     store_refusals(c, NO_DELETIONS, [("dave", "d1", 31, str(uuid.uuid4()), "app is empty")])
+    create_key(c, "dave", "d1")
     c.command(
         "INSERT INTO category_rules (user_id, rule_id, position, field, pattern, category, deleted, updated_at) "
         "VALUES ('dave', generateUUIDv4(), 0, 'app', 'Code', 'Work', false, now64(3))"

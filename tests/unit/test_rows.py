@@ -47,7 +47,7 @@ def test_an_interval_breaking_the_gateways_rules_is_set_aside_alone():
     bad = an_interval(end=NOW - 20_000)
     intervals, rejected = decode_intervals([record(an_interval(), bad)])
     assert len(intervals) == 1
-    assert [r.reason for r in rejected] == ["invalid interval (device_seq 0): end is before start"]
+    assert [r.reason for r in rejected] == [f"invalid interval (device_seq {bad['device_seq']}): end is before start"]
     assert decode_interval(rejected[0][0])["event_id"] == bad["event_id"]
 
 
