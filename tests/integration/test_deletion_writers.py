@@ -13,11 +13,14 @@ import pytest
 
 from schemas.contract import Window
 from schemas.deletions import ACCOUNT, ALL_DATA, DEVICE, PERIOD, plan_deletion
+from schemas.sealing import seal
 from stream_jobs import app as worker
 from stream_jobs.forget import delete
+from stream_jobs.keyring import KeyRing, key_ids
 from stream_jobs.rows import interval_columns
 from stream_jobs.sessionize import SessionRules
 from tests.conftest import lone_warehouse
+from warehouse.keys import create_key
 from warehouse.rollups import insert_settings, rollup_drift
 from warehouse.writes import (
     APP_SESSION_COLUMNS,
@@ -240,3 +243,22 @@ def test_replaying_every_interval_after_deletions_stores_nothing_deleted_and_cou
     assert [d for d, _ in before[0]].count("d2") == 0
     assert_nothing_in(client, user, t0 + 30 * MINUTE, t0 + 60 * MINUTE)
     assert_exact(client, user)
+
+
+def test_a_dead_letter_of_deleted_data_re_driven_into_the_topic_stores_nothing(client):
+    user, t0 = "redrive-user", NOW_MS - 2 * 3600_000
+    device = f"{user}/d"
+    batch = minutes(user, "d", 0, t0, 10)
+    write(client, batch[:5])
+    # The sixth interval was dead-lettered (say the warehouse refused it), sealed under the device's key.
+    key_id, key = create_key(client, user, device)
+    letter = seal(key_id, key, worker.dead_letter_value({**batch[5], "site": ""}))
+    forget(client, PERIOD, user, period=(t0, t0 + 30 * MINUTE))
+    # Someone re-drives it once the cause is fixed: it reads as any record of the topic would.
+    ring = KeyRing()
+    ring.load(client, ring.missing(key_ids([letter])))
+    read = worker.read_batch([letter], ring, WINDOW, NOW_MS)
+    assert [i["device_seq"] for i in read.intervals] == [5]
+    written = write(client, read.intervals)
+    assert written.stored == 0 and written.deleted == 1
+    assert raw(client, user) == []
