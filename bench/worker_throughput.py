@@ -138,7 +138,7 @@ async def _bare_consume_and_insert(settings: Settings, expected: int) -> float:
             continue
         begin = begin or time.monotonic()
         ring.load(client, ring.missing(key_ids(values)))
-        opened = [plain for _, plain, _, _ in open_records(values, ring).records]
+        opened = [plain for _, _, plain, _, _ in open_records(values, ring).records]
         intervals, _ = decode_intervals(opened, Window.of_days(settings.interval_max_age_days))
         await asyncio.to_thread(store_intervals, client, NO_DELETIONS, interval_columns(intervals))
         await consumer.commit()

@@ -43,13 +43,16 @@ class Deletion:
     deleted_at_ms: int
     kind: str
 
+    def names(self, user_id: str, device_id: str) -> bool:
+        """Whether this deletion is of `user_id`'s `device_id` (of it alone, or of all the user's devices)."""
+        return user_id == self.user_id and self.device_id in (ALL_DEVICES, device_id)
+
     def covers(self, user_id: str, device_id: str, start_ms: int, end_ms: int) -> bool:
         """Whether an interval of `user_id`'s `device_id` over [start_ms, end_ms) overlaps this deletion.
 
         A zero-length interval overlaps the range it lies in; the SQL twin is `OVERLAPS_SQL`."""
         return (
-            user_id == self.user_id
-            and self.device_id in (ALL_DEVICES, device_id)
+            self.names(user_id, device_id)
             and start_ms < self.end_ms
             and (end_ms > self.start_ms or start_ms >= self.start_ms)
         )
@@ -62,14 +65,6 @@ class Deletion:
 # `Deletion.covers` in SQL, on a table's `start` and `end` columns, for parameters {from:Int64} and {to:Int64}.
 _FROM, _TO = "fromUnixTimestamp64Milli({from:Int64}, 'UTC')", "fromUnixTimestamp64Milli({to:Int64}, 'UTC')"
 OVERLAPS_SQL = f"start < {_TO} AND (`end` > {_FROM} OR start >= {_FROM})"
-
-
-def covering(deletions: list[Deletion], interval: dict) -> Deletion | None:
-    """The first of `deletions` that covers a flat interval dict (user_id, device_id, start, end in ms)."""
-    for d in deletions:
-        if d.covers(interval["user_id"], interval["device_id"], interval["start"], interval["end"]):
-            return d
-    return None
 
 
 def _ms(moment: datetime, what: str) -> int:

@@ -31,7 +31,7 @@ from infra.cli import command, json_logging_config
 from infra.settings import Settings, load_settings
 from schemas.codec import encode_stamped_batch
 from schemas.contract import Window
-from schemas.deletions import ALL_DEVICES, Deletion
+from schemas.deletions import Deletion
 from schemas.identity_events import BadIdentityEvent, decode_event
 from schemas.sealing import seal
 from stream_jobs.failures import describe, is_permanent, short_reason
@@ -148,10 +148,6 @@ def drop_repeated_event_ids(
     return {d: items for d, items in kept.items() if items}, refusals
 
 
-def _names_device(deletion: Deletion, user_id: str, device_id: str) -> bool:
-    return deletion.user_id == user_id and deletion.device_id in (ALL_DEVICES, device_id)
-
-
 def drop_deleted(by_device: dict[str, list[dict]], guard: DeletionGuard) -> dict[str, list[dict]]:
     """Pure: the batch without the intervals a recorded deletion covers. They leave no row at all, not even a
     refusal: a device waiting to hear of them is told by the gateway, which reads the same record."""
@@ -172,7 +168,7 @@ def stale_deletions(saved: dict[str, str], users: dict[str, str], guard: Deletio
     for device_id, data in saved.items():
         applied = set(DeviceState.from_dict(json.loads(data)).applied)
         for d in guard.deletions:
-            if _names_device(d, users[device_id], device_id) and d.deletion_id not in applied:
+            if d.names(users[device_id], device_id) and d.deletion_id not in applied:
                 stale.setdefault(d.deletion_id, d)
     return list(stale.values())
 
@@ -219,9 +215,7 @@ def plan_batch(
         if adv.state.last_seq > floors[device_id]:
             user_id = by_device[device_id][0]["user_id"]
             applied = dict.fromkeys(adv.state.applied)
-            applied.update(
-                dict.fromkeys(d.deletion_id for d in guard.deletions if _names_device(d, user_id, device_id))
-            )
+            applied.update(dict.fromkeys(d.deletion_id for d in guard.deletions if d.names(user_id, device_id)))
             state = DeviceState(adv.state.last_seq, adv.state.app_session, adv.state.focus_session, tuple(applied))
             states.append((user_id, device_id, state.last_seq, json.dumps(state.to_dict())))
     return BatchWrites(
@@ -322,8 +316,7 @@ def read_batch(values: list[bytes], ring: KeyRing, window: Window, now_ms: int) 
     dead_letters = list(opened.refused)
     refusals = []
     keys = {}
-    for key_id, plain, user_id, device_id in opened.records:
-        key = ring.owner(key_id)[2]  # type: ignore[index]
+    for key_id, key, plain, user_id, device_id in opened.records:
         keys[key_id] = key
         found, rejected = decode_intervals([plain], window, now_ms)
         if any(i["user_id"] != user_id or i["device_id"] != device_id for i in found):

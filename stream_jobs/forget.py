@@ -132,8 +132,7 @@ def apply_deletion(client: Client, deletion: Deletion, rules: SessionRules) -> d
         if deletion.start_ms == 0 and DeviceState.from_dict(json.loads(data)).focus_session is None
     }
     sql.replace_device_states(client, deletion.user_id, {d: s for d, s in cut.states.items() if d not in emptied})
-    for device_id in sorted(emptied):
-        sql.delete_rows_of(client, replace(deletion, device_id=device_id), ("device_state",))
+    sql.delete_device_states(client, deletion.user_id, sorted(emptied))
     return removed
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
-from schemas.sealing import Unsealable, key_id_of, seal, unseal
+from schemas.sealing import Unsealable, key_id_of, unseal
 from warehouse.keys import keys_by_id
 
 # Keys are kept in memory no longer than this: a deletion shreds a key in the warehouse, and the copy a worker
@@ -42,13 +42,6 @@ class KeyRing:
         found = self._keys.get(key_id)
         return None if found is None else found[1]
 
-    def reseal(self, key_id: str, plaintext: bytes) -> bytes:
-        """A record sealed again under the key it came under (a dead letter stays as unreadable as its source)."""
-        owner = self.owner(key_id)
-        if owner is None:
-            raise KeyError(key_id)
-        return seal(key_id, owner[2], plaintext)
-
 
 def key_ids(values: Iterable[bytes]) -> set[str]:
     """The key ids the sealed ones among `values` name."""
@@ -63,8 +56,8 @@ def key_ids(values: Iterable[bytes]) -> set[str]:
 
 @dataclass(frozen=True)
 class Opened:
-    # (key id, the record inside, the owner's user_id and device_id) of each record that opened.
-    records: list[tuple[str, bytes, str, str]]
+    # (key id, key, the record inside, the owner's user_id and device_id) of each record that opened.
+    records: list[tuple[str, bytes, bytes, str, str]]
     # (the value as it came, why it cannot be read) of each record refused: for the dead-letter topic.
     refused: list[tuple[bytes, str]]
     shredded: int
@@ -84,7 +77,7 @@ def open_records(values: Iterable[bytes], ring: KeyRing) -> Opened:
             shredded += 1  # its key was deleted with its data: nothing of it may be read or kept
             continue
         try:
-            records.append((key_id, unseal(owner[2], value), owner[0], owner[1]))
+            records.append((key_id, owner[2], unseal(owner[2], value), owner[0], owner[1]))
         except Unsealable as exc:
             refused.append((value, str(exc)))
     return Opened(records, refused, shredded)

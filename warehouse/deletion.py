@@ -213,6 +213,17 @@ def replace_device_states(client: Client, user_id: str, states: dict[str, tuple[
     )
 
 
+def delete_device_states(client: Client, user_id: str, device_ids: Sequence[str]) -> None:
+    """Remove every saved state of these devices of `user_id` (one mutation for all of them)."""
+    if device_ids:
+        mutate(
+            client,
+            "device_state",
+            "user_id = {user:String} AND device_id IN {devices:Array(String)}",
+            {"user": user_id, "devices": list(device_ids)},
+        )
+
+
 def delete_rows_of(client: Client, deletion: Deletion, tables: Sequence[str]) -> dict[str, int]:
     """Remove every row of the deletion's user (and device) from `tables`; returns the rows removed per table."""
     where, parameters = _who(deletion)
