@@ -56,7 +56,8 @@ NO_DELETIONS = DeletionGuard()
 
 
 def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    # Rounded, not truncated: a datetime made from milliseconds may read back a hair below them.
+    return round(moment.timestamp() * 1000)
 
 
 INTERVAL_COLUMNS = (
