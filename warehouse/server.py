@@ -34,7 +34,9 @@ import zstandard
 from chdb import _chdb
 
 from infra.cli import UserFacingError, command
+from infra.files import make_private_dir
 from infra.settings import load_settings
+from warehouse.statements import TOKEN, database_refusal, refusal, setting_refusal
 
 log = logging.getLogger(__name__)
 
@@ -110,23 +112,12 @@ _TRANSPORT_PARAMS = frozenset(
     }
 )  # fmt: skip
 
-# chDB is clickhouse-local: unlike a ClickHouse server it has no user_files sandbox, so these would read and
-# write any file, network address or Python object the server process can reach.
-_FORBIDDEN_WORDS = frozenset({"INFILE", "OUTFILE"})
-_FORBIDDEN_CALLS = frozenset(
-    {
-        "file", "filecluster", "url", "urlcluster", "s3", "s3cluster", "gcs", "oss", "cosn", "hdfs", "hdfscluster",
-        "azureblobstorage", "azureblobstoragecluster", "iceberg", "icebergs3", "icebergazure", "iceberghdfs",
-        "iceberglocal", "deltalake", "hudi", "executable", "executablepool", "remote", "remotesecure",
-        "cluster", "clusterallreplicas", "mysql", "postgresql", "mongodb", "redis", "sqlite", "odbc", "jdbc",
-        "http", "python", "arrowflight", "filesystem", "datalakecatalog", "executable_pool",
-    }
-)  # fmt: skip
 
 _UNSET = object()
 _PRINTABLE = re.compile(r"[\x21-\x7e]{1,256}")
 _FORMAT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _ENGINE_CODE = re.compile(r"Code: (\d+)\. ")
+_IN_SCOPE = re.compile(r": In scope SELECT formatQuery\(.*\)\.(?= \(\w+\)$)", re.DOTALL)
 
 
 class ClickHouseError(Exception):
@@ -154,16 +145,7 @@ class ClickHouseError(Exception):
         return _HTTP_STATUS.get(self.code, 500)
 
 
-# --- SQL scanning: just enough lexing to find where an INSERT's data begins and what a query asks for ---
-
-_TOKEN = re.compile(
-    r"""(?P<space>\s+)
-      | (?P<comment>--[^\n]*|\#[^\n]*|/\*.*?(?:\*/|\Z))
-      | (?P<quoted>'(?:[^'\\]|\\.|'')*(?:'|\Z)|"(?:[^"\\]|\\.|"")*(?:"|\Z)|`(?:[^`\\]|\\.|``)*(?:`|\Z))
-      | (?P<word>[^\W\d]\w*)
-      | (?P<other>.)""",
-    re.VERBOSE | re.DOTALL,
-)
+# --- SQL scanning: just enough lexing to find where an INSERT's data begins ---
 
 
 @dataclass
@@ -174,16 +156,14 @@ class _Scan:
     format_end: int = -1  # offset just past the format name
     data_start: int = -1  # where inline data would begin
     settings_start: int = -1  # offset of a top-level SETTINGS clause before FORMAT
-    forbidden: str | None = None
 
 
 def _scan(text: str, *, stop_at_format: bool) -> _Scan:
     """Walk the SQL's tokens outside quotes and comments; stop at FORMAT when what follows is data."""
     scan = _Scan()
     depth = 0
-    previous_word: str | None = None
     format_keyword = -1
-    for token in _TOKEN.finditer(text):
+    for token in TOKEN.finditer(text):
         kind = token.lastgroup
         if kind in ("space", "comment"):
             continue
@@ -191,8 +171,6 @@ def _scan(text: str, *, stop_at_format: bool) -> _Scan:
             word = token.group()
             upper = word.upper()
             scan.first_word = scan.first_word or upper
-            if upper in _FORBIDDEN_WORDS and scan.forbidden is None:
-                scan.forbidden = upper
             if format_keyword >= 0:
                 scan.format_name, scan.format_start, scan.format_end = word, format_keyword, token.end()
                 scan.data_start = _data_offset(text, token.end())
@@ -203,16 +181,12 @@ def _scan(text: str, *, stop_at_format: bool) -> _Scan:
                 format_keyword = token.start()
             elif depth == 0 and upper == "SETTINGS" and scan.settings_start < 0 and scan.format_name is None:
                 scan.settings_start = token.start()
-            previous_word = word
             continue
         format_keyword = -1
         if token.group() == "(":
-            if previous_word is not None and previous_word.lower() in _FORBIDDEN_CALLS and scan.forbidden is None:
-                scan.forbidden = f"{previous_word}()"
             depth += 1
         elif token.group() == ")":
             depth = max(0, depth - 1)
-        previous_word = None
     return scan
 
 
@@ -502,6 +476,14 @@ class _EngineConnection:
     def close(self) -> None:
         self._conn.close()
 
+    def canonical(self, sql: str) -> str:
+        """The statement as the engine parses it, printed back: comments gone, names and keywords spelt one way."""
+        try:
+            return bytes(self._query(f"SELECT formatQuery({_sql_string(sql)})", "TSVRaw").bytes()).decode()
+        except ClickHouseError as error:
+            # The engine's parse error, without the wrapping query it was found in.
+            raise ClickHouseError(error.code, _IN_SCOPE.sub("", error.text)) from None
+
     def _query(self, sql: str, fmt: str = "TabSeparated", parameters: dict[str, str] | None = None) -> Any:
         try:
             result = self._conn.query(sql, fmt, params=parameters or {})
@@ -577,7 +559,7 @@ class _Engine:
     def __init__(self, data_dir: Path, connections: int) -> None:
         if "?" in str(data_dir):
             raise ValueError(f"the warehouse directory {data_dir} must not contain '?'")
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
         opened: list[Any] = []
         try:
             for _ in range(connections):
@@ -592,6 +574,8 @@ class _Engine:
         self.version, self.timezone = bytes(probe.query("SELECT version(), timezone()", "TSV").bytes()).decode().split()
         names = bytes(probe.query("SELECT name FROM system.settings", "TSV").bytes()).decode().split()
         self.known_settings = frozenset(names) - _TRANSPORT_PARAMS
+        functions = bytes(probe.query("SELECT name FROM system.table_functions", "TSV").bytes()).decode().split()
+        self.table_functions = frozenset(name.lower() for name in functions)
         changed = json.loads(
             bytes(probe.query("SELECT name, value FROM system.settings WHERE changed", "JSONCompact").bytes())
         )["data"]
@@ -605,6 +589,15 @@ class _Engine:
         self.spool_dir = data_dir / "http-spool"
         shutil.rmtree(self.spool_dir, ignore_errors=True)
         self.spool_dir.mkdir()
+
+    def check(self, sql: str) -> None:
+        """Refuse a statement that would reach outside the product's tables (warehouse/statements.py), judged
+        on the engine's own parse of it; a statement the engine cannot parse fails as it would have."""
+        with self.connection() as conn:
+            canonical = conn.canonical(sql)
+        reason = refusal(canonical, self.table_functions)
+        if reason is not None:
+            raise ClickHouseError.of(_ACCESS_DENIED, reason)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[_EngineConnection]:
@@ -790,10 +783,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _run(self, warehouse: WarehouseServer, request: _Request, statement: _Statement) -> None:
         engine = warehouse._engine_or_fail()
         scan = statement.scan
-        if scan.forbidden is not None:
-            raise ClickHouseError.of(_ACCESS_DENIED, f"{scan.forbidden} is not available through the warehouse server")
         if not statement.sql.strip():
             raise ClickHouseError.of(_EMPTY_OR_SYNTAX, "Empty query")
+        engine.check(statement.sql)
         spool: Path | None = None
         try:
             if statement.data is not None:
@@ -816,6 +808,9 @@ class _Handler(BaseHTTPRequestHandler):
                     held.callback(session.lock.release)
                     settings = {**session.settings, **settings}
                     database = database or session.database
+                reason = setting_refusal(list(settings)) or database_refusal(database or "default")
+                if reason is not None:
+                    raise ClickHouseError.of(_ACCESS_DENIED, reason)
                 conn = held.enter_context(engine.connection())
                 started = time.perf_counter_ns()
                 outcome = conn.run(
