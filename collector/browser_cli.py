@@ -19,6 +19,7 @@ from pathlib import Path
 
 from collector.config import CollectorHome
 from collector.native_host import HOST_NAME, NativeHost
+from infra.files import private_umask
 
 EXTENSION_DIR = Path(__file__).resolve().parent / "browser_extension"
 GECKO_ID = "browser@productimon.org"
@@ -156,6 +157,7 @@ def install_host(browser: str, home: CollectorHome, user_data_dir: Path | None, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    private_umask()  # the browser starts the host with its own umask; what the host writes stays the user's
     parser = argparse.ArgumentParser(prog="productimon-browser", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     pack = commands.add_parser("package", help="build productimon-chromium.zip and productimon-firefox.xpi")

@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 from collector.privacy import ExclusionRule, PrivacySettings
+from infra.files import make_private_dir
 
 
 class CollectorConfigError(Exception):
@@ -48,8 +49,7 @@ class CollectorHome:
         return cls(default_home())
 
     def create(self) -> CollectorHome:
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        make_private_dir(self.root)
         return self
 
     @cached_property

@@ -2,7 +2,8 @@
 
 A sign-in token is verified with the token public key and then confirmed by the gateway's WhoAmI on every
 page view, because only the gateway knows whether it was revoked since (logout, password change, deleted
-account). A share token is verified the same way against the share scope and the gateway's OpenShareLink.
+account). A share token is verified the same way against the share scope and the gateway's OpenShareLink;
+it names only its link, and the gateway says whose data, which view and which period that link shows.
 An unreachable gateway means nobody is signed in.
 """
 
@@ -110,7 +111,7 @@ def open_share(settings: Settings, token: str | None) -> SharedView:
         link = account_client.open_share_link(gateway.address, gateway.ca_pem, token)
     except grpc.RpcError as exc:
         raise _gateway_refusal(exc) from None
-    if (link.user_id, link.link_id) != (claims.user_id, claims.token_id):
+    if link.link_id != claims.token_id:
         raise AccessDenied("this share link does not match its record")
     try:
         return shared_view(

@@ -1,8 +1,8 @@
 """Read-only share links: which views can be shared, for how long, and what an opened link shows.
 
-A link is a signed token of the gateway's share scope (gateway/tokens.py) naming the owner, the view and the
-period, recorded in the identity store so the owner can list and revoke it. The gateway checks it on every
-view; this module holds only the rules the dashboard applies on top.
+A link is a signed token of the gateway's share scope (gateway/tokens.py) naming only the link's opaque id;
+the owner, the view and the period are the link's record in the identity store, where the owner lists and
+revokes it. The gateway checks it on every view; this module holds only the rules the dashboard applies on top.
 """
 
 from __future__ import annotations

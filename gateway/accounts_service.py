@@ -24,6 +24,7 @@ from gateway.identity_store import (
     ENROLLMENT_CODE_TTL,
     AccountDisabled,
     AccountError,
+    CertificateReplaced,
     DeviceRevoked,
     EmailTaken,
     IdentityStore,
@@ -47,7 +48,15 @@ from gateway.pki import DeviceIdentity, PkiError, StackPki, identity_from_certif
 from gateway.producer import BrokerUnavailable
 from gateway.proto import accounts_pb2 as pb
 from gateway.proto import accounts_pb2_grpc
-from gateway.tokens import DASHBOARD_SCOPE, SHARE_SCOPE, TokenClaims, TokenError, issue_token, verify_token
+from gateway.tokens import (
+    DASHBOARD_SCOPE,
+    SHARE_SCOPE,
+    TokenClaims,
+    TokenError,
+    issue_share_token,
+    issue_token,
+    verify_token,
+)
 from schemas.deletions import ACCOUNT, DEVICE, PERIOD, InvalidDeletion, plan_deletion
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event, event_key
 from stream_jobs.forget import DeletionReport, delete
@@ -66,6 +75,7 @@ _STATUS: list[tuple[type[AccountError], grpc.StatusCode]] = [
     (AccountDisabled, grpc.StatusCode.PERMISSION_DENIED),
     (DeviceRevoked, grpc.StatusCode.PERMISSION_DENIED),
     (InvalidCredentials, grpc.StatusCode.UNAUTHENTICATED),
+    (CertificateReplaced, grpc.StatusCode.UNAUTHENTICATED),
     (InvalidEnrollmentCode, grpc.StatusCode.UNAUTHENTICATED),
     (InvalidShareLink, grpc.StatusCode.PERMISSION_DENIED),
     (TooManyAttempts, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -87,18 +97,25 @@ async def refuse(context: grpc.aio.ServicerContext, error: AccountError) -> None
     await context.abort(status_for(error), str(error))
 
 
-async def device_identity(context: grpc.aio.ServicerContext, store: IdentityStore) -> DeviceIdentity:
-    """The verified device certificate's identity, refused when the device is revoked or deleted."""
+async def device_identity(context: grpc.aio.ServicerContext, store: IdentityStore) -> tuple[DeviceIdentity, int]:
+    """The verified device certificate's identity and serial, refused when the device is revoked or deleted, or
+    when the certificate is not the device's latest: a renewal retires the one before it at once, so a copy
+    of an old certificate and key is useless from the next call on."""
     certs = context.auth_context().get("x509_pem_cert")
     if not certs:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a device certificate is required (use the mTLS port)")
     try:
         identity = identity_from_certificate(certs[0])
-    except PkiError as exc:
+        serial = x509.load_pem_x509_certificate(certs[0]).serial_number
+    except (PkiError, ValueError) as exc:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"device certificate refused: {exc}")
-    if not store.device_is_active(identity.user_id, identity.device_id):
+    current = store.current_cert_serial(identity.user_id, identity.device_id)
+    if current is None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this device has been revoked or its account deleted")
-    return identity
+    if serial != current:
+        log.warning("device %s used certificate %x, which a renewal replaced; refused", identity.device_id, serial)
+        await refuse(context, CertificateReplaced())
+    return identity, serial
 
 
 def client_address(
@@ -243,7 +260,11 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         claims = await self.a.signed_in(context)
         try:
             await asyncio.to_thread(
-                self.a.store.change_password, claims.user_id, request.old_password, request.new_password
+                self.a.store.change_password,
+                claims.user_id,
+                request.old_password,
+                request.new_password,
+                self.a.client(context),
             )
         except AccountError as exc:
             await refuse(context, exc)
@@ -309,8 +330,8 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         return report_message(report)
 
     async def CreateShareLink(self, request, context):  # noqa: N802
-        """A read-only link to one view of one period: a signed token of the share scope whose id names the
-        link's row in the identity store, so that the owner can list and revoke it."""
+        """A read-only link to one view of one period: a signed token of the share scope naming only the
+        link's row in the identity store, which holds its owner, view and period, so the owner can revoke it."""
         claims = await self.a.signed_in(context)
         link_id = str(uuid.uuid4())
         try:
@@ -325,16 +346,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             )
         except AccountError as exc:
             await refuse(context, exc)
-        extra = {"view": link.view, "from": request.period_start, "to": request.period_end, "tz": link.tz}
-        token = issue_token(
-            self.a.private_key,
-            claims.user_id,
-            SHARE_SCOPE,
-            request.ttl_seconds,
-            now=link.created_at,
-            extra=extra,
-            token_id=link_id,
-        )
+        token = issue_share_token(self.a.private_key, link.id, request.ttl_seconds, now=link.created_at)
         log.info("share link %s of %s created (%s)", link_id, claims.user_id, link.view)
         return pb.ShareLinkToken(token=token, link=_share_reply(link))
 
@@ -352,14 +364,12 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         return pb.Empty()
 
     async def OpenShareLink(self, request, context):  # noqa: N802
+        """What a share token's link shows: its owner, view and period come from the record alone."""
         claims = await self.a.bearer(context, SHARE_SCOPE)
         try:
-            link = self.a.store.open_share_link(claims.user_id, claims.token_id)
+            link = self.a.store.open_share_link(claims.token_id)
         except AccountError as exc:
             await refuse(context, exc)
-        signed = (claims.extra.get("view"), claims.extra.get("from"), claims.extra.get("to"), claims.extra.get("tz"))
-        if signed != (link.view, int(link.period_start), int(link.period_end), link.tz):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the share link does not match its record")
         return _share_reply(link)
 
 
@@ -415,17 +425,24 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
         return _certificate_reply(identity, pem, cert, self.a.pki.ca_cert_pem)
 
     async def Renew(self, request, context):  # noqa: N802
-        identity = await device_identity(context, self.a.store)
+        """A new certificate that replaces the asking one: from the next call on, only the new one gets in."""
+        identity, serial = await device_identity(context, self.a.store)
         try:
             pem, cert = self.a.certify(request.csr_pem, identity)
         except PkiError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"certificate request refused: {exc}")
-        self.a.store.record_renewal(identity.device_id, cert.serial_number, cert.not_valid_after_utc.timestamp())
+        try:
+            self.a.store.record_renewal(
+                identity.device_id, serial, cert.serial_number, cert.not_valid_after_utc.timestamp()
+            )
+        except AccountError as exc:
+            await refuse(context, exc)
+        log.info("device %s renewed: certificate %x replaced by %x", identity.device_id, serial, cert.serial_number)
         await self.a.mirror_device(identity.user_id, identity.device_id)
         return _certificate_reply(identity, pem, cert, self.a.pki.ca_cert_pem)
 
     async def UpdateInfo(self, request, context):  # noqa: N802
-        identity = await device_identity(context, self.a.store)
+        identity, _ = await device_identity(context, self.a.store)
         try:
             self.a.store.update_device_info(identity.device_id, request.os, request.os_version)
             if request.name:
@@ -474,7 +491,7 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
             user_id, device_id = (await self.a.signed_in(context)).user_id, request.device_id
         else:
             # No device named: a device revoking itself (the collector's `unenroll`), proven by its certificate.
-            own = await device_identity(context, self.a.store)
+            own, _ = await device_identity(context, self.a.store)
             user_id, device_id = own.user_id, own.device_id
         try:
             self.a.store.revoke_device(user_id, device_id)

@@ -44,8 +44,8 @@ MAX_DEVICE_NAME_LENGTH = 64
 MAX_DEVICE_INFO_LENGTH = 64
 MAX_ADDRESS_LENGTH = 128
 
-# Login throttling: the first THROTTLE_FREE_FAILURES failures in the window cost nothing (people mistype);
-# after that each failure doubles the wait, from THROTTLE_BASE_DELAY up to THROTTLE_MAX_DELAY.
+# Login throttling (sign_in_delay): the first THROTTLE_FREE_FAILURES failures in the window cost nothing
+# (people mistype); after that each failure doubles the wait, from THROTTLE_BASE_DELAY up to THROTTLE_MAX_DELAY.
 THROTTLE_WINDOW = 15 * 60.0
 THROTTLE_FREE_FAILURES = 5
 # An address is shared (an office behind NAT, the dashboard server signing everyone in): it gets a larger
@@ -126,6 +126,13 @@ class InvalidDeviceInfo(AccountError):
     pass
 
 
+class CertificateReplaced(AccountError):
+    """A device certificate that a renewal has replaced: only the device's latest certificate is accepted."""
+
+    def __init__(self) -> None:
+        super().__init__("this certificate was replaced by a renewal")
+
+
 class InvalidEnrollmentCode(AccountError):
     pass
 
@@ -135,7 +142,7 @@ class InvalidShareLink(AccountError):
 
 
 class TooManyAttempts(AccountError):
-    """Too many recent failed sign-ins for this account or from this address; `retry_after` is in seconds."""
+    """Too many recent failed sign-ins from this address (for this account or any); `retry_after` is in seconds."""
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = retry_after
@@ -246,6 +253,48 @@ def throttle_delay(failure_times: Sequence[float], now: float, free: int = THROT
     doublings = min(len(recent) - free, 32)
     delay = min(THROTTLE_BASE_DELAY * 2.0**doublings, THROTTLE_MAX_DELAY)
     return min(max(0.0, recent[-1] + delay - now), THROTTLE_MAX_DELAY)
+
+
+def sign_in_delay(
+    address_failures: Sequence[float], pair_failures: Sequence[float], account_failures: Sequence[float], now: float
+) -> float:
+    """Seconds an attempt from one address on one account must still wait, given the failures' times of that
+    address (on any account), of that address on that account, and of that account (from anywhere).
+
+    The address and the (account, address) pair are throttled as throttle_delay says: that stops one guesser,
+    and it stops only them. The account's own count never refuses an address that has not failed on it in
+    the window, so a stranger's guesses from elsewhere cannot lock the owner out. Once the account has had
+    THROTTLE_FREE_FAILURES failures, though, an address that has failed on it is refused until its failures
+    leave the window or the account calms down: guessing one account from many addresses gets about one
+    guess per address (IPv6: per /64) per THROTTLE_WINDOW, each costing a full Argon2 verification.
+    """
+    delay = max(
+        throttle_delay(address_failures, now, THROTTLE_FREE_FAILURES_PER_ADDRESS),
+        throttle_delay(pair_failures, now),
+    )
+    recent_pair = [t for t in pair_failures if t > now - THROTTLE_WINDOW]
+    if recent_pair:
+        account_delay = throttle_delay(account_failures, now)
+        delay = max(delay, min(account_delay, max(recent_pair) + THROTTLE_WINDOW - now))
+    return min(delay, THROTTLE_MAX_DELAY)
+
+
+def failure_keys(email: str | None, address: str) -> tuple[str, str | None]:
+    """The login_failures keys of an attempt: its address's, and its (account, address) pair's.
+
+    The pair's key starts with the account's email and a space (no email has one): the account's failures
+    from anywhere are the rows under that prefix (account_key_range), so forgiving one address's mistypes
+    on a right password takes them out of the account's count too.
+    """
+    where = throttle_address(address)
+    if email is None:
+        return f"addr:{where}", None
+    return f"addr:{where}", f"email-addr:{email} {where}"
+
+
+def account_key_range(email: str) -> tuple[str, str]:
+    """[low, high) of the pair keys of one account: the prefix, and the prefix with its space made a '!'."""
+    return f"email-addr:{email} ", f"email-addr:{email}!"
 
 
 def throttle_address(address: str) -> str:
@@ -380,7 +429,7 @@ class IdentityStore:
     process; several stores or processes on the same file are serialised by SQLite (writes take the lock
     at BEGIN IMMEDIATE and wait up to BUSY_TIMEOUT_MS for it). Argon2 runs outside the lock and releases the
     GIL: in grpc.aio, call sign_up, authenticate, change_password, reset_password and create_user through
-    `asyncio.to_thread`; the other methods are short queries (device_is_active is a few microseconds).
+    `asyncio.to_thread`; the other methods are short queries (current_cert_serial is a few microseconds).
     """
 
     def __init__(
@@ -581,19 +630,17 @@ class IdentityStore:
     def authenticate(self, email: str, password: str, address: str) -> User:
         """The account whose email and password these are; `address` is the client's (see throttle_address).
 
-        Throttled per account and per address (see throttle_delay): a throttled attempt is refused with
-        TooManyAttempts before the password is looked at, and is not itself counted. Unknown and known
-        emails take the same time and are counted the same way, so neither reveals that an account exists.
+        Throttled as sign_in_delay says: a throttled attempt is refused with TooManyAttempts before the
+        password is looked at, and is not itself counted. Unknown and known emails take the same time and are
+        counted the same way, so neither reveals that an account exists.
         """
         now = self._clock()
         try:
             normalized: str | None = normalize_email(email)
         except InvalidEmail:
             normalized = None
-        keys = [f"addr:{throttle_address(address)}"]
-        if normalized:
-            keys.append(f"email:{normalized}")
-        self._refuse_if_throttled(keys, now)
+        keys = failure_keys(normalized, address)
+        attempt = self._admit(normalized, keys, now)
         row = None
         if normalized:
             with self._lock:
@@ -602,10 +649,8 @@ class IdentityStore:
                 ).fetchone()
         matches, needs_rehash = self._verify(row[5] if row else None, password if isinstance(password, str) else "")
         if not matches or row is None:
-            self._record_failure(keys, now)
             raise InvalidCredentials("wrong email or password")
-        with self._write() as db:
-            db.execute("DELETE FROM login_failures WHERE key = ?", (f"email:{normalized}",))
+        self._forgive(attempt, keys[1])
         user = _user(row)
         if user.disabled:
             raise AccountDisabled(f"the account {user.email} is disabled; ask the operator of this instance")
@@ -618,33 +663,39 @@ class IdentityStore:
                 )
         return user
 
-    def _refuse_if_throttled(self, keys: list[str], now: float) -> None:
-        with self._read() as db:
-            delay = max(
-                throttle_delay(
-                    [
-                        at
-                        for (at,) in db.execute(
-                            "SELECT at FROM login_failures WHERE key = ? AND at > ?", (key, now - THROTTLE_WINDOW)
-                        )
-                    ],
-                    now,
-                    THROTTLE_FREE_FAILURES_PER_ADDRESS if key.startswith("addr:") else THROTTLE_FREE_FAILURES,
-                )
-                for key in keys
-            )
-        if delay > 0:
-            raise TooManyAttempts(delay)
+    def _admit(self, email: str | None, keys: tuple[str, str | None], now: float) -> list[int]:
+        """Refuse a throttled attempt, else count it as a failure at once and return its rows.
 
-    def _record_failure(self, keys: list[str], now: float) -> None:
+        Counted before the password is verified, in the same transaction as the check: concurrent attempts
+        from one address (Argon2 runs outside the lock) see each other instead of all passing one check.
+        The caller forgives the rows when the password turns out right.
+        """
+        since = now - THROTTLE_WINDOW
+        address_key, pair_key = keys
         with self._write() as db:
-            db.execute("DELETE FROM login_failures WHERE at <= ?", (now - THROTTLE_WINDOW,))
-            db.executemany("INSERT INTO login_failures (key, at) VALUES (?, ?)", [(key, now) for key in keys])
+            address_failures = _times(db, _FAILURES_OF_KEY, (address_key, since))
+            pair_failures = _times(db, _FAILURES_OF_KEY, (pair_key, since)) if pair_key else []
+            account_failures = _times(db, _FAILURES_IN_RANGE, (*account_key_range(email), since)) if email else []
+            delay = sign_in_delay(address_failures, pair_failures, account_failures, now)
+            if delay > 0:
+                raise TooManyAttempts(delay)
+            db.execute("DELETE FROM login_failures WHERE at <= ?", (since,))
+            insert = "INSERT INTO login_failures (key, at) VALUES (?, ?)"
+            return [db.execute(insert, (key, now)).lastrowid for key in keys if key]
 
-    def change_password(self, user_id: str, old_password: str, new_password: str) -> None:
+    def _forgive(self, attempt: list[int], pair_key: str | None) -> None:
+        """A right password: the attempt was no failure, and its address's earlier mistypes on the account are
+        forgotten. The account's failures from elsewhere stay: one sign-in of the owner must not hand every
+        guessing address a fresh allowance."""
+        with self._write() as db:
+            db.executemany("DELETE FROM login_failures WHERE rowid = ?", [(rowid,) for rowid in attempt])
+            db.execute("DELETE FROM login_failures WHERE key = ?", (pair_key,))
+
+    def change_password(self, user_id: str, old_password: str, new_password: str, address: str) -> None:
         """Replace the password after checking the current one; every token issued before now is revoked.
 
-        A wrong current password counts as a failed sign-in of the account (and is throttled like one).
+        A wrong current password counts as a failed sign-in of the account from `address` (and is throttled
+        like one).
         """
         now = self._clock()
         with self._lock:
@@ -654,14 +705,14 @@ class IdentityStore:
         if row is None:
             raise UnknownUser(f"no account has the id {user_id!r}")
         email, old_hash, disabled_at = row
-        key = f"email:{email}"
-        self._refuse_if_throttled([key], now)
         if disabled_at is not None:
             raise AccountDisabled(f"the account {email} is disabled; ask the operator of this instance")
         check_password_policy(new_password, email)
+        keys = failure_keys(email, address)
+        attempt = self._admit(email, keys, now)
         if not self._verify(old_hash, old_password if isinstance(old_password, str) else "")[0]:
-            self._record_failure([key], now)
             raise InvalidCredentials("the current password is wrong")
+        self._forgive(attempt, keys[1])
         self._set_password(user_id, self._hasher.hash(new_password), now)
 
     def reset_password(self, email: str, new_password: str) -> User:
@@ -680,7 +731,7 @@ class IdentityStore:
             ).fetchone()
             if updated is None:
                 raise UnknownUser(f"no account has the id {user_id!r}")
-            db.execute("DELETE FROM login_failures WHERE key = ?", (f"email:{updated[0]}",))
+            _forget_failures(db, updated[0])
 
     def disable(self, email: str) -> User:
         """Refuse the account's sign-ins, tokens and devices until it is enabled again (tokens stay revoked)."""
@@ -724,7 +775,7 @@ class IdentityStore:
             # Devices and enrollment codes go with the user (ON DELETE CASCADE); the email's failure
             # records are the account's personal data too.
             db.execute("DELETE FROM users WHERE id = ?", (user_id,))
-            db.execute("DELETE FROM login_failures WHERE key = ?", (f"email:{row[0]}",))
+            _forget_failures(db, row[0])
         self._forget_old_page_images()
         return device_ids
 
@@ -852,18 +903,23 @@ class IdentityStore:
             )
         return replace(device, revoked=True)
 
-    def record_renewal(self, device_id: str, cert_serial: int, cert_not_after: float) -> Device:
-        """Record the device's new certificate, if the device and its account are still active."""
-        serial, not_after = _cert_serial(cert_serial), _cert_not_after(cert_not_after)
+    def record_renewal(self, device_id: str, replacing: int, cert_serial: int, cert_not_after: float) -> Device:
+        """Make the device's new certificate its only valid one, if the device and its account are still
+        active and `replacing` (the serial of the certificate that asked) is still its current one: of two
+        renewals with one certificate, only the first succeeds."""
+        old, serial, not_after = _cert_serial(replacing), _cert_serial(cert_serial), _cert_not_after(cert_not_after)
         with self._write() as db:
             device = self._require_device(db, device_id)
             if device.revoked:
                 raise DeviceRevoked(f"the device {device.name!r} has been revoked; enroll it again")
             self._require_active_user(db, device.user_id)
-            db.execute(
-                "UPDATE devices SET cert_serial = ?, cert_not_after = ?, renewed_at = ? WHERE id = ?",
-                (serial, not_after, self._clock(), device_id),
-            )
+            updated = db.execute(
+                "UPDATE devices SET cert_serial = ?, cert_not_after = ?, renewed_at = ? "
+                "WHERE id = ? AND cert_serial = ?",
+                (serial, not_after, self._clock(), device_id, old),
+            ).rowcount
+        if not updated:
+            raise CertificateReplaced()
         return replace(device, cert_not_after=not_after)
 
     def update_device_info(self, device_id: str, os: str, os_version: str) -> Device:
@@ -877,18 +933,21 @@ class IdentityStore:
         return replace(device, os=os, os_version=os_version)
 
     def device_is_active(self, user_id: str, device_id: str) -> bool:
-        """Whether a certificate naming this user and device may be used: the device exists, belongs to the
-        user, is not revoked, and the account exists and is not disabled. Called on every ingest batch."""
+        """Whether a certificate naming this user and device may be used at all: the device exists, belongs to
+        the user, is not revoked, and the account exists and is not disabled."""
+        return self.current_cert_serial(user_id, device_id) is not None
+
+    def current_cert_serial(self, user_id: str, device_id: str) -> int | None:
+        """The serial of the one certificate the device may use now (from its enrollment or latest renewal),
+        or None when the device may not be used (see device_is_active). Called on every device call."""
         with self._lock:
-            return (
-                self._db.execute(
-                    "SELECT 1 FROM devices JOIN users ON users.id = devices.user_id "
-                    "WHERE devices.id = ? AND devices.user_id = ? "
-                    "AND devices.revoked_at IS NULL AND users.disabled_at IS NULL",
-                    (device_id, user_id),
-                ).fetchone()
-                is not None
-            )
+            row = self._db.execute(
+                "SELECT devices.cert_serial FROM devices JOIN users ON users.id = devices.user_id "
+                "WHERE devices.id = ? AND devices.user_id = ? "
+                "AND devices.revoked_at IS NULL AND users.disabled_at IS NULL",
+                (device_id, user_id),
+            ).fetchone()
+        return None if row is None else int(row[0], 16)
 
     # -- one-time enrollment codes
 
@@ -976,7 +1035,8 @@ class IdentityStore:
     def add_share_link(
         self, user_id: str, link_id: str, view: str, period_start: float, period_end: float, tz: str, ttl_s: int
     ) -> ShareLink:
-        """Record a read-only link (its id is the token's jti) to one view of one period, valid `ttl_s` s."""
+        """Record a read-only link (its random id is all its token holds) to one view of one period, valid
+        `ttl_s` s."""
         if not isinstance(view, str) or not _SHARE_VIEW.fullmatch(view):
             raise InvalidShareLink(f"{view!r} is not a view that can be shared")
         if not all(isinstance(t, int | float) and math.isfinite(t) for t in (period_start, period_end)):
@@ -1022,14 +1082,15 @@ class IdentityStore:
         if not updated:
             raise InvalidShareLink(f"the account has no share link {link_id!r}")
 
-    def open_share_link(self, user_id: str, link_id: str) -> ShareLink:
-        """The link if it may be viewed now: it exists for this user, is neither revoked nor expired, and
-        its account is enabled; InvalidShareLink otherwise."""
+    def open_share_link(self, link_id: str) -> ShareLink:
+        """The link if it may be viewed now: it exists, is neither revoked nor expired, and its owner's
+        account is enabled; InvalidShareLink otherwise. A share token names only the link: whose it is, and
+        what it shows, is this row."""
         with self._lock:
             row = self._db.execute(
                 f"SELECT {', '.join('s.' + c for c in _SHARE_COLUMNS.split(', '))} FROM share_links AS s "
-                "JOIN users ON users.id = s.user_id WHERE s.id = ? AND s.user_id = ? AND users.disabled_at IS NULL",
-                (str(link_id), user_id),
+                "JOIN users ON users.id = s.user_id WHERE s.id = ? AND users.disabled_at IS NULL",
+                (str(link_id),),
             ).fetchone()
         if row is None:
             raise InvalidShareLink("this share link does not exist (any more)")
@@ -1064,6 +1125,23 @@ class IdentityStore:
                 (_code_hash(code), now, now + ttl_s),
             )
         return code
+
+
+_FAILURES_OF_KEY = "SELECT at FROM login_failures WHERE key = ? AND at > ?"
+_FAILURES_IN_RANGE = "SELECT at FROM login_failures WHERE key >= ? AND key < ? AND at > ?"
+
+
+def _times(db: sqlite3.Connection, query: str, parameters: tuple) -> list[float]:
+    return [at for (at,) in db.execute(query, parameters)]
+
+
+def _forget_failures(db: sqlite3.Connection, email: str) -> None:
+    """Delete the account's failure records: each address's on it, and the per-account key that versions
+    before per-address counting wrote (gone by itself within THROTTLE_WINDOW, but it names the account)."""
+    db.execute(
+        "DELETE FROM login_failures WHERE key = ? OR (key >= ? AND key < ?)",
+        (f"email:{email}", *account_key_range(email)),
+    )
 
 
 def _valid_after(now: float) -> int:

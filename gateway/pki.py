@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from infra.files import write_atomically
+from infra.files import make_private_dir, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -371,10 +372,10 @@ def ensure_stack_pki(pki_dir: Path, server_names: list[str]) -> StackPki:
     import fcntl  # here, not at the top: devices on Windows import this module only to make CSRs
 
     pki_dir = Path(pki_dir)
-    pki_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dir(pki_dir)
     paths = {name: pki_dir / name for name in (CA_CERT_FILE, CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE)}
     # The gateway and the stack runner may both start at once; only one of them may create the CA.
-    with open(pki_dir / ".lock", "a") as lock:
+    with open(os.open(pki_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ca_cert_path, ca_key_path = paths[CA_CERT_FILE], paths[CA_KEY_FILE]
         if ca_cert_path.exists() != ca_key_path.exists():
@@ -383,8 +384,8 @@ def ensure_stack_pki(pki_dir: Path, server_names: list[str]) -> StackPki:
             )
         if not ca_cert_path.exists():
             ca_cert_pem, ca_key_pem = create_ca()
-            write_atomically(ca_key_path, ca_key_pem, 0o600)
-            write_atomically(ca_cert_path, ca_cert_pem, 0o644)
+            write_atomically(ca_key_path, ca_key_pem)
+            write_atomically(ca_cert_path, ca_cert_pem)
             log.info("created a new CA in %s", pki_dir)
         ca_cert_pem, ca_key_pem = ca_cert_path.read_bytes(), ca_key_path.read_bytes()
         _warn_if_readable_by_others(ca_key_path)
@@ -396,8 +397,8 @@ def ensure_stack_pki(pki_dir: Path, server_names: list[str]) -> StackPki:
         if not _server_cert_usable(existing_cert, existing_key, ca_cert, list(server_names)):
             names = list(dict.fromkeys([*server_names, *_server_names_of(existing_cert)]))
             cert_pem, key_pem = issue_server_certificate(ca_cert_pem, ca_key_pem, names)
-            write_atomically(server_key_path, key_pem, 0o600)
-            write_atomically(server_cert_path, cert_pem, 0o644)
+            write_atomically(server_key_path, key_pem)
+            write_atomically(server_cert_path, cert_pem)
             log.info("issued a server certificate for %s in %s", ", ".join(names), pki_dir)
         _warn_if_readable_by_others(server_key_path)
         return StackPki(
@@ -419,9 +420,9 @@ def _warn_if_readable_by_others(path: Path) -> None:
 
 
 def write_device_bundle(out_dir: Path, key_pem: bytes, cert_pem: bytes, ca_pem: bytes) -> None:
-    """Write what a collector needs to call the gateway: device.key (0600), device.crt and ca.crt."""
+    """Write what a collector needs to call the gateway: device.key, device.crt and ca.crt, each 0600."""
     out_dir = Path(out_dir)
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomically(out_dir / DEVICE_KEY_FILE, key_pem, 0o600)
-    write_atomically(out_dir / DEVICE_CERT_FILE, cert_pem, 0o644)
-    write_atomically(out_dir / CA_CERT_FILE, ca_pem, 0o644)
+    write_atomically(out_dir / DEVICE_KEY_FILE, key_pem)
+    write_atomically(out_dir / DEVICE_CERT_FILE, cert_pem)
+    write_atomically(out_dir / CA_CERT_FILE, ca_pem)

@@ -124,8 +124,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         )
 
     async def _identity(self, context: grpc.aio.ServicerContext) -> DeviceIdentity:
-        # Checked on every batch: a device revoked a moment ago is refused from its next batch on.
-        return await device_identity(context, self._store)
+        # Checked on every batch: a device revoked or renewed a moment ago is refused from its next batch on.
+        identity, _ = await device_identity(context, self._store)
+        return identity
 
     async def _book(self, device_id: str, context: grpc.aio.ServicerContext) -> DeviceBook:
         """The device's sequence book; on first sight since start, its stored mark comes from the warehouse."""
@@ -343,9 +344,10 @@ class Gateway:
             accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name,
             accounts_pb2.DESCRIPTOR.services_by_name["Devices"].full_name,
         )
-        reflection.enable_server_reflection(
-            (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-        )
+        if s.gateway_reflection:
+            reflection.enable_server_reflection(
+                (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+            )
         # Two doors: the mTLS port demands a device certificate; the public one serves clients that have
         # none yet (sign-up, login, enrollment). Each method checks what it needs, whichever port it came in on.
         key_pair = [(pki.server_key_pem, pki.server_cert_pem)]

@@ -1,4 +1,4 @@
-"""Signed, expiring access tokens (EdDSA JWTs) naming a user and a scope.
+"""Signed, expiring access tokens (EdDSA JWTs) naming a user, or a share link, and a scope.
 
 The gateway holds the private key and issues tokens; the dashboard holds only the public key and
 verifies them. pyjwt with cryptography's Ed25519 does all of the signing and checking.
@@ -9,19 +9,20 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.files import make_private_dir, write_atomically
+
 ISSUER = "productimon"
 DASHBOARD_SCOPE = "dashboard"
-# A read-only link to one view of one period of a user's data; its view and period travel as claims.
+# A read-only link to one view of one period of a user's data. Its token names only the link: the owner,
+# view and period are the gateway's record of that link.
 SHARE_SCOPE = "share"
-_REGISTERED = frozenset({"iss", "sub", "scope", "iat", "exp", "jti", "nbf", "aud"})
 PRIVATE_KEY_FILE = "token_signing.key"
 PUBLIC_KEY_FILE = "token_signing.pub"
 # Hosts' clocks differ a little; a token issued "in the future" by this much is still accepted.
@@ -34,20 +35,18 @@ class TokenError(Exception):
 
 @dataclass(frozen=True)
 class TokenClaims:
-    user_id: str
+    user_id: str  # the subject: a user; for a share token, its link's id (the same as token_id)
     scope: str
     issued_at: int
     expires_at: int
     token_id: str
-    # Claims beyond the registered ones (a share link's view and period).
-    extra: Mapping[str, object] = field(default_factory=dict)
 
 
 def ensure_signing_key(keys_dir: Path) -> tuple[bytes, bytes]:
-    """The (private, public) PEM pair, created on first use; the private key file is 0600."""
+    """The (private, public) PEM pair, created on first use, owner-only (0600 files in a 0700 directory)."""
     private_path, public_path = keys_dir / PRIVATE_KEY_FILE, keys_dir / PUBLIC_KEY_FILE
     if not private_path.exists():
-        keys_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(keys_dir)
         key = Ed25519PrivateKey.generate()
         private_pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -58,7 +57,7 @@ def ensure_signing_key(keys_dir: Path) -> tuple[bytes, bytes]:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(private_pem)
-        public_path.write_bytes(public_pem)
+        write_atomically(public_path, public_pem)
     return private_path.read_bytes(), public_path.read_bytes()
 
 
@@ -75,16 +74,11 @@ def issue_token(
     scope: str,
     ttl_s: int,
     now: float | None = None,
-    extra: Mapping[str, object] | None = None,
     token_id: str | None = None,
 ) -> str:
-    """A signed token for `user_id` and `scope`, valid `ttl_s` seconds; `extra` claims may not replace the
-    registered ones."""
-    if extra and _REGISTERED & set(extra):
-        raise ValueError(f"extra claims may not set {sorted(_REGISTERED & set(extra))}")
+    """A signed token for `user_id` and `scope`, valid `ttl_s` seconds."""
     issued = int(time.time() if now is None else now)
     claims = {
-        **(extra or {}),
         "iss": ISSUER,
         "sub": user_id,
         "scope": scope,
@@ -93,6 +87,14 @@ def issue_token(
         "jti": token_id or str(uuid.uuid4()),
     }
     return jwt.encode(claims, private_pem, algorithm="EdDSA")
+
+
+def issue_share_token(private_pem: bytes, link_id: str, ttl_s: int, now: float | None = None) -> str:
+    """The token of the share link `link_id`, valid `ttl_s` seconds.
+
+    Anyone holding a link can read its claims (a JWT is signed, not encrypted), so they hold the link's opaque
+    random id and nothing else: no user, email, device, view or period, all of which stay in the gateway."""
+    return issue_token(private_pem, link_id, SHARE_SCOPE, ttl_s, now=now, token_id=link_id)
 
 
 def verify_token(public_pem: bytes, token: str | None, scope: str) -> TokenClaims:
@@ -114,5 +116,4 @@ def verify_token(public_pem: bytes, token: str | None, scope: str) -> TokenClaim
         raise TokenError(f"the token is not valid: {exc}") from None
     if claims.get("scope") != scope:
         raise TokenError(f"the token is not valid for {scope}")
-    extra = {name: value for name, value in claims.items() if name not in _REGISTERED}
-    return TokenClaims(claims["sub"], claims["scope"], claims["iat"], claims["exp"], claims["jti"], extra)
+    return TokenClaims(claims["sub"], claims["scope"], claims["iat"], claims["exp"], claims["jti"])

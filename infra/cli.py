@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from infra.files import private_umask
+
 
 class UserFacingError(Exception):
     """An error whose message is already the sentence the person at the terminal needs."""
@@ -83,11 +85,12 @@ def setup_logging(name: str) -> None:
 
 
 def command(name: str) -> Callable[[Callable[[], int | None]], Callable[[], int]]:
-    """Wrap a console-script entry point: set up logging, turn exceptions into `name: error: ...`."""
+    """Wrap a console-script entry point: owner-only files, logging set up, exceptions as `name: error: ...`."""
 
     def wrap(main: Callable[[], int | None]) -> Callable[[], int]:
         @functools.wraps(main)
         def run() -> int:
+            private_umask()  # first: a log file or data directory made before it would be readable by others
             setup_logging(name)
             try:
                 return int(main() or 0)

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from infra.files import PRIVATE_UMASK, make_private_dir
+
 
 class ProcessFailed(Exception):
     """A service exited or did not become ready; the message names it and points at its log."""
@@ -39,10 +41,11 @@ class ManagedProcess:
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
-        log_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(log_dir)
 
     def start(self) -> ManagedProcess:
-        self._log = self.log_path.open("ab")
+        # A log holds what the service saw (addresses, names, errors about records): 0600 whoever starts it.
+        self._log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         self._log_start = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
             self.argv,
@@ -52,6 +55,9 @@ class ManagedProcess:
             env=self.env,
             # Own process group: Ctrl-C in the terminal reaches the runner, which stops children in order.
             start_new_session=True,
+            # Owner-only files even when the runner is a library in a process that kept its umask (tests), and
+            # for the children that cannot set one themselves (the broker binary, streamlit).
+            umask=PRIVATE_UMASK,
         )
         return self
 

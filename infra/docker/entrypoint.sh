@@ -2,6 +2,8 @@
 # The image's entry point: one short name per Productimon service, or any other command as given.
 # Each service replaces this shell (exec), so it is PID 1 and receives the container's SIGTERM.
 set -eu
+# Owner-only files and directories for every service, the dashboard (streamlit) included.
+umask 077
 
 case "${1:-help}" in
     gateway)
@@ -14,8 +16,9 @@ case "${1:-help}" in
         ;;
     dashboard)
         shift
-        # A wheel install puts dashboard/app.py in site-packages; ask Python where.
-        app="$(python -c 'import dashboard, pathlib; print(pathlib.Path(dashboard.__file__).parent / "app.py")')"
+        # A wheel install puts dashboard/ in site-packages; ask Python where. serve.py serves app.py with the
+        # headers that forbid framing its pages.
+        app="$(python -c 'import dashboard, pathlib; print(pathlib.Path(dashboard.__file__).parent / "serve.py")')"
         # HTTPS with the server certificate pki-init made (it names PRODUCTIMON_PUBLIC_NAME): people type
         # their passwords here.
         pki="${PRODUCTIMON_DATA_DIR:-/var/lib/productimon}/pki"

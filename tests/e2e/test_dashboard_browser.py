@@ -10,11 +10,13 @@ import re
 import socket
 import ssl
 import tempfile
+import urllib.request
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import websockets.sync.client
 from cryptography import x509
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -47,6 +49,14 @@ RULES = [
     ("site", "^(youtube\\.com|en\\.wikipedia\\.org)$", "Leisure/Reading and video"),
     ("app", "^(Steam|Spotify)$", "Leisure/Games and music"),
 ]
+
+
+# Collects what the page's Content-Security-Policy refused, from before its first script runs.
+WATCH_CSP = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) =>
+    window.cspViolations.push(`${e.violatedDirective} refused ${e.blockedURI} (${e.sourceFile}:${e.lineNumber})`));
+"""
 
 
 class Week:
@@ -126,7 +136,16 @@ def new_page(browser: Browser, scheme: str = "light") -> Page:
         ignore_https_errors=True, timezone_id="UTC", viewport={"width": 1440, "height": 1000}, color_scheme=scheme
     )
     context.set_default_timeout(60_000)
-    return context.new_page()
+    context.add_init_script(WATCH_CSP)
+    page = context.new_page()
+    page.console_csp = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and page.console_csp.append(m.text))
+    return page
+
+
+def csp_violations(page: Page) -> list[str]:
+    """What the page's policy refused so far, as securitypolicyviolation events and as console messages."""
+    return page.evaluate("window.cspViolations") + page.console_csp
 
 
 def settle(page: Page) -> None:
@@ -290,3 +309,31 @@ def test_every_page_in_a_real_browser_shows_the_query_apis_numbers(
     sign_in(dark, dashboard_url, week.email, week.password)
     go(dark, "Trends")
     shot(dark, "trends-dark")
+    # Every page worked under the dashboard's Content-Security-Policy: nothing it needed was refused.
+    assert [csp_violations(p) for p in (page, stranger, theirs, dark)] == [[]] * 4
+
+
+def test_every_kind_of_dashboard_response_forbids_framing(stack, dashboard_url):
+    context = ssl.create_default_context(cafile=str(stack.settings.pki_dir / "ca.crt"))
+    with urllib.request.urlopen(f"{dashboard_url}/?share=x.y.z", context=context, timeout=30) as index:
+        html, headers = index.read().decode(), {"the page": index.headers}
+    asset = re.search(r'src="\./(static/js/[^"]+\.js)"', html)[1]
+    for what, path in (("a script", asset), ("a page's path", "trends"), ("the health check", "_stcore/health")):
+        with urllib.request.urlopen(f"{dashboard_url}/{path}", context=context, timeout=30) as response:
+            headers[what] = response.headers
+    stream = dashboard_url.replace("https://", "wss://") + "/_stcore/stream"
+    with websockets.sync.client.connect(stream, ssl=context, subprotocols=["streamlit"]) as ws:
+        headers["the websocket"] = ws.response.headers
+    for what, got in headers.items():
+        assert got.get("X-Frame-Options") == "DENY", what
+        assert "frame-ancestors 'none'" in got.get("Content-Security-Policy", "").split("; "), what
+
+
+def test_a_real_browser_shows_the_dashboard_within_its_policy_and_never_in_a_frame(week, dashboard_url, browser):
+    page = new_page(browser)
+    sign_in(page, dashboard_url, week.email, week.password)
+    go(page, "Trends")
+    assert csp_violations(page) == []
+    framing = new_page(browser)
+    with framing.expect_console_message(lambda m: "frame-ancestors 'none'" in m.text, timeout=10_000):
+        framing.set_content(f'<iframe src="{dashboard_url}"></iframe>')

@@ -17,12 +17,14 @@ from dashboard import formatting
 from dashboard.period import period_from_utc
 from gateway.account_client import (
     create_share_link,
+    delete_account,
     list_share_links,
+    log_in,
     open_share_link,
     revoke_share_link,
     who_am_i,
 )
-from gateway.tokens import SHARE_SCOPE, ensure_signing_key, issue_token
+from gateway.tokens import ensure_signing_key, issue_share_token
 from infra.devices import enroll_device, new_account
 from schemas.codec import encode_interval
 from tests.conftest import eventually
@@ -61,6 +63,11 @@ def assert_none_of(account, shown: str, where: str) -> None:
 def share_token_from(at) -> str:
     url = at.code[0].value
     return parse_qs(urlsplit(url).query)["share"][0]
+
+
+def readable_claims(token: str) -> dict:
+    """What anyone holding a link reads in it, with no key: a JWT's payload is only base64."""
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
 
 
 def test_a_second_user_sees_none_of_the_first_users_data_on_any_page(first, second):
@@ -212,8 +219,6 @@ def test_every_number_of_every_shareable_view_is_the_owners_for_the_period_alone
 
 
 def _token(settings, email: str, password: str) -> str:
-    from gateway.account_client import log_in
-
     return log_in(settings.gateway_public_address, ca_pem(settings), email, password).token
 
 
@@ -250,7 +255,7 @@ def test_a_revoked_link_shows_nothing(stack, first):
     token = share_token_from(owner)
     assert new_app({"share": token}).run().metric
     owner = open_page(signed_in_app(first), "sharing")
-    link_id = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["jti"]
+    link_id = readable_claims(token)["jti"]
     owner.selectbox(key="share_revoke_id").select(link_id).run()
     owner.button(key="share_revoke").click().run()
     assert not owner.error, [e.value for e in owner.error]
@@ -265,8 +270,7 @@ def test_a_revoked_link_shows_nothing(stack, first):
 def test_an_expired_link_shows_nothing(stack, first):
     key = ensure_signing_key(stack.settings.keys_dir)[0]
     long_ago = (datetime.now(UTC) - timedelta(days=2)).timestamp()
-    claims = {"view": "overview", "from": int(long_ago), "to": int(long_ago) + 86400, "tz": "UTC"}
-    token = issue_token(key, first.user_id, SHARE_SCOPE, 600, now=long_ago, extra=claims)
+    token = issue_share_token(key, readable_claims(_share(stack, first, "overview"))["jti"], 600, now=long_ago)
     at = new_app({"share": token}).run()
     assert at.error and "expired" in at.error[0].value
     assert_none_of(first, everything_shown(at), "an expired link")
@@ -274,21 +278,20 @@ def test_an_expired_link_shows_nothing(stack, first):
 
 def test_links_nobody_was_given_show_nothing(stack, first, second, tmp_path):
     key = ensure_signing_key(stack.settings.keys_dir)[0]
-    period = default_period()
-    claims = {"view": "overview", "from": int(period.start.timestamp()), "to": int(period.end.timestamp()), "tz": "UTC"}
     forged_key, _ = ensure_signing_key(tmp_path / "other-keys")
     genuine = _share(stack, first, "overview")
     header, payload, signature = genuine.split(".")
-    widened = json.loads(base64.urlsafe_b64decode(payload + "=="))
-    widened["view"] = "trends"
-    tampered_payload = base64.urlsafe_b64encode(json.dumps(widened).encode()).decode().rstrip("=")
+    # Another of the owner's links, named in the genuine link's signed payload.
+    other = readable_claims(_share(stack, first, "trends"))["jti"]
+    redirected = {**readable_claims(genuine), "sub": other, "jti": other}
+    tampered_payload = base64.urlsafe_b64encode(json.dumps(redirected).encode()).decode().rstrip("=")
     attempts = {
         "a sign-in token used as a share link": second.token(stack.settings),
         "the owner's sign-in token used as a share link": first.token(stack.settings),
-        "a link signed by another key": issue_token(forged_key, first.user_id, SHARE_SCOPE, 600, extra=claims),
+        "a link signed by another key": issue_share_token(forged_key, readable_claims(genuine)["jti"], 600),
         # Signed by the real key but never recorded by the gateway (no owner made it).
-        "a link the owner never made": issue_token(key, first.user_id, SHARE_SCOPE, 600, extra=claims),
-        "a link with its view changed": f"{header}.{tampered_payload}.{signature}",
+        "a link the owner never made": issue_share_token(key, str(uuid.uuid4()), 600),
+        "a link changed to name another link": f"{header}.{tampered_payload}.{signature}",
         "garbage": "not-a-token",
     }
     for what, token in attempts.items():
@@ -297,6 +300,33 @@ def test_links_nobody_was_given_show_nothing(stack, first, second, tmp_path):
         assert not at.metric and not at.table, what
         assert_none_of(first, everything_shown(at), what)
         assert_none_of(second, everything_shown(at), what)
+
+
+def test_a_share_token_holds_only_an_opaque_link_id_and_still_opens_its_view(stack, first):
+    token = _share(stack, first, "overview")
+    claims = readable_claims(token)
+    assert set(claims) <= {"iss", "sub", "scope", "iat", "exp", "jti"}, claims
+    assert claims["sub"] == claims["jti"] and uuid.UUID(claims["jti"]).version == 4  # random, names nobody
+    assert_none_of(first, json.dumps(claims), "a share token's readable claims")
+    at = new_app({"share": token}).run()
+    assert not at.error and at.title[0].value == "Overview"
+    assert first.mark in everything_shown(at)  # the owner's data, found from the link id alone
+
+
+def test_deleting_the_account_makes_its_links_fail(stack):
+    s = stack.settings
+    _, email, password = new_account(s)
+    owner = log_in(s.gateway_public_address, ca_pem(s), email, password).token
+    period = default_period()
+    start, end = int(period.start.timestamp()), int(period.end.timestamp())
+    token = create_share_link(s.gateway_public_address, ca_pem(s), owner, "overview", start, end, "UTC", 3600).token
+    assert open_share_link(s.gateway_public_address, ca_pem(s), token).view == "overview"
+    delete_account(s.gateway_public_address, ca_pem(s), owner, password)
+    with pytest.raises(grpc.RpcError) as opened:
+        open_share_link(s.gateway_public_address, ca_pem(s), token)
+    assert opened.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    at = new_app({"share": token}).run()
+    assert at.error and not at.metric
 
 
 def test_the_owner_lists_links_and_another_user_cannot_see_or_revoke_them(stack, first, second):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 import uuid
+from contextlib import closing
 
 import grpc
 import pytest
+from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from collector.enrollment import DeviceInfo, enroll, renew
 from collector.transport import IngestClient
-from gateway.account_client import log_in, sign_up
-from gateway.identity_store import IdentityStore
+from gateway.account_client import delete_account, log_in, sign_up
+from gateway.identity_store import IdentityStore, InvalidCredentials, TooManyAttempts
 from gateway.proto import accounts_pb2 as pb
 from gateway.proto import accounts_pb2_grpc
 from infra.devices import new_account
@@ -64,6 +68,37 @@ def test_sign_up_refuses_a_taken_email_a_weak_password_and_a_bad_address(stack, 
 def test_a_wrong_password_is_refused(stack, account):
     wrong = refused(log_in, stack.settings.gateway_public_address, ca_pem(stack), account["email"], "wrong password!")
     assert wrong.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_thousand_wrong_passwords_from_other_addresses_do_not_stop_the_owner(stack):
+    settings, ca = stack.settings, ca_pem(stack)
+    email, password = f"owner-{uuid.uuid4().hex[:12]}@example.org", "the owner's own passphrase"
+    # The guesses go straight into the gateway's identity store, each a full check of the password, against a
+    # cheap hash so that a thousand take seconds; then the hash becomes one the gateway makes, so the timed
+    # sign-in costs what a real one does (and no rehash).
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with IdentityStore(settings.identity_store_path, password_hasher=cheap) as guessed:
+        owner = guessed.create_user(email, password)
+        for index in range(1000):
+            with pytest.raises(InvalidCredentials):
+                guessed.authenticate(email, f"guess number {index}", f"198.18.{index // 250}.{index % 250 + 1}")
+        # Each guessing address is held back on this account now, even with the right password.
+        with pytest.raises(TooManyAttempts):
+            guessed.authenticate(email, password, "198.18.0.1")
+    with closing(sqlite3.connect(settings.identity_store_path)) as db, db:
+        db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (PasswordHasher().hash(password), owner.id))
+    started = time.monotonic()
+    token = log_in(settings.gateway_public_address, ca, email, password).token
+    assert time.monotonic() - started < 1
+    # Enrollment and account deletion, which take the password too, are not held back either.
+    identity, _ = enroll(
+        settings.gateway_public_address, ca, DeviceInfo("after the guessing"), email=email, password=password
+    )
+    assert identity.user_id == owner.id
+    delete_account(settings.gateway_public_address, ca, token, password)
+    assert refused(log_in, settings.gateway_public_address, ca, email, password).code() == (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
 
 
 def test_calls_without_a_valid_token_are_refused(stack):

@@ -13,6 +13,7 @@ from gateway.proto import ingest_pb2, ingest_pb2_grpc
 from schemas.codec import encode_interval
 from tests.certificates import expired_device_certificate
 from tests.e2e.test_pipeline import interval
+from tests.integration.test_throttling import gateway_running
 
 
 def test_a_client_without_a_certificate_is_refused(stack):
@@ -62,17 +63,34 @@ def test_streamed_batches_are_each_acknowledged_in_order(stack, enroll):
     assert acks[2].errors[0].index == 10
 
 
-def test_health_and_reflection_answer_over_mtls(stack, enroll):
+def list_services(channel: grpc.Channel) -> set[str]:
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    answers = reflection.ServerReflectionInfo(iter([request]), timeout=10)
+    return {s.name for a in answers for s in a.list_services_response.service}
+
+
+def test_health_answers_and_reflection_is_off_by_default(stack, enroll):
     _, creds = enroll()
-    with grpc.secure_channel(stack.settings.gateway_address, channel_credentials(creds)) as channel:
-        status = health_pb2_grpc.HealthStub(channel).Check(
+    assert not stack.settings.gateway_reflection
+    ca_pem = (stack.settings.pki_dir / "ca.crt").read_bytes()
+    public = grpc.secure_channel(stack.settings.gateway_public_address, grpc.ssl_channel_credentials(ca_pem))
+    with grpc.secure_channel(stack.settings.gateway_address, channel_credentials(creds)) as mtls, public:
+        status = health_pb2_grpc.HealthStub(mtls).Check(
             health_pb2.HealthCheckRequest(service="productimon.ingest.v1.Ingest"), timeout=10
         )
         assert status.status == health_pb2.HealthCheckResponse.SERVING
-        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
-        names = {s.name for a in answers for s in a.list_services_response.service}
-    assert "productimon.ingest.v1.Ingest" in names
+        for channel in (public, mtls):
+            with pytest.raises(grpc.RpcError) as refused:
+                list_services(channel)
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_reflection_answers_when_turned_on(tmp_path):
+    with gateway_running(tmp_path, gateway_reflection=True) as stack:
+        ca_pem = (stack.settings.pki_dir / "ca.crt").read_bytes()
+        with grpc.secure_channel(stack.settings.gateway_public_address, grpc.ssl_channel_credentials(ca_pem)) as ch:
+            assert "productimon.accounts.v1.Accounts" in list_services(ch)
 
 
 def test_the_server_certificate_is_refused_as_a_device_certificate(stack):

@@ -1,4 +1,5 @@
-"""mTLS with the stack's CA through a real grpc.aio server: only the CA's device certificates get in."""
+"""mTLS with the stack's CA through a real grpc.aio server: only the CA's device certificates get in; and through
+the real gateway, only a device's latest certificate."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from collector.enrollment import DeviceInfo, renew, update_info
+from collector.enrollment import enroll as enroll_device
+from collector.transport import IngestClient
 from gateway.pki import (
     DeviceIdentity,
     PkiError,
@@ -19,7 +23,10 @@ from gateway.pki import (
     new_device_key_and_csr,
     sign_device_csr,
 )
+from infra.devices import new_account
+from schemas.codec import encode_interval
 from tests.certificates import expired_device_certificate
+from tests.e2e.test_pipeline import interval
 
 METHOD = "/productimon.test.Echo/WhoAmI"
 
@@ -127,3 +134,28 @@ async def test_a_device_refuses_a_gateway_whose_certificate_is_not_from_the_ca(s
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await impostor.stop(None)
+
+
+def test_a_renewal_retires_the_old_certificate_from_the_next_call(stack):
+    settings = stack.settings
+    ca = (settings.pki_dir / "ca.crt").read_bytes()
+    _, email, password = new_account(settings)
+    _, old = enroll_device(settings.gateway_public_address, ca, DeviceInfo("renewing"), email=email, password=password)
+    # A connection opened with the old certificate before the renewal is refused on its next call.
+    with IngestClient(settings.gateway_address, old, 10) as before:
+        assert before.send_batch([encode_interval(interval(0, 0, 10, "Code"))]).accepted == 1
+        new = renew(settings.gateway_address, old)
+        with pytest.raises(grpc.RpcError) as ingest:
+            before.send_batch([encode_interval(interval(1, 10, 10, "Code"))])
+    assert ingest.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert ingest.value.details() == "this certificate was replaced by a renewal"
+    for old_call in (
+        lambda: update_info(settings.gateway_address, old, DeviceInfo("renewing")),
+        lambda: renew(settings.gateway_address, old),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            old_call()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with IngestClient(settings.gateway_address, new, 10) as after:
+        assert after.send_batch([encode_interval(interval(1, 10, 10, "Code"))]).accepted == 1
+    update_info(settings.gateway_address, new, DeviceInfo("renewed"))

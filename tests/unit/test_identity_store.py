@@ -27,6 +27,7 @@ from gateway.identity_store import (
     THROTTLE_MAX_DELAY,
     THROTTLE_WINDOW,
     AccountDisabled,
+    CertificateReplaced,
     DeviceRevoked,
     EmailTaken,
     IdentityStore,
@@ -43,8 +44,10 @@ from gateway.identity_store import (
     WeakPassword,
     check_password_policy,
     clean_device_name,
+    failure_keys,
     load_migrations,
     normalize_email,
+    sign_in_delay,
     throttle_address,
     throttle_delay,
 )
@@ -383,16 +386,64 @@ def fail(store: IdentityStore, times: int, email: str = "alice@example.com", add
             store.authenticate(email, "wrong password!", address)
 
 
-def test_five_failures_slow_an_account_down_even_for_the_right_password(store, alice, clock):
+def test_five_failures_slow_that_address_down_on_the_account_even_for_the_right_password(store, alice, clock):
     fail(store, 5, address="198.51.100.1")
     with pytest.raises(TooManyAttempts) as refused:
-        store.authenticate("alice@example.com", PASSWORD, "203.0.113.9")
+        store.authenticate("alice@example.com", PASSWORD, "198.51.100.1")
     assert refused.value.retry_after == THROTTLE_BASE_DELAY
     assert "try again in 30 s" in str(refused.value)
     clock.advance(THROTTLE_BASE_DELAY - 1)
     with pytest.raises(TooManyAttempts) as refused:
-        store.authenticate("alice@example.com", PASSWORD, "203.0.113.9")
+        store.authenticate("alice@example.com", PASSWORD, "198.51.100.1")
     assert refused.value.retry_after == 1
+
+
+def test_another_address_failing_does_not_stop_the_owner_with_the_right_password(store, alice):
+    fail(store, 5, address="198.51.100.1")
+    assert store.authenticate("alice@example.com", PASSWORD, "203.0.113.9") == alice
+
+
+def test_a_thousand_guesses_from_a_thousand_addresses_do_not_stop_the_owner(store, alice, hasher):
+    for index in range(1000):
+        fail(store, 1, address=f"10.{index // 256}.{index % 256}.1")
+    started = time.monotonic()
+    assert store.authenticate("alice@example.com", PASSWORD, "203.0.113.9") == alice
+    assert time.monotonic() - started < 1
+
+
+def test_an_account_under_attack_gets_one_guess_per_address_per_window(store, alice, clock, hasher):
+    fail(store, 5, address="198.51.100.1")
+    fail(store, 1, address="198.51.100.2")
+    hasher.verifications = 0
+    # The second address has failed on the account while it is under attack: refused unverified, even for
+    # the right password, until its failure leaves the window.
+    with pytest.raises(TooManyAttempts) as refused:
+        store.authenticate("alice@example.com", PASSWORD, "198.51.100.2")
+    assert refused.value.retry_after == 2 * THROTTLE_BASE_DELAY  # the account's sixth failure
+    assert hasher.verifications == 0
+    clock.advance(2 * THROTTLE_BASE_DELAY)
+    assert store.authenticate("alice@example.com", PASSWORD, "198.51.100.2") == alice
+
+
+def test_the_guesses_of_one_address_are_counted_before_their_passwords_are_verified(store, alice):
+    # Concurrent attempts run Argon2 outside the lock: each must already see the ones before it.
+    attempts = [
+        store._admit("alice@example.com", failure_keys("alice@example.com", ADDRESS), store._clock()) for _ in range(5)
+    ]
+    assert len(attempts) == 5
+    with pytest.raises(TooManyAttempts):
+        store.authenticate("alice@example.com", PASSWORD, ADDRESS)
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=5000, allow_nan=False), max_size=20),
+    st.lists(st.floats(min_value=0, max_value=5000, allow_nan=False), max_size=2000),
+    st.floats(min_value=0, max_value=5000),
+)
+def test_failures_on_the_account_elsewhere_never_refuse_an_address_clean_on_it(address_failures, account, now):
+    own = throttle_delay(address_failures, now, THROTTLE_FREE_FAILURES_PER_ADDRESS)
+    assert sign_in_delay(address_failures, [], account, now) == own
+    assert 0 <= sign_in_delay(address_failures, [now], account, now) <= THROTTLE_MAX_DELAY
 
 
 def test_the_wait_doubles_with_each_further_failure(store, alice, clock):
@@ -404,15 +455,18 @@ def test_the_wait_doubles_with_each_further_failure(store, alice, clock):
     assert refused.value.retry_after == 2 * THROTTLE_BASE_DELAY
 
 
-def test_throttled_attempts_are_not_counted_and_a_success_clears_the_account(store, alice, clock):
+def test_throttled_attempts_are_not_counted_and_a_success_clears_the_address_on_the_account(store, alice, clock):
     fail(store, 5)
     for _ in range(10):
         with pytest.raises(TooManyAttempts):
             store.authenticate("alice@example.com", "wrong password!", ADDRESS)
     clock.advance(THROTTLE_BASE_DELAY)
-    assert store.authenticate("alice@example.com", PASSWORD, "203.0.113.9") == alice
-    fail(store, 4, address="203.0.113.9")
-    assert store.authenticate("alice@example.com", PASSWORD, "203.0.113.9") == alice
+    assert store.authenticate("alice@example.com", PASSWORD, ADDRESS) == alice
+    clock.advance(THROTTLE_WINDOW + 1)
+    fail(store, 4)
+    assert store.authenticate("alice@example.com", PASSWORD, ADDRESS) == alice
+    fail(store, 4)
+    assert store.authenticate("alice@example.com", PASSWORD, ADDRESS) == alice
 
 
 def test_failures_from_one_address_slow_that_address_down_across_accounts(store, alice):
@@ -426,7 +480,7 @@ def test_failures_from_one_address_slow_that_address_down_across_accounts(store,
 def test_unknown_accounts_are_throttled_like_known_ones(store):
     fail(store, 5, email="nobody@example.com", address="198.51.100.1")
     with pytest.raises(TooManyAttempts):
-        store.authenticate("nobody@example.com", PASSWORD, "203.0.113.9")
+        store.authenticate("nobody@example.com", PASSWORD, "198.51.100.1")
 
 
 def test_failures_are_forgotten_after_the_window(store, alice, clock, db_path):
@@ -436,7 +490,7 @@ def test_failures_are_forgotten_after_the_window(store, alice, clock, db_path):
     assert store.authenticate("alice@example.com", PASSWORD, ADDRESS) == alice
     assert raw(db_path, "SELECT key FROM login_failures ORDER BY key") == [
         ("addr:203.0.113.9",),
-        ("email:bob@example.com",),
+        ("email-addr:bob@example.com 203.0.113.9",),
     ]
 
 
@@ -538,11 +592,11 @@ def test_throttle_is_bounded_and_another_failure_never_shortens_it(failures, now
 def test_change_password_needs_the_current_one_and_revokes_older_tokens(store, alice, clock):
     clock.now = 1_800_000_000.25
     with pytest.raises(InvalidCredentials, match="current password is wrong"):
-        store.change_password(alice.id, "wrong password!", "a new password")
+        store.change_password(alice.id, "wrong password!", "a new password", ADDRESS)
     with pytest.raises(WeakPassword):
-        store.change_password(alice.id, PASSWORD, "short")
+        store.change_password(alice.id, PASSWORD, "short", ADDRESS)
     assert store.tokens_valid_after(alice.id) == 0
-    store.change_password(alice.id, PASSWORD, "a new password")
+    store.change_password(alice.id, PASSWORD, "a new password", ADDRESS)
     assert store.tokens_valid_after(alice.id) == 1_800_000_001
     with pytest.raises(InvalidCredentials):
         store.authenticate("alice@example.com", PASSWORD, ADDRESS)
@@ -552,7 +606,7 @@ def test_change_password_needs_the_current_one_and_revokes_older_tokens(store, a
 def test_a_token_issued_right_after_a_password_change_is_dated_to_stay_valid(store, alice, clock):
     clock.now = 1_800_000_000.25
     assert store.token_issue_time(alice.id) == 1_800_000_000.25
-    store.change_password(alice.id, PASSWORD, "a new password")
+    store.change_password(alice.id, PASSWORD, "a new password", ADDRESS)
     issued = store.token_issue_time(alice.id)
     assert issued == 1_800_000_001 and int(issued) >= store.tokens_valid_after(alice.id)
     clock.now = 1_800_000_100.5
@@ -562,24 +616,25 @@ def test_a_token_issued_right_after_a_password_change_is_dated_to_stay_valid(sto
 def test_change_password_guesses_are_throttled(store, alice):
     for _ in range(5):
         with pytest.raises(InvalidCredentials):
-            store.change_password(alice.id, "wrong password!", "a new password")
+            store.change_password(alice.id, "wrong password!", "a new password", ADDRESS)
     with pytest.raises(TooManyAttempts):
-        store.change_password(alice.id, PASSWORD, "a new password")
+        store.change_password(alice.id, PASSWORD, "a new password", ADDRESS)
+    store.change_password(alice.id, PASSWORD, "a new password", "203.0.113.9")
 
 
 def test_change_password_refuses_unknown_and_disabled_accounts(store, alice):
     with pytest.raises(UnknownUser):
-        store.change_password("no-such-user", PASSWORD, "a new password")
+        store.change_password("no-such-user", PASSWORD, "a new password", ADDRESS)
     store.disable(alice.email)
     with pytest.raises(AccountDisabled):
-        store.change_password(alice.id, PASSWORD, "a new password")
+        store.change_password(alice.id, PASSWORD, "a new password", ADDRESS)
 
 
 def test_reset_password_replaces_it_revokes_tokens_and_lifts_the_throttle(store, alice, clock):
     fail(store, 5, address="198.51.100.1")
     assert store.reset_password("Alice@Example.com", "reset by the operator") == alice
     assert store.tokens_valid_after(alice.id) == math.ceil(clock.now)
-    assert store.authenticate("alice@example.com", "reset by the operator", ADDRESS) == alice
+    assert store.authenticate("alice@example.com", "reset by the operator", "198.51.100.1") == alice
     with pytest.raises(UnknownUser):
         store.reset_password("nobody@example.com", "reset by the operator")
     with pytest.raises(WeakPassword):
@@ -760,18 +815,29 @@ def test_device_is_active_takes_well_under_100_microseconds(store, alice):
 
 def test_renewal_records_the_new_certificate_of_an_active_device(store, alice):
     device = add_laptop(store, alice.id)
-    renewed = store.record_renewal(device.id, 42, 1_950_000_000.0)
+    enrolled = store.current_cert_serial(alice.id, device.id)
+    renewed = store.record_renewal(device.id, enrolled, 42, 1_950_000_000.0)
     assert renewed.cert_not_after == 1_950_000_000.0
     assert store.get_device(alice.id, device.id) == renewed
+    assert store.current_cert_serial(alice.id, device.id) == 42
     with pytest.raises(UnknownDevice):
-        store.record_renewal("no-such-device", 43, 1_950_000_000.0)
+        store.record_renewal("no-such-device", 42, 43, 1_950_000_000.0)
     store.disable(alice.email)
     with pytest.raises(AccountDisabled):
-        store.record_renewal(device.id, 43, 1_950_000_000.0)
+        store.record_renewal(device.id, 42, 43, 1_950_000_000.0)
     store.enable(alice.email)
     store.revoke_device(alice.id, device.id)
     with pytest.raises(DeviceRevoked):
-        store.record_renewal(device.id, 43, 1_950_000_000.0)
+        store.record_renewal(device.id, 42, 43, 1_950_000_000.0)
+
+
+def test_a_replaced_certificate_cannot_renew_again(store, alice):
+    device = add_laptop(store, alice.id)
+    enrolled = store.current_cert_serial(alice.id, device.id)
+    store.record_renewal(device.id, enrolled, 42, 1_950_000_000.0)
+    with pytest.raises(CertificateReplaced, match="replaced by a renewal"):
+        store.record_renewal(device.id, enrolled, 43, 1_950_000_000.0)
+    assert store.current_cert_serial(alice.id, device.id) == 42
 
 
 def test_update_device_info_records_a_new_os_version(store, alice):
@@ -886,7 +952,7 @@ def test_token_is_current_combines_every_check(store, alice, clock):
     store.revoke_token("jti-1", clock.now + 60)
     assert not store.token_is_current(alice.id, "jti-1", issued)
     clock.advance(0.5)
-    store.change_password(alice.id, PASSWORD, "a new password")
+    store.change_password(alice.id, PASSWORD, "a new password", ADDRESS)
     assert not store.token_is_current(alice.id, "jti-2", issued)
     assert store.token_is_current(alice.id, "jti-3", store.tokens_valid_after(alice.id))
     assert not store.token_is_current("no-such-user", "jti-4", issued)

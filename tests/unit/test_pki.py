@@ -310,10 +310,10 @@ def test_ensure_stack_pki_creates_once_and_then_only_loads(tmp_path):
     assert second.server_cert_path == pki_dir / "server.crt"
 
 
-def test_stack_key_files_are_private(tmp_path):
+def test_stack_pki_files_are_readable_by_their_owner_only(tmp_path):
     pki = ensure_stack_pki(tmp_path / "pki", ["localhost"])
-    assert stat.S_IMODE(pki.ca_key_path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(pki.server_key_path.stat().st_mode) == 0o600
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in pki.directory.iterdir()}
+    assert modes == {".lock": 0o600, "ca.crt": 0o600, "ca.key": 0o600, "server.crt": 0o600, "server.key": 0o600}
     assert stat.S_IMODE(pki.directory.stat().st_mode) == 0o700
 
 
@@ -341,5 +341,8 @@ def test_device_bundle_files_and_modes(tmp_path, ca):
     assert (out / "device.key").read_bytes() == key_pem
     assert (out / "device.crt").read_bytes() == cert_pem
     assert (out / "ca.crt").read_bytes() == ca[0]
-    assert stat.S_IMODE((out / "device.key").stat().st_mode) == 0o600
-    assert sorted(p.name for p in out.iterdir()) == ["ca.crt", "device.crt", "device.key"]
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {
+        "ca.crt": 0o600,
+        "device.crt": 0o600,
+        "device.key": 0o600,
+    }
