@@ -80,7 +80,7 @@ def sign_in(settings: Settings, email: str, password: str, client_address: str |
 def confirm(settings: Settings, token: str | None) -> SignedIn:
     """The account a sign-in token signs in, now; AccessDenied when it is missing, forged, expired or revoked."""
     try:
-        claims = verify_token(read_public_key(settings.keys_dir), token, DASHBOARD_SCOPE)
+        claims = verify_token(read_public_key(settings.public_dir), token, DASHBOARD_SCOPE)
     except TokenError as exc:
         raise AccessDenied(str(exc)) from None
     gateway = Gateway.of(settings)
@@ -103,7 +103,7 @@ def open_share(settings: Settings, token: str | None) -> SharedView:
     """What a share link shows, after the signature, the expiry and the gateway's record (not revoked, not
     expired, owner still there) all agree; AccessDenied otherwise."""
     try:
-        claims = verify_token(read_public_key(settings.keys_dir), token, SHARE_SCOPE)
+        claims = verify_token(read_public_key(settings.public_dir), token, SHARE_SCOPE)
     except TokenError as exc:
         raise AccessDenied(f"this share link cannot be opened: {exc}") from None
     gateway = Gateway.of(settings)

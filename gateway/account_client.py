@@ -135,3 +135,37 @@ def open_share_link(public_address: str, ca_pem: bytes, share_token: str, timeou
         return accounts_pb2_grpc.AccountsStub(channel).OpenShareLink(
             pb.Empty(), metadata=_bearer(share_token), timeout=timeout_s
         )
+
+
+def add_category_rule(
+    public_address: str, ca_pem: bytes, token: str, field: str, pattern: str, category: str, position: int | None = None
+) -> str:
+    """Add a rule to the token's account (after its other rules unless `position` is given); its id."""
+    rule = pb.CategoryRule(field=field, pattern=pattern, category=category, position=position)
+    with _channel(public_address, ca_pem) as channel:
+        reply = accounts_pb2_grpc.AccountsStub(channel).AddCategoryRule(rule, metadata=_bearer(token), timeout=30)
+    return reply.rule_id
+
+
+def update_category_rule(
+    public_address: str,
+    ca_pem: bytes,
+    token: str,
+    rule_id: str,
+    *,
+    field: str = "",
+    pattern: str = "",
+    category: str = "",
+    position: int | None = None,
+) -> None:
+    """Change a rule of the token's account; what is left empty (or None) stays as it is."""
+    rule = pb.CategoryRule(rule_id=rule_id, field=field, pattern=pattern, category=category, position=position)
+    with _channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).UpdateCategoryRule(rule, metadata=_bearer(token), timeout=30)
+
+
+def delete_category_rule(public_address: str, ca_pem: bytes, token: str, rule_id: str) -> None:
+    with _channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).DeleteCategoryRule(
+            pb.CategoryRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=30
+        )

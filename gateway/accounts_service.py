@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import grpc
 from clickhouse_connect.driver.client import Client
@@ -61,9 +62,11 @@ from schemas.deletions import ACCOUNT, DEVICE, PERIOD, InvalidDeletion, plan_del
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event, event_key
 from stream_jobs.forget import DeletionReport, delete
 from stream_jobs.sessionize import SessionRules
+from warehouse import categories
 from warehouse.writes import upsert_devices
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _STATUS: list[tuple[type[AccountError], grpc.StatusCode]] = [
     (InvalidEmail, grpc.StatusCode.INVALID_ARGUMENT),
@@ -143,7 +146,8 @@ def report_message(report: DeletionReport) -> pb.DeletionReport:
 
 
 class Authority:
-    """What the services share: the store, the CA, the token keys and the warehouse for deletion."""
+    """What the services share: the store, the CA, the token keys, the warehouse (its own login) and the
+    warehouse with the deletion login (warehouse/roles.py)."""
 
     def __init__(
         self,
@@ -157,6 +161,7 @@ class Authority:
         trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
         rules: SessionRules | None = None,
         keys: KeyBook | None = None,
+        deletion_warehouse: Callable[[], Client] | None = None,
     ) -> None:
         self.trusted_proxies = trusted_proxies
         self.rules = rules or SessionRules()  # the sessions' rules, to cut sessions at a deletion's edges
@@ -167,6 +172,7 @@ class Authority:
         self.token_ttl_s = token_ttl_s
         self.device_cert_days = device_cert_days
         self.warehouse = warehouse
+        self.deletion_warehouse = deletion_warehouse or warehouse
         self.announce = announce  # publishes (key, identity event), returns once the broker has it
 
     def forget_keys(self, user_id: str) -> None:
@@ -289,7 +295,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
                 event_key(user.id), encode_event(USER_DELETED, user.id, at_ms=int(time.time() * 1000))
             )
             deletion = plan_deletion(ACCOUNT, user.id, int(time.time() * 1000))
-            report = await asyncio.to_thread(delete, self.a.warehouse(), deletion, self.a.rules)
+            report = await asyncio.to_thread(delete, self.a.deletion_warehouse(), deletion, self.a.rules)
             self.a.forget_keys(user.id)
         except Exception as exc:  # the broker's or warehouse's failure is the client's UNAVAILABLE, not a crash
             log.warning("deleting the data of %s failed: %s", user.id, exc)
@@ -321,7 +327,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         except (InvalidDeletion, OverflowError, ValueError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"nothing was deleted: {exc}")
         try:
-            report = await asyncio.to_thread(delete, self.a.warehouse(), deletion, self.a.rules)
+            report = await asyncio.to_thread(delete, self.a.deletion_warehouse(), deletion, self.a.rules)
             self.a.forget_keys(claims.user_id)
         except Exception as exc:  # the warehouse away: the record may stand, and asking again finishes the job
             log.warning("deleting %s data of %s failed: %s", kind, claims.user_id, exc)
@@ -371,6 +377,43 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         except AccountError as exc:
             await refuse(context, exc)
         return _share_reply(link)
+
+    async def AddCategoryRule(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        position = request.position if request.HasField("position") else None
+        rule_id = await self._edit_rules(
+            context, categories.add_rule, claims.user_id, request.field, request.pattern, request.category, position
+        )
+        log.info("category rule %s added for %s", rule_id, claims.user_id)
+        return pb.CategoryRuleRef(rule_id=rule_id)
+
+    async def UpdateCategoryRule(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        changes = {name: getattr(request, name) or None for name in ("field", "pattern", "category")}
+        changes["position"] = request.position if request.HasField("position") else None
+        await self._edit_rules(context, categories.update_rule, claims.user_id, request.rule_id, **changes)
+        log.info("category rule %s of %s changed", request.rule_id, claims.user_id)
+        return pb.Empty()
+
+    async def DeleteCategoryRule(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        await self._edit_rules(context, categories.delete_rule, claims.user_id, request.rule_id)
+        log.info("category rule %s of %s deleted", request.rule_id, claims.user_id)
+        return pb.Empty()
+
+    async def _edit_rules(self, context: grpc.aio.ServicerContext, edit: Callable[..., T], *args, **kwargs) -> T:
+        """Run one edit of the signed-in account's rules with the gateway's warehouse login; its refusal is one
+        line naming what was wrong."""
+        try:
+            return await asyncio.to_thread(edit, self.a.warehouse(), *args, **kwargs)
+        except categories.InvalidRule as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the rule was not saved: {exc}")
+        except categories.RuleNotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except Exception as exc:  # the warehouse away: nothing was written, asking again is safe
+            log.warning("editing the category rules failed: %s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the rules cannot be changed now; try again later")
+        raise AssertionError("unreachable: context.abort raises")
 
 
 def _share_reply(link: ShareLink) -> pb.ShareLink:

@@ -392,15 +392,7 @@ def ensure_stack_pki(pki_dir: Path, server_names: list[str]) -> StackPki:
         ca_cert, _ = _load_ca(ca_cert_pem, ca_key_pem)
 
         server_cert_path, server_key_path = paths[SERVER_CERT_FILE], paths[SERVER_KEY_FILE]
-        existing_cert = server_cert_path.read_bytes() if server_cert_path.exists() else b""
-        existing_key = server_key_path.read_bytes() if server_key_path.exists() else b""
-        if not _server_cert_usable(existing_cert, existing_key, ca_cert, list(server_names)):
-            names = list(dict.fromkeys([*server_names, *_server_names_of(existing_cert)]))
-            cert_pem, key_pem = issue_server_certificate(ca_cert_pem, ca_key_pem, names)
-            write_atomically(server_key_path, key_pem)
-            write_atomically(server_cert_path, cert_pem)
-            log.info("issued a server certificate for %s in %s", ", ".join(names), pki_dir)
-        _warn_if_readable_by_others(server_key_path)
+        _ensure_server_files(server_cert_path, server_key_path, ca_cert_pem, ca_key_pem, list(server_names))
         return StackPki(
             directory=pki_dir,
             ca_cert_path=ca_cert_path,
@@ -412,6 +404,47 @@ def ensure_stack_pki(pki_dir: Path, server_names: list[str]) -> StackPki:
             server_cert_pem=server_cert_path.read_bytes(),
             server_key_pem=server_key_path.read_bytes(),
         )
+
+
+def _ensure_server_files(
+    cert_path: Path, key_path: Path, ca_cert_pem: bytes, ca_key_pem: bytes, names: list[str]
+) -> bool:
+    """Keep a server certificate and key for `names` at these paths; True if it (re)issued them. Reissued only
+    when missing, not from this CA, not covering `names`, or expiring within 30 days; the new one keeps the old
+    one's names too. The caller holds the directory's lock."""
+    ca_cert, _ = _load_ca(ca_cert_pem, ca_key_pem)
+    existing_cert = cert_path.read_bytes() if cert_path.exists() else b""
+    existing_key = key_path.read_bytes() if key_path.exists() else b""
+    issued = False
+    if not _server_cert_usable(existing_cert, existing_key, ca_cert, names):
+        all_names = list(dict.fromkeys([*names, *_server_names_of(existing_cert)]))
+        cert_pem, key_pem = issue_server_certificate(ca_cert_pem, ca_key_pem, all_names)
+        write_atomically(key_path, key_pem)
+        write_atomically(cert_path, cert_pem)
+        log.info("issued a server certificate for %s in %s", ", ".join(all_names), cert_path.parent)
+        issued = True
+    _warn_if_readable_by_others(key_path)
+    return issued
+
+
+def ensure_server_bundle(out_dir: Path, ca_cert_pem: bytes, ca_key_pem: bytes, names: list[str]) -> bool:
+    """Another server's TLS files, signed by the stack's CA, in a directory of their own: server.crt, server.key
+    and ca.crt beside them (for the server's own health checks and peers), never the CA key. Idempotent: the
+    certificate is reissued only as `_ensure_server_files` says, ca.crt rewritten only if it differs. True if the
+    certificate was (re)issued."""
+    import fcntl  # here, not at the top: devices on Windows import this module only to make CSRs
+
+    out_dir = Path(out_dir)
+    make_private_dir(out_dir)
+    with open(os.open(out_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        issued = _ensure_server_files(
+            out_dir / SERVER_CERT_FILE, out_dir / SERVER_KEY_FILE, ca_cert_pem, ca_key_pem, names
+        )
+        ca_path = out_dir / CA_CERT_FILE
+        if not ca_path.exists() or ca_path.read_bytes() != ca_cert_pem:
+            write_atomically(ca_path, ca_cert_pem)
+        return issued
 
 
 def _warn_if_readable_by_others(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -18,9 +19,13 @@ class BrokerUnavailable(Exception):
 
 
 class IntervalProducer:
-    def __init__(self, bootstrap: str, topic: str, *, send_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, *, send_timeout_s: float = 15.0, options: dict[str, Any] | None = None
+    ) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
+        # How to connect: TLS and the gateway's own SCRAM login in production (infra.kafka_security.client_options).
+        self._options = dict(options or {})
         self._send_timeout_s = send_timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._partitioner = DefaultPartitioner()
@@ -36,6 +41,7 @@ class IntervalProducer:
             max_batch_size=1024 * 1024,
             max_request_size=8 * 1024 * 1024,
             request_timeout_ms=int(self._send_timeout_s * 1000),
+            **self._options,
         )
         try:
             await self._producer.start()

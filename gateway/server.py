@@ -47,6 +47,7 @@ from gateway.stamping import pack_stamped, validate_records
 from gateway.tokens import ensure_signing_key
 from infra import metrics
 from infra.cli import command
+from infra.kafka_security import client_options
 from infra.settings import Settings, load_settings
 from schemas.contract import Window
 from schemas.sealing import partition_key, seal
@@ -285,11 +286,15 @@ class Gateway:
     def __init__(self, settings: Settings, *, store: IdentityStore | None = None) -> None:
         self.settings = settings
         self.producer = IntervalProducer(
-            settings.kafka_bootstrap, settings.intervals_topic, send_timeout_s=settings.gateway_send_timeout_seconds
+            settings.kafka_bootstrap,
+            settings.intervals_topic,
+            send_timeout_s=settings.gateway_send_timeout_seconds,
+            options=client_options(settings),
         )
         self.store = store or IdentityStore(settings.identity_store_path)
         self.server: grpc.aio.Server | None = None
         self._warehouse: Client | None = None
+        self._deleter: Client | None = None
         self._ingest_clients = threading.local()
         self.keys = KeyBook(self._ingest_client)
         self.watcher: StoreWatcher | None = None
@@ -299,6 +304,12 @@ class Gateway:
         if self._warehouse is None:
             self._warehouse = connect(self.settings)
         return self._warehouse
+
+    def _deletion_client(self) -> Client:
+        """The warehouse with the deletion login, for the deletions people ask for (warehouse/roles.py)."""
+        if self._deleter is None:
+            self._deleter = connect(self.settings, deletion=True)
+        return self._deleter
 
     def _ingest_client(self) -> Client:
         """A warehouse connection per thread for the ingest checks (a client runs one query at a time)."""
@@ -320,7 +331,7 @@ class Gateway:
         authority = Authority(
             self.store,
             pki,
-            ensure_signing_key(s.keys_dir),
+            ensure_signing_key(s.keys_dir, s.public_dir),
             s.token_ttl_seconds,
             s.device_cert_days,
             self._warehouse_client,
@@ -328,6 +339,7 @@ class Gateway:
             s.trusted_proxy_networks,
             rules_of(s),
             self.keys,
+            self._deletion_client,
         )
         # Its own warehouse connection: the watcher asks from a thread while accounts calls use the other one.
         self.watcher = StoreWatcher(self._ingest_client)

@@ -42,8 +42,10 @@ class TokenClaims:
     token_id: str
 
 
-def ensure_signing_key(keys_dir: Path) -> tuple[bytes, bytes]:
-    """The (private, public) PEM pair, created on first use, owner-only (0600 files in a 0700 directory)."""
+def ensure_signing_key(keys_dir: Path, public_dir: Path | None = None) -> tuple[bytes, bytes]:
+    """The (private, public) PEM pair, created on first use, owner-only (0600 files in a 0700 directory). The
+    public key is also published in `public_dir`, where the dashboard reads it: the dashboard never sees the
+    directory of the private key (docs/least-privilege.md)."""
     private_path, public_path = keys_dir / PRIVATE_KEY_FILE, keys_dir / PUBLIC_KEY_FILE
     if not private_path.exists():
         make_private_dir(keys_dir)
@@ -58,11 +60,17 @@ def ensure_signing_key(keys_dir: Path) -> tuple[bytes, bytes]:
         with os.fdopen(fd, "wb") as f:
             f.write(private_pem)
         write_atomically(public_path, public_pem)
-    return private_path.read_bytes(), public_path.read_bytes()
+    private_pem, public_pem = private_path.read_bytes(), public_path.read_bytes()
+    if public_dir is not None:
+        published = public_dir / PUBLIC_KEY_FILE
+        if not published.exists() or published.read_bytes() != public_pem:
+            make_private_dir(public_dir)
+            write_atomically(published, public_pem)
+    return private_pem, public_pem
 
 
-def read_public_key(keys_dir: Path) -> bytes:
-    path = keys_dir / PUBLIC_KEY_FILE
+def read_public_key(public_dir: Path) -> bytes:
+    path = public_dir / PUBLIC_KEY_FILE
     if not path.exists():
         raise TokenError(f"no token verification key at {path}; start the stack first")
     return path.read_bytes()

@@ -12,7 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +30,32 @@ class ConfigError(Exception):
 
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "productimon"
+
+
+def is_loopback_address(address: str) -> bool:
+    """True if every `host:port` in `address` (comma-separated) names loopback: 127.0.0.0/8, ::1 or localhost."""
+    hosts = []
+    for item in (part.strip() for part in address.split(",")):
+        host = item.rsplit(":", 1)[0] if ":" in item else item
+        hosts.append(host.removeprefix("[").removesuffix("]"))
+    if not hosts or not all(hosts):
+        return False
+    for host in hosts:
+        if host.lower() == "localhost":
+            continue
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+def _require_file(refuse, variable: str, value: str, what: str) -> None:
+    if not value:
+        raise refuse(variable, f"required: {what} certificate")
+    if not Path(value).is_file():
+        raise refuse(variable, f"{value!r} is not a file; it must be {what} certificate")
 
 
 class Settings(BaseSettings):
@@ -50,6 +77,16 @@ class Settings(BaseSettings):
     # afresh (empty) once it holds more than this many MiB. Safe because batches are acknowledged only once
     # stored (gateway_ack_after); what it held unstored is sent again by the collectors. 0: never.
     broker_max_memory_mb: int = Field(default=150, ge=0, le=1_000_000)
+    # Transport security to the broker (docs/transport-security.md). "plaintext" only for the embedded broker
+    # of the local stack, which authenticates nobody and so must listen on loopback only (checked below), or a
+    # development Kafka; "sasl_ssl": TLS, the broker's certificate checked against kafka_ca_file (the CA PEM
+    # that signed it) and against the name in kafka_bootstrap, then a SCRAM login as kafka_username. Each
+    # service has its own principal, and the broker's ACLs give it only what it needs.
+    kafka_security: Literal["plaintext", "sasl_ssl"] = "plaintext"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = ""
+    kafka_ca_file: str = ""
 
     # Warehouse: the embedded server in the local stack, a real ClickHouse server in production.
     warehouse_host: str = "127.0.0.1"
@@ -57,12 +94,20 @@ class Settings(BaseSettings):
     warehouse_user: str = "productimon"
     warehouse_password: str = ""
     warehouse_database: str = "productimon"
+    # The login for deletions (warehouse/roles.py, the "deletion" role), held by the gateway and the workers
+    # beside their own; empty: deletions use the login above (one owner login, as in tests).
+    warehouse_deletion_user: str = ""
+    warehouse_deletion_password: str = ""
     # Raw intervals are kept this many days (0: forever); sessions and rollups stay.
     raw_retention_days: int = Field(default=0, ge=0, le=36500)
     # A ClickHouse cluster (a name in the servers' remote_servers) to keep the warehouse on: replicated
     # tables per shard behind Distributed tables (README.md, "ClickHouse cluster"). Empty: one server,
     # as in the local stack.
     warehouse_cluster: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]{0,62})?$")
+    # HTTPS to the warehouse (docs/transport-security.md): the server's certificate checked against
+    # warehouse_ca_file and the name warehouse_host. Off for the embedded server of the local stack (loopback).
+    warehouse_secure: bool = False
+    warehouse_ca_file: str = ""
 
     # Gateway.
     gateway_host: str = "127.0.0.1"
@@ -151,6 +196,43 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @model_validator(mode="after")
+    def _transport(self) -> Settings:
+        """Transport security that holds together (docs/transport-security.md); the error names the variable."""
+
+        def refuse(variable: str, why: str) -> PydanticCustomError:
+            return PydanticCustomError(
+                "transport_security", "PRODUCTIMON_{variable}: {why}", {"variable": variable, "why": why}
+            )
+
+        if self.broker_mode == "embedded":
+            # The embedded broker (tansu) authenticates nobody: only processes on this host may reach it.
+            if self.kafka_security != "plaintext":
+                raise refuse(
+                    "KAFKA_SECURITY", "the embedded broker speaks plaintext only; sasl_ssl needs broker_mode kafka"
+                )
+            if not is_loopback_address(self.kafka_bootstrap):
+                raise refuse(
+                    "KAFKA_BOOTSTRAP",
+                    f"{self.kafka_bootstrap!r} is not a loopback address; the embedded broker has no authentication, "
+                    "so it may listen on 127.0.0.1, ::1 or localhost only",
+                )
+        if self.kafka_security == "sasl_ssl":
+            for variable, value in (("KAFKA_USERNAME", self.kafka_username), ("KAFKA_PASSWORD", self.kafka_password)):
+                if not value:
+                    raise refuse(variable, "required with PRODUCTIMON_KAFKA_SECURITY=sasl_ssl")
+            _require_file(
+                refuse, "KAFKA_CA_FILE", self.kafka_ca_file, "the CA certificate (PEM) that signed the broker's"
+            )
+        if self.warehouse_secure:
+            _require_file(
+                refuse,
+                "WAREHOUSE_CA_FILE",
+                self.warehouse_ca_file,
+                "the CA certificate (PEM) that signed the warehouse's",
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -180,6 +262,11 @@ class Settings(BaseSettings):
         return self.data_dir / "keys"
 
     @cached_property
+    def public_dir(self) -> Path:
+        """What the dashboard may read of the gateway's keys: the token verification key only."""
+        return self.data_dir / "public"
+
+    @cached_property
     def identity_store_path(self) -> Path:
         return self.data_dir / "identity.sqlite3"
 
@@ -200,7 +287,9 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
+        # A check across several settings (_transport) has no location: its message names the variable itself.
         problems = "; ".join(
-            f"PRODUCTIMON_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"PRODUCTIMON_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None

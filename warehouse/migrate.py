@@ -8,12 +8,16 @@ cluster form (`warehouse/cluster.py`) instead: the files stay the one schema.
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
+from infra.cli import command
+from infra.settings import load_settings
 from warehouse.cluster import ClusterSchema, cluster_of, local_table, migrations_table, on_cluster
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -156,3 +160,55 @@ def prepare_warehouse(client: Client, database: str, raw_retention_days: int, *,
     applied = apply_migrations(client, database, cluster=cluster)
     apply_retention(client, raw_retention_days)
     return applied
+
+
+def pending_migrations(client: Client, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migrations the warehouse (the client's database) has not recorded; all of them if it has none."""
+    try:
+        done = {row[0] for row in client.query("SELECT version FROM schema_migrations").result_rows}
+    except DatabaseError as exc:
+        if "UNKNOWN_TABLE" not in str(exc) and "UNKNOWN_DATABASE" not in str(exc):
+            raise
+        done = set()
+    return [m for m in load_migrations(directory) if m.version not in done]
+
+
+def require_current_schema(client: Client) -> None:
+    """Fail with one line naming what is missing unless every migration is applied: a service runs with a login
+    that may not change the schema (warehouse/roles.py); `productimon-migrate` applies them."""
+    missing = pending_migrations(client)
+    if missing:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
+        raise SchemaBehind(f"the warehouse lacks the migrations {names}: run productimon-migrate first")
+
+
+class SchemaBehind(Exception):
+    """The warehouse's schema is older than this code."""
+
+
+@command("productimon-migrate")
+def main() -> int:
+    """Apply the warehouse migrations and the retention policy, with the migrate login (the compose file's
+    one-shot `migrate` service; the local stack does it itself at start)."""
+    from warehouse.client import connect
+    from warehouse.roles import clickhouse_users_xml
+
+    parser = argparse.ArgumentParser(prog="productimon-migrate", description="Apply the warehouse migrations.")
+    parser.add_argument(
+        "--users-xml",
+        action="store_true",
+        help="print ClickHouse's users file of the services' logins and rights (warehouse/roles.py) and exit",
+    )
+    args = parser.parse_args()
+    settings = load_settings()
+    if args.users_xml:
+        print(clickhouse_users_xml(settings.warehouse_database), end="")
+        return 0
+    applied = prepare_warehouse(
+        connect(settings, with_database=False),
+        settings.warehouse_database,
+        settings.raw_retention_days,
+        cluster=settings.warehouse_cluster,
+    )
+    print(f"warehouse schema current: {len(applied)} migrations applied", flush=True)
+    return 0

@@ -3,6 +3,7 @@ ClickHouse's HTTP interface that clickhouse-connect speaks, so every other proce
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hmac
 import json
@@ -19,7 +20,7 @@ import time
 import uuid
 import zlib
 from base64 import b64decode
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP as HTTP_POLICY
@@ -36,6 +37,7 @@ from chdb import _chdb
 from infra.cli import UserFacingError, command
 from infra.files import make_private_dir
 from infra.settings import load_settings
+from warehouse.roles import OWNER, ROLES, Role, role_refusal
 from warehouse.statements import TOKEN, database_refusal, refusal, setting_refusal
 
 log = logging.getLogger(__name__)
@@ -590,12 +592,13 @@ class _Engine:
         shutil.rmtree(self.spool_dir, ignore_errors=True)
         self.spool_dir.mkdir()
 
-    def check(self, sql: str) -> None:
-        """Refuse a statement that would reach outside the product's tables (warehouse/statements.py), judged
-        on the engine's own parse of it; a statement the engine cannot parse fails as it would have."""
+    def check(self, sql: str, role: Role) -> None:
+        """Refuse a statement that would reach outside the product's tables (warehouse/statements.py) or beyond
+        the rights of the login's role (warehouse/roles.py), judged on the engine's own parse of it; a statement
+        the engine cannot parse fails as it would have."""
         with self.connection() as conn:
             canonical = conn.canonical(sql)
-        reason = refusal(canonical, self.table_functions)
+        reason = refusal(canonical, self.table_functions) or role_refusal(role, canonical)
         if reason is not None:
             raise ClickHouseError.of(_ACCESS_DENIED, reason)
 
@@ -769,7 +772,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "GET" and "query" not in params and self._body.finished:
             self._send(200, b"Ok.\n", [("Content-Type", "text/html; charset=UTF-8")])
             return
-        warehouse._authenticate(self.headers, params)
+        role = warehouse._authenticate(self.headers, params)
         if self.command == "HEAD":
             raise ClickHouseError.of(_NOT_IMPLEMENTED, "HEAD is only answered on /ping")
         content_type = self.headers.get("Content-Type", "")
@@ -778,14 +781,14 @@ class _Handler(BaseHTTPRequestHandler):
         request = _Request.parse(params, self.headers, self.command, warehouse._engine_or_fail().known_settings)
         encoding = self.headers.get("Content-Encoding", "").strip().lower()
         statement = _read_statement(request.query, _decompressed(self._body, encoding))
-        self._run(warehouse, request, statement)
+        self._run(warehouse, request, statement, role)
 
-    def _run(self, warehouse: WarehouseServer, request: _Request, statement: _Statement) -> None:
+    def _run(self, warehouse: WarehouseServer, request: _Request, statement: _Statement, role: Role) -> None:
         engine = warehouse._engine_or_fail()
         scan = statement.scan
         if not statement.sql.strip():
             raise ClickHouseError.of(_EMPTY_OR_SYNTAX, "Empty query")
-        engine.check(statement.sql)
+        engine.check(statement.sql, role)
         spool: Path | None = None
         try:
             if statement.data is not None:
@@ -890,7 +893,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self._responded:
             self.close_connection = True  # the response is already on its way; the client sees it cut short
             return
-        if error.code != _AUTHENTICATION_FAILED:
+        if error.code == _ACCESS_DENIED:
+            # The reason names the rule, role and table, never the statement's values or a credential.
+            log.warning("refused: %s", error.text)
+        elif error.code != _AUTHENTICATION_FAILED:
             log.info("query failed with code %d", error.code)
         if self._body is not None and not self._body.finished and not self._body.discard():
             self.close_connection = True
@@ -922,13 +928,27 @@ class _Handler(BaseHTTPRequestHandler):
 class WarehouseServer:
     """The warehouse behind ClickHouse's HTTP interface, for clickhouse-connect clients."""
 
-    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int = 8123, user: str, password: str) -> None:
-        if not password:
-            raise ValueError("the warehouse needs a password: it holds everyone's data")
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8123,
+        user: str,
+        password: str,
+        logins: Mapping[str, tuple[str, Role]] | None = None,
+    ) -> None:
+        """`user`/`password` is the owner's login (unlimited inside the sandbox); `logins` maps each service's
+        user name to its password and role (warehouse/roles.py)."""
+        logins = dict(logins or {})
+        if not password or not all(secret for secret, _ in logins.values()):
+            raise ValueError("the warehouse needs a password for every login: it holds everyone's data")
+        if user in logins:
+            raise ValueError(f"the login {user!r} is given twice")
         self._data_dir = Path(data_dir).expanduser().resolve()
         self._host = host
-        self._user = user.encode()
-        self._password = password.encode()
+        self._logins = [(name.encode(), secret.encode(), role) for name, (secret, role) in logins.items()]
+        self._logins.append((user.encode(), password.encode(), OWNER))
         self.display_name = socket.gethostname()
         self._engine: _Engine | None = None
         self._sessions = _Sessions()
@@ -999,8 +1019,9 @@ class WarehouseServer:
             raise ClickHouseError.of(_ABORTED, "The warehouse is not open")
         return self._engine
 
-    def _authenticate(self, headers: Any, params: dict[str, str]) -> None:
-        """Check the credentials the way ClickHouse takes them: basic auth, X-ClickHouse-* headers, URL."""
+    def _authenticate(self, headers: Any, params: dict[str, str]) -> Role:
+        """Check the credentials the way ClickHouse takes them (basic auth, X-ClickHouse-* headers, URL); the
+        login's role."""
         authorization = headers.get("Authorization")
         if authorization:
             scheme, _, encoded = authorization.partition(" ")
@@ -1014,14 +1035,17 @@ class WarehouseServer:
             user, password = headers.get("X-ClickHouse-User", "default"), headers.get("X-ClickHouse-Key", "")
         else:
             user, password = params.get("user", "default"), params.get("password", "")
-        user_ok = hmac.compare_digest(user.encode(), self._user)
-        password_ok = hmac.compare_digest(password.encode(), self._password)
-        if not (user_ok and password_ok):
+        found = None
+        for name, secret, role in self._logins:  # every login compared, in constant time, whichever matches
+            if hmac.compare_digest(user.encode(), name) & hmac.compare_digest(password.encode(), secret):
+                found = role
+        if found is None:
             # Like ClickHouse, say nothing about which part was wrong; never repeat what was sent.
             raise ClickHouseError.of(
                 _AUTHENTICATION_FAILED,
                 "Authentication failed: password is incorrect, or there is no user with such name",
             )
+        return found
 
     def _track(self, handler: _Handler, connected: bool) -> None:
         with self._connections:
@@ -1052,13 +1076,32 @@ class WarehouseServer:
                     handler.connection.shutdown(socket.SHUT_RDWR)
 
 
+def read_logins(path: Path) -> dict[str, tuple[str, Role]]:
+    """The services' logins from a JSON file `{role: {"user": ..., "password": ...}}` (the local stack writes it,
+    owner-only): user name -> (password, role)."""
+    try:
+        entries = json.loads(path.read_text())
+        logins = {entry["user"]: (entry["password"], ROLES[role]) for role, entry in entries.items()}
+    except OSError as exc:
+        raise UserFacingError(f"cannot read the warehouse logins {path}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserFacingError(f"{path} is not a file of warehouse logins (role -> user, password): {exc!r}") from None
+    if not all(isinstance(user, str) and isinstance(secret, str) and secret for user, (secret, _) in logins.items()):
+        raise UserFacingError(f"{path}: every login needs a user name and a non-empty password")
+    return logins
+
+
 @command("productimon-warehouse")
 def main() -> int:
+    parser = argparse.ArgumentParser(prog="productimon-warehouse", description=__doc__)
+    parser.add_argument("--logins", type=Path, help="JSON file of the services' logins and roles (warehouse/roles.py)")
+    args = parser.parse_args()
     settings = load_settings()
     if not settings.warehouse_password:
         raise UserFacingError(
             "PRODUCTIMON_WAREHOUSE_PASSWORD is empty; the warehouse holds everyone's data and needs a password"
         )
+    logins = read_logins(args.logins) if args.logins else {}
     try:
         server = WarehouseServer(
             settings.warehouse_dir,
@@ -1066,6 +1109,7 @@ def main() -> int:
             port=settings.warehouse_port,
             user=settings.warehouse_user,
             password=settings.warehouse_password,
+            logins=logins,
         )
     except OSError as exc:
         raise UserFacingError(
@@ -1076,6 +1120,7 @@ def main() -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         server.start()
+        log.info("logins: the owner%s", "".join(f", {user} ({role.name})" for user, (_, role) in logins.items()))
         print(f"warehouse listening on {server.url}", flush=True)
         stop.wait()
     finally:

@@ -4,12 +4,14 @@ live preview of what a rule matches in the period. Applied at query time, so an 
 from __future__ import annotations
 
 import altair as alt
+import grpc
 import pandas as pd
 import streamlit as st
 
 from dashboard import formatting
-from dashboard.access import one_line
-from dashboard.context import View, current_view, load, require_owner, warehouse
+from dashboard.access import Gateway, one_line
+from dashboard.context import View, current_view, load, require_owner, settings, warehouse
+from gateway import account_client
 from warehouse import categories, queries
 
 FIELD_LABELS = {"app": "App", "title": "Window title", "site": "Site"}
@@ -46,9 +48,14 @@ def _add_rule(view: View) -> None:
         )
         category = st.text_input("Category", key="new_rule_category", placeholder="Work/Programming")
         if st.button("Add rule", type="primary", key="add_rule"):
+            # Written by the gateway for the signed-in owner: the dashboard's warehouse login only reads
+            # (warehouse/roles.py).
+            gateway = Gateway.of(settings())
             try:
-                categories.add_rule(warehouse(), view.user_id, field, pattern, category)
-            except categories.InvalidRule as exc:
+                account_client.add_category_rule(
+                    gateway.address, gateway.ca_pem, view.owner.token, field, pattern, category
+                )
+            except grpc.RpcError as exc:
                 st.session_state["rule_problem"] = one_line(exc)
             else:
                 st.session_state["rule_notice"] = f"Added: {FIELD_LABELS[field].lower()} ~ {pattern} → {category}"
@@ -91,14 +98,19 @@ def _edit_rules(view: View, rules: pd.DataFrame) -> None:
         saved = save.form_submit_button("Save changes")
         deleted = delete.form_submit_button("Delete rule")
     if saved or deleted:
+        gateway, token = Gateway.of(settings()), view.owner.token
         try:
             if deleted:
-                categories.delete_rule(warehouse(), view.user_id, chosen)
+                account_client.delete_category_rule(gateway.address, gateway.ca_pem, token, chosen)
                 st.session_state["rule_notice"] = "Rule deleted."
             else:
-                categories.update_rule(
-                    warehouse(),
-                    view.user_id,
+                # Every field is sent: an emptied pattern or category is refused by name, not left unchanged.
+                if not pattern or not category:
+                    raise categories.InvalidRule("pattern and category must not be empty")
+                account_client.update_category_rule(
+                    gateway.address,
+                    gateway.ca_pem,
+                    token,
                     chosen,
                     field=field,
                     pattern=pattern,
@@ -106,7 +118,7 @@ def _edit_rules(view: View, rules: pd.DataFrame) -> None:
                     position=int(position),
                 )
                 st.session_state["rule_notice"] = "Rule saved."
-        except (categories.InvalidRule, categories.RuleNotFound) as exc:
+        except (grpc.RpcError, categories.InvalidRule) as exc:
             st.session_state["rule_problem"] = one_line(exc)
         st.rerun()
 

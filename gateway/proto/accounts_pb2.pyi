@@ -236,3 +236,23 @@ class ShareLinkRef(_message.Message):
     LINK_ID_FIELD_NUMBER: _ClassVar[int]
     link_id: str
     def __init__(self, link_id: _Optional[str] = ...) -> None: ...
+
+class CategoryRule(_message.Message):
+    __slots__ = ("rule_id", "field", "pattern", "category", "position")
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    field: str
+    pattern: str
+    category: str
+    position: int
+    def __init__(self, rule_id: _Optional[str] = ..., field: _Optional[str] = ..., pattern: _Optional[str] = ..., category: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
+
+class CategoryRuleRef(_message.Message):
+    __slots__ = ("rule_id",)
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    def __init__(self, rule_id: _Optional[str] = ...) -> None: ...

@@ -89,6 +89,21 @@ class AccountsStub:
                 request_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
                 response_deserializer=gateway_dot_proto_dot_accounts__pb2.ShareLink.FromString,
                 _registered_method=True)
+        self.AddCategoryRule = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/AddCategoryRule',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.CategoryRule.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.CategoryRuleRef.FromString,
+                _registered_method=True)
+        self.UpdateCategoryRule = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/UpdateCategoryRule',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.CategoryRule.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DeleteCategoryRule = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/DeleteCategoryRule',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.CategoryRuleRef.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
@@ -167,6 +182,27 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddCategoryRule(self, request, context):
+        """The signed-in account's category rules (warehouse/categories.py), written by the gateway: the dashboard's
+        warehouse login only reads (warehouse/roles.py). A bad rule is INVALID_ARGUMENT naming what is wrong;
+        another account's rule, or one already deleted, is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCategoryRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCategoryRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +260,21 @@ def add_AccountsServicer_to_server(servicer, server):
                     servicer.OpenShareLink,
                     request_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
                     response_serializer=gateway_dot_proto_dot_accounts__pb2.ShareLink.SerializeToString,
+            ),
+            'AddCategoryRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCategoryRule,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.CategoryRule.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.CategoryRuleRef.SerializeToString,
+            ),
+            'UpdateCategoryRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCategoryRule,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.CategoryRule.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'DeleteCategoryRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCategoryRule,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.CategoryRuleRef.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -523,6 +574,87 @@ class Accounts:
             '/productimon.accounts.v1.Accounts/OpenShareLink',
             gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
             gateway_dot_proto_dot_accounts__pb2.ShareLink.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCategoryRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/AddCategoryRule',
+            gateway_dot_proto_dot_accounts__pb2.CategoryRule.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.CategoryRuleRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCategoryRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/UpdateCategoryRule',
+            gateway_dot_proto_dot_accounts__pb2.CategoryRule.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCategoryRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/DeleteCategoryRule',
+            gateway_dot_proto_dot_accounts__pb2.CategoryRuleRef.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

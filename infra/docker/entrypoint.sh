@@ -40,8 +40,12 @@ case "${1:-help}" in
         shift
         exec productimon-topics "$@"
         ;;
+    migrate)
+        shift
+        exec productimon-migrate "$@"
+        ;;
     help | --help | -h)
-        echo "usage: productimon-entrypoint gateway|worker|dashboard|pki-init [--name NAME...]|topics|COMMAND..."
+        echo "usage: productimon-entrypoint gateway|worker|dashboard|pki-init [--name NAME...]|topics|migrate|COMMAND..."
         ;;
     *)
         exec "$@"

@@ -107,9 +107,10 @@ def make_account(settings, warehouse_client, start: datetime = T0) -> Account:
 
 @pytest.fixture(scope="module")
 def dashboard_env(stack) -> Iterator[None]:
-    """The stack's settings as the dashboard process would get them (AppTest runs the app in this process)."""
+    """The stack's settings as the dashboard process would get them, its own warehouse login included (AppTest
+    runs the app in this process)."""
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in stack.env.items():
+        for name, value in stack.env_for("dashboard").items():
             if name.startswith("PRODUCTIMON_"):
                 patch.setenv(name, value)
         st.cache_resource.clear()

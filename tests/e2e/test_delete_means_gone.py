@@ -104,7 +104,9 @@ def rows_everywhere(stack: Stack, user_id: str, device_id: str | None = None) ->
         where = "user_id = {u:String}" + (
             "" if device_id is None or table == "category_rules" else " AND device_id = {d:String}"
         )
-        found[table] = q(stack, f"SELECT count() FROM {table} WHERE {where}", u=user_id, d=device_id or "")[0][0]
+        # A device's row is replaced on each update (ReplacingMergeTree): FINAL counts the device, not its versions.
+        final = " FINAL" if table == "devices" else ""
+        found[table] = q(stack, f"SELECT count() FROM {table}{final} WHERE {where}", u=user_id, d=device_id or "")[0][0]
     return found
 
 

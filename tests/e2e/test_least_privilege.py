@@ -95,3 +95,41 @@ def test_nothing_a_collector_wrote_is_readable_by_another_user(stack, warehouse_
     assert eventually(lambda: len(stored_intervals(warehouse_client, user_id)) > 0)
 
     assert_owner_only(home.root)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_each_running_service_holds_only_its_own_warehouse_logins(stack, warehouse_client):
+    """Read as an attacker who took over one process would: its environment holds its own warehouse login (and
+    the deletion login where it deletes), never another service's or the owner's; and each login is refused
+    what its service must not do, by the running warehouse server."""
+    secrets = {role: password for role, (_, password) in stack.logins.items()}
+    owner = stack.settings.warehouse_password
+    expected = {"gateway": {"gateway", "deletion"}, "worker": {"worker", "deletion"}}
+    for name, process in (("gateway", stack.gateway), ("worker", stack.workers[0])):
+        assert process is not None and process.running
+        values = set(_environ(process.proc.pid).values())
+        assert owner not in values, f"the {name} holds the owner's warehouse password"
+        held = {role for role, password in secrets.items() if password in values}
+        assert held == expected[name], f"the {name} holds the warehouse logins of {sorted(held)}"
+    dashboard_env = set(stack.env_for("dashboard").values())
+    assert {role for role, password in secrets.items() if password in dashboard_env} == {"dashboard"}
+    assert owner not in dashboard_env
+    assert stat.S_IMODE((stack.settings.data_dir / "warehouse.logins").stat().st_mode) == 0o600
+    # The running server enforces them: the dashboard's login reads, and cannot write or read data keys.
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from warehouse.client import connect
+
+    dashboard = connect(stack.login_settings("dashboard"))
+    try:
+        assert dashboard.command("SELECT count() FROM intervals") >= 0
+        for statement in ("SELECT * FROM data_keys", "ALTER TABLE intervals DELETE WHERE 1", "DROP TABLE devices"):
+            with pytest.raises(DatabaseError, match="ACCESS_DENIED"):
+                dashboard.command(statement)
+    finally:
+        dashboard.close()
+    assert warehouse_client.command("EXISTS TABLE devices") == 1

@@ -260,3 +260,42 @@ def test_devices_are_copied_to_the_warehouse_with_their_names(stack, account, wa
         parameters={"u": account["user_id"], "d": identity.device_id},
     ).result_rows
     assert rows == [("studio mac", "Linux", False)]
+
+
+def test_category_rules_are_edited_through_the_gateway_for_the_token_owner_only(stack, account, warehouse_client):
+    """The dashboard's warehouse login only reads (warehouse/roles.py): rules are written by the gateway, for the
+    account the token signs in, and another account's token cannot touch them."""
+    from gateway.account_client import add_category_rule, delete_category_rule, update_category_rule
+    from warehouse.categories import list_rules
+
+    address, ca = stack.settings.gateway_public_address, ca_pem(stack)
+    rule_id = add_category_rule(address, ca, account["token"], "app", "^Code$", "Work/Programming")
+    rules = list_rules(warehouse_client, account["user_id"])
+    assert list(rules["rule_id"]) == [rule_id] and rules["category"].iloc[0] == "Work/Programming"
+
+    bad = refused(add_category_rule, address, ca, account["token"], "app", "(?<=x)", "Work")
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "RE2" in bad.details(), bad.details()
+    bad = refused(add_category_rule, address, ca, account["token"], "colour", "x", "Work")
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "colour" in bad.details(), bad.details()
+
+    _, email, password = new_account(stack.settings)
+    stranger = log_in(address, ca, email, password).token
+    for attempt in (
+        lambda: update_category_rule(address, ca, stranger, rule_id, category="Stolen"),
+        lambda: delete_category_rule(address, ca, stranger, rule_id),
+    ):
+        assert refused(attempt).code() == grpc.StatusCode.NOT_FOUND
+    assert refused(add_category_rule, address, ca, "not-a-token", "app", "x", "Work").code() in (
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+    update_category_rule(address, ca, account["token"], rule_id, category="Work/Code", position=3)
+    rules = list_rules(warehouse_client, account["user_id"])
+    assert (rules["category"].iloc[0], rules["pattern"].iloc[0], int(rules["position"].iloc[0])) == (
+        "Work/Code",
+        "^Code$",
+        3,
+    )
+    delete_category_rule(address, ca, account["token"], rule_id)
+    assert list_rules(warehouse_client, account["user_id"]).empty

@@ -398,6 +398,7 @@ def test_main_refuses_an_empty_password_with_one_line(tmp_path, monkeypatch, cap
     monkeypatch.setenv("PRODUCTIMON_WAREHOUSE_PASSWORD", "")
     monkeypatch.delenv("PRODUCTIMON_TRACEBACK", raising=False)
     monkeypatch.delenv("PRODUCTIMON_CONFIG", raising=False)
+    monkeypatch.setattr("sys.argv", ["productimon-warehouse"])
     assert main() == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
