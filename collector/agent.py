@@ -32,18 +32,22 @@ from collector.enrolled import (
     save_credentials,
     save_enrollment,
 )
-from collector.enrollment import DeviceInfo, renew, update_info
+from collector.enrollment import DeviceInfo, fetch_privacy, renew, update_info
 from collector.intervals import IntervalRules
 from collector.sampling import Sources, open_sources
 from collector.spool import Spool
 from collector.tracker import Tracker, run_tracking
 from collector.transport import IngestClient
 from collector.uploader import run_uploader
+from infra.files import write_atomically
+from schemas.privacy_rules import AccountPrivacy
 
 log = logging.getLogger(__name__)
 
 UPKEEP_EVERY_S = 3600.0
 UPKEEP_RETRY_S = 300.0
+# The account's privacy choices are fetched this often: a change in the dashboard reaches the device within it.
+PRIVACY_EVERY_S = 30.0
 STATUS_EVERY_S = 5.0
 DRAIN_AT_STOP_S = 5.0
 
@@ -170,6 +174,51 @@ class Upkeep:
             stop.wait(UPKEEP_EVERY_S if done else UPKEEP_RETRY_S)
 
 
+def saved_account_privacy(home: CollectorHome) -> AccountPrivacy:
+    """The account's choices as last fetched; the defaults (titles scrubbed, no rules) before the first fetch. A
+    file this version cannot read is left for the next fetch to replace, never fatal."""
+    try:
+        return AccountPrivacy.from_dict(json.loads(home.privacy_file.read_text()))
+    except FileNotFoundError:
+        return AccountPrivacy()
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning(
+            "cannot read %s (%s); using the default privacy choices until the next fetch", home.privacy_file, exc
+        )
+        return AccountPrivacy()
+
+
+@dataclass
+class PrivacySync:
+    """Fetches the account's privacy choices every PRIVACY_EVERY_S over mTLS, keeps them on disk for offline
+    starts, and hands them to the tracker, which applies them (with config.toml's rules) before spooling."""
+
+    home: CollectorHome
+    settings: CollectorSettings
+    tracker: Tracker
+
+    def once(self) -> None:
+        enrollment = load_enrollment(self.home)
+        fetched = fetch_privacy(enrollment.server, load_credentials(self.home))
+        choice = AccountPrivacy.from_dict(fetched)
+        if choice != self.tracker.privacy.account:
+            write_atomically(self.home.privacy_file, json.dumps(choice.to_dict()).encode())
+            self.tracker.privacy = replace(self.settings.privacy(), account=choice)
+            log.info("privacy choices of the account: titles %s, %d rules", choice.title_mode, len(choice.rules))
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.once()
+            except grpc.RpcError as exc:
+                log.warning(
+                    "could not fetch the account's privacy choices (%s); keeping the last ones", _rpc_reason(exc)
+                )
+            except Exception as exc:  # never the end of the collector: the last choices stay in force
+                log.warning("could not apply the account's privacy choices (%s: %s)", type(exc).__name__, exc)
+            stop.wait(PRIVACY_EVERY_S)
+
+
 def _rpc_reason(exc: grpc.RpcError) -> str:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -226,7 +275,8 @@ class Agent:
         urls = BrowserUrls(intake, int(settings.browser_report_max_age_seconds * 1000)) if intake else None
         rules = IntervalRules(max_interval_ms=int(settings.max_interval_seconds * 1000))
         new_intervals = threading.Event()  # wakes the uploader: an interval is delivered as soon as it closes
-        tracker = Tracker(spool, settings.privacy(), settings.idle_after_seconds, rules, on_spooled=new_intervals.set)
+        privacy = replace(settings.privacy(), account=saved_account_privacy(home))
+        tracker = Tracker(spool, privacy, settings.idle_after_seconds, rules, on_spooled=new_intervals.set)
         reconnect = threading.Event()
         started_ms = int(self._clock() * 1000)
         last_status = 0.0
@@ -264,6 +314,9 @@ class Agent:
                 daemon=True,
             ),
             threading.Thread(target=Upkeep(home, settings, reconnect).run, name="upkeep", args=(stop,), daemon=True),
+            threading.Thread(
+                target=PrivacySync(home, settings, tracker).run, name="privacy", args=(stop,), daemon=True
+            ),
         ]
         log.info(
             "collector running: device %s of %s, gateway %s, spool %s (%d waiting)",

@@ -76,6 +76,11 @@ class CollectorHome:
         return self.root / "paused"
 
     @cached_property
+    def privacy_file(self) -> Path:
+        """The account's privacy choices as last fetched from the gateway (JSON), applied while offline too."""
+        return self.root / "account_privacy.json"
+
+    @cached_property
     def status_file(self) -> Path:
         """What the running collector last reported about itself (JSON), for `status`."""
         return self.root / "status.json"

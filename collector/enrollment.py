@@ -79,3 +79,12 @@ def revoke_self(address: str, creds: DeviceCredentials) -> None:
     """Revoke this device at the gateway (unenroll): its certificate is refused from then on."""
     with grpc.secure_channel(address, channel_credentials(creds)) as channel:
         accounts_pb2_grpc.DevicesStub(channel).Revoke(pb.DeviceRef(), timeout=30)
+
+
+def fetch_privacy(address: str, creds: DeviceCredentials) -> dict:
+    """The account's privacy choices (title mode and rules) as the gateway holds them, over mTLS, as a dict
+    `schemas.privacy_rules.AccountPrivacy.from_dict` reads."""
+    with grpc.secure_channel(address, channel_credentials(creds)) as channel:
+        reply = accounts_pb2_grpc.DevicesStub(channel).GetPrivacy(pb.Empty(), timeout=30)
+    rules = [{"on": r.on, "pattern": r.pattern, "action": r.action} for r in reply.rules]
+    return {"title_mode": reply.title_mode, "rules": rules}

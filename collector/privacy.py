@@ -1,8 +1,10 @@
-"""The collector's privacy controls, applied to every interval before anything is stored on disk (issue 4).
+"""The collector's privacy controls, applied to every interval before anything is stored on disk.
 
-Pure: the configured settings are passed in. Title capture can be turned off, exclusion rules hide a title or an
-interval's details, and a URL loses its query, fragment and user info here, on the device. The stream jobs trim
-URLs again on the server, because clients are not trusted; this is the promise the device itself keeps.
+Pure: the settings are passed in. Titles are scrubbed (schemas/titles.py) as the account's title mode says, or
+not kept; the account's rules (schemas/privacy_rules.py, fetched from the gateway) and this device's own
+config.toml rules hide a title or an interval's details; a URL loses its query, fragment and user info here, on
+the device. The worker applies the account's choices again and trims URLs to the site, because clients are not
+trusted; this is the promise the device itself keeps.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 from urllib.parse import urlsplit
 
-PRIVATE_APP = "(private)"
+from schemas.privacy_rules import PRIVATE_APP, AccountPrivacy, private_fields
+from schemas.sites import kept_segment
 
 _WEB_SCHEMES = frozenset({"http", "https"})
 
@@ -53,17 +56,21 @@ class ExclusionRule:
 
 @dataclass(frozen=True)
 class PrivacySettings:
+    """This device's own settings (config.toml) and its account's choices (fetched from the gateway)."""
+
     capture_titles: bool = True
     rules: tuple[ExclusionRule, ...] = ()
+    account: AccountPrivacy = AccountPrivacy()
 
 
 def strip_url(url: str | None) -> str | None:
-    """The URL as the collector may keep it: scheme, host, port and path of a web page; only the scheme of
+    """The URL as the collector may keep it: scheme, host and port of a web page, and its first path segment only
+    where the shared allow-list keeps it (schemas/multi_app_sites.toml: "google.com/maps"); only the scheme of
     anything else (`file:`, `chrome:`), never a local file's path. None when there is no URL or it cannot be read.
 
-    Query and fragment can carry search terms, tokens and form input; user info carries credentials. An `@` in
-    the path (`/@name`) is kept percent-encoded, so no output ever contains `?`, `#` or `@`. A URL without a
-    scheme is dropped: a bare `notes/secret.txt` cannot be told from a host and path."""
+    A path names pages, people and documents; query and fragment carry search terms, tokens and form input; user
+    info carries credentials: none of them reaches the device's disk. A URL without a scheme is dropped: a bare
+    `notes/secret.txt` cannot be told from a host and path."""
     if url is None:
         return None
     # Browsers read "\" as "/" in web URLs ("https://a.com\@b.com/" is a page on a.com); so does this.
@@ -84,36 +91,38 @@ def strip_url(url: str | None) -> str | None:
     if ":" in host:  # IPv6 literal: urlsplit drops the brackets
         host = f"[{host}]"
     netloc = f"{host}:{port}" if port is not None else host
-    return f"{scheme}://{netloc}{parts.path.replace('@', '%40')}"
+    first = parts.path.split("/")[1] if parts.path.count("/") >= 1 and len(parts.path) > 1 else ""
+    kept = kept_segment(host, first) if first else None
+    return f"{scheme}://{netloc}/{kept}" if kept else f"{scheme}://{netloc}/"
 
 
-# A word that looks like an address (a '.' or '/' before its first '?' or '#'), with the query and fragment after.
-_ADDRESS_TAIL = re.compile(r"(?P<address>[^\s?#]*[./][^\s?#]*)[?#]\S*")
-# Credentials in an address with a scheme: `scheme://user:password@host`.
-_USER_INFO = re.compile(r"(?P<scheme>://)[^\s/@]*@")
-
-
-def scrub_title(title: str | None) -> str | None:
-    """The title with any address in it cut before its query and fragment, and without user info.
-
-    Titles carry addresses: a browser titles a page that has no <title> with its address, query included; a
-    terminal shows the command it runs. A query can hold search terms and tokens, so it never survives in a
-    title either. Words without a '.' or '/' ("What?", "C#") are left alone."""
-    if title is None or ("?" not in title and "#" not in title and "@" not in title):
-        return title  # nearly every title: nothing to cut, and the stream worker scrubs thousands a second
-    return _USER_INFO.sub(r"\g<scheme>", _ADDRESS_TAIL.sub(r"\g<address>", title))
+def host_of(url: str | None) -> str | None:
+    """The lower-cased host of a web URL, for the account's site rules (a rule covers a site's subdomains)."""
+    if url is None:
+        return None
+    try:
+        host = urlsplit(url.strip().replace("\\", "/")).hostname
+    except ValueError:
+        return None
+    return host.lower().rstrip(".") if host else None
 
 
 def apply_privacy(interval: dict, settings: PrivacySettings) -> dict:
-    """A copy of the interval with the user's privacy settings applied and its URL stripped.
+    """A copy of the interval with the privacy choices applied, its URL stripped and its title scrubbed
+    (schemas/titles.py) as the account's title mode says: the account's rules and this device's config.toml
+    rules both apply, whichever is stricter wins.
 
     Rules match the interval as captured, so a title rule still applies when titles are not kept."""
     matched = [rule.action for rule in settings.rules if rule.matches(interval)]
+    url = interval.get("url")
+    app, title, _ = private_fields(
+        interval.get("app"),
+        interval.get("title"),
+        host_of(url),
+        settings.account,
+        titles_allowed=settings.capture_titles,
+        actions=matched,
+    )
     private = dict(interval)
-    private["url"] = strip_url(interval.get("url"))
-    private["title"] = scrub_title(interval.get("title"))
-    if not settings.capture_titles or "hide_title" in matched:
-        private["title"] = None
-    if "drop_details" in matched:
-        private.update(app=PRIVATE_APP, title=None, url=None)
+    private.update(app=app, title=title, url=strip_url(url) if app != PRIVATE_APP else None)
     return private

@@ -169,3 +169,29 @@ def delete_category_rule(public_address: str, ca_pem: bytes, token: str, rule_id
         accounts_pb2_grpc.AccountsStub(channel).DeleteCategoryRule(
             pb.CategoryRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=30
         )
+
+
+def get_privacy(public_address: str, ca_pem: bytes, token: str) -> pb.Privacy:
+    """The token's account's title mode and privacy rules."""
+    with _channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).GetPrivacy(pb.Empty(), metadata=_bearer(token), timeout=30)
+
+
+def set_title_mode(public_address: str, ca_pem: bytes, token: str, mode: str) -> None:
+    with _channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).SetTitleMode(
+            pb.TitleModeRequest(mode=mode), metadata=_bearer(token), timeout=30
+        )
+
+
+def add_privacy_rule(public_address: str, ca_pem: bytes, token: str, on: str, pattern: str, action: str) -> str:
+    rule = pb.PrivacyRule(on=on, pattern=pattern, action=action)
+    with _channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).AddPrivacyRule(rule, metadata=_bearer(token), timeout=30).rule_id
+
+
+def delete_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id: str) -> None:
+    with _channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).DeletePrivacyRule(
+            pb.PrivacyRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=30
+        )

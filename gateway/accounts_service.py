@@ -60,9 +60,10 @@ from gateway.tokens import (
 )
 from schemas.deletions import ACCOUNT, DEVICE, PERIOD, InvalidDeletion, plan_deletion
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event, event_key
+from schemas.privacy_rules import InvalidPrivacyRule, PrivacyRule
 from stream_jobs.forget import DeletionReport, delete
 from stream_jobs.sessionize import SessionRules
-from warehouse import categories
+from warehouse import categories, privacy
 from warehouse.writes import upsert_devices
 
 log = logging.getLogger(__name__)
@@ -401,19 +402,58 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         log.info("category rule %s of %s deleted", request.rule_id, claims.user_id)
         return pb.Empty()
 
+    async def GetPrivacy(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        return await privacy_reply(context, self.a, claims.user_id)
+
+    async def SetTitleMode(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        await self._edit_rules(context, privacy.set_title_mode, claims.user_id, request.mode)
+        log.info("title mode of %s set to %s", claims.user_id, request.mode)
+        return pb.Empty()
+
+    async def AddPrivacyRule(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        try:
+            rule = PrivacyRule(request.on, request.pattern, request.action)
+        except InvalidPrivacyRule as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the rule was not saved: {exc}")
+        rule_id = await self._edit_rules(context, privacy.add_rule, claims.user_id, rule)
+        log.info("privacy rule %s added for %s", rule_id, claims.user_id)
+        return pb.PrivacyRuleRef(rule_id=rule_id)
+
+    async def DeletePrivacyRule(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        await self._edit_rules(context, privacy.delete_rule, claims.user_id, request.rule_id)
+        log.info("privacy rule %s of %s deleted", request.rule_id, claims.user_id)
+        return pb.Empty()
+
     async def _edit_rules(self, context: grpc.aio.ServicerContext, edit: Callable[..., T], *args, **kwargs) -> T:
-        """Run one edit of the signed-in account's rules with the gateway's warehouse login; its refusal is one
-        line naming what was wrong."""
+        """Run one edit of the signed-in account's category or privacy rules with the gateway's warehouse login;
+        its refusal is one line naming what was wrong."""
         try:
             return await asyncio.to_thread(edit, self.a.warehouse(), *args, **kwargs)
-        except categories.InvalidRule as exc:
+        except (categories.InvalidRule, InvalidPrivacyRule) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the rule was not saved: {exc}")
-        except categories.RuleNotFound as exc:
+        except (categories.RuleNotFound, privacy.PrivacyRuleNotFound) as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except Exception as exc:  # the warehouse away: nothing was written, asking again is safe
             log.warning("editing the category rules failed: %s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the rules cannot be changed now; try again later")
         raise AssertionError("unreachable: context.abort raises")
+
+
+async def privacy_reply(context: grpc.aio.ServicerContext, authority: Authority, user_id: str) -> pb.Privacy:
+    try:
+        rules = await asyncio.to_thread(privacy.rules_with_ids, authority.warehouse(), user_id)
+        choice = (await asyncio.to_thread(privacy.load_privacy, authority.warehouse(), [user_id]))[user_id]
+    except Exception as exc:  # the warehouse away: the devices keep the rules they last fetched
+        log.warning("reading the privacy choices of %s failed: %s", user_id, exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the privacy settings cannot be read now; try again later")
+    return pb.Privacy(
+        title_mode=choice.title_mode,
+        rules=[pb.PrivacyRule(rule_id=i, on=r.on, pattern=r.pattern, action=r.action) for i, r in rules],
+    )
 
 
 def _share_reply(link: ShareLink) -> pb.ShareLink:
@@ -483,6 +523,11 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
         log.info("device %s renewed: certificate %x replaced by %x", identity.device_id, serial, cert.serial_number)
         await self.a.mirror_device(identity.user_id, identity.device_id)
         return _certificate_reply(identity, pem, cert, self.a.pki.ca_cert_pem)
+
+    async def GetPrivacy(self, request, context):  # noqa: N802
+        """The privacy choices of the calling device's account (mTLS), for it to apply before recording."""
+        identity, _ = await device_identity(context, self.a.store)
+        return await privacy_reply(context, self.a, identity.user_id)
 
     async def UpdateInfo(self, request, context):  # noqa: N802
         identity, _ = await device_identity(context, self.a.store)

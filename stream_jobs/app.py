@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -34,17 +34,19 @@ from schemas.codec import encode_stamped_batch
 from schemas.contract import Window
 from schemas.deletions import Deletion
 from schemas.identity_events import BadIdentityEvent, decode_event
+from schemas.privacy_rules import AccountPrivacy
 from schemas.sealing import seal
 from stream_jobs.failures import describe, is_permanent, short_reason
 from stream_jobs.forget import apply_deletion, rules_of
 from stream_jobs.isolate import write_isolating
 from stream_jobs.keyring import KeyRing, key_ids, open_records
 from stream_jobs.revocations import Revocations
-from stream_jobs.rows import decode_intervals, interval_columns, session_rows
+from stream_jobs.rows import decode_intervals, interval_columns, private_interval, session_rows
 from stream_jobs.sessionize import Advance, DeviceState, SessionRules, advance
 from warehouse.client import connect
 from warehouse.deletion import delete_intervals
 from warehouse.migrate import require_current_schema
+from warehouse.privacy import load_privacy
 from warehouse.rollups import insert_settings, rebuild_touched
 from warehouse.writes import (
     APP_SESSION_COLUMNS,
@@ -66,6 +68,8 @@ INTERVAL_FIELDS = ("event_id", "device_seq", "start", "end", "app", "title", "ke
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 10.0
 _LAG_EVERY_S = 10.0
+# An account's privacy choices are read again this often (docs/privacy-rules.md): edits apply within it.
+PRIVACY_TTL_S = 30.0
 
 
 def broker_options(settings: Settings) -> dict[str, object]:
@@ -306,6 +310,23 @@ def settle_poison(
     return settled
 
 
+class PrivacyChoices:
+    """Each account's privacy choices (warehouse/privacy.py), read again once they are `ttl_s` old: an edit in the
+    dashboard applies to what this worker stores within that time."""
+
+    def __init__(self, ttl_s: float = PRIVACY_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_s, self._clock = ttl_s, clock
+        self._known: dict[str, tuple[float, AccountPrivacy]] = {}
+
+    def get(self, client: Client, user_ids: Sequence[str]) -> dict[str, AccountPrivacy]:
+        now = self._clock()
+        stale = [u for u in user_ids if u not in self._known or now - self._known[u][0] >= self._ttl_s]
+        if stale:
+            for user, choice in load_privacy(client, stale).items():
+                self._known[user] = (now, choice)
+        return {u: self._known[u][1] for u in user_ids}
+
+
 @dataclass(frozen=True)
 class ReadBatch:
     """What a batch of topic records holds, once opened and decoded (`read_batch`)."""
@@ -470,6 +491,7 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
     rules = rules_of(settings)
     revocations = Revocations()
     ring = KeyRing()
+    privacy_choices = PrivacyChoices()
     identity_caught_up = asyncio.Event()
     warehouse: dict[str, Client] = {}
     window = Window.of_days(settings.interval_max_age_days)
@@ -535,6 +557,13 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
             if len(kept) < len(intervals):
                 log.info("dropped %d intervals of revoked devices or deleted accounts", len(intervals) - len(kept))
                 metrics.WORKER_DROPPED.labels("revoked").inc(len(intervals) - len(kept))
+            if kept:
+                # The account's privacy choices, again (clients are not trusted), before anything is stored.
+                users = sorted({i["user_id"] for i in kept})
+                choices = await _store_until_done(
+                    lambda users=users: privacy_choices.get(warehouse_client(), users), warehouse
+                )
+                kept = [private_interval(i, choices[i["user_id"]]) for i in kept]
             by_device = group_by_device(kept)
             refusals = read.refusals
 

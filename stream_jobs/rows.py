@@ -10,9 +10,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from collector.privacy import scrub_title
 from schemas.codec import CodecError, decode_stamped_intervals, encode_interval
 from schemas.contract import DEFAULT_WINDOW, FUTURE_SKEW_MS, Window, checked_interval
+from schemas.privacy_rules import AccountPrivacy, private_fields
 from stream_jobs.sessionize import AppSession, FocusSession
 from stream_jobs.trim import site_of
 from warehouse.writes import INTERVAL_COLUMNS
@@ -63,9 +63,10 @@ def decode_intervals(
             interval["user_id"] = user_id
             interval["device_id"] = device_id
             interval["received_at"] = received_at
-            # Clients are not trusted: whatever the collector removed, only the site is kept from here on.
+            # Clients are not trusted: whatever the collector removed, only the site is kept from here on. The
+            # title is as captured: the account's choices are applied before anything is stored (`private_interval`).
             interval["site"] = site_of(interval.pop("url", None)) or ""
-            interval["title"] = scrub_title(interval.get("title")) or ""
+            interval["title"] = interval.get("title") or ""
             intervals.append(interval)
     return intervals, rejected
 
@@ -86,3 +87,11 @@ def session_rows(sessions: Iterable[AppSession | FocusSession], columns: Sequenc
         values = {**vars(s), "start": _utc_ms(s.start), "end": _utc_ms(s.end)}
         rows.append(tuple(values[c] for c in columns))
     return rows
+
+
+def private_interval(interval: dict, account: AccountPrivacy) -> dict:
+    """The interval as its account's privacy choices keep it (schemas/privacy_rules.py): rules applied, the title
+    scrubbed (or not kept) as its title mode says. Applied by the worker to everything it stores, whatever the
+    collector already did: clients are not trusted."""
+    app, title, site = private_fields(interval["app"], interval.get("title"), interval.get("site") or None, account)
+    return {**interval, "app": app or "", "title": title or "", "site": site or ""}

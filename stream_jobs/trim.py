@@ -3,7 +3,7 @@
 What survives is the lower-cased host (IDN in Unicode form) without `www.`, unless what remains would
 be a public suffix (`www.co.uk`); the port only for `localhost` and IP literals (where it is what
 tells two local apps apart); the first path segment only for hosts whose allow-list
-(`multi_app_sites.toml`) names it. Scheme, user info, path, query and fragment never survive.
+(`schemas/multi_app_sites.toml`) names it. Scheme, user info, path, query and fragment never survive.
 Non-web URLs become a fixed label, never a path; so does a bare string (no scheme) that is not a name under a
 listed public suffix, `localhost` or an IP address (a file name, a sentence). Clients are not trusted, so
 this runs on every record the stream jobs store, whatever the collector already removed.
@@ -20,6 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 import idna
 import tldextract
+
+from schemas.sites import ALLOW_LIST_FILE
 
 LOCAL_FILE = "(local file)"
 BROWSER_PAGE = "(browser page)"
@@ -50,7 +52,7 @@ _MAX_URL_CHARS = 8192
 # Host-level work is cached: intervals repeat the same few hosts, and the stream worker trims every one.
 _HOST_CACHE_SIZE = 1 << 16
 
-_ALLOW_LIST_FILE = Path(__file__).with_name("multi_app_sites.toml")
+_ALLOW_LIST_FILE = ALLOW_LIST_FILE  # schemas/multi_app_sites.toml: the collector applies it too
 # A kept segment is a fixed word of the site's own navigation. At most 40 characters keeps every site within
 # 300 (a host is at most 253), so the warehouse column has a bound.
 _SEGMENT = re.compile(r"[a-z0-9-]{1,40}")

@@ -32,6 +32,8 @@ USER_TABLES = (
     "devices",
     "category_rules",
     "data_keys",
+    "privacy_rules",
+    "privacy_settings",
 )
 # The record of deletions outlives what it deleted: it is what keeps a deleted interval from being stored again.
 KEPT_TABLES = ("deletions",)

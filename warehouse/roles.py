@@ -38,10 +38,13 @@ DATA_TABLES = (
     "category_rules",
     "data_keys",
     "deletions",
+    "privacy_rules",
+    "privacy_settings",
 )
 SCHEMA_TABLE = "schema_migrations"
 TABLES = frozenset((*DATA_TABLES, SCHEMA_TABLE))
 _SESSIONS_AND_ROLLUPS = ("app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day")
+_PRIVACY = ("privacy_rules", "privacy_settings")  # an account's privacy choices (schemas/privacy_rules.py)
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,13 @@ MIGRATE = Role("migrate", reads=TABLES, inserts=TABLES, deletes=TABLES, schema=T
 GATEWAY = Role(
     "gateway",
     reads=_tables(SCHEMA_TABLE, "intervals", "refused_intervals", "deletions", "device_state", "devices", "data_keys",
-                  "category_rules"),
-    inserts=_tables("devices", "data_keys", "category_rules"),
+                  "category_rules", *_PRIVACY),
+    inserts=_tables("devices", "data_keys", "category_rules", *_PRIVACY),
 )  # fmt: skip
 WORKER = Role(
     "worker",
     reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "device_state", "refused_intervals", "data_keys",
-                  "deletions"),
+                  "deletions", *_PRIVACY),
     inserts=_tables("intervals", *_SESSIONS_AND_ROLLUPS, "device_state", "refused_intervals"),
 )  # fmt: skip
 DELETION = Role(
@@ -83,7 +86,7 @@ DELETION = Role(
 )
 DASHBOARD = Role(
     "dashboard",
-    reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "devices", "category_rules"),
+    reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "devices", "category_rules", *_PRIVACY),
 )
 # The operator's own login (ClickHouse's administrator, the local stack's generated owner password): unlimited
 # inside the warehouse server's sandbox. No service runs with it.

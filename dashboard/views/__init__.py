@@ -10,6 +10,7 @@ VIEWS = {
     "categories": ("Categories", ":material/label:"),
     "devices": ("Devices", ":material/devices:"),
     "data": ("Data", ":material/database:"),
+    "privacy": ("Privacy", ":material/shield:"),
     "sharing": ("Sharing", ":material/share:"),
     "insights": ("Insights", ":material/groups:"),
 }

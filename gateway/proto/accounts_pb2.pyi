@@ -256,3 +256,35 @@ class CategoryRuleRef(_message.Message):
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     rule_id: str
     def __init__(self, rule_id: _Optional[str] = ...) -> None: ...
+
+class PrivacyRule(_message.Message):
+    __slots__ = ("rule_id", "on", "pattern", "action")
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    on: str
+    pattern: str
+    action: str
+    def __init__(self, rule_id: _Optional[str] = ..., on: _Optional[str] = ..., pattern: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
+
+class PrivacyRuleRef(_message.Message):
+    __slots__ = ("rule_id",)
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    def __init__(self, rule_id: _Optional[str] = ...) -> None: ...
+
+class TitleModeRequest(_message.Message):
+    __slots__ = ("mode",)
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    def __init__(self, mode: _Optional[str] = ...) -> None: ...
+
+class Privacy(_message.Message):
+    __slots__ = ("title_mode", "rules")
+    TITLE_MODE_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    title_mode: str
+    rules: _containers.RepeatedCompositeFieldContainer[PrivacyRule]
+    def __init__(self, title_mode: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PrivacyRule, _Mapping]]] = ...) -> None: ...

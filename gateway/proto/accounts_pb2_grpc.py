@@ -104,6 +104,26 @@ class AccountsStub:
                 request_serializer=gateway_dot_proto_dot_accounts__pb2.CategoryRuleRef.SerializeToString,
                 response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetPrivacy = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/GetPrivacy',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.Privacy.FromString,
+                _registered_method=True)
+        self.SetTitleMode = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/SetTitleMode',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.TitleModeRequest.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
+        self.AddPrivacyRule = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/AddPrivacyRule',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRule.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.FromString,
+                _registered_method=True)
+        self.DeletePrivacyRule = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/DeletePrivacyRule',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
@@ -203,6 +223,34 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPrivacy(self, request, context):
+        """The signed-in account's privacy choices (schemas/privacy_rules.py): how window titles are kept ("off",
+        "scrubbed", "full") and its exclusion rules. Every device of the account fetches them (Devices.GetPrivacy)
+        and applies them before anything touches its disk; the workers apply them again. A bad rule or mode is
+        INVALID_ARGUMENT naming what is wrong; another account's rule is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTitleMode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddPrivacyRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePrivacyRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -274,6 +322,26 @@ def add_AccountsServicer_to_server(servicer, server):
             'DeleteCategoryRule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteCategoryRule,
                     request_deserializer=gateway_dot_proto_dot_accounts__pb2.CategoryRuleRef.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'GetPrivacy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrivacy,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.Privacy.SerializeToString,
+            ),
+            'SetTitleMode': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTitleMode,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.TitleModeRequest.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'AddPrivacyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddPrivacyRule,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRule.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.SerializeToString,
+            ),
+            'DeletePrivacyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePrivacyRule,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.FromString,
                     response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
             ),
     }
@@ -665,6 +733,114 @@ class Accounts:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def GetPrivacy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/GetPrivacy',
+            gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.Privacy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTitleMode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/SetTitleMode',
+            gateway_dot_proto_dot_accounts__pb2.TitleModeRequest.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddPrivacyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/AddPrivacyRule',
+            gateway_dot_proto_dot_accounts__pb2.PrivacyRule.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePrivacyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/DeletePrivacyRule',
+            gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class DevicesStub:
     """Missing associated documentation comment in .proto file."""
@@ -709,6 +885,11 @@ class DevicesStub:
                 '/productimon.accounts.v1.Devices/Revoke',
                 request_serializer=gateway_dot_proto_dot_accounts__pb2.DeviceRef.SerializeToString,
                 response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetPrivacy = channel.unary_unary(
+                '/productimon.accounts.v1.Devices/GetPrivacy',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.Privacy.FromString,
                 _registered_method=True)
 
 
@@ -761,6 +942,13 @@ class DevicesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPrivacy(self, request, context):
+        """mTLS: the privacy choices of the device's account, which it applies before recording (schemas/privacy_rules.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DevicesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -798,6 +986,11 @@ def add_DevicesServicer_to_server(servicer, server):
                     servicer.Revoke,
                     request_deserializer=gateway_dot_proto_dot_accounts__pb2.DeviceRef.FromString,
                     response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'GetPrivacy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrivacy,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.Privacy.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -989,6 +1182,33 @@ class Devices:
             '/productimon.accounts.v1.Devices/Revoke',
             gateway_dot_proto_dot_accounts__pb2.DeviceRef.SerializeToString,
             gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrivacy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Devices/GetPrivacy',
+            gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.Privacy.FromString,
             options,
             channel_credentials,
             insecure,

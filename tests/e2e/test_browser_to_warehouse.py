@@ -200,7 +200,8 @@ def test_browser_time_is_stored_as_the_sites_visited(session):
 def test_time_in_another_app_carries_no_site(session):
     assert set(session.intervals["app"]) == {"chromium", "xterm"}
     terminal = session.intervals[session.intervals["app"] == "xterm"]
-    assert set(terminal["title"]) == {TERMINAL_TITLE}
+    # Scrubbed (schemas/titles.py): a terminal's title keeps the program's name only.
+    assert set(terminal["title"]) == {"notes"}
     assert set(terminal["site"]) == {""}
     # In front before the browser started and again after it: both stretches are there.
     browser = session.intervals[session.intervals["app"] == "chromium"]
@@ -214,11 +215,13 @@ def test_query_strings_and_fragments_never_reach_the_warehouse(session):
     for column in ("app", "title", "site"):
         values = set(session.intervals[column])
         assert not [v for v in values if SECRET in v or "?" in v or "#" in v], (column, values)
-    # An untitled page's window title is its address: kept only up to the query.
-    untitled = {f"{session.sites[path]}/{path} - Chromium" for path, title in PAGES.items() if title is None}
+    # Titles are scrubbed (schemas/titles.py): a page's title keeps at most its short label; an untitled page's
+    # window title is its address, of which only the host is kept. No page's path is in any title.
     browser_titles = set(session.intervals[session.intervals["app"] == "chromium"]["title"])
-    assert browser_titles <= {f"{title} - Chromium" for title in PAGES.values() if title} | untitled
-    assert untitled <= browser_titles  # the untitled page was in front, and its address-title was kept scrubbed
+    hosts = {session.sites[path] for path, title in PAGES.items() if title is None}
+    assert browser_titles <= {title for title in PAGES.values() if title} | hosts | {""}, browser_titles
+    assert hosts <= browser_titles  # the untitled page was in front, and its address-title was kept scrubbed
+    assert not [t for t in browser_titles for path in PAGES if path in t], browser_titles
 
 
 def test_the_spool_never_holds_a_query_string(session):
@@ -226,6 +229,8 @@ def test_the_spool_never_holds_a_query_string(session):
     assert not [url for url in urls if SECRET in url or "?" in url or "#" in url], urls
     # Every URL the collector ever wrote is still in the write-ahead log's page images; the check above sees
     # only what the watcher caught before the uploader deleted it.
+    # The site alone: no page's path ever reached the spool (docs/privacy-rules.md).
     for path, site in session.sites.items():
-        assert f"http://{site}/{path}".encode() in session.spool_bytes, path
+        assert f"http://{site}/".encode() in session.spool_bytes, path
+        assert path.encode() not in session.spool_bytes, path
     assert SECRET.encode() not in session.spool_bytes

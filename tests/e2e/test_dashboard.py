@@ -331,3 +331,37 @@ def test_insights_appear_only_when_the_operator_enables_them(owner_app, owner, m
 
 def at_pages(at) -> list[str]:
     return [str(info.get("url_pathname")) for info in at._registered_pages.values()]
+
+
+def test_privacy_page_sets_the_title_mode_with_a_warning_and_edits_rules_losing_nothing_typed(stack, owner_app, owner):
+    from gateway.account_client import get_privacy, log_in
+
+    gateway, ca = stack.settings.gateway_public_address, (stack.settings.pki_dir / "ca.crt").read_bytes()
+    token = log_in(gateway, ca, owner.email, owner.password).token
+    at = open_page(owner_app, "privacy")
+    assert at.radio(key="title_mode").value == "scrubbed"
+    at.radio(key="title_mode").set_value("full").run()
+    assert at.warning and "passwords typed on a command line" in at.warning[0].value
+    at.button(key="title_mode_save").click().run()
+    assert at.success and "full" in at.success[0].value
+    # A rule that would match everything is refused in one line, and what was typed stays.
+    at.selectbox(key="privacy_rule_on").set_value("title")
+    at.text_input(key="privacy_rule_pattern").input("*").run()
+    at.button(key="privacy_rule_add").click().run()
+    assert at.error and "would match everything" in at.error[0].value and "\n" not in at.error[0].value
+    assert at.text_input(key="privacy_rule_pattern").value == "*"
+    at.selectbox(key="privacy_rule_on").set_value("site")
+    at.text_input(key="privacy_rule_pattern").input("MyBank.example").run()
+    at.selectbox(key="privacy_rule_action").set_value("drop_details").run()
+    at.button(key="privacy_rule_add").click().run()
+    assert at.success and "mybank.example" in at.success[0].value.lower()
+    assert list(at.table[0].value["Pattern"]) == ["mybank.example"]
+    choice = get_privacy(gateway, ca, token)
+    assert choice.title_mode == "full" and [(r.on, r.pattern, r.action) for r in choice.rules] == [
+        ("site", "mybank.example", "drop_details")
+    ]
+    at.button(key="privacy_rule_remove").click().run()
+    assert at.success and "removed" in at.success[0].value
+    assert not get_privacy(gateway, ca, token).rules
+    at.radio(key="title_mode").set_value("scrubbed").run()
+    at.button(key="title_mode_save").click().run()

@@ -30,6 +30,7 @@ import pytest
 
 from schemas.deletions import ACCOUNT, ALL_DATA, DEVICE, plan_deletion
 from schemas.deletions import PERIOD as A_PERIOD
+from schemas.privacy_rules import PrivacyRule
 from stream_jobs.forget import delete
 from stream_jobs.rows import interval_columns
 from stream_jobs.sessionize import SessionRules
@@ -40,6 +41,8 @@ from warehouse import deletion, migrate, queries
 from warehouse.cluster import cluster_statements, migrations_table
 from warehouse.keys import create_key
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
+from warehouse.privacy import add_rule as add_privacy_rule
+from warehouse.privacy import set_title_mode
 from warehouse.rollups import rebuild_touched, rollup_drift
 from warehouse.writes import NO_DELETIONS, store_device_states, store_intervals, store_refusals
 
@@ -398,7 +401,7 @@ def test_the_old_rollups_move_over_when_a_cluster_is_migrated(engine):
         # Copied into the local table behind the Distributed one, each row once per run of the copy.
         assert scalar(c, f"SELECT count() FROM {table}_local") == 2 * len(moved)
     tables = {name for (name,) in c.query("SELECT name FROM system.tables WHERE database = 'upgrade'").result_rows}
-    from_later_migrations = {"refused_intervals", "data_keys"}  # 0006, 0008
+    from_later_migrations = {"refused_intervals", "data_keys", "privacy_rules", "privacy_settings"}  # 0006, 0008, 0009
     expected = set(deletion.USER_TABLES) - from_later_migrations
     assert tables == {name for table in expected for name in (table, f"{table}_local")}
     # The first rebuild from raw supersedes the copy.
@@ -455,6 +458,8 @@ def test_deleting_a_user_on_the_cluster_leaves_no_row_of_them_and_keeps_everyone
         "INSERT INTO category_rules (user_id, rule_id, position, field, pattern, category, deleted, updated_at) "
         "VALUES ('dave', generateUUIDv4(), 0, 'app', 'Code', 'Work', false, now64(3))"
     )
+    set_title_mode(c, "dave", "off")
+    add_privacy_rule(c, "dave", PrivacyRule("site", "bank.example", "drop_details"))
     assert all(rows_of(c, "dave").values()), rows_of(c, "dave")  # a row of dave in every table
     before = rows_of(c, "alice")
     forget(c, ACCOUNT, "dave")

@@ -56,10 +56,10 @@ def test_browsers_are_recognized_by_their_app_name_on_every_platform(app, family
 
 
 def test_a_browser_in_front_gets_the_fresh_report_of_its_family():
-    assert browser_url("chromium", "Guide - Chromium", a_report(), NOW + 3_000, MAX_AGE) == "https://docs.example/guide"
-    assert browser_url("Google Chrome", None, a_report(browser="chrome"), NOW, MAX_AGE) == "https://docs.example/guide"
+    assert browser_url("chromium", "Guide - Chromium", a_report(), NOW + 3_000, MAX_AGE) == "https://docs.example/"
+    assert browser_url("Google Chrome", None, a_report(browser="chrome"), NOW, MAX_AGE) == "https://docs.example/"
     assert browser_url("firefox-esr", "Guide — Mozilla Firefox", a_report(browser="firefox"), NOW, MAX_AGE) == (
-        "https://docs.example/guide"
+        "https://docs.example/"
     )
 
 
@@ -77,7 +77,7 @@ def test_no_report_or_a_stale_one_gives_no_url():
 
 def test_an_unknown_app_gets_the_url_only_when_its_title_is_the_tabs():
     report = a_report(browser="vivaldi")
-    assert browser_url("vivaldi-bin", "Guide - Vivaldi", report, NOW, MAX_AGE) == "https://docs.example/guide"
+    assert browser_url("vivaldi-bin", "Guide - Vivaldi", report, NOW, MAX_AGE) == "https://docs.example/"
     assert browser_url("code", "main.py - Code", report, NOW, MAX_AGE) is None
     assert browser_url("code", None, report, NOW, MAX_AGE) is None
     assert browser_url("code", "Guide - Code", a_report(title=None), NOW, MAX_AGE) is None
@@ -115,7 +115,7 @@ def test_a_good_report_is_read_with_its_url_stripped():
     verdict = judge_report(line(), SECRET, NOW)
     assert verdict.refused is None
     assert verdict.source == "a1b2c3"
-    assert verdict.report == BrowserReport("chromium", "https://mail.example/inbox", "Inbox", NOW)
+    assert verdict.report == BrowserReport("chromium", "https://mail.example/", "Inbox", NOW)
 
 
 def test_none_says_nothing_reportable_is_in_front():

@@ -15,6 +15,7 @@ from collector.spool import Spool
 from collector.tracker import NO_WINDOW, Observation, Tracker, bounded, run_tracking
 from schemas.codec import decode_interval
 from schemas.contract import MAX_APP_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS, checked_interval
+from schemas.privacy_rules import AccountPrivacy
 
 T0 = 1_700_000_000_000
 
@@ -180,7 +181,7 @@ def test_url_query_fragment_and_user_info_never_reach_the_spool(spool):
     tracker.observe(seen(0, app="firefox", url="https://user:pw@search.example/find?q=diagnosis#top"))
     tracker.pause(T0 + 1_000)
     [interval] = spooled(spool)
-    assert interval["url"] == "https://search.example/find"
+    assert interval["url"] == "https://search.example/"
     payload = spool.next_batch()[0].payload
     for secret in (b"diagnosis", b"pw", b"top", b"?", b"#"):
         assert secret not in payload
@@ -191,7 +192,7 @@ def test_urls_that_differ_only_in_query_share_one_interval(spool):
     tracker.observe(seen(0, app="firefox", url="https://a.example/p?page=1"))
     tracker.observe(seen(1, app="firefox", url="https://a.example/p?page=2"))
     tracker.pause(T0 + 2_000)
-    assert [(i["url"], i["end"] - i["start"]) for i in spooled(spool)] == [("https://a.example/p", 2_000)]
+    assert [(i["url"], i["end"] - i["start"]) for i in spooled(spool)] == [("https://a.example/", 2_000)]
 
 
 @pytest.mark.parametrize("action", ["hide_title", "drop_details"])
@@ -209,7 +210,7 @@ def test_a_title_rule_applies_to_the_whole_title_even_when_it_is_too_long_to_kee
 
 
 def test_a_title_longer_than_the_gateway_accepts_is_cut_not_refused(spool):
-    tracker = a_tracker(spool)
+    tracker = a_tracker(spool, PrivacySettings(account=AccountPrivacy("full")))  # kept whole: the account chose so
     tracker.observe(seen(0, title="t" * (MAX_TITLE_CHARS + 500)))
     tracker.pause(T0 + 1_000)
     [interval] = spooled(spool)
@@ -243,12 +244,12 @@ def test_an_app_name_longer_than_the_gateway_accepts_is_cut(spool):
     assert len(interval["app"]) == MAX_APP_CHARS
 
 
-def test_a_url_longer_than_the_gateway_accepts_is_dropped_and_the_interval_kept(spool):
+def test_a_url_longer_than_the_gateway_accepts_loses_its_path_and_the_interval_is_kept(spool):
     tracker = a_tracker(spool)
     tracker.observe(seen(0, app="firefox", url="https://a.example/" + "p" * MAX_URL_CHARS, keystrokes=2))
     tracker.pause(T0 + 1_000)
     [interval] = spooled(spool)
-    assert interval["url"] is None
+    assert interval["url"] == "https://a.example/"  # the path never reaches the spool (schemas/sites.py)
     assert (interval["app"], interval["keystrokes"]) == ("firefox", 2)
 
 
@@ -517,7 +518,7 @@ def test_the_url_comes_from_the_url_source_for_the_window_in_front(spool):
     run_script(spool, [(("firefox", "Docs"), 0, 0, 0), (EDITOR, 0, 0, 0)], urls=Urls())
     assert asked == [("firefox", "Docs", 0), ("editor", "notes.txt", 1_000)]
     assert [(i["app"], i["url"]) for i in spooled(spool)] == [
-        ("firefox", "https://docs.example/page"),
+        ("firefox", "https://docs.example/"),
         ("editor", None),
     ]
 

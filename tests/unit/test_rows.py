@@ -3,7 +3,8 @@
 import uuid
 
 from schemas.codec import decode_interval, encode_stamped_batch
-from stream_jobs.rows import decode_intervals
+from schemas.privacy_rules import AccountPrivacy, PrivacyRule
+from stream_jobs.rows import decode_intervals, private_interval
 
 NOW = 1_780_000_000_000
 
@@ -52,7 +53,23 @@ def test_an_interval_breaking_the_gateways_rules_is_set_aside_alone():
 
 
 def test_a_title_holding_an_address_loses_its_query_on_the_server_too():
-    # Clients are not trusted: a collector that did not scrub titles still cannot store a query string.
+    # Clients are not trusted: a collector that did not scrub titles still cannot store a query string. The
+    # worker stores only what `private_interval` leaves of what it decoded.
     title = "example.com/search?q=secret&token=abc#frag - Chromium"
-    intervals, _ = decode_intervals([record(an_interval(title=title))])
-    assert intervals[0]["title"] == "example.com/search - Chromium"
+    intervals, _ = decode_intervals([record(an_interval(title=title, app="chromium"))])
+    kept = private_interval(intervals[0], AccountPrivacy())
+    assert kept["title"] == "example.com" and kept["site"] == "example.com"
+
+
+def test_the_worker_applies_the_accounts_rules_and_mode_again():
+    title = "mysql -u root -pS3cret - Konsole"
+    intervals, _ = decode_intervals([record(an_interval(title=title, app="konsole", url=None))])
+    assert private_interval(intervals[0], AccountPrivacy())["title"] == "mysql"
+    assert private_interval(intervals[0], AccountPrivacy("full"))["title"] == title
+    assert private_interval(intervals[0], AccountPrivacy("off"))["title"] == ""
+    hidden = AccountPrivacy("full", (PrivacyRule("app", "konsole", "drop_details"),))
+    assert {k: private_interval(intervals[0], hidden)[k] for k in ("app", "title", "site")} == {
+        "app": "(private)",
+        "title": "",
+        "site": "",
+    }
