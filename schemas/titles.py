@@ -2,7 +2,10 @@
 
 One pure module, run by the collector before anything touches disk and again by the worker, because clients
 are not trusted. The worker scrubs what the collector already scrubbed, so `scrub_title` is idempotent: every
-title it returns comes back unchanged. Per kind of app (`app_kind`, from the app name as collectors report it):
+title it returns comes back unchanged. That is built in, not hoped for: a title is read with the same tidy ends
+its result will have, each segment is normalised before anything reads it, the generic scrub runs to a fixed
+point, and a result a second reading could split (a separator or bracket left by a removal) is read again until
+it is stable, else nothing is kept. Per kind of app (`app_kind`, from the app name as collectors report it):
 
 - browser: the page's site name or a short page label, normally the last segment of the page title
   ("… · acme/secret-repo · GitHub" -> "GitHub"); search-result pages only as their engine ("Google Search",
@@ -38,6 +41,9 @@ whose sub-words are short (a heuristic tuned on real identifiers against random 
 `Quarterly_Report_2026` or `XMLHttpRequestHandler` stay); digit runs of 6 or more, also grouped by spaces,
 dashes, dots or parentheses (card and phone numbers), except dates and times (2026-05-12, 2026-05, 12.05.2026,
 10.21.33). Leftover separators collapse; None when nothing meaningful is left; at most MAX_SCRUBBED_CHARS.
+
+`LABELS` holds the words the scrub may put in place of a title from its own vocabulary ("shell", "Inbox",
+"direct message", "Google Search"); everything else it returns is text of the title itself.
 
 Pure and standard library only: schemas is the bottom layer. `scrub_title` takes the trimmed site rather than a
 URL because the public-suffix rules live in stream_jobs/trim.py, which this layer must not import.
@@ -363,6 +369,8 @@ _REPEATED_SEPARATORS = re.compile(rf"(\s{_SEPARATOR})(?:\s+{_SEPARATOR}(?=\s|$))
 # tokens of their own ("- Gmail", "Saved to /"), so "--password x" or "~/notes" keep what marks them.
 _EDGE_GLUED = " |·•»›:;,=+*&–—"
 _EDGE_TOKEN = frozenset("-–—|·•»›:;,/\\=+~*&.")
+_EDGE_ANY = _EDGE_TOKEN | set(_EDGE_GLUED)
+_BRACKET_OPENERS = re.compile(r"[(\[{]")
 _BRACKET_CHARS = re.compile(r"[()\[\]{}<>\"'“”„«»「」『』`]")
 _MEANINGFUL = re.compile(r"[^\W_]")
 _DIGIT = re.compile(r"\d")
@@ -481,6 +489,8 @@ def _tidy(text: str) -> str:
 
 
 def _tidy_edges(text: str) -> str:
+    if not text or (text[0] not in _EDGE_ANY and text[-1] not in _EDGE_ANY):
+        return text  # nearly every text: a word at either end
     while True:
         before = text
         text = text.strip(_EDGE_GLUED)
@@ -560,6 +570,7 @@ def _generic(text: str) -> str | None:
 # Segments, labels and names shared by the kinds.
 # ---------------------------------------------------------------------------------------------------------
 _SEGMENTS = re.compile(rf"\s+{_SEPARATOR}\s+")
+_COUNTER_STARTS = frozenset("([•*!●")
 _LEADING_COUNTER = re.compile(r"(?:\(\d+\+?\)|\[\d+\+?\]|\d+\s*[•|]|[•*!●])\s*")
 _TRAILING_COUNTER = re.compile(r"\s*(?:\(\d+\+?\)|\[\d+\+?\])$")
 _BRACKET_GROUPS = re.compile(r"(?:^|\s+)(?:\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\})(?=\s|$)")
@@ -580,15 +591,14 @@ def _strip_suffix(pattern: re.Pattern[str], text: str) -> str:
     return text[: match.start()].strip() if match else text
 
 
-_APP_SEPARATORS = (" - ", " – ", " — ", " | ")
-
-
 def _without_app_name(names: re.Pattern[str], text: str, whole: bool = False) -> str:
     """The title without the app's own name as its last segment ("… - Mozilla Thunderbird", also a name
     holding a separator: "… - Code - OSS"); "" when the whole title is the name and `whole` says that counts."""
     end = len(text)
     for _ in range(2):
-        cut = max(text.rfind(separator, 0, end) for separator in _APP_SEPARATORS)
+        cut = max(
+            text.rfind(" - ", 0, end), text.rfind(" – ", 0, end), text.rfind(" — ", 0, end), text.rfind(" | ", 0, end)
+        )
         if cut < 0:
             break
         if names.fullmatch(text, cut + 3):
@@ -602,6 +612,8 @@ def _segments(text: str) -> list[str]:
 
 
 def _strip_counters(text: str) -> str:
+    if not text or (text[0] not in _COUNTER_STARTS and not text[0].isdigit() and text[-1] not in ")]"):
+        return text  # nearly every text: no counter can start or end it
     for _ in range(3):
         lead = _LEADING_COUNTER.match(text)
         stripped = text[lead.end() :] if lead else text
@@ -767,8 +779,13 @@ def _site_info(site: str) -> tuple[str | None, str | None]:
     return None, _site_host(site)
 
 
+_COUNTER_ENDS = _EDGE_ANY | set(")]")
+
+
 def _normal_segment(segment: str) -> str:
     """A segment as every rule reads it: tidy ends, no counters ("(3) Inbox", ",0|0" -> "0")."""
+    if segment and segment[0].isalpha() and segment[-1] not in _COUNTER_ENDS:
+        return segment  # nearly every segment: a word first, neither punctuation nor a counter last
     for _ in range(4):
         normal = _strip_counters(_tidy_edges(segment))
         if normal == segment:
@@ -1234,27 +1251,39 @@ def scrub_title(title: str | None, app: str | None, site: str | None = None) -> 
     if not text:
         return None
     kind, key = _app_identity(app) if app and isinstance(app, str) else ("other", "")
+    if kind == "other":
+        return _generic(text)  # its own fixed point
+    kept = _kept(text, kind, key, site)
+    # A removal can leave what a second scrub reads differently: a separator ("0 x@y | 0" -> "0 | 0") or a
+    # bracket. Such a result is read again, to a fixed point; one that has none keeps nothing.
+    for _ in range(3):
+        if kept is None or not (_SEGMENTS.search(kept) or _BRACKET_OPENERS.search(kept)):
+            return kept
+        again = _kept(kept, kind, key, site)
+        if again == kept:
+            return kept
+        kept = again
+    return None
+
+
+def _kept(text: str, kind: Kind, key: str, site: str | None) -> str | None:
     if kind == "browser":
-        kept = _browser(text, site)
-    elif kind == "terminal":
-        kept = _terminal(text)
-    elif kind == "editor":
-        kept = _editor_like(text, _EDITOR_NAME, _editor_family(key))
-    elif kind == "document":
-        kept = _editor_like(text, _DOCUMENT_NAME, "plain")
-    elif kind == "mail":
-        kept = _mail(text)
-    elif kind == "chat":
-        kept = _chat(text)
-    elif kind == "video":
-        kept = _video(text)
-    elif kind == "files":
-        kept = _files(text)
-    elif kind == "vault":
-        kept = _vault(text)
-    else:
-        return _generic(text)
-    return kept
+        return _browser(text, site)
+    if kind == "terminal":
+        return _terminal(text)
+    if kind == "editor":
+        return _editor_like(text, _EDITOR_NAME, _editor_family(key))
+    if kind == "document":
+        return _editor_like(text, _DOCUMENT_NAME, "plain")
+    if kind == "mail":
+        return _mail(text)
+    if kind == "chat":
+        return _chat(text)
+    if kind == "video":
+        return _video(text)
+    if kind == "files":
+        return _files(text)
+    return _vault(text)
 
 
 def apply_title_mode(
