@@ -74,6 +74,26 @@ _SHARE_VIEW = re.compile(r"[a-z][a-z_]{0,31}")
 BUSY_TIMEOUT_MS = 5000
 
 
+def _use_wal(db: sqlite3.Connection) -> str:
+    """Switch the file to WAL and return the journal mode it is in.
+
+    The mode is stored in the file, so once one connection has switched it the others only read it. The switch
+    itself needs the file to itself, and SQLite reports SQLITE_BUSY at once, without its busy handler, when
+    another connection opening the same new file holds a lock: retry that until the busy timeout has passed.
+    """
+    mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while mode != "wal":
+        try:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    return mode
+
+
 class IdentityStoreError(Exception):
     """The identity database itself cannot be used (unreadable, newer schema, broken migration)."""
 
@@ -473,7 +493,7 @@ class IdentityStore:
             # What is deleted is overwritten with zeros, in the file and in its free pages: a deleted account must
             # leave no trace (delete_user then also empties the write-ahead log, which holds older page images).
             db.execute("PRAGMA secure_delete = ON")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _use_wal(db)
             # synchronous stays FULL (the default): a revocation must survive a power cut; writes are rare.
         except sqlite3.Error as exc:
             db.close()
