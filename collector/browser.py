@@ -35,6 +35,12 @@ INTAKE_HOST = "127.0.0.1"
 MAX_REPORT_BYTES = 64 * 1024
 # A reporter that connects and says nothing holds one thread for this long, never the intake.
 READ_TIMEOUT_S = 2.0
+# A browser says it lost the focus (`none`) the moment its window does, a little before the window manager names
+# the window now in front; the collector's samples in between still see the browser in front. For this long after
+# saying `none` its last tab is still used, so a switch away from the browser does not leave a sliver of
+# "browser, no site" (docs/design.md, "Event contract"). Longer than a busy window manager takes, short against
+# any real dwell.
+LEFT_GRACE_MS = 1500
 
 REFUSAL_REASONS = ("bad_secret", "malformed", "incognito")
 
@@ -255,6 +261,7 @@ class BrowserIntake:
         self._on_report = on_report
         self._lock = threading.Lock()
         self._latest: dict[str, BrowserReport] = {}
+        self._left: dict[str, int] = {}  # source -> when it said `none` (its last tab stays for LEFT_GRACE_MS)
         self._accepted = 0
         self._refused = dict.fromkeys(REFUSAL_REASONS, 0)
         self._server: _Server | None = None
@@ -313,7 +320,12 @@ class BrowserIntake:
     def latest(self, now_ms: int, max_age_ms: int) -> BrowserReport | None:
         """The freshest report, of any reporting browser, that arrived within `max_age_ms` of `now_ms`."""
         with self._lock:
-            fresh = [r for r in self._latest.values() if 0 <= now_ms - r.received_ms <= max_age_ms]
+            fresh = [
+                report
+                for source, report in self._latest.items()
+                if 0 <= now_ms - report.received_ms <= max_age_ms
+                and now_ms - self._left.get(source, now_ms) <= LEFT_GRACE_MS
+            ]
         return max(fresh, key=lambda r: r.received_ms, default=None)
 
     @property
@@ -348,15 +360,22 @@ class BrowserIntake:
             if verdict.refused is not None:
                 self._refused[verdict.refused] += 1
             if verdict.source is not None:
-                if verdict.report is None:
+                if verdict.refused is not None:
+                    # A private window's tab: the earlier tab is hidden at once, never carried into it.
                     self._latest.pop(verdict.source, None)
+                    self._left.pop(verdict.source, None)
+                elif verdict.report is None:
+                    if verdict.source in self._latest:
+                        self._left.setdefault(verdict.source, int(self._clock() * 1000))
                 else:
                     self._latest[verdict.source] = verdict.report
+                    self._left.pop(verdict.source, None)
                     self._accepted += 1
             # Sources come and go with browser restarts: forget the ones long silent.
             if len(self._latest) > 32:
                 newest = sorted(self._latest.items(), key=lambda item: item[1].received_ms)[-32:]
                 self._latest = dict(newest)
+                self._left = {source: ms for source, ms in self._left.items() if source in self._latest}
         if verdict.report is not None and self._on_report is not None:
             self._on_report(verdict.report)
 

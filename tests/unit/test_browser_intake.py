@@ -11,6 +11,7 @@ import time
 import pytest
 
 from collector.browser import (
+    LEFT_GRACE_MS,
     BrowserIntake,
     BrowserUrls,
     ensure_browser_secret,
@@ -120,7 +121,25 @@ def test_a_browser_going_to_the_background_does_not_hide_the_one_in_front(home, 
     report(home, source="firefox1", browser="firefox", type="none")
     assert intake.latest(clock.ms, MAX_AGE).url == "https://docs.example/"
     report(home, source="chromium1", type="none")
+    clock.now += LEFT_GRACE_MS / 1000 + 0.01
     assert intake.latest(clock.ms, MAX_AGE) is None
+
+
+def test_a_browser_that_said_it_lost_the_focus_keeps_its_tab_until_the_window_manager_catches_up(home, intake, clock):
+    report(home, source="chromium1", url="https://docs.example/a")
+    clock.now += 3
+    report(home, source="chromium1", type="none")
+    # The samples taken before the window manager names the window now in front still see the browser.
+    clock.now += LEFT_GRACE_MS / 1000 - 0.1
+    assert intake.latest(clock.ms, MAX_AGE).url == "https://docs.example/"
+    # A second `none` (the extension never repeats one, a restarted one may) does not move the moment it left.
+    report(home, source="chromium1", type="none")
+    clock.now += 0.2
+    assert intake.latest(clock.ms, MAX_AGE) is None
+    # Back in front: its new tab is used at once, and for as long as any report.
+    report(home, source="chromium1", url="https://mail.example/inbox")
+    clock.now += 10
+    assert intake.latest(clock.ms, MAX_AGE).url == "https://mail.example/"
 
 
 def test_a_silent_connection_blocks_nobody(home, intake, clock):
