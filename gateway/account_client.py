@@ -195,3 +195,20 @@ def delete_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id:
         accounts_pb2_grpc.AccountsStub(channel).DeletePrivacyRule(
             pb.PrivacyRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=30
         )
+
+
+def preview_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id: str) -> pb.RuleEffect:
+    """What applying the saved rule to the account's past data would change."""
+    with _channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).PreviewPrivacyRule(
+            pb.PrivacyRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=60
+        )
+
+
+def apply_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id: str) -> pb.RuleEffect:
+    """Apply the saved rule to the account's past data; returns once it is done (it first waits until every
+    worker has the rule, up to about half a minute after it was saved)."""
+    with _channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).ApplyPrivacyRule(
+            pb.PrivacyRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=600
+        )

@@ -61,6 +61,7 @@ from gateway.tokens import (
 from schemas.deletions import ACCOUNT, DEVICE, PERIOD, InvalidDeletion, plan_deletion
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event, event_key
 from schemas.privacy_rules import InvalidPrivacyRule, PrivacyRule
+from stream_jobs import history
 from stream_jobs.forget import DeletionReport, delete
 from stream_jobs.sessionize import SessionRules
 from warehouse import categories, privacy
@@ -163,8 +164,12 @@ class Authority:
         rules: SessionRules | None = None,
         keys: KeyBook | None = None,
         deletion_warehouse: Callable[[], Client] | None = None,
+        rules_reach_workers_s: float = 30.0,
     ) -> None:
         self.trusted_proxies = trusted_proxies
+        # How long after a privacy rule is saved every worker applies it to what it stores (stream_jobs/app.py
+        # PrivacyChoices): applying it to past data waits until then, so nothing stored after it escapes it.
+        self.rules_reach_workers_s = rules_reach_workers_s
         self.rules = rules or SessionRules()  # the sessions' rules, to cut sessions at a deletion's edges
         self.keys = keys  # the ingest's data keys: a deletion that shreds a user's keys drops them from memory
         self.store = store
@@ -428,9 +433,44 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         log.info("privacy rule %s of %s deleted", request.rule_id, claims.user_id)
         return pb.Empty()
 
+    async def PreviewPrivacyRule(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        rule, _ = await self._edit_rules(context, privacy.saved_rule, claims.user_id, request.rule_id)
+        try:
+            effect = await asyncio.to_thread(history.preview, self.a.warehouse(), claims.user_id, rule)
+        except Exception as exc:  # the warehouse away
+            log.warning("previewing privacy rule %s of %s failed: %s", request.rule_id, claims.user_id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the past data cannot be read now; try again later")
+        return _effect_reply(effect)
+
+    async def ApplyPrivacyRule(self, request, context):  # noqa: N802
+        """Apply a saved rule to the account's past data (stream_jobs/history.py), once every worker has it."""
+        claims = await self.a.signed_in(context)
+        rule, saved_ms = await self._edit_rules(context, privacy.saved_rule, claims.user_id, request.rule_id)
+        wait_s = saved_ms / 1000 + self.a.rules_reach_workers_s - time.time()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        try:
+            effect = await asyncio.to_thread(
+                history.apply_rule, self.a.deletion_warehouse(), claims.user_id, rule, self.a.rules
+            )
+        except Exception as exc:  # the warehouse away: what is done stays done, and applying again finishes it
+            log.warning("applying privacy rule %s of %s to past data failed: %s", request.rule_id, claims.user_id, exc)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the rule could not be applied to past data now; apply it again later"
+            )
+        log.info(
+            "privacy rule %s of %s applied to %d past intervals in %.2f s",
+            request.rule_id,
+            claims.user_id,
+            effect.intervals,
+            effect.seconds,
+        )
+        return _effect_reply(effect)
+
     async def _edit_rules(self, context: grpc.aio.ServicerContext, edit: Callable[..., T], *args, **kwargs) -> T:
-        """Run one edit of the signed-in account's category or privacy rules with the gateway's warehouse login;
-        its refusal is one line naming what was wrong."""
+        """Run one edit (or look-up) of the signed-in account's category or privacy rules with the gateway's
+        warehouse login; its refusal is one line naming what was wrong."""
         try:
             return await asyncio.to_thread(edit, self.a.warehouse(), *args, **kwargs)
         except (categories.InvalidRule, InvalidPrivacyRule) as exc:
@@ -438,7 +478,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         except (categories.RuleNotFound, privacy.PrivacyRuleNotFound) as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except Exception as exc:  # the warehouse away: nothing was written, asking again is safe
-            log.warning("editing the category rules failed: %s", exc)
+            log.warning("editing the category or privacy rules failed: %s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the rules cannot be changed now; try again later")
         raise AssertionError("unreachable: context.abort raises")
 
@@ -453,6 +493,12 @@ async def privacy_reply(context: grpc.aio.ServicerContext, authority: Authority,
     return pb.Privacy(
         title_mode=choice.title_mode,
         rules=[pb.PrivacyRule(rule_id=i, on=r.on, pattern=r.pattern, action=r.action) for i, r in rules],
+    )
+
+
+def _effect_reply(effect: history.RuleEffect) -> pb.RuleEffect:
+    return pb.RuleEffect(
+        intervals=effect.intervals, active_seconds=effect.active_seconds, devices=effect.devices, seconds=effect.seconds
     )
 
 

@@ -340,6 +340,8 @@ class Gateway:
             rules_of(s),
             self.keys,
             self._deletion_client,
+            # A worker reads the choices again once this old, and finishes a batch begun before within a few.
+            s.privacy_reload_seconds + 2 * s.worker_batch_seconds + 2,
         )
         # Its own warehouse connection: the watcher asks from a thread while accounts calls use the other one.
         self.watcher = StoreWatcher(self._ingest_client)

@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     worker_batch_seconds: float = Field(default=0.5, gt=0, le=60)
     # One write attempt that hears nothing from the warehouse for this long fails and is retried.
     worker_write_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # A worker reads an account's privacy choices again once they are this old (docs/privacy-rules.md); applying
+    # a rule to past data waits until every worker has it.
+    privacy_reload_seconds: float = Field(default=30.0, gt=0, le=600)
     # DESIGN.md "Sessions": an app session survives gaps up to session_gap; a focus session, idle
     # stretches shorter than break_after.
     session_gap_seconds: float = Field(default=30, gt=0, le=3600)

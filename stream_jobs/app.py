@@ -68,8 +68,6 @@ INTERVAL_FIELDS = ("event_id", "device_seq", "start", "end", "app", "title", "ke
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 10.0
 _LAG_EVERY_S = 10.0
-# An account's privacy choices are read again this often (docs/privacy-rules.md): edits apply within it.
-PRIVACY_TTL_S = 30.0
 
 
 def broker_options(settings: Settings) -> dict[str, object]:
@@ -314,7 +312,7 @@ class PrivacyChoices:
     """Each account's privacy choices (warehouse/privacy.py), read again once they are `ttl_s` old: an edit in the
     dashboard applies to what this worker stores within that time."""
 
-    def __init__(self, ttl_s: float = PRIVACY_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl_s, self._clock = ttl_s, clock
         self._known: dict[str, tuple[float, AccountPrivacy]] = {}
 
@@ -491,7 +489,7 @@ def create_app(settings: Settings, *, logging_config: dict | None = None) -> fau
     rules = rules_of(settings)
     revocations = Revocations()
     ring = KeyRing()
-    privacy_choices = PrivacyChoices()
+    privacy_choices = PrivacyChoices(settings.privacy_reload_seconds)
     identity_caught_up = asyncio.Event()
     warehouse: dict[str, Client] = {}
     window = Window.of_days(settings.interval_max_age_days)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from clickhouse_connect.driver.client import Client
@@ -44,11 +45,34 @@ def recut(
     rules: SessionRules,
 ) -> Recut:
     """Pure: the sessions of each device's span made again from the raw intervals left in it (what lay on both
-    sides of the deletion becomes sessions of its own, cut at the edges), and each saved state cut the same way.
+    sides of the deletion becomes sessions of its own, cut at the edges), and each saved state cut the same way;
+    each state records the deletion as applied."""
+    return remake(
+        spans,
+        remaining,
+        saved,
+        rules,
+        removed=lambda i: deletion.covers(i["user_id"], i["device_id"], i["start"], i["end"]),
+        applied=deletion.deletion_id,
+    )
+
+
+def remake(
+    spans: dict[str, tuple[int, int]],
+    remaining: dict[str, list[dict]],
+    saved: dict[str, str],
+    rules: SessionRules,
+    *,
+    removed: Callable[[dict], bool] = lambda interval: False,
+    applied: str | None = None,
+) -> Recut:
+    """Pure: the sessions of each device's span (whole focus sessions) made again from its raw intervals, those
+    `removed` says are gone left out, and each saved state cut the same way. A deletion removes intervals; a
+    privacy rule applied to past data (stream_jobs/history.py) removes none but changes their app and site.
 
     Only intervals the saved state reflects (device_seq up to its last_seq) are taken: one stored but not yet
     reflected is counted when the worker gets to it. A state's open sessions are replaced by what is left of
-    them; its last_seq stays, so redeliveries remain redeliveries, and it records the deletion as applied."""
+    them; its last_seq stays, so redeliveries remain redeliveries, and it records `applied` (a deletion's id)."""
     app: list[AppSession] = []
     focus: list[FocusSession] = []
     states: dict[str, tuple[int, str]] = {}
@@ -56,10 +80,7 @@ def recut(
         state = DeviceState.from_dict(json.loads(saved[device_id])) if device_id in saved else None
         floor = state.last_seq if state is not None else None
         left = [
-            i
-            for i in remaining.get(device_id, [])
-            if not deletion.covers(i["user_id"], i["device_id"], i["start"], i["end"])
-            and (floor is None or i["device_seq"] <= floor)
+            i for i in remaining.get(device_id, []) if not removed(i) and (floor is None or i["device_seq"] <= floor)
         ]
         open_here = (
             state is not None
@@ -82,13 +103,23 @@ def recut(
             ]
         if state is None:
             continue
-        applied = state.applied if deletion.deletion_id in state.applied else (*state.applied, deletion.deletion_id)
+        done = state.applied
+        if applied is not None and applied not in done:
+            done = (*done, applied)
         if open_here and made is not None:
-            cut = DeviceState(state.last_seq, made.state.app_session, made.state.focus_session, applied)
+            cut = DeviceState(state.last_seq, made.state.app_session, made.state.focus_session, done)
         else:
-            cut = replace(state, applied=applied)
+            cut = replace(state, applied=done)
         states[device_id] = (cut.last_seq, json.dumps(cut.to_dict()))
     return Recut(app, focus, states)
+
+
+def store_sessions(client: Client, guard: DeletionGuard, made: Recut) -> None:
+    """Store the sessions made again (but what `guard` covers)."""
+    store_rows(client, guard, "app_sessions", APP_SESSION_COLUMNS, session_rows(made.app_sessions, APP_SESSION_COLUMNS))
+    store_rows(
+        client, guard, "focus_sessions", FOCUS_SESSION_COLUMNS, session_rows(made.focus_sessions, FOCUS_SESSION_COLUMNS)
+    )
 
 
 def apply_deletion(client: Client, deletion: Deletion, rules: SessionRules) -> dict[str, int]:
@@ -110,11 +141,7 @@ def apply_deletion(client: Client, deletion: Deletion, rules: SessionRules) -> d
     removed["intervals"], removed["active_seconds"] = sql.delete_covered_intervals(client, deletion)
     removed.update(sql.delete_sessions_in(client, deletion.user_id, spans))
     cut = recut(deletion, spans, sql.intervals_in(client, deletion.user_id, spans), saved, rules)
-    guard = DeletionGuard((deletion,))
-    store_rows(client, guard, "app_sessions", APP_SESSION_COLUMNS, session_rows(cut.app_sessions, APP_SESSION_COLUMNS))
-    store_rows(
-        client, guard, "focus_sessions", FOCUS_SESSION_COLUMNS, session_rows(cut.focus_sessions, FOCUS_SESSION_COLUMNS)
-    )
+    store_sessions(client, DeletionGuard((deletion,)), cut)
     sql.rebuild_rollups_around(client, deletion)
     if deletion.kind != PERIOD:
         # A device's or all data: what the worker refused of it goes too, and with all data the category rules.

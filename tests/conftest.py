@@ -31,6 +31,8 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
         "worker_id": f"test-writer-{uuid.uuid4().hex[:8]}",
         "topic_partitions": 4,
         "worker_batch_seconds": 0.2,
+        # Workers read an account's privacy choices again this often: a test of a change waits this long.
+        "privacy_reload_seconds": 2.0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -160,10 +160,10 @@ def delete_sessions_in(client: Client, user_id: str, spans: dict[str, tuple[int,
 
 _INTERVAL_READ = (
     "user_id, device_id, toString(event_id), device_seq, toUnixTimestamp64Milli(start), "
-    "toUnixTimestamp64Milli(`end`), app, site, keystrokes, clicks, idle"
+    "toUnixTimestamp64Milli(`end`), app, site, title, keystrokes, clicks, idle"
 )
-_INTERVAL_KEYS = ("user_id", "device_id", "event_id", "device_seq", "start", "end", "app", "site", "keystrokes",
-                  "clicks", "idle")  # fmt: skip
+_INTERVAL_KEYS = ("user_id", "device_id", "event_id", "device_seq", "start", "end", "app", "site", "title",
+                  "keystrokes", "clicks", "idle")  # fmt: skip
 
 
 def intervals_in(client: Client, user_id: str, spans: dict[str, tuple[int, int]]) -> dict[str, list[dict]]:
@@ -184,14 +184,20 @@ def intervals_in(client: Client, user_id: str, spans: dict[str, tuple[int, int]]
     return by_device
 
 
+_LATEST_STATES = "SELECT device_id, argMax(state, (last_seq, updated_at)) FROM device_state WHERE {} GROUP BY device_id"
+
+
 def device_states(client: Client, deletion: Deletion) -> dict[str, str]:
     """The latest saved sessionizer state (JSON) of each device the deletion names."""
     who, parameters = _who(deletion)
-    result = client.query(
-        f"SELECT device_id, argMax(state, (last_seq, updated_at)) FROM device_state WHERE {who} GROUP BY device_id",
-        parameters=parameters,
-    )
-    return dict(result.result_rows)
+    return dict(client.query(_LATEST_STATES.format(who), parameters=parameters).result_rows)
+
+
+def states_of(client: Client, user_id: str, device_ids: Sequence[str]) -> dict[str, str]:
+    """The latest saved sessionizer state (JSON) of each of these devices of `user_id` that has one."""
+    who = "user_id = {user:String} AND device_id IN {devices:Array(String)}"
+    parameters = {"user": user_id, "devices": sorted(device_ids)}
+    return dict(client.query(_LATEST_STATES.format(who), parameters=parameters).result_rows)
 
 
 def replace_device_states(client: Client, user_id: str, states: dict[str, tuple[int, str]]) -> None:

@@ -12,7 +12,8 @@ server checks each statement against it with `role_refusal`, on the engine's own
 - worker: reads what it continues from and inserts what it makes, nothing else;
 - deletion: removes rows (mutations) and makes again what a deletion cuts; held by the gateway, which deletes on a
   person's request, and by the workers, which apply again a deletion that raced a batch (docs/design.md,
-  "Delete means gone");
+  "Delete means gone"); it also rewrites the raw intervals a privacy rule applied to past data matches
+  (stream_jobs/history.py), through the same path;
 - dashboard: reads a person's data; never a data key, never the deletion records, never a write.
 """
 
@@ -53,10 +54,11 @@ class Role:
     reads: frozenset[str]
     inserts: frozenset[str] = frozenset()
     deletes: frozenset[str] = frozenset()  # ALTER TABLE ... DELETE and DELETE FROM
+    updates: frozenset[str] = frozenset()  # ALTER TABLE ... UPDATE
     schema: bool = False  # CREATE, ALTER, DROP, RENAME, TRUNCATE, OPTIMIZE: the migrations
 
     def __post_init__(self) -> None:
-        unknown = (self.reads | self.inserts | self.deletes) - TABLES
+        unknown = (self.reads | self.inserts | self.deletes | self.updates) - TABLES
         if unknown:
             raise ValueError(f"role {self.name} names tables the warehouse does not have: {sorted(unknown)}")
 
@@ -83,6 +85,8 @@ DELETION = Role(
     reads=TABLES,
     inserts=_tables("deletions", *_SESSIONS_AND_ROLLUPS, "device_state"),
     deletes=frozenset(DATA_TABLES) - {"deletions"},  # the record of a deletion outlives what it deleted
+    # A privacy rule applied to past data rewrites the raw rows it matches (stream_jobs/history.py).
+    updates=_tables("intervals"),
 )
 DASHBOARD = Role(
     "dashboard",
@@ -126,18 +130,19 @@ def _written(tokens: list[Name | str]) -> tuple[str, str | None, str | None]:
         table, after = _table_after(tokens, 2)
         if words[after : after + 2] == ["ON", "CLUSTER"]:
             after += 3
-        if table and _only_deletes(tokens[after:]):
-            return "delete", table, None
+        for command, action in (("DELETE", "delete"), ("UPDATE", "update")):
+            if table and _only_commands(tokens[after:], command):
+                return action, table, None
     return "schema", None, None
 
 
-def _only_deletes(commands: list[Name | str]) -> bool:
+def _only_commands(commands: list[Name | str], command: str) -> bool:
     """Whether an ALTER's command list, as the engine prints it (`(DELETE WHERE ...), (...)`), holds nothing but
-    DELETE commands."""
+    `command` (DELETE or UPDATE) commands."""
     depth, expecting, seen = 0, False, False
     for token in commands:
         if expecting:
-            if not (isinstance(token, Name) and not token.quoted and token.text.upper() == "DELETE"):
+            if not (isinstance(token, Name) and not token.quoted and token.text.upper() == command):
                 return False
             expecting, seen = False, True
         if token == "(":
@@ -154,8 +159,8 @@ def role_refusal(role: Role, canonical: str) -> str | None:
     """Why `role` may not run the statement (in the engine's canonical form), or None.
 
     A statement may change at most the one table it names after INSERT INTO, DELETE FROM or ALTER TABLE ...
-    DELETE; every other product table it names anywhere (in a sub-query, a join, a CTE) it must be allowed to
-    read. Naming is enough to be refused: a table cannot be read without being named (table functions that
+    DELETE (or UPDATE); every other product table it names anywhere (in a sub-query, a join, a CTE) it must be
+    allowed to read. Naming is enough to be refused: a table cannot be read without being named (table functions that
     read others, `merge`, `remote` and the like, are refused to everyone by warehouse/statements.py)."""
     tokens = list(names_and_symbols(canonical))
     if not tokens or role.schema:
@@ -170,6 +175,8 @@ def role_refusal(role: Role, canonical: str) -> str | None:
         return f"the {role.name} role may not insert into {table}"
     if action == "delete" and _base(table) not in role.deletes:
         return f"the {role.name} role may not delete from {table}"
+    if action == "update" and _base(table) not in role.updates:
+        return f"the {role.name} role may not update {table}"
     for n, token in enumerate(tokens):
         if isinstance(token, Name) and token.text != table and _base(token.text) in TABLES:
             if _is_parameter(tokens, n):
@@ -197,11 +204,12 @@ def grants(role: Role, database: str) -> list[str]:
     if role.schema:
         return [f"GRANT ALL ON {database}.*", "GRANT CLUSTER ON *.*"]
     statements = []
-    for privilege, tables in (("SELECT", role.reads), ("INSERT", role.inserts), ("ALTER DELETE", role.deletes)):
+    rights = (("SELECT", role.reads), ("INSERT", role.inserts), ("ALTER DELETE", role.deletes))
+    for privilege, tables in (*rights, ("ALTER UPDATE", role.updates)):
         statements.extend(
             f"GRANT {privilege} ON {database}.{name}" for table in sorted(tables) for name in _with_local(table)
         )
-    if role.deletes:
+    if role.deletes or role.updates:
         statements.append("GRANT CLUSTER ON *.*")  # a cluster's mutations go ON CLUSTER to every shard
     return statements
 

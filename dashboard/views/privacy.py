@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard import formatting
 from dashboard.access import Gateway, one_line
 from dashboard.context import View, current_view, require_owner, settings
 from gateway import account_client
@@ -53,7 +54,10 @@ def _mode(gateway: Gateway, token: str, current: str) -> None:
 
 def _add_rule(gateway: Gateway, token: str) -> None:
     st.subheader("Add a rule")
-    st.caption("Patterns ignore case; * stands for any text and ? for one character. Applies to new activity.")
+    st.caption(
+        "Patterns ignore case; * stands for any text and ? for one character. A rule applies to new activity; "
+        "preview and apply it to past data below."
+    )
     left, middle, right = st.columns(3)
     target = left.selectbox("Exclude", list(TARGETS), format_func=TARGETS.get, key="privacy_rule_on")
     placeholder = {"app": "KeePassXC", "site": "mybank.com", "title": "salary"}[target]
@@ -91,13 +95,54 @@ def _rules(gateway: Gateway, token: str, rules) -> None:
     )
     labels = {r.rule_id: f"{TARGETS.get(r.on, r.on)} {r.pattern} → {ACTIONS.get(r.action, r.action)}" for r in rules}
     chosen = st.selectbox("Remove a rule", list(labels), format_func=labels.get, key="privacy_rule_chosen")
-    if st.button("Remove rule", key="privacy_rule_remove"):
+    remove, preview = st.columns(2)
+    if remove.button("Remove rule", key="privacy_rule_remove"):
         try:
             account_client.delete_privacy_rule(gateway.address, gateway.ca_pem, token, chosen)
         except Exception as exc:
             st.session_state["privacy_problem"] = f"Not removed: {one_line(exc)}"
         else:
             st.session_state["privacy_notice"] = "Rule removed."
+        st.rerun()
+    if preview.button("Preview past data", key="privacy_rule_preview"):
+        try:
+            effect = account_client.preview_privacy_rule(gateway.address, gateway.ca_pem, token, chosen)
+        except Exception as exc:
+            st.session_state["privacy_problem"] = f"No preview: {one_line(exc)}"
+        else:
+            st.session_state["privacy_preview"] = (chosen, effect.intervals, effect.active_seconds, effect.devices)
+        st.rerun()
+    _apply_to_history(gateway, token, chosen, labels[chosen])
+
+
+def _apply_to_history(gateway: Gateway, token: str, chosen: str, label: str) -> None:
+    """The preview of the chosen rule on past data, and applying it once confirmed (stream_jobs/history.py)."""
+    shown = st.session_state.get("privacy_preview")
+    if not shown or shown[0] != chosen:
+        return
+    _, intervals, active_seconds, devices = shown
+    if not intervals:
+        st.info(f"{label}: nothing recorded so far matches it; it applies to what is recorded from now on.")
+        return
+    st.warning(
+        f"Applying {label} to past data rewrites {formatting.count(intervals)} recorded intervals "
+        f"({formatting.duration(active_seconds)} of activity) on {devices} device{'s' if devices != 1 else ''}. "
+        "The time stays counted; what the rule removes is gone for good."
+    )
+    confirmed = st.checkbox("I understand this cannot be undone", key="privacy_apply_confirmed")
+    if st.button("Apply to past data", type="primary", disabled=not confirmed, key="privacy_rule_apply"):
+        try:
+            with st.spinner("Applying… (it first waits until every worker has the rule, up to half a minute)"):
+                effect = account_client.apply_privacy_rule(gateway.address, gateway.ca_pem, token, chosen)
+        except Exception as exc:
+            st.session_state["privacy_problem"] = f"Not applied: {one_line(exc)}"
+        else:
+            st.session_state["privacy_notice"] = (
+                f"Applied to past data: {formatting.count(effect.intervals)} intervals rewritten "
+                f"in {effect.seconds:.1f} s."
+            )
+            del st.session_state["privacy_preview"]
+        del st.session_state["privacy_apply_confirmed"]
         st.rerun()
 
 

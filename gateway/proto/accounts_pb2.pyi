@@ -275,6 +275,18 @@ class PrivacyRuleRef(_message.Message):
     rule_id: str
     def __init__(self, rule_id: _Optional[str] = ...) -> None: ...
 
+class RuleEffect(_message.Message):
+    __slots__ = ("intervals", "active_seconds", "devices", "seconds")
+    INTERVALS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    intervals: int
+    active_seconds: int
+    devices: int
+    seconds: float
+    def __init__(self, intervals: _Optional[int] = ..., active_seconds: _Optional[int] = ..., devices: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
 class TitleModeRequest(_message.Message):
     __slots__ = ("mode",)
     MODE_FIELD_NUMBER: _ClassVar[int]

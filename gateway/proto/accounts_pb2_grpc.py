@@ -124,6 +124,16 @@ class AccountsStub:
                 request_serializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.SerializeToString,
                 response_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
                 _registered_method=True)
+        self.PreviewPrivacyRule = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/PreviewPrivacyRule',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.RuleEffect.FromString,
+                _registered_method=True)
+        self.ApplyPrivacyRule = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/ApplyPrivacyRule',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.RuleEffect.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
@@ -251,6 +261,22 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewPrivacyRule(self, request, context):
+        """A saved rule applied to the account's past data (stream_jobs/history.py): the preview counts what it would
+        change; applying rewrites those rows physically through the deletion login (titles emptied, or the app made
+        "(private)" with site and title gone), sessions and rollups made again from them. Applying waits until every
+        worker has the rule, so nothing stored after it escapes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyPrivacyRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +369,16 @@ def add_AccountsServicer_to_server(servicer, server):
                     servicer.DeletePrivacyRule,
                     request_deserializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.FromString,
                     response_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'PreviewPrivacyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewPrivacyRule,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.RuleEffect.SerializeToString,
+            ),
+            'ApplyPrivacyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPrivacyRule,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.RuleEffect.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -831,6 +867,60 @@ class Accounts:
             '/productimon.accounts.v1.Accounts/DeletePrivacyRule',
             gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.SerializeToString,
             gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewPrivacyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/PreviewPrivacyRule',
+            gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.RuleEffect.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPrivacyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/ApplyPrivacyRule',
+            gateway_dot_proto_dot_accounts__pb2.PrivacyRuleRef.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.RuleEffect.FromString,
             options,
             channel_credentials,
             insecure,

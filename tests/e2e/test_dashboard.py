@@ -365,3 +365,32 @@ def test_privacy_page_sets_the_title_mode_with_a_warning_and_edits_rules_losing_
     assert not get_privacy(gateway, ca, token).rules
     at.radio(key="title_mode").set_value("scrubbed").run()
     at.button(key="title_mode_save").click().run()
+
+
+def test_privacy_page_previews_a_rule_on_past_data_and_applies_it_only_once_confirmed(
+    stack, owner_app, owner, warehouse_client
+):
+    def apps() -> set[str]:
+        rows = warehouse_client.query(
+            "SELECT DISTINCT app FROM intervals FINAL WHERE user_id = {u:String}", parameters={"u": owner.user_id}
+        ).result_rows
+        return {app for (app,) in rows}
+
+    terminal = f"Terminal{owner.mark}"
+    assert terminal in apps()
+    at = open_page(owner_app, "privacy")
+    at.selectbox(key="privacy_rule_on").set_value("app")
+    at.text_input(key="privacy_rule_pattern").input(terminal).run()
+    at.selectbox(key="privacy_rule_action").set_value("drop_details").run()
+    at.button(key="privacy_rule_add").click().run()
+    at.button(key="privacy_rule_preview").click().run()
+    assert not at.error, [e.value for e in at.error]
+    # The desk's terminal: 5 intervals of 2 min.
+    assert at.warning and "5 recorded intervals (10 min of activity) on 1 device" in at.warning[0].value
+    assert at.button(key="privacy_rule_apply").disabled  # not before it is confirmed
+    assert terminal in apps()
+    at.checkbox(key="privacy_apply_confirmed").check().run()
+    at.button(key="privacy_rule_apply").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert at.success and "5 intervals rewritten" in at.success[0].value
+    assert terminal not in apps() and "(private)" in apps()

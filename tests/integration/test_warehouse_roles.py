@@ -142,7 +142,12 @@ REFUSED = {
         "INSERT INTO intervals (user_id) VALUES ('x')",
         "INSERT INTO data_keys (user_id) VALUES ('x')",
         "INSERT INTO category_rules (user_id) VALUES ('x')",
-        "ALTER TABLE intervals UPDATE app = 'x' WHERE 1",
+        # It may rewrite raw intervals (a privacy rule applied to past data), and nothing else.
+        "ALTER TABLE data_keys UPDATE key = 'x' WHERE 1",
+        "ALTER TABLE deletions UPDATE kind = 'x' WHERE 1",
+        "ALTER TABLE `productimon`.\"app_sessions\" UPDATE app = 'x' WHERE 1",
+        "ALTER TABLE intervals UPDATE app = 'x' WHERE 1, ADD COLUMN spy String",
+        "ALTER TABLE intervals UPDATE app = 'x' WHERE 1, DELETE WHERE 1",
         "ALTER TABLE intervals ADD COLUMN spy String",
         "ALTER TABLE intervals DELETE WHERE 1, ADD COLUMN spy String",
         "ALTER TABLE intervals DELETE WHERE app = '(', DROP COLUMN app",
@@ -183,6 +188,11 @@ def test_each_role_does_its_own_job(warehouse):
         "INSERT INTO deletions (deletion_id, user_id, kind, deleted_at) "
         "VALUES (generateUUIDv4(), 'u2', 'all', now64(3))"
     )
+    deletion.command(
+        "ALTER TABLE intervals UPDATE app = '(private)', title = '' WHERE user_id = 'u2'",
+        settings={"mutations_sync": 2},
+    )
+    assert owner.query("SELECT app, title FROM intervals WHERE user_id = 'u2'").result_rows == [("(private)", "")]
     deletion.command("ALTER TABLE intervals DELETE WHERE user_id = 'u2'", settings={"mutations_sync": 2})
     deletion.command("ALTER TABLE data_keys DELETE WHERE user_id = 'u2'", settings={"mutations_sync": 2})
     assert owner.command("SELECT count() FROM intervals WHERE user_id = 'u2'") == 0
