@@ -1,4 +1,4 @@
-"""`productimon-collector`: enroll this computer, run the collector, see its status, pause, unenroll."""
+"""`productimon-collector`: sign up, enroll this computer, run the collector, see its status, pause, unenroll."""
 
 from __future__ import annotations
 
@@ -73,6 +73,51 @@ def rpc_failure(action: str, exc: grpc.RpcError) -> UserFacingError:
     return UserFacingError(f"{action}: {details} ({code.name if code else 'error'})")
 
 
+def _instance_ca(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UserFacingError(f"cannot read the instance CA certificate --ca {path}: {exc.strerror}") from None
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("Choose a password: ")
+    if getpass.getpass("The same password again: ") != password:
+        raise UserFacingError("the two passwords differ; no account was created")
+    return password
+
+
+def cmd_signup(home: CollectorHome, args: argparse.Namespace) -> int:
+    """Create an account on the instance, as its sign-up mode allows; then say how to enroll this computer."""
+    from gateway.account_client import sign_up, sign_up_mode
+
+    _, public_server = gateway_addresses(args.server, args.public_server)
+    ca_pem = _instance_ca(args.ca)
+    try:
+        mode = sign_up_mode(public_server, ca_pem)
+    except grpc.RpcError as exc:
+        raise rpc_failure(f"the gateway at {public_server} cannot be asked", exc) from None
+    if mode == "closed":
+        raise UserFacingError(f"sign-up is closed on {public_server}; ask its operator for an account")
+    invite_code = args.invite_code or ""
+    if mode == "invite" and not invite_code:
+        raise UserFacingError(
+            f"{public_server} signs people up with an invite code from its operator: give --invite-code"
+        )
+    password = _new_password(args)
+    try:
+        sign_up(public_server, ca_pem, args.email, password, invite_code)
+    except grpc.RpcError as exc:
+        raise rpc_failure(f"sign-up at {public_server} failed", exc) from None
+    print(f"account {args.email} created at {public_server}")
+    public = f" --public-server {args.public_server}" if args.public_server else ""
+    print(f"next, enroll this computer: productimon-collector enroll --server {args.server}{public} --ca {args.ca} "
+          f"--email {args.email}")  # fmt: skip
+    return 0
+
+
 def cmd_enroll(home: CollectorHome, args: argparse.Namespace) -> int:
     if home.identity_file.exists():
         current = load_enrollment(home)
@@ -84,10 +129,7 @@ def cmd_enroll(home: CollectorHome, args: argparse.Namespace) -> int:
             if spool.depth:
                 raise UserFacingError(f"{home.spool_file} still holds another device's intervals; run `unenroll` first")
     server, public_server = gateway_addresses(args.server, args.public_server)
-    try:
-        ca_pem = Path(args.ca).read_bytes()
-    except OSError as exc:
-        raise UserFacingError(f"cannot read the instance CA certificate --ca {args.ca}: {exc.strerror}") from None
+    ca_pem = _instance_ca(args.ca)
     if not args.code and not args.email:
         raise UserFacingError("give --email (and the password when asked) or a one-time --code")
     password = ""
@@ -290,6 +332,15 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="productimon-collector", description=__doc__)
     p.add_argument("--home", type=Path, help="the collector's state directory (default: PRODUCTIMON_COLLECTOR_HOME)")
     sub = p.add_subparsers(dest="command", required=True)
+
+    su = sub.add_parser("signup", help="create your account on a Productimon server (where its operator allows)")
+    su.add_argument("--server", required=True, help="the gateway, host or host:port (ingest port, default 7443)")
+    su.add_argument("--public-server", help="host:port of sign-in and enrollment (default: the server's host, 7444)")
+    su.add_argument("--ca", required=True, help="the instance's CA certificate (ca.crt from the server)")
+    su.add_argument("--email", required=True, help="your email: you sign in with it (you are asked for a password)")
+    su.add_argument("--invite-code", help="the invite code from the operator, where sign-up needs one")
+    su.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    su.set_defaults(run=cmd_signup)
 
     e = sub.add_parser("enroll", help="enroll this computer with your Productimon server")
     e.add_argument("--server", required=True, help="the gateway, host or host:port (ingest port, default 7443)")

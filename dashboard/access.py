@@ -1,4 +1,4 @@
-"""Who is looking: sign-in, sign-out and share links, each checked with the gateway (no Streamlit here).
+"""Who is looking: sign-up, sign-in, sign-out and share links, each checked with the gateway (no Streamlit here).
 
 A sign-in token is verified with the token public key and then confirmed by the gateway's WhoAmI on every
 page view, because only the gateway knows whether it was revoked since (logout, password change, deleted
@@ -75,6 +75,33 @@ def sign_in(settings: Settings, email: str, password: str, client_address: str |
     except grpc.RpcError as exc:
         raise _gateway_refusal(exc) from None
     return confirm(settings, reply.token)
+
+
+def sign_up_mode(settings: Settings) -> str | None:
+    """Whether this instance lets people sign up by themselves: "open", "invite" or "closed"; None when the
+    gateway cannot say now."""
+    try:
+        gateway = Gateway.of(settings)
+        return account_client.sign_up_mode(gateway.address, gateway.ca_pem)
+    except (AccessDenied, grpc.RpcError):
+        return None
+
+
+def sign_up(
+    settings: Settings, email: str, password: str, again: str, invite_code: str = "", client_address: str | None = None
+) -> SignedIn:
+    """Create an account through the gateway (its sign-up mode and password policy decide), then sign it in;
+    AccessDenied with the one-line reason, and then nothing was created."""
+    if not email.strip() or not password:
+        raise AccessDenied("enter an email address and a password")
+    if password != again:
+        raise AccessDenied("the two passwords differ")
+    gateway = Gateway.of(settings)
+    try:
+        account_client.sign_up(gateway.address, gateway.ca_pem, email.strip(), password, invite_code.strip())
+    except grpc.RpcError as exc:
+        raise _gateway_refusal(exc) from None
+    return sign_in(settings, email, password, client_address)
 
 
 def confirm(settings: Settings, token: str | None) -> SignedIn:

@@ -25,6 +25,8 @@ HERE = Path(__file__).resolve().parent
 TOKEN_KEY = "token"
 PROBLEM_KEY = "sign_in_problem"
 NOTICE_KEY = "sign_in_notice"
+SIGN_UP_PROBLEM_KEY = "sign_up_problem"
+WELCOME_KEY = "welcome"
 
 
 def _page(name: str) -> st.Page:
@@ -67,9 +69,7 @@ def sign_in_form() -> None:
     if submitted:
         with st.spinner("Signing in…"):
             try:
-                # The browser's address, so the gateway throttles failed sign-ins per person (None under AppTest).
-                address = getattr(st.context, "ip_address", None)
-                account = access.sign_in(settings(), email, password, address if isinstance(address, str) else None)
+                account = access.sign_in(settings(), email, password, _browser_address())
             except access.AccessDenied as exc:
                 st.session_state[PROBLEM_KEY] = str(exc)
             else:
@@ -77,7 +77,62 @@ def sign_in_form() -> None:
         # The password is not kept in the session once it has been used, whatever the outcome.
         st.session_state.pop("sign_in_password", None)
         st.rerun()
-    st.caption("No account yet? Ask the operator of this instance, or sign up with a collector.")
+    sign_up_form()
+
+
+def _browser_address() -> str | None:
+    # The browser's address, so the gateway throttles failed sign-ins per person (None under AppTest).
+    address = getattr(st.context, "ip_address", None)
+    return address if isinstance(address, str) else None
+
+
+def sign_up_form() -> None:
+    """Create an account, where the instance's sign-up mode allows it (an invite code where it asks for one)."""
+    mode = access.sign_up_mode(settings())
+    if mode == "closed":
+        st.caption("No account yet? Sign-up is closed on this instance: ask its operator for an account.")
+        return
+    if mode is None:
+        st.caption("No account yet? Sign-up cannot be reached right now; try again shortly.")
+        return
+    problem = st.session_state.pop(SIGN_UP_PROBLEM_KEY, None)
+    with st.expander("No account yet? Create one", expanded=problem is not None):
+        if problem:
+            st.error(f"No account was created: {problem}")
+        with st.form("sign_up"):
+            email = st.text_input("Email", key="sign_up_email")
+            password = st.text_input("Password (at least 10 characters)", type="password", key="sign_up_password")
+            again = st.text_input("The same password again", type="password", key="sign_up_again")
+            invite = st.text_input("Invite code (from the operator)", key="sign_up_invite") if mode == "invite" else ""
+            submitted = st.form_submit_button("Create account", type="primary")
+    if submitted:
+        with st.spinner("Creating your account…"):
+            try:
+                account = access.sign_up(settings(), email, password, again, invite, _browser_address())
+            except access.AccessDenied as exc:
+                st.session_state[SIGN_UP_PROBLEM_KEY] = str(exc)
+            else:
+                st.session_state[TOKEN_KEY] = account.token
+                st.session_state[WELCOME_KEY] = account.email
+        for key in ("sign_up_password", "sign_up_again"):
+            st.session_state.pop(key, None)
+        st.rerun()
+
+
+def welcome(account: access.SignedIn) -> None:
+    """Once, right after sign-up: what to do next to see one's own data."""
+    if st.session_state.pop(WELCOME_KEY, None) is None:
+        return
+    s = settings()
+    st.success(
+        f"Welcome, {account.email}: your account is ready. Next, enroll this computer, and your activity shows "
+        "here within a minute of it running:"
+    )
+    st.code(
+        f"productimon-collector enroll --server {s.gateway_address} --public-server {s.gateway_public_address} "
+        f"--ca {s.pki_dir / 'ca.crt'} --email {account.email}\nproductimon-collector run",
+        language="sh",
+    )
 
 
 def sign_out(account: access.SignedIn) -> None:
@@ -170,6 +225,7 @@ def main() -> None:
         sign_in_form()
         st.stop()
     view = filters(account)
+    welcome(account)
     names = [name for name in VIEWS if name != "insights" or settings().dashboard_aggregates]
     navigation = st.navigation([_page(name) for name in names])
     st.session_state[VIEW_KEY] = view

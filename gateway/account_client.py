@@ -17,6 +17,12 @@ def _channel(public_address: str, ca_pem: bytes) -> grpc.Channel:
     return grpc.secure_channel(public_address, grpc.ssl_channel_credentials(root_certificates=ca_pem))
 
 
+def sign_up_mode(public_address: str, ca_pem: bytes, timeout_s: float = 10) -> str:
+    """The instance's sign-up mode: "open", "invite" (an invite code is needed) or "closed"."""
+    with _channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).GetSignUpMode(pb.Empty(), timeout=timeout_s).mode
+
+
 def sign_up(public_address: str, ca_pem: bytes, email: str, password: str, invite_code: str = "") -> str:
     """Create an account; returns its user id."""
     with _channel(public_address, ca_pem) as channel:

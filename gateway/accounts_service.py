@@ -234,6 +234,9 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
     def __init__(self, authority: Authority) -> None:
         self.a = authority
 
+    async def GetSignUpMode(self, request, context):  # noqa: N802 (gRPC method names)
+        return pb.SignUpMode(mode=await asyncio.to_thread(self.a.store.signup_mode))
+
     async def SignUp(self, request, context):  # noqa: N802 (gRPC method names)
         try:
             user = await asyncio.to_thread(
@@ -242,6 +245,10 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         except AccountError as exc:
             await refuse(context, exc)
         log.info("account created: %s", user.id)
+        try:
+            await asyncio.to_thread(categories.add_default_rules, self.a.warehouse(), user.id)
+        except Exception as exc:  # the warehouse away: the account works, its time simply starts uncategorized
+            log.warning("the default category rules of %s were not written: %s", user.id, exc)
         return pb.User(user_id=user.id, email=user.email)
 
     async def Login(self, request, context):  # noqa: N802

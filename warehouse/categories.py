@@ -219,3 +219,55 @@ def preview_rule(
     field = validate_field(field)
     pattern = validate_pattern(client, pattern)
     return rule_matches(client, user_id, start, end, field=field, pattern=pattern, limit=limit)
+
+
+# A new account's rules, so its time is sorted from the first day (the person edits or removes them like any
+# other). Sites come first: a browser's time is the site's. RE2, case-insensitive; app names as collectors
+# report them (process names, WM_CLASS, macOS and Windows names). tests/integration/test_queries.py checks each
+# compiles in the warehouse and sorts the demo's apps and sites.
+_SITES = r"(?i)(^|\.)({})$"
+_APPS = r"(?i)^({})$"
+DEFAULT_RULES: tuple[tuple[str, str, str], ...] = (
+    ("site", _SITES.format(r"github\.com|gitlab\.com|bitbucket\.org|stackoverflow\.com|stackexchange\.com|"
+                           r"readthedocs\.io|docs\.python\.org|developer\.mozilla\.org|pypi\.org|docs\.rs"),
+     "Work/Programming"),
+    ("site", _SITES.format(r"docs\.google\.com|notion\.so|office\.com|sharepoint\.com|atlassian\.net|figma\.com|"
+                           r"overleaf\.com"), "Work/Documents"),
+    ("site", _SITES.format(r"mail\.google\.com|outlook\.live\.com|outlook\.office\.com|slack\.com|"
+                           r"teams\.microsoft\.com|zoom\.us|meet\.google\.com|discord\.com"), "Communication"),
+    ("site", _SITES.format(r"youtube\.com|netflix\.com|twitch\.tv|primevideo\.com|disneyplus\.com|vimeo\.com|"
+                           r"spotify\.com"), "Leisure/Video and music"),
+    ("site", _SITES.format(r"reddit\.com|twitter\.com|x\.com|facebook\.com|instagram\.com|tiktok\.com|"
+                           r"linkedin\.com|mastodon\.social|bsky\.app"), "Leisure/Social"),
+    ("site", _SITES.format(r"wikipedia\.org|news\.ycombinator\.com|bbc\.co\.uk|bbc\.com|nytimes\.com|"
+                           r"theguardian\.com"), "Leisure/Reading"),
+    ("app", _APPS.format(r"code|code-oss|vscodium|visual studio code|.*pycharm.*|.*intellij.*|idea|goland|webstorm|"
+                         r"clion|rider|android-studio|sublime_text|sublime text|vim|gvim|nvim|neovide|emacs|zed|"
+                         r"xcode|devenv"), "Work/Programming"),
+    ("app", _APPS.format(r"terminal|gnome-terminal-server|gnome-terminal|konsole|kitty|alacritty|wezterm|"
+                         r"wezterm-gui|xterm|urxvt|tilix|iterm2|windowsterminal|windows terminal|foot|terminator"),
+     "Work/Programming"),
+    ("app", _APPS.format(r"libreoffice.*|soffice.*|winword|excel|powerpnt|microsoft (word|excel|powerpoint)|pages|"
+                         r"numbers|keynote|evince|okular|acrobat.*|acrord32|zathura|obsidian|notion"),
+     "Work/Documents"),
+    ("app", _APPS.format(r"slack|teams|ms-teams|microsoft teams|zoom|zoom\.us|thunderbird|outlook|mail|evolution|"
+                         r"geary|signal|telegram.*|discord|element|skype|whatsapp"), "Communication"),
+    ("app", _APPS.format(r"spotify|rhythmbox|music|itunes|vlc|mpv|totem|celluloid"), "Leisure/Video and music"),
+    ("app", _APPS.format(r"steam|steamwebhelper|factorio|minecraft.*|lutris|heroic|epicgameslauncher|"
+                         r"battle\.net"), "Leisure/Games"),
+)  # fmt: skip
+
+
+def add_default_rules(client: Client, user_id: str) -> int:
+    """Give an account without any category rule (never had one) the default rules, in one insert; returns how
+    many were added (0 for an account that has or had rules of its own)."""
+    had = "SELECT count() FROM category_rules WHERE user_id = {user:String}"
+    if client.query(had, parameters={"user": user_id}).result_rows[0][0]:
+        return 0
+    now = _now()
+    rows = [
+        [user_id, str(uuid.uuid4()), position, field, pattern, category, False, now]
+        for position, (field, pattern, category) in enumerate(DEFAULT_RULES)
+    ]
+    client.insert("category_rules", rows, column_names=_COLUMNS)
+    return len(rows)

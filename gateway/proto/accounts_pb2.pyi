@@ -10,6 +10,12 @@ class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class SignUpMode(_message.Message):
+    __slots__ = ("mode",)
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    def __init__(self, mode: _Optional[str] = ...) -> None: ...
+
 class SignUpRequest(_message.Message):
     __slots__ = ("email", "password", "invite_code")
     EMAIL_FIELD_NUMBER: _ClassVar[int]

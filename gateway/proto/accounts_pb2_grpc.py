@@ -34,6 +34,11 @@ class AccountsStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetSignUpMode = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/GetSignUpMode',
+                request_serializer=gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+                response_deserializer=gateway_dot_proto_dot_accounts__pb2.SignUpMode.FromString,
+                _registered_method=True)
         self.SignUp = channel.unary_unary(
                 '/productimon.accounts.v1.Accounts/SignUp',
                 request_serializer=gateway_dot_proto_dot_accounts__pb2.SignUpRequest.SerializeToString,
@@ -138,6 +143,14 @@ class AccountsStub:
 
 class AccountsServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def GetSignUpMode(self, request, context):
+        """Public port, no token: whether this instance lets people sign up by themselves ("open"), with an invite code
+        from its operator ("invite"), or not at all ("closed"), so a client asks only for what sign-up needs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def SignUp(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -280,6 +293,11 @@ class AccountsServicer:
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetSignUpMode': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSignUpMode,
+                    request_deserializer=gateway_dot_proto_dot_accounts__pb2.Empty.FromString,
+                    response_serializer=gateway_dot_proto_dot_accounts__pb2.SignUpMode.SerializeToString,
+            ),
             'SignUp': grpc.unary_unary_rpc_method_handler(
                     servicer.SignUp,
                     request_deserializer=gateway_dot_proto_dot_accounts__pb2.SignUpRequest.FromString,
@@ -390,6 +408,33 @@ def add_AccountsServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Accounts:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetSignUpMode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/GetSignUpMode',
+            gateway_dot_proto_dot_accounts__pb2.Empty.SerializeToString,
+            gateway_dot_proto_dot_accounts__pb2.SignUpMode.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def SignUp(request,

@@ -3,6 +3,7 @@ data the worker stored from intervals sent through the gateway, every page's num
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -64,6 +65,56 @@ def test_a_wrong_password_shows_one_line_and_nothing_of_the_account(owner):
     assert "\n" not in at.error[0].value
     assert not at.metric and not at.table
     assert at.text_input(key="sign_in_email").value == owner.email  # what was typed is kept
+
+
+def test_a_newcomer_creates_an_account_in_the_dashboard_as_the_sign_up_mode_allows(stack):
+    from gateway.identity_store import IdentityStore
+
+    email = f"new-{uuid.uuid4().hex[:8]}@example.org"
+
+    def create(at, password: str, again: str, invite: str | None = None):
+        at.text_input(key="sign_up_email").input(email)
+        at.text_input(key="sign_up_password").input(password)
+        at.text_input(key="sign_up_again").input(again)
+        if invite is not None:
+            at.text_input(key="sign_up_invite").input(invite)
+        return at.form_submit_button[1].click().run()
+
+    store = IdentityStore(stack.settings.identity_store_path)
+    try:
+        store.set_signup_mode("closed")
+        at = new_app().run()
+        assert not _has(at, "sign_up_email")  # no form where nobody may sign up
+        assert any("Sign-up is closed" in c.value for c in at.caption)
+        store.set_signup_mode("invite")
+        at = new_app().run()
+        at = create(at, "a fine passphrase 1", "a fine passphrase 1", "not-an-invite")
+        assert at.error and "invite" in at.error[0].value and "\n" not in at.error[0].value
+        assert at.text_input(key="sign_up_email").value == email  # what was typed is kept, but the passwords
+        assert at.text_input(key="sign_up_password").value == ""
+        at = create(at, "a fine passphrase 1", "a fine passphrase 2", store.create_invite())
+        assert at.error and "passwords differ" in at.error[0].value
+        at = create(at, "short", "short", store.create_invite())
+        assert at.error and "shorter than 10 characters" in at.error[0].value
+        at = create(at, "a fine passphrase 1", "a fine passphrase 1", store.create_invite())
+    finally:
+        store.set_signup_mode("open")
+        store.close()
+    assert not at.error, [e.value for e in at.error]
+    # Signed in at once, told what to do next, and the account works with the gateway as any other.
+    assert any(email in c.value for c in at.sidebar.caption)
+    assert at.success and "Next, enroll this computer" in at.success[0].value
+    assert f"--email {email}" in at.code[0].value and "productimon-collector run" in at.code[0].value
+    ca = ca_pem(stack.settings)
+    assert who_am_i(stack.settings.gateway_public_address, ca, at.session_state["token"]).email == email
+
+
+def _has(at, key: str) -> bool:
+    try:
+        at.text_input(key=key)
+    except KeyError:
+        return False
+    return True
 
 
 def test_signing_out_revokes_the_token_at_the_gateway(stack, owner):
@@ -186,7 +237,9 @@ def test_categories_refuse_a_bad_pattern_in_one_line_and_lose_nothing(owner_app,
     assert at.error and "not a valid" in at.error[0].value
     assert at.text_input(key="new_rule_pattern").value == "(Editor"
     assert at.text_input(key="new_rule_category").value == "Work/Writing"
-    assert categories.list_rules(warehouse_client, owner.user_id).empty
+    # Nothing was added: the account has the rules every new account starts with, and only those.
+    rules = categories.list_rules(warehouse_client, owner.user_id)
+    assert list(zip(rules["field"], rules["pattern"], rules["category"], strict=True)) == list(categories.DEFAULT_RULES)
 
 
 def test_categories_preview_a_rule_live_and_relabel_history_when_added(owner_app, owner, warehouse_client):
@@ -201,10 +254,10 @@ def test_categories_preview_a_rule_live_and_relabel_history_when_added(owner_app
     per_category = queries.time_per_category(warehouse_client, owner.user_id, period.start, period.end)
     assert dict(zip(per_category["category"], per_category["seconds"], strict=True))["Work/Writing"] == 35 * 60
     rules = at.table[-1].value
-    assert list(rules["Category"]) == ["Work/Writing"]
-    categories.delete_rule(
-        warehouse_client, owner.user_id, categories.list_rules(warehouse_client, owner.user_id)["rule_id"][0]
-    )
+    assert list(rules["Category"]) == [c for _, _, c in categories.DEFAULT_RULES] + ["Work/Writing"]
+    stored = categories.list_rules(warehouse_client, owner.user_id)
+    added = stored[stored["category"] == "Work/Writing"]["rule_id"].iloc[0]
+    categories.delete_rule(warehouse_client, owner.user_id, added)
 
 
 def test_devices_lists_renames_and_makes_an_enrollment_code(stack, warehouse_client):

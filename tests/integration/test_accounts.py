@@ -266,12 +266,19 @@ def test_category_rules_are_edited_through_the_gateway_for_the_token_owner_only(
     """The dashboard's warehouse login only reads (warehouse/roles.py): rules are written by the gateway, for the
     account the token signs in, and another account's token cannot touch them."""
     from gateway.account_client import add_category_rule, delete_category_rule, update_category_rule
-    from warehouse.categories import list_rules
+    from warehouse.categories import DEFAULT_RULES, list_rules
+
+    def rule(rule_id: str):
+        rules = list_rules(warehouse_client, account["user_id"])
+        return rules[rules["rule_id"] == rule_id].iloc[0] if (rules["rule_id"] == rule_id).any() else None
 
     address, ca = stack.settings.gateway_public_address, ca_pem(stack)
+    # A new account starts with the default rules, as its own.
+    defaults = list_rules(warehouse_client, account["user_id"])
+    assert list(zip(defaults["field"], defaults["pattern"], defaults["category"], strict=True)) == list(DEFAULT_RULES)
     rule_id = add_category_rule(address, ca, account["token"], "app", "^Code$", "Work/Programming")
-    rules = list_rules(warehouse_client, account["user_id"])
-    assert list(rules["rule_id"]) == [rule_id] and rules["category"].iloc[0] == "Work/Programming"
+    assert rule(rule_id)["category"] == "Work/Programming"
+    assert int(rule(rule_id)["position"]) == len(DEFAULT_RULES)  # after the account's other rules
 
     bad = refused(add_category_rule, address, ca, account["token"], "app", "(?<=x)", "Work")
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "RE2" in bad.details(), bad.details()
@@ -283,6 +290,7 @@ def test_category_rules_are_edited_through_the_gateway_for_the_token_owner_only(
     for attempt in (
         lambda: update_category_rule(address, ca, stranger, rule_id, category="Stolen"),
         lambda: delete_category_rule(address, ca, stranger, rule_id),
+        lambda: delete_category_rule(address, ca, stranger, defaults["rule_id"].iloc[0]),
     ):
         assert refused(attempt).code() == grpc.StatusCode.NOT_FOUND
     assert refused(add_category_rule, address, ca, "not-a-token", "app", "x", "Work").code() in (
@@ -291,11 +299,10 @@ def test_category_rules_are_edited_through_the_gateway_for_the_token_owner_only(
     )
 
     update_category_rule(address, ca, account["token"], rule_id, category="Work/Code", position=3)
-    rules = list_rules(warehouse_client, account["user_id"])
-    assert (rules["category"].iloc[0], rules["pattern"].iloc[0], int(rules["position"].iloc[0])) == (
-        "Work/Code",
-        "^Code$",
-        3,
-    )
+    changed = rule(rule_id)
+    assert (changed["category"], changed["pattern"], int(changed["position"])) == ("Work/Code", "^Code$", 3)
     delete_category_rule(address, ca, account["token"], rule_id)
-    assert list_rules(warehouse_client, account["user_id"]).empty
+    assert rule(rule_id) is None
+    # A default rule is removed like any other.
+    delete_category_rule(address, ca, account["token"], defaults["rule_id"].iloc[0])
+    assert len(list_rules(warehouse_client, account["user_id"])) == len(DEFAULT_RULES) - 1

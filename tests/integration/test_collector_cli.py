@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import uuid
 
 import grpc
 import pytest
@@ -55,6 +56,46 @@ def test_enroll_with_a_one_time_code(stack, tmp_path):
     again = run_collector(CollectorHome(tmp_path / "other"), *enroll_args(stack.settings, "--code", code.code))
     assert again.returncode == 1
     assert "enrollment" in again.stderr and "Traceback" not in again.stderr
+
+
+def _signup(stack, home: CollectorHome, email: str, *more: str, password: str = "a long new passphrase 42"):
+    args = enroll_args(stack.settings, "--email", email, "--password-stdin", *more)
+    return run_collector(home, "signup", *args[1:], stdin=f"{password}\n")
+
+
+def test_a_newcomer_signs_up_with_the_collector_in_each_sign_up_mode_and_then_enrolls(stack, tmp_path):
+    from gateway.identity_store import IdentityStore
+
+    home = CollectorHome(tmp_path / "home")
+    email = f"newcomer-{uuid.uuid4().hex[:8]}@example.org"
+    store = IdentityStore(stack.settings.identity_store_path)
+    try:
+        store.set_signup_mode("closed")
+        closed = _signup(stack, home, email)
+        assert closed.returncode == 1 and "sign-up is closed" in closed.stderr
+        assert len(closed.stderr.strip().splitlines()) == 1 and "Traceback" not in closed.stderr
+        store.set_signup_mode("invite")
+        uninvited = _signup(stack, home, email)
+        assert uninvited.returncode == 1 and "--invite-code" in uninvited.stderr
+        wrong = _signup(stack, home, email, "--invite-code", "not-a-code")
+        assert wrong.returncode == 1 and "invite" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+        with pytest.raises(grpc.RpcError):
+            _token(stack.settings, email, "a long new passphrase 42")  # nothing was created by the refusals
+        done = _signup(stack, home, email, "--invite-code", store.create_invite())
+        assert done.returncode == 0, done.stderr
+    finally:
+        store.set_signup_mode("open")
+        store.close()
+    # What it printed next is the command that enrolls this computer, and it works as printed.
+    next_step = done.stdout.strip().splitlines()[-1].split(": ", 1)[1]
+    assert next_step.startswith("productimon-collector enroll ") and f"--email {email}" in next_step
+    enrolled = run_collector(home, *next_step.split()[1:], "--password-stdin", stdin="a long new passphrase 42\n")
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert json.loads(collector_command(home, "status", "--json"))["enrolled"] is True
+    # The same email again: one line, and the first account keeps its password.
+    again = _signup(stack, CollectorHome(tmp_path / "again"), email, password="another passphrase 43")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert _token(stack.settings, email, "a long new passphrase 42")
 
 
 def test_a_wrong_password_is_one_line_and_leaves_nothing_behind(stack, tmp_path):

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from stream_jobs.rows import interval_columns
+from stream_jobs.trim import site_of
 from tests.conftest import lone_warehouse
 from warehouse import queries
 from warehouse.categories import (
@@ -378,6 +379,32 @@ def categories_of(client, user: str, **kwargs) -> dict[str, float]:
 
 def test_without_rules_everything_is_uncategorized(client, carol):
     assert categories_of(client, carol) == {"Uncategorized": 3300.0}
+
+
+def test_a_new_accounts_default_rules_compile_and_sort_the_demos_apps_and_sites_which_it_can_change(client):
+    from infra.demo import HOME, WORK
+    from warehouse.categories import DEFAULT_RULES, add_default_rules, delete_rule, validate_pattern
+
+    for _, pattern, _ in DEFAULT_RULES:
+        assert validate_pattern(client, pattern) == pattern  # compiled by the warehouse's own RE2
+    user = f"dora-{uuid.uuid4().hex[:8]}"
+    acts = [(app, site_of(url) if url else "") for app, _, url, *_ in (*WORK, *HOME)]
+    store(client, user, [interval("d", at(9, n), at(9, n + 1), app, site=site) for n, (app, site) in enumerate(acts)])
+    assert add_default_rules(client, user) == len(DEFAULT_RULES)
+    assert add_default_rules(client, user) == 0  # never twice, and never over the account's own rules
+    seconds = categories_of(client, user)
+    assert seconds == {
+        "Work/Programming": 360.0,  # Code at work twice and at home, Terminal, github.com, docs.python.org
+        "Communication": 180.0,  # Slack, Thunderbird, Zoom
+        "Leisure/Video and music": 120.0,  # youtube.com, Spotify
+        "Leisure/Reading": 60.0,  # en.wikipedia.org
+        "Leisure/Games": 60.0,  # Steam
+        "Uncategorized": 120.0,  # a search and a map: google.com is neither work nor leisure
+    }
+    # They are the account's own rules: removing one relabels its time at once.
+    games = next(r for r in list_rules(client, user).itertuples() if r.category == "Leisure/Games")
+    delete_rule(client, user, games.rule_id)
+    assert categories_of(client, user)["Uncategorized"] == 180.0
 
 
 def test_the_first_matching_rule_by_position_wins(client, carol):
