@@ -26,6 +26,8 @@ from collector.config import CollectorHome, CollectorSettings
 from collector.enrolled import (
     Enrollment,
     certificate_validity,
+    forget_device,
+    forget_recording,
     load_credentials,
     load_enrollment,
     renewal_due,
@@ -38,7 +40,7 @@ from collector.sampling import Sources, open_sources
 from collector.spool import Spool
 from collector.tracker import Tracker, run_tracking
 from collector.transport import IngestClient
-from collector.uploader import run_uploader
+from collector.uploader import UploadHealth, run_uploader
 from infra.files import write_atomically
 from schemas.privacy_rules import AccountPrivacy
 
@@ -238,6 +240,8 @@ class StatusReport:
     not_spooled: int
     # Browser reports taken and refused (by reason) since start; None when the intake could not listen.
     browser_reports: dict | None = None
+    # The uploader's last failure, until a batch goes through (collector/uploader.py UploadHealth).
+    upload: dict | None = None
 
 
 class Agent:
@@ -278,6 +282,13 @@ class Agent:
         privacy = replace(settings.privacy(), account=saved_account_privacy(home))
         tracker = Tracker(spool, privacy, settings.idle_after_seconds, rules, on_spooled=new_intervals.set)
         reconnect = threading.Event()
+        health = UploadHealth(enrollment.server)
+        gone: list[str] = []  # the gateway's reason, once it refused this device for good
+
+        def retire(reason: str) -> None:
+            gone.append(reason)
+            stop.set()
+
         started_ms = int(self._clock() * 1000)
         last_status = 0.0
 
@@ -295,6 +306,7 @@ class Agent:
                 tracker.spooled,
                 tracker.not_spooled,
                 {"accepted": intake.accepted, "refused": intake.refused} if intake is not None else None,
+                asdict(health),
             )
             try:
                 home.status_file.write_text(json.dumps(asdict(status)))
@@ -310,7 +322,13 @@ class Agent:
                 target=run_uploader,
                 name="uploader",
                 args=(spool, connect, stop_uploading),
-                kwargs={"reconnect": reconnect, "batch_size": settings.upload_batch, "wake": new_intervals},
+                kwargs={
+                    "reconnect": reconnect,
+                    "batch_size": settings.upload_batch,
+                    "wake": new_intervals,
+                    "health": health,
+                    "on_gone": retire,
+                },
                 daemon=True,
             ),
             threading.Thread(target=Upkeep(home, settings, reconnect).run, name="upkeep", args=(stop,), daemon=True),
@@ -354,6 +372,32 @@ class Agent:
             if intake is not None:
                 intake.stop()
             report(False, now=True)
+            depth = spool.depth
             spool.close()
+            if gone:
+                self._retire(enrollment, gone[0], depth)
             lock.release()
-            log.info("collector stopped; %d intervals wait in the spool", spool.depth)
+            if not gone:
+                log.info("collector stopped; %d intervals wait in the spool", depth)
+
+    def _retire(self, enrollment: Enrollment, reason: str, depth: int) -> None:
+        """The gateway refused this device for good: nothing recorded can be delivered, so nothing is kept. The
+        credentials and the spool go; `retired.json` says why, for `status`, until the next enrollment."""
+        forget_device(self.home)
+        forget_recording(self.home)
+        record = {
+            "reason": reason,
+            "at_ms": int(self._clock() * 1000),
+            "device_id": enrollment.device_id,
+            "server": enrollment.server,
+            "dropped": depth,
+        }
+        write_atomically(self.home.retired_file, json.dumps(record).encode())
+        log.error(
+            "collector stopped for good: the gateway at %s refused device %s (%s); %d intervals that can no "
+            "longer be delivered were removed with its credentials; enroll again to record",
+            enrollment.server,
+            enrollment.device_id,
+            reason,
+            depth,
+        )

@@ -23,6 +23,7 @@ from collector.enrolled import (
     NotEnrolled,
     certificate_validity,
     forget_device,
+    forget_recording,
     load_credentials,
     load_enrollment,
     save_credentials,
@@ -31,7 +32,7 @@ from collector.enrolled import (
 from collector.enrollment import DeviceInfo, enroll, revoke_self
 from collector.service_files import enable_hint, service_file, service_file_location
 from collector.spool import Spool, SpoolStatus
-from collector.transport import IngestClient
+from collector.transport import DeviceCredentials, IngestClient
 from collector.uploader import upload_once
 from infra.cli import UserFacingError, command
 from schemas.contract import SPOOL_MAX_AGE_DAYS
@@ -118,6 +119,40 @@ def cmd_signup(home: CollectorHome, args: argparse.Namespace) -> int:
     return 0
 
 
+def reachable(address: str, what: str, timeout_s: float = 5.0) -> None:
+    """Refuse, naming the address, one that nothing answers on: before anything is asked of the gateway."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserFacingError(f"{what} {address} cannot be reached ({reason}); nothing was enrolled or saved") from None
+
+
+def prove_ingest(
+    server: str, public_server: str, ca_pem: bytes, creds: DeviceCredentials, device_id: str, email: str, password: str
+) -> None:
+    """An (empty) upload with the new certificate on the ingest port, before anything is saved: an enrollment
+    whose uploads could not go anywhere is undone (with the password; a code cannot sign in) and refused."""
+    try:
+        with IngestClient(server, creds, timeout_s=15) as client:
+            client.send_batch([])
+    except grpc.RpcError as exc:
+        undone = "; remove it in the dashboard's Devices page"
+        if email and password:
+            from gateway.account_client import log_in, revoke_device
+
+            try:
+                revoke_device(public_server, ca_pem, log_in(public_server, ca_pem, email, password).token, device_id)
+                undone = "; it was revoked again"
+            except grpc.RpcError:
+                pass
+        raise UserFacingError(
+            f"the gateway's ingest address {server} does not take this device's uploads "
+            f"({rpc_failure('upload', exc)}); nothing was saved here, and device {device_id} is of no use{undone}"
+        ) from None
+
+
 def cmd_enroll(home: CollectorHome, args: argparse.Namespace) -> int:
     if home.identity_file.exists():
         current = load_enrollment(home)
@@ -136,13 +171,16 @@ def cmd_enroll(home: CollectorHome, args: argparse.Namespace) -> int:
     if not args.code:
         password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
     device = DeviceInfo(args.device_name or socket.gethostname())
+    reachable(server, "the gateway's ingest address (--server)")
     try:
         identity, creds = enroll(
             public_server, ca_pem, device, email=args.email or "", password=password, enrollment_code=args.code or ""
         )
     except grpc.RpcError as exc:
         raise rpc_failure(f"enrollment at {public_server} failed", exc) from None
+    prove_ingest(server, public_server, ca_pem, creds, identity.device_id, args.email or "", password)
     home.create()
+    home.retired_file.unlink(missing_ok=True)
     save_credentials(home, creds)
     save_enrollment(
         home,
@@ -156,6 +194,11 @@ def cmd_enroll(home: CollectorHome, args: argparse.Namespace) -> int:
 
 
 def cmd_run(home: CollectorHome, args: argparse.Namespace) -> int:
+    if not home.identity_file.exists() and home.retired_file.exists():
+        raise UserFacingError(
+            "this computer's device was refused for good by the gateway (see `productimon-collector status`); "
+            "run `productimon-collector enroll` to record again"
+        )
     settings = load_collector_settings(home)
     stop = threading.Event()
 
@@ -200,6 +243,11 @@ def status_report(home: CollectorHome, now: float) -> dict:
             report["certificate_valid_until"] = validity.not_after.isoformat(timespec="seconds")
         except NotEnrolled as exc:
             report["certificate_problem"] = str(exc)
+    elif home.retired_file.exists():
+        try:
+            report["retired"] = json.loads(home.retired_file.read_text())
+        except (OSError, ValueError):
+            report["retired"] = {"reason": "the gateway refused this device for good"}
     report["running"] = is_running(home)
     until = pause_until_ms(home)
     report["paused"] = pause_in_effect(until, int(now * 1000))
@@ -217,6 +265,9 @@ def status_report(home: CollectorHome, now: float) -> dict:
             }
     try:
         running = json.loads(home.status_file.read_text())
+        upload = running.get("upload") or {}
+        if upload.get("last_error"):
+            report["upload_problem"] = {k: upload.get(k) for k in ("address", "last_error", "last_error_ms")}
         if report["running"]:
             report["unavailable"] = running.get("unavailable", [])
             report["browser_reports"] = running.get("browser_reports")
@@ -233,6 +284,15 @@ def cmd_status(home: CollectorHome, args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0 if report["enrolled"] else 3
     if not report["enrolled"]:
+        retired = report.get("retired")
+        if retired:
+            server, device = retired.get("server", "?"), retired.get("device_id", "?")
+            when, dropped = _ago(retired.get("at_ms"), now), retired.get("dropped", 0)
+            print(f"enrolled:     no: the gateway at {server} refused device {device} for good, {when}:")
+            print(f"              {retired['reason']}")
+            print(f"              the collector stopped; its credentials and the {dropped} intervals waiting to be")
+            print("              sent were removed. Run `productimon-collector enroll` to record again")
+            return 3
         print(f"enrolled:     no (home {home.root}); run `productimon-collector enroll`")
         return 3
     print(f"enrolled:     yes, device {report['device_id']} ({report['device_name']}), gateway {report['server']}")
@@ -250,6 +310,10 @@ def cmd_status(home: CollectorHome, args: argparse.Namespace) -> int:
         print(f"last upload:  {_ago(spool['last_upload_ms'], now)}")
     else:
         print("spool:        empty (nothing recorded yet)")
+    problem = report.get("upload_problem")
+    if problem:
+        print(f"upload:       failing since {_ago(problem['last_error_ms'], now)} at {problem['address']}: "
+              f"{problem['last_error']}")  # fmt: skip
     if "certificate_valid_until" in report:
         until = dt.datetime.fromisoformat(report["certificate_valid_until"])
         left = (until - dt.datetime.now(dt.UTC)).total_seconds()
@@ -308,9 +372,7 @@ def cmd_unenroll(home: CollectorHome, args: argparse.Namespace) -> int:
                     "--local-only and revoke it from the dashboard"
                 ) from None
     forget_device(home)
-    for path in (home.spool_file, home.status_file, home.paused_file):
-        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            leftover.unlink(missing_ok=True)
+    forget_recording(home)
     print(f"unenrolled device {enrollment.device_id} ({enrollment.device_name}); its data stays in your account")
     return 0
 

@@ -86,6 +86,12 @@ class CollectorHome:
         return self.root / "status.json"
 
     @cached_property
+    def retired_file(self) -> Path:
+        """Left when the gateway refused this device for good (revoked, or its account deleted): why and when
+        (JSON), for `status`; the credentials and the spool are gone then. Removed by the next `enroll`."""
+        return self.root / "retired.json"
+
+    @cached_property
     def lock_file(self) -> Path:
         """Held by the running collector, so two of them never share a spool and a device_seq."""
         return self.root / "run.lock"

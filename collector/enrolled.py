@@ -102,6 +102,13 @@ def forget_device(home: CollectorHome) -> None:
     home.identity_file.unlink(missing_ok=True)
 
 
+def forget_recording(home: CollectorHome) -> None:
+    """Remove the spool (with SQLite's side files), the running collector's status and a pause."""
+    for path in (home.spool_file, home.status_file, home.paused_file):
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class Validity:
     not_before: dt.datetime

@@ -37,6 +37,26 @@ class Backoff:
 
 
 @dataclass
+class UploadHealth:
+    """What the uploader last met, for `status`: the last failure (reason, when) until a batch goes through
+    again, and the gateway's reason once it refused the device itself (revoked, or its account deleted)."""
+
+    address: str
+    last_error: str | None = None
+    last_error_ms: int | None = None
+    gone: str | None = None
+
+    def failed(self, exc: grpc.RpcError, now_ms: int) -> None:
+        code = exc.code() if hasattr(exc, "code") else None
+        details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+        self.last_error = f"{code.name if code else 'error'}: {details.strip().splitlines()[0] if details else ''}"
+        self.last_error_ms = now_ms
+
+    def succeeded(self) -> None:
+        self.last_error = self.last_error_ms = None
+
+
+@dataclass
 class UploadResult:
     sent: int = 0
     accepted: int = 0
@@ -67,10 +87,16 @@ def run_uploader(
     reconnect: threading.Event | None = None,
     batch_size: int = 500,
     wake: threading.Event | None = None,
+    health: UploadHealth | None = None,
+    on_gone: Callable[[str], None] | None = None,
 ) -> None:
     """Upload until `stop` is set: as fast as the gateway takes batches, waiting when the spool is empty,
     backing off while the gateway is away. Setting `reconnect` makes the next batch use a new connection
-    (new credentials after a renewal); setting `wake` ends a wait for new intervals early (set it with `stop`)."""
+    (new credentials after a renewal); setting `wake` ends a wait for new intervals early (set it with `stop`).
+
+    `health` records each failure and success for `status`. When the gateway refuses the device itself
+    (PERMISSION_DENIED: revoked, or its account deleted) nothing it holds can ever be delivered: the uploader
+    calls `on_gone` with the gateway's reason and stops."""
     rng = rng or random.Random()
     wake = wake or stop
     failures = 0
@@ -88,6 +114,15 @@ def run_uploader(
             result = upload_once(spool, client, batch_size)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
+            if health is not None:
+                health.failed(exc, int(time.time() * 1000))
+            if code == grpc.StatusCode.PERMISSION_DENIED and on_gone is not None:
+                reason = exc.details() or "this device was refused"
+                log.error("the gateway refused this device for good: %s", reason)
+                if health is not None:
+                    health.gone = reason
+                on_gone(reason)
+                break
             if code is not None and code not in _RETRYABLE:
                 log.error("the gateway refused the upload (%s): %s", code.name, exc.details())
             failures += 1
@@ -102,6 +137,8 @@ def run_uploader(
             stop.wait(wait)
             continue
         failures = 0
+        if health is not None and result.sent:
+            health.succeeded()
         if result.sent == 0:
             wake.wait(idle_wait_s)
             if wake is not stop:

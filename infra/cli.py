@@ -96,6 +96,11 @@ def command(name: str) -> Callable[[Callable[[], int | None]], Callable[[], int]
                 return int(main() or 0)
             except KeyboardInterrupt:
                 return 130
+            except BrokenPipeError:
+                # The reader went away (`status | head`): nothing is wrong, and nothing more can be written.
+                # stdout points at /dev/null so the interpreter's flush at exit cannot fail a second time.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 0
             except Exception as exc:  # the one place errors become a line for a person
                 if _wants_traceback():
                     raise

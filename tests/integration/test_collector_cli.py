@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -18,7 +20,7 @@ from collector.enrolled import certificate_validity, load_credentials, load_enro
 from collector.transport import IngestClient
 from gateway.account_client import create_enrollment_code, list_devices, log_in
 from infra.devices import new_account
-from tests.collector_process import collector_command, enroll_args, enrolled_home, run_collector
+from tests.collector_process import REPO, collector_command, enroll_args, enrolled_home, run_collector
 
 
 def _token(settings, email: str, password: str) -> str:
@@ -96,6 +98,49 @@ def test_a_newcomer_signs_up_with_the_collector_in_each_sign_up_mode_and_then_en
     again = _signup(stack, CollectorHome(tmp_path / "again"), email, password="another passphrase 43")
     assert again.returncode == 1 and "already exists" in again.stderr
     assert _token(stack.settings, email, "a long new passphrase 42")
+
+
+def test_enroll_proves_both_gateway_ports_before_saving_anything_and_names_the_one_that_failed(stack, tmp_path):
+    from infra.processes import free_port
+
+    _, email, password = new_account(stack.settings)
+    ca_file = str(stack.settings.pki_dir / "ca.crt")
+    public = stack.settings.gateway_public_address
+
+    def enroll_at(server: str):
+        home = CollectorHome(tmp_path / uuid.uuid4().hex[:6])
+        args = ["enroll", "--server", server, "--public-server", public, "--ca", ca_file, "--email", email]
+        return home, run_collector(home, *args, "--password-stdin", stdin=password + "\n")
+
+    def devices() -> list:
+        ca = (stack.settings.pki_dir / "ca.crt").read_bytes()
+        return [d for d in list_devices(public, ca, _token(stack.settings, email, password)) if not d.revoked]
+
+    # Nothing listens there: refused before the gateway is asked anything.
+    dead = f"127.0.0.1:{free_port()}"
+    home, done = enroll_at(dead)
+    assert done.returncode == 1 and dead in done.stderr and "cannot be reached" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not home.identity_file.exists()
+    # Something listens, but it does not take uploads (the public port given as the ingest one): the enrollment
+    # is undone at the gateway, and nothing is saved here.
+    home, done = enroll_at(public)
+    assert done.returncode == 1 and f"ingest address {public}" in done.stderr and "revoked again" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert not home.identity_file.exists() and not home.credentials_dir.exists()
+    assert devices() == []
+    home, done = enroll_at(stack.settings.gateway_address)
+    assert done.returncode == 0, done.stderr
+    assert len(devices()) == 1
+
+
+def test_status_piped_into_a_reader_that_stops_early_is_not_an_error(stack, tmp_path):
+    home, *_ = enrolled_home(stack.settings, tmp_path / "home")
+    # `true` reads nothing and is gone before the collector writes: every write meets a closed pipe.
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{sys.executable} -m collector --home {home.root} status | true"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
 def test_a_wrong_password_is_one_line_and_leaves_nothing_behind(stack, tmp_path):
