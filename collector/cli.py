@@ -68,17 +68,37 @@ def gateway_addresses(server: str, public_server: str | None) -> tuple[str, str]
     return joined(host, port), joined(host, PUBLIC_PORT)
 
 
-def rpc_failure(action: str, exc: grpc.RpcError) -> UserFacingError:
+def rpc_failure(action: str, exc: grpc.RpcError, address: str | None = None, ca: str | None = None) -> UserFacingError:
+    """One line for a failed call: what to do when the server at `address` did not prove itself with the CA
+    file `ca`, or did not answer; the gateway's own words otherwise."""
     code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    return UserFacingError(f"{action}: {details} ({code.name if code else 'error'})")
+    details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+    if address and ca and ("CERTIFICATE_VERIFY_FAILED" in details or "handshake failed" in details.lower()):
+        return UserFacingError(
+            f"{action}: the server at {address} does not prove itself with the CA in --ca {ca}; give this "
+            "instance's ca.crt (<data dir>/pki/ca.crt on its server)"
+        )
+    if address and code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        reason = "connection refused" if "refused" in details.lower() else "no answer"
+        return UserFacingError(f"{action}: {reason} from {address}; check the address and that the gateway runs")
+    return UserFacingError(f"{action}: {details.strip().splitlines()[0]} ({code.name if code else 'error'})")
 
 
 def _instance_ca(path: str) -> bytes:
+    """The instance's CA certificate, refused in one line if it cannot be read or is not a PEM certificate."""
     try:
-        return Path(path).read_bytes()
+        pem = Path(path).read_bytes()
     except OSError as exc:
         raise UserFacingError(f"cannot read the instance CA certificate --ca {path}: {exc.strerror}") from None
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise UserFacingError(
+            f"--ca {path} is not a PEM certificate; give this instance's ca.crt (<data dir>/pki/ca.crt on its server)"
+        ) from None
+    return pem
 
 
 def _new_password(args: argparse.Namespace) -> str:
@@ -99,7 +119,7 @@ def cmd_signup(home: CollectorHome, args: argparse.Namespace) -> int:
     try:
         mode = sign_up_mode(public_server, ca_pem)
     except grpc.RpcError as exc:
-        raise rpc_failure(f"the gateway at {public_server} cannot be asked", exc) from None
+        raise rpc_failure("sign-up", exc, public_server, args.ca) from None
     if mode == "closed":
         raise UserFacingError(f"sign-up is closed on {public_server}; ask its operator for an account")
     invite_code = args.invite_code or ""
@@ -111,7 +131,7 @@ def cmd_signup(home: CollectorHome, args: argparse.Namespace) -> int:
     try:
         sign_up(public_server, ca_pem, args.email, password, invite_code)
     except grpc.RpcError as exc:
-        raise rpc_failure(f"sign-up at {public_server} failed", exc) from None
+        raise rpc_failure(f"sign-up at {public_server} failed", exc, public_server, args.ca) from None
     print(f"account {args.email} created at {public_server}")
     public = f" --public-server {args.public_server}" if args.public_server else ""
     print(f"next, enroll this computer: productimon-collector enroll --server {args.server}{public} --ca {args.ca} "
@@ -177,7 +197,7 @@ def cmd_enroll(home: CollectorHome, args: argparse.Namespace) -> int:
             public_server, ca_pem, device, email=args.email or "", password=password, enrollment_code=args.code or ""
         )
     except grpc.RpcError as exc:
-        raise rpc_failure(f"enrollment at {public_server} failed", exc) from None
+        raise rpc_failure(f"enrollment at {public_server} failed", exc, public_server, args.ca) from None
     prove_ingest(server, public_server, ca_pem, creds, identity.device_id, args.email or "", password)
     home.create()
     home.retired_file.unlink(missing_ok=True)

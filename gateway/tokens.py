@@ -120,6 +120,12 @@ def verify_token(public_pem: bytes, token: str | None, scope: str) -> TokenClaim
         )
     except jwt.ExpiredSignatureError:
         raise TokenError("the token has expired") from None
+    except jwt.InvalidSignatureError:
+        raise TokenError("the token was changed, or not issued by this instance") from None
+    except jwt.DecodeError:
+        # A token cut short or altered in transit (a link copied in part): the library's words ("Invalid crypto
+        # padding") say nothing to the person holding it.
+        raise TokenError("the token is damaged or incomplete; copy the whole link again") from None
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"the token is not valid: {exc}") from None
     if claims.get("scope") != scope:

@@ -292,11 +292,20 @@ def test_links_nobody_was_given_show_nothing(stack, first, second, tmp_path):
         # Signed by the real key but never recorded by the gateway (no owner made it).
         "a link the owner never made": issue_share_token(key, str(uuid.uuid4()), 600),
         "a link changed to name another link": f"{header}.{tampered_payload}.{signature}",
+        "a link cut short when copied": genuine[:-7],
         "garbage": "not-a-token",
+    }
+    # What the person holding the link reads: what happened to it, in words, never the token library's.
+    says = {
+        "a link signed by another key": "changed, or not issued by this instance",
+        "a link changed to name another link": "changed, or not issued by this instance",
+        "a link cut short when copied": "damaged or incomplete",
+        "garbage": "damaged or incomplete",
     }
     for what, token in attempts.items():
         at = new_app({"share": token}).run()
         assert at.error and "\n" not in at.error[0].value, what
+        assert says.get(what, "") in at.error[0].value and "padding" not in at.error[0].value, at.error[0].value
         assert not at.metric and not at.table, what
         assert_none_of(first, everything_shown(at), what)
         assert_none_of(second, everything_shown(at), what)

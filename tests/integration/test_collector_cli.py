@@ -133,6 +133,23 @@ def test_enroll_proves_both_gateway_ports_before_saving_anything_and_names_the_o
     assert len(devices()) == 1
 
 
+def test_a_wrong_ca_file_is_one_line_saying_what_to_do_without_tls_library_noise(stack, tmp_path):
+    from tests.certificates import self_signed_ca
+
+    other_ca = tmp_path / "other-ca.crt"
+    other_ca.write_bytes(self_signed_ca("someone else's CA"))
+    not_a_certificate = tmp_path / "notes.txt"
+    not_a_certificate.write_text("this is not a certificate\n")
+    _, email, password = new_account(stack.settings)
+    for ca, says in ((other_ca, "does not prove"), (not_a_certificate, "not a PEM certificate")):
+        args = enroll_args(stack.settings, "--email", email, "--password-stdin")
+        args[args.index("--ca") + 1] = str(ca)
+        done = run_collector(CollectorHome(tmp_path / ca.stem), *args, stdin=password + "\n")
+        assert done.returncode == 1 and says in done.stderr and str(ca) in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # no gRPC C-core log line beside it
+        assert "Traceback" not in done.stderr and "ssl_transport_security" not in done.stderr, done.stderr
+
+
 def test_status_piped_into_a_reader_that_stops_early_is_not_an_error(stack, tmp_path):
     home, *_ = enrolled_home(stack.settings, tmp_path / "home")
     # `true` reads nothing and is gone before the collector writes: every write meets a closed pipe.
