@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard import access, formatting
 from dashboard.context import VIEW_KEY, View, settings
 from dashboard.period import DEFAULT_PRESET, PRESETS, preset_period, viewer_zone
+from dashboard.sessions import COOKIE, SessionBook
 from dashboard.share import QUERY_PARAMETER, SHAREABLE_VIEWS
 from dashboard.views import VIEWS
 from gateway import account_client
@@ -39,19 +40,48 @@ def _page(name: str) -> st.Page:
 def signed_in() -> access.SignedIn | None:
     """The account this session is signed in as, confirmed by the gateway now; None (and the reason kept for
     the sign-in form) otherwise."""
-    token = st.query_params.get("token")
-    if token is not None:
-        st.session_state[TOKEN_KEY] = token
+    from_link = st.query_params.get("token")
+    if from_link is not None:
+        st.session_state[TOKEN_KEY] = from_link
         del st.query_params["token"]  # keep the token out of the address bar and browser history
     token = st.session_state.get(TOKEN_KEY)
+    kept = False
     if token is None:
-        return None
+        # A reload, a new tab, a bookmark or a restarted dashboard: this browser's sign-in, if it has one.
+        token, kept = _sessions().recall(_browser_id()), True
+        if token is None:
+            return None
     try:
-        return access.confirm(settings(), token)
+        account = access.confirm(settings(), token)
     except access.AccessDenied as exc:
         st.session_state.pop(TOKEN_KEY, None)
-        st.session_state[PROBLEM_KEY] = str(exc)
+        _sessions().forget(_browser_id())
+        st.session_state[PROBLEM_KEY] = f"your sign-in has ended: {exc}" if kept else str(exc)
         return None
+    if from_link is not None:
+        _keep(account)
+    st.session_state[TOKEN_KEY] = token
+    return account
+
+
+@st.cache_resource
+def _sessions() -> SessionBook:
+    return SessionBook(settings().data_dir / "dashboard" / "sessions.json")
+
+
+def _browser_id() -> str | None:
+    """This browser's opaque cookie (dashboard/serve.py); None where there is none (AppTest, or a first load)."""
+    try:
+        value = st.context.cookies.get(COOKIE)
+    except Exception:  # no request behind this run
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _keep(account: access.SignedIn) -> None:
+    """Keep the sign-in for this browser's next pages, until sign-out or the token's expiry."""
+    st.session_state[TOKEN_KEY] = account.token
+    _sessions().remember(_browser_id(), account.token, account.expires_at)
 
 
 def sign_in_form() -> None:
@@ -73,7 +103,7 @@ def sign_in_form() -> None:
             except access.AccessDenied as exc:
                 st.session_state[PROBLEM_KEY] = str(exc)
             else:
-                st.session_state[TOKEN_KEY] = account.token
+                _keep(account)
         # The password is not kept in the session once it has been used, whatever the outcome.
         st.session_state.pop("sign_in_password", None)
         st.rerun()
@@ -112,7 +142,7 @@ def sign_up_form() -> None:
             except access.AccessDenied as exc:
                 st.session_state[SIGN_UP_PROBLEM_KEY] = str(exc)
             else:
-                st.session_state[TOKEN_KEY] = account.token
+                _keep(account)
                 st.session_state[WELCOME_KEY] = account.email
         for key in ("sign_up_password", "sign_up_again"):
             st.session_state.pop(key, None)
@@ -136,6 +166,7 @@ def welcome(account: access.SignedIn) -> None:
 
 
 def sign_out(account: access.SignedIn) -> None:
+    _sessions().forget(_browser_id())
     try:
         access.sign_out(settings(), account.token)
     except Exception as exc:  # signed out here either way; say that the token may outlive the session

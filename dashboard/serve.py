@@ -1,5 +1,6 @@
 """The dashboard's server: Streamlit's own, serving dashboard/app.py, with headers that keep other sites from
-framing its pages (clickjacking: a hidden frame over a "Revoke" or "Delete" button).
+framing its pages (clickjacking: a hidden frame over a "Revoke" or "Delete" button), and the opaque cookie a
+sign-in that outlasts a page is kept under (dashboard/sessions.py).
 
 `streamlit run dashboard/serve.py` finds `app` below and serves it with uvicorn, taking the same --server.*
 flags as for app.py itself. Every response passes through `FrameGuard`: pages, static assets, the health
@@ -9,14 +10,18 @@ check and the websocket's handshake alike.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from base64 import b64encode
 from html.parser import HTMLParser
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
 import streamlit
 import streamlit as st
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dashboard.sessions import COOKIE, COOKIE_MAX_AGE_S, MIN_COOKIE_CHARS
 
 # Streamlit's page: its one inline script is allowed by its hash, nothing else inline runs.
 STREAMLIT_INDEX = Path(streamlit.__file__).parent / "static" / "index.html"
@@ -102,5 +107,44 @@ class FrameGuard:
         await self.app(scope, receive, send_with_headers)
 
 
+def browser_cookie(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The browser's `productimon_browser` cookie among a request's headers, if it sent one."""
+    jar = SimpleCookie()
+    for name, value in headers:
+        if name.lower() == b"cookie":
+            try:
+                jar.load(value.decode("latin-1"))
+            except CookieError:
+                continue
+    morsel = jar.get(COOKIE)
+    return morsel.value if morsel is not None and len(morsel.value) >= MIN_COOKIE_CHARS else None
+
+
+def new_browser_cookie() -> bytes:
+    """A Set-Cookie value naming this browser (dashboard/sessions.py): random, never readable by a script, sent
+    only over HTTPS and only by the dashboard's own pages."""
+    value = secrets.token_urlsafe(32)
+    return f"{COOKIE}={value}; Max-Age={COOKIE_MAX_AGE_S}; Path=/; HttpOnly; Secure; SameSite=Strict".encode()
+
+
+class BrowserCookie:
+    """ASGI middleware giving every browser without one its opaque `productimon_browser` cookie."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or browser_cookie(scope.get("headers", [])) is not None:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", new_browser_cookie())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
 HEADERS = security_headers(content_security_policy(inline_script_hashes(STREAMLIT_INDEX.read_text())))
-app = st.App("app.py", middleware=[Middleware(FrameGuard, headers=HEADERS)])
+app = st.App("app.py", middleware=[Middleware(FrameGuard, headers=HEADERS), Middleware(BrowserCookie)])

@@ -22,14 +22,34 @@ from warehouse.client import connect
 pytestmark = pytest.mark.e2e
 
 
+STARTED: list[subprocess.Popen] = []
+
+
 def _start(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from infra.stack import main; sys.exit(main())", "--demo"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running():
+    """Whatever a failed assertion left running is stopped in order (SIGINT), then killed."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
 
 
 def _read_until(proc: subprocess.Popen, marker: str, timeout_s: float = 240) -> str:

@@ -73,7 +73,9 @@ def test_the_dashboard_holds_no_ca_key_no_signing_key_and_no_identity_store(serv
     dashboard = services["dashboard"]
     sources = {volume.split(":")[0] for volume in _volumes(dashboard)}
     assert not sources & {"pki", "identity"}, f"the dashboard mounts {sources & {'pki', 'identity'}}"
-    assert all(volume.endswith(":ro") for volume in _volumes(dashboard)), "the dashboard writes nothing it mounts"
+    # It writes only its own browsers' sign-ins (docs/dashboard-sessions.md), to a volume no other service mounts.
+    written = {volume.split(":")[0] for volume in _volumes(dashboard) if not volume.endswith(":ro")}
+    assert written == {"dashboard-sessions"}, f"the dashboard writes to {written}"
     # What it does mount holds none of those: tls-init writes only its certificate and the CA certificate to
     # dashboard-tls, the gateway only the verification key to token-public.
     writers = {
@@ -82,7 +84,10 @@ def test_the_dashboard_holds_no_ca_key_no_signing_key_and_no_identity_store(serv
         }
         for source in sources
     }
-    assert writers == {"dashboard-tls": {"tls-init"}, "token-public": {"gateway"}}, writers
+    expected = {"dashboard-tls": {"tls-init"}, "token-public": {"gateway"}, "dashboard-sessions": {"dashboard"}}
+    assert writers == expected, writers
+    mounted_by = {n for n, s in services.items() for v in _volumes(s) if v.split(":")[0] == "dashboard-sessions"}
+    assert mounted_by == {"dashboard"}, mounted_by
     assert not _secrets(dashboard) - {"PRODUCTIMON_WAREHOUSE_DASHBOARD_PASSWORD"}, _secrets(dashboard)
 
 
