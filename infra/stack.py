@@ -265,7 +265,8 @@ class Stack:
         starts: a second stack over a running one is refused in one line, never half-started."""
         run = self.settings.data_dir / "run"
         make_private_dir(run)
-        lock = open(run / "stack.lock", "a+")  # noqa: SIM115 (held open for the stack's life)
+        # Owner-only whatever the umask of the process that runs the stack (docs/least-privilege.md).
+        lock = os.fdopen(os.open(run / "stack.lock", os.O_RDWR | os.O_CREAT, 0o600), "r+")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
