@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaProducer
 
 from bench._stack import bench_stack
 from collector.transport import channel_credentials
-from gateway.proto import ingest_pb2, ingest_pb2_grpc
 from infra.devices import new_user_device
 from schemas.codec import encode_interval, encode_stamped, encode_stamped_batch
+from schemas.wire import ingest_pb2, ingest_pb2_grpc
 
 BATCH = 500
 DEVICES = 8

@@ -41,7 +41,7 @@ from collector.spool import Spool
 from collector.tracker import Tracker, run_tracking
 from collector.transport import IngestClient
 from collector.uploader import UploadHealth, run_uploader
-from infra.files import write_atomically
+from plumbing.files import write_atomically
 from schemas.privacy_rules import AccountPrivacy
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class Upkeep:
     home: CollectorHome
     settings: CollectorSettings
     reconnect: threading.Event
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
 
     def once(self) -> bool:
         """Do what is due; True when nothing is left to retry."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from collector.config import CollectorHome
 from collector.privacy import strip_url
-from infra.files import write_atomically
+from plumbing.files import write_atomically
 
 log = logging.getLogger(__name__)
 

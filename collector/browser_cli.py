@@ -19,7 +19,7 @@ from pathlib import Path
 
 from collector.config import CollectorHome
 from collector.native_host import HOST_NAME, NativeHost
-from infra.files import private_umask
+from plumbing.files import private_umask
 
 EXTENSION_DIR = Path(__file__).resolve().parent / "browser_extension"
 GECKO_ID = "browser@productimon.org"

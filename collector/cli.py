@@ -34,7 +34,7 @@ from collector.service_files import enable_hint, service_file, service_file_loca
 from collector.spool import Spool, SpoolStatus
 from collector.transport import DeviceCredentials, IngestClient
 from collector.uploader import upload_once
-from infra.cli import UserFacingError, command
+from plumbing.cli import UserFacingError, command
 from schemas.contract import SPOOL_MAX_AGE_DAYS
 
 INGEST_PORT = 7443
@@ -112,7 +112,7 @@ def _new_password(args: argparse.Namespace) -> str:
 
 def cmd_signup(home: CollectorHome, args: argparse.Namespace) -> int:
     """Create an account on the instance, as its sign-up mode allows; then say how to enroll this computer."""
-    from gateway.account_client import sign_up, sign_up_mode
+    from schemas.api_client import sign_up, sign_up_mode
 
     _, public_server = gateway_addresses(args.server, args.public_server)
     ca_pem = _instance_ca(args.ca)
@@ -160,7 +160,7 @@ def prove_ingest(
     except grpc.RpcError as exc:
         undone = "; remove it in the dashboard's Devices page"
         if email and password:
-            from gateway.account_client import log_in, revoke_device
+            from schemas.api_client import log_in, revoke_device
 
             try:
                 revoke_device(public_server, ca_pem, log_in(public_server, ca_pem, email, password).token, device_id)
@@ -336,7 +336,7 @@ def cmd_status(home: CollectorHome, args: argparse.Namespace) -> int:
               f"{problem['last_error']}")  # fmt: skip
     if "certificate_valid_until" in report:
         until = dt.datetime.fromisoformat(report["certificate_valid_until"])
-        left = (until - dt.datetime.now(dt.UTC)).total_seconds()
+        left = (until - dt.datetime.now(dt.timezone.utc)).total_seconds()
         expiry = "EXPIRED" if left <= 0 else f"in {_duration(left)}, renewed automatically before then"
         print(f"certificate:  valid until {until:%Y-%m-%d %H:%M} UTC ({expiry})")
     else:

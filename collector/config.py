@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
 
 from collector.privacy import ExclusionRule, PrivacySettings
-from infra.files import make_private_dir
+from plumbing.compat import tomllib
+from plumbing.files import make_private_dir
 
 
 class CollectorConfigError(Exception):

@@ -15,7 +15,7 @@ from pathlib import Path
 from collector.config import CollectorHome
 from collector.enrollment import DeviceInfo
 from collector.transport import DeviceCredentials
-from infra.files import write_atomically
+from plumbing.files import write_atomically
 
 # Beside ca.crt, device.crt and device.key: the certificate's validity period, written when it is installed.
 VALIDITY_FILE = "validity.json"
@@ -72,7 +72,7 @@ def _beside(home: CollectorHome, suffix: str) -> Path:
 
 def save_credentials(home: CollectorHome, creds: DeviceCredentials) -> None:
     """Install a complete bundle in place of the current one, with its validity period beside it."""
-    from gateway.pki import write_device_bundle
+    from schemas.device_keys import write_device_bundle
 
     _recover_credentials(home)
     new, old = _beside(home, "new"), _beside(home, "old")

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import grpc
 
 from collector.transport import DeviceCredentials, channel_credentials
-from gateway.proto import accounts_pb2 as pb
-from gateway.proto import accounts_pb2_grpc
+from schemas.wire import accounts_pb2 as pb
+from schemas.wire import accounts_pb2_grpc
 
 if TYPE_CHECKING:
-    from gateway.pki import DeviceIdentity
+    from schemas.device_keys import DeviceIdentity
 
 # gateway.pki (and with it `cryptography`, ~10 MB resident) is imported only when a key pair is made: the running
 # collector needs it once a month, at renewal, and lives within a 60 MB budget.
@@ -47,7 +47,7 @@ def enroll(
     enrollment_code: str = "",
 ) -> tuple[DeviceIdentity, DeviceCredentials]:
     """Enroll with the user's credentials or a one-time code; returns the identity and the credentials."""
-    from gateway.pki import DeviceIdentity, new_device_key_and_csr
+    from schemas.device_keys import DeviceIdentity, new_device_key_and_csr
 
     key_pem, csr_pem = new_device_key_and_csr(device.name)
     request = pb.EnrollRequest(
@@ -61,7 +61,7 @@ def enroll(
 
 def renew(address: str, creds: DeviceCredentials) -> DeviceCredentials:
     """A fresh certificate for this device (new key pair), asked for over mTLS with the current one."""
-    from gateway.pki import new_device_key_and_csr
+    from schemas.device_keys import new_device_key_and_csr
 
     key_pem, csr_pem = new_device_key_and_csr("renewal")
     with grpc.secure_channel(address, channel_credentials(creds)) as channel:

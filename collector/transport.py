@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from gateway.proto import ingest_pb2, ingest_pb2_grpc
+from schemas.wire import ingest_pb2, ingest_pb2_grpc
 
 # Read by the gateway (gateway/server.py); not imported from there, so the collector needs no server code.
 SPOOL_DEPTH_HEADER = "x-productimon-spool-depth"

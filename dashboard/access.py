@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import grpc
 
 from dashboard.share import SharedView, ShareRefused, shared_view
-from gateway import account_client
 from gateway.tokens import DASHBOARD_SCOPE, SHARE_SCOPE, TokenError, read_public_key, verify_token
 from infra.settings import Settings
+from schemas import api_client
 
 
 class AccessDenied(Exception):
@@ -71,7 +71,7 @@ def sign_in(settings: Settings, email: str, password: str, client_address: str |
         raise AccessDenied("enter your email address and password")
     gateway = Gateway.of(settings)
     try:
-        reply = account_client.log_in(gateway.address, gateway.ca_pem, email.strip(), password, client_address or "")
+        reply = api_client.log_in(gateway.address, gateway.ca_pem, email.strip(), password, client_address or "")
     except grpc.RpcError as exc:
         raise _gateway_refusal(exc) from None
     return confirm(settings, reply.token)
@@ -82,7 +82,7 @@ def sign_up_mode(settings: Settings) -> str | None:
     gateway cannot say now."""
     try:
         gateway = Gateway.of(settings)
-        return account_client.sign_up_mode(gateway.address, gateway.ca_pem)
+        return api_client.sign_up_mode(gateway.address, gateway.ca_pem)
     except (AccessDenied, grpc.RpcError):
         return None
 
@@ -98,7 +98,7 @@ def sign_up(
         raise AccessDenied("the two passwords differ")
     gateway = Gateway.of(settings)
     try:
-        account_client.sign_up(gateway.address, gateway.ca_pem, email.strip(), password, invite_code.strip())
+        api_client.sign_up(gateway.address, gateway.ca_pem, email.strip(), password, invite_code.strip())
     except grpc.RpcError as exc:
         raise _gateway_refusal(exc) from None
     return sign_in(settings, email, password, client_address)
@@ -112,7 +112,7 @@ def confirm(settings: Settings, token: str | None) -> SignedIn:
         raise AccessDenied(str(exc)) from None
     gateway = Gateway.of(settings)
     try:
-        user = account_client.who_am_i(gateway.address, gateway.ca_pem, token)
+        user = api_client.who_am_i(gateway.address, gateway.ca_pem, token)
     except grpc.RpcError as exc:
         raise _gateway_refusal(exc) from None
     if user.user_id != claims.user_id:
@@ -123,7 +123,7 @@ def confirm(settings: Settings, token: str | None) -> SignedIn:
 def sign_out(settings: Settings, token: str) -> None:
     """Revoke the token at the gateway, so a copy of it is useless too."""
     gateway = Gateway.of(settings)
-    account_client.log_out(gateway.address, gateway.ca_pem, token)
+    api_client.log_out(gateway.address, gateway.ca_pem, token)
 
 
 def open_share(settings: Settings, token: str | None) -> SharedView:
@@ -135,7 +135,7 @@ def open_share(settings: Settings, token: str | None) -> SharedView:
         raise AccessDenied(f"this share link cannot be opened: {exc}") from None
     gateway = Gateway.of(settings)
     try:
-        link = account_client.open_share_link(gateway.address, gateway.ca_pem, token)
+        link = api_client.open_share_link(gateway.address, gateway.ca_pem, token)
     except grpc.RpcError as exc:
         raise _gateway_refusal(exc) from None
     if link.link_id != claims.token_id:

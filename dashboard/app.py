@@ -20,7 +20,7 @@ from dashboard.period import DEFAULT_PRESET, PRESETS, preset_period, viewer_zone
 from dashboard.sessions import COOKIE, SessionBook
 from dashboard.share import QUERY_PARAMETER, SHAREABLE_VIEWS
 from dashboard.views import VIEWS
-from gateway import account_client
+from schemas import api_client
 
 HERE = Path(__file__).resolve().parent
 TOKEN_KEY = "token"
@@ -214,7 +214,7 @@ def _devices(account: access.SignedIn) -> dict[str, str]:
     if cache_key not in st.session_state:
         gateway = access.Gateway.of(settings())
         try:
-            listed = account_client.list_devices(gateway.address, gateway.ca_pem, account.token)
+            listed = api_client.list_devices(gateway.address, gateway.ca_pem, account.token)
         except Exception as exc:  # the filter is optional; the pages still work for all devices
             st.sidebar.caption(f"Devices unavailable: {access.one_line(exc)}")
             return {}

@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from infra.files import make_private_dir, write_atomically
+from plumbing.files import make_private_dir, write_atomically
 
 COOKIE = "productimon_browser"
 COOKIE_MAX_AGE_S = 400 * 86400  # browsers cap a cookie's life at 400 days

@@ -20,7 +20,6 @@ import grpc
 from clickhouse_connect.driver.client import Client
 from cryptography import x509
 
-from gateway.account_client import CLIENT_ADDRESS_HEADER
 from gateway.identity_store import (
     ENROLLMENT_CODE_TTL,
     AccountDisabled,
@@ -45,10 +44,8 @@ from gateway.identity_store import (
     clean_device_name,
 )
 from gateway.keybook import KeyBook
-from gateway.pki import DeviceIdentity, PkiError, StackPki, identity_from_certificate, new_device_id, sign_device_csr
+from gateway.pki import PkiError, StackPki, identity_from_certificate, new_device_id, sign_device_csr
 from gateway.producer import BrokerUnavailable
-from gateway.proto import accounts_pb2 as pb
-from gateway.proto import accounts_pb2_grpc
 from gateway.tokens import (
     DASHBOARD_SCOPE,
     SHARE_SCOPE,
@@ -58,9 +55,13 @@ from gateway.tokens import (
     issue_token,
     verify_token,
 )
+from schemas.api_client import CLIENT_ADDRESS_HEADER
 from schemas.deletions import ACCOUNT, DEVICE, PERIOD, InvalidDeletion, plan_deletion
+from schemas.device_keys import DeviceIdentity
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event, event_key
 from schemas.privacy_rules import InvalidPrivacyRule, PrivacyRule
+from schemas.wire import accounts_pb2 as pb
+from schemas.wire import accounts_pb2_grpc
 from stream_jobs import history
 from stream_jobs.forget import DeletionReport, delete
 from stream_jobs.sessionize import SessionRules

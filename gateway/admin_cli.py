@@ -18,8 +18,8 @@ from gateway.identity_store import (
     check_password_policy,
     normalize_email,
 )
-from infra.cli import UserFacingError, command
 from infra.settings import load_settings
+from plumbing.cli import UserFacingError, command
 
 
 def _parser() -> argparse.ArgumentParser:

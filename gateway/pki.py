@@ -1,4 +1,5 @@
-"""The private CA: the gateway's server certificate and short-lived device certificates naming who is calling.
+"""The private CA: the gateway's server certificate and short-lived device certificates naming who is calling
+(the device's own side, its key and request, is schemas/device_keys.py).
 
 A device's identity is exactly one SAN URI, `productimon://user/<user_id>/device/<device_id>`, set by the CA.
 """
@@ -18,9 +19,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from infra.files import make_private_dir, write_atomically
+from plumbing.files import make_private_dir, write_atomically
+from schemas.device_keys import CA_CERT_FILE, CURVE, DeviceIdentity, common_name, private_key_pem
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,6 @@ _IDENTITY_URI = re.compile(rf"productimon://user/(?P<user>{_ID})/device/(?P<devi
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z)(?:\*\.)?{_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?")
 
-# ECDSA P-256: gRPC's BoringSSL accepts it for server and client certificates over TLS 1.3 (tried with
-# grpc.aio and require_client_auth), while Ed25519 certificates fail with NO_COMMON_SIGNATURE_ALGORITHMS.
-_CURVE = ec.SECP256R1()
 CA_DAYS = 3650
 SERVER_DAYS = 365
 DEVICE_DAYS = 30
@@ -42,26 +41,13 @@ _CLOCK_SKEW = dt.timedelta(minutes=5)
 _RENEW_SERVER_WITHIN = dt.timedelta(days=30)
 DEFAULT_SERVER_NAMES = ("localhost", "127.0.0.1")
 
-CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
 SERVER_CERT_FILE = "server.crt"
 SERVER_KEY_FILE = "server.key"
-DEVICE_CERT_FILE = "device.crt"
-DEVICE_KEY_FILE = "device.key"
 
 
 class PkiError(ValueError):
     """A certificate, key, request or id is not acceptable; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class DeviceIdentity:
-    user_id: str
-    device_id: str
-
-    @property
-    def uri(self) -> str:
-        return f"productimon://user/{self.user_id}/device/{self.device_id}"
 
 
 @dataclass(frozen=True)
@@ -95,13 +81,6 @@ def new_device_id() -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    # Unencrypted: the files holding these keys are mode 0600, and the gateway must start unattended.
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def _load_certificate(data: bytes, what: str) -> x509.Certificate:
@@ -139,7 +118,7 @@ def _load_ca(ca_cert_pem: bytes, ca_key_pem: bytes) -> tuple[x509.Certificate, e
 
 def create_ca(common_name: str = "Productimon CA") -> tuple[bytes, bytes]:
     """A new self-signed CA valid for 10 years that may sign only end-entity certificates: (cert, key) PEM."""
-    key = ec.generate_private_key(_CURVE)
+    key = ec.generate_private_key(CURVE)
     name = _name(common_name)
     now = _now()
     public_key = key.public_key()
@@ -169,14 +148,14 @@ def create_ca(common_name: str = "Productimon CA") -> tuple[bytes, bytes]:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return cert.public_bytes(serialization.Encoding.PEM), _private_key_pem(key)
+    return cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key)
 
 
-def _name(common_name: str) -> x509.Name:
+def _name(name: str) -> x509.Name:
     try:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        return common_name(name)
     except ValueError as exc:
-        raise PkiError(f"common name {common_name!r} is not usable: {exc}") from None
+        raise PkiError(str(exc)) from None
 
 
 def _end_entity_key_usage() -> x509.KeyUsage:
@@ -245,22 +224,12 @@ def issue_server_certificate(ca_cert_pem: bytes, ca_key_pem: bytes, names: list[
         raise PkiError("a server certificate needs at least one DNS name or IP address")
     alt_names = list(dict.fromkeys(_server_alt_name(name) for name in names))
     ca_cert, ca_key = _load_ca(ca_cert_pem, ca_key_pem)
-    key = ec.generate_private_key(_CURVE)
+    key = ec.generate_private_key(CURVE)
     subject = _name(names[0][:64])
     cert = _end_entity_builder(
         ca_cert, key.public_key(), subject, SERVER_DAYS, ExtendedKeyUsageOID.SERVER_AUTH, alt_names
     ).sign(ca_key, hashes.SHA256())
-    return cert.public_bytes(serialization.Encoding.PEM), _private_key_pem(key)
-
-
-def new_device_key_and_csr(device_name: str) -> tuple[bytes, bytes]:
-    """Made on the device: a new private key, which never leaves it, and a CSR to send: (key, csr) PEM.
-
-    `device_name` is only a label for people; the CA ignores the CSR's subject.
-    """
-    key = ec.generate_private_key(_CURVE)
-    csr = x509.CertificateSigningRequestBuilder().subject_name(_name(device_name)).sign(key, hashes.SHA256())
-    return _private_key_pem(key), csr.public_bytes(serialization.Encoding.PEM)
+    return cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key)
 
 
 def _acceptable_device_key(public_key: object) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
@@ -450,12 +419,3 @@ def ensure_server_bundle(out_dir: Path, ca_cert_pem: bytes, ca_key_pem: bytes, n
 def _warn_if_readable_by_others(path: Path) -> None:
     if path.stat().st_mode & 0o077:
         log.warning("%s can be read by other users; it should be mode 0600", path)
-
-
-def write_device_bundle(out_dir: Path, key_pem: bytes, cert_pem: bytes, ca_pem: bytes) -> None:
-    """Write what a collector needs to call the gateway: device.key, device.crt and ca.crt, each 0600."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomically(out_dir / DEVICE_KEY_FILE, key_pem)
-    write_atomically(out_dir / DEVICE_CERT_FILE, cert_pem)
-    write_atomically(out_dir / CA_CERT_FILE, ca_pem)

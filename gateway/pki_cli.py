@@ -8,26 +8,28 @@ import os
 from pathlib import Path
 
 from gateway.pki import (
-    CA_CERT_FILE,
     CA_KEY_FILE,
     DEFAULT_SERVER_NAMES,
-    DEVICE_CERT_FILE,
     DEVICE_DAYS,
-    DEVICE_KEY_FILE,
     SERVER_CERT_FILE,
     SERVER_KEY_FILE,
-    DeviceIdentity,
     check_id,
     ensure_server_bundle,
     ensure_stack_pki,
     new_device_id,
-    new_device_key_and_csr,
     sign_device_csr,
+)
+from infra.settings import load_settings
+from plumbing.cli import UserFacingError, command
+from plumbing.files import make_private_dir, write_atomically
+from schemas.device_keys import (
+    CA_CERT_FILE,
+    DEVICE_CERT_FILE,
+    DEVICE_KEY_FILE,
+    DeviceIdentity,
+    new_device_key_and_csr,
     write_device_bundle,
 )
-from infra.cli import UserFacingError, command
-from infra.files import make_private_dir, write_atomically
-from infra.settings import load_settings
 
 
 def _parser() -> argparse.ArgumentParser:

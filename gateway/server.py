@@ -40,17 +40,18 @@ from gateway.acks import (
 )
 from gateway.identity_store import IdentityStore
 from gateway.keybook import KeyBook
-from gateway.pki import DeviceIdentity, ensure_stack_pki
+from gateway.pki import ensure_stack_pki
 from gateway.producer import BrokerUnavailable, IntervalProducer
-from gateway.proto import accounts_pb2, accounts_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from gateway.stamping import pack_stamped, validate_records
 from gateway.tokens import ensure_signing_key
 from infra import metrics
-from infra.cli import command
 from infra.kafka_security import client_options
 from infra.settings import Settings, load_settings
+from plumbing.cli import command
 from schemas.contract import Window
+from schemas.device_keys import DeviceIdentity
 from schemas.sealing import partition_key, seal
+from schemas.wire import accounts_pb2, accounts_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from stream_jobs.forget import rules_of
 from warehouse.client import connect
 from warehouse.writes import highest_stored_seqs, stored_event_ids, upsert_devices

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from gateway.pki import DeviceIdentity
 from schemas.codec import CodecError, decode_interval, encode_interval, encode_stamped_batch, stamp_encoded_batch
 from schemas.contract import DEFAULT_WINDOW, RecordError, Window, checked_interval
+from schemas.device_keys import DeviceIdentity
 
 MAX_INTERVALS_PER_RECORD = 1000
 DEFAULT_MAX_RECORD_BYTES = 1_000_000

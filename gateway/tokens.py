@@ -16,7 +16,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.files import make_private_dir, write_atomically
+from plumbing.files import make_private_dir, write_atomically
 
 ISSUER = "productimon"
 DASHBOARD_SCOPE = "dashboard"

@@ -8,9 +8,9 @@ import uuid
 
 from collector.enrollment import DeviceInfo, enroll
 from collector.transport import DeviceCredentials
-from gateway.account_client import sign_up
-from gateway.pki import DeviceIdentity
 from infra.settings import Settings
+from schemas.api_client import sign_up
+from schemas.device_keys import DeviceIdentity
 
 
 def new_account(settings: Settings, email: str | None = None, password: str | None = None) -> tuple[str, str, str]:

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from infra.files import PRIVATE_UMASK, make_private_dir
+from plumbing.files import PRIVATE_UMASK, make_private_dir
 
 
 class ProcessFailed(Exception):

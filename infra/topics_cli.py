@@ -9,9 +9,9 @@ import asyncio
 import os
 import time
 
-from infra.cli import UserFacingError, command
 from infra.settings import Settings, load_settings
 from infra.topics import DEFAULT_INTERVALS_RETENTION_DAYS, TopicsRefused, ensure_topics, topic_specs
+from plumbing.cli import UserFacingError, command
 
 # Read here, not in infra/settings.py: only topic creation needs them.
 RETENTION_ENV = "PRODUCTIMON_INTERVALS_RETENTION_DAYS"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 # The end of a range that has none (an account's deletion): later than any interval can be.
 FOREVER_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the last moment DateTime64(3) holds
@@ -70,11 +70,11 @@ OVERLAPS_SQL = f"start < {_TO} AND (`end` > {_FROM} OR start >= {_FROM})"
 def _ms(moment: datetime, what: str) -> int:
     if moment.tzinfo is None:
         raise InvalidDeletion(f"the {what} of the period must carry a time zone")
-    return round(moment.astimezone(UTC).timestamp() * 1000)
+    return round(moment.astimezone(timezone.utc).timestamp() * 1000)
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
 
 
 def plan_deletion(

@@ -4,9 +4,10 @@ it before a URL reaches its disk. Pure lookups; the file is read once."""
 
 from __future__ import annotations
 
-import tomllib
 from functools import cache
 from pathlib import Path
+
+from plumbing.compat import tomllib
 
 ALLOW_LIST_FILE = Path(__file__).with_name("multi_app_sites.toml")
 

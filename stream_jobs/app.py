@@ -27,9 +27,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from clickhouse_connect.driver.client import Client
 
 from infra import metrics
-from infra.cli import command, json_logging_config
 from infra.kafka_security import client_options, faust_options
 from infra.settings import Settings, load_settings
+from plumbing.cli import command, json_logging_config
 from schemas.codec import encode_stamped_batch
 from schemas.contract import Window
 from schemas.deletions import Deletion

@@ -19,22 +19,31 @@ from infra.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_collector(home: CollectorHome, *args: str, env: dict[str, str] | None = None, stdin: str = ""):
+def _launch(home: CollectorHome, python: str | None) -> tuple[list[str], Path]:
+    """The command line and working directory of `productimon-collector`: this checkout's by default, or the
+    one installed for `python` (the collector distribution), run from its home so no source here is on its path."""
+    return [
+        python or sys.executable,
+        "-m",
+        "collector",
+        "--home",
+        str(home.root),
+    ], REPO if python is None else home.root
+
+
+def run_collector(
+    home: CollectorHome, *args: str, env: dict[str, str] | None = None, stdin: str = "", python: str | None = None
+):
     """Run one collector command to completion; returns the CompletedProcess, whatever its exit code."""
-    return subprocess.run(
-        [sys.executable, "-m", "collector", "--home", str(home.root), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-    )
+    command, cwd = _launch(home, python)
+    return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
-def collector_command(home: CollectorHome, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> str:
+def collector_command(
+    home: CollectorHome, *args: str, env: dict[str, str] | None = None, stdin: str = "", python: str | None = None
+) -> str:
     """Run one collector command to completion; returns its output, raises with its stderr on failure."""
-    done = run_collector(home, *args, env=env, stdin=stdin)
+    done = run_collector(home, *args, env=env, stdin=stdin, python=python)
     if done.returncode != 0:
         raise RuntimeError(f"productimon-collector {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout
@@ -61,7 +70,9 @@ class Enrolled(NamedTuple):
     password: str
 
 
-def enrolled_home(settings: Settings, root: Path, config: str = "", device_name: str = "workstation") -> Enrolled:
+def enrolled_home(
+    settings: Settings, root: Path, config: str = "", device_name: str = "workstation", python: str | None = None
+) -> Enrolled:
     """A collector home enrolled (through the CLI, with email and password) for a new account."""
     home = CollectorHome(root).create()
     home.config_file.write_text(config)
@@ -70,16 +81,18 @@ def enrolled_home(settings: Settings, root: Path, config: str = "", device_name:
         home,
         *enroll_args(settings, "--email", email, "--device-name", device_name, "--password-stdin"),
         stdin=password + "\n",
+        python=python,
     )
     return Enrolled(home, user_id, email, password)
 
 
-def start_collector(home: CollectorHome, env: dict[str, str], log: Path) -> subprocess.Popen:
+def start_collector(home: CollectorHome, env: dict[str, str], log: Path, python: str | None = None) -> subprocess.Popen:
     """`productimon-collector run` as a child; returns once it is sampling (its first status report)."""
     home.status_file.unlink(missing_ok=True)
+    command, cwd = _launch(home, python)
     process = subprocess.Popen(
-        [sys.executable, "-m", "collector", "--home", str(home.root), "run"],
-        cwd=REPO,
+        [*command, "run"],
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),

@@ -12,11 +12,11 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from collector.transport import DeviceCredentials
-from gateway.pki import DeviceIdentity
 from infra.devices import new_user_device
 from infra.processes import free_port
 from infra.settings import Settings
 from infra.stack import Stack
+from schemas.device_keys import DeviceIdentity
 
 
 def stack_settings(data_dir: Path, **overrides: object) -> Settings:

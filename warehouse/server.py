@@ -34,9 +34,9 @@ import lz4.frame
 import zstandard
 from chdb import _chdb
 
-from infra.cli import UserFacingError, command
-from infra.files import make_private_dir
 from infra.settings import load_settings
+from plumbing.cli import UserFacingError, command
+from plumbing.files import make_private_dir
 from warehouse.roles import OWNER, ROLES, Role, role_refusal
 from warehouse.statements import TOKEN, database_refusal, refusal, setting_refusal
 

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import formatting
 from dashboard.access import Gateway, one_line
 from dashboard.context import View, current_view, load, require_owner, settings, warehouse
-from gateway import account_client
+from schemas import api_client
 from warehouse import categories, queries
 
 FIELD_LABELS = {"app": "App", "title": "Window title", "site": "Site"}
@@ -52,7 +52,7 @@ def _add_rule(view: View) -> None:
             # (warehouse/roles.py).
             gateway = Gateway.of(settings())
             try:
-                account_client.add_category_rule(
+                api_client.add_category_rule(
                     gateway.address, gateway.ca_pem, view.owner.token, field, pattern, category
                 )
             except grpc.RpcError as exc:
@@ -101,13 +101,13 @@ def _edit_rules(view: View, rules: pd.DataFrame) -> None:
         gateway, token = Gateway.of(settings()), view.owner.token
         try:
             if deleted:
-                account_client.delete_category_rule(gateway.address, gateway.ca_pem, token, chosen)
+                api_client.delete_category_rule(gateway.address, gateway.ca_pem, token, chosen)
                 st.session_state["rule_notice"] = "Rule deleted."
             else:
                 # Every field is sent: an emptied pattern or category is refused by name, not left unchanged.
                 if not pattern or not category:
                     raise categories.InvalidRule("pattern and category must not be empty")
-                account_client.update_category_rule(
+                api_client.update_category_rule(
                     gateway.address,
                     gateway.ca_pem,
                     token,

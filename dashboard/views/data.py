@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import export, formatting
 from dashboard.access import Gateway, one_line
 from dashboard.context import View, current_view, require_owner, settings, warehouse
-from gateway import account_client
+from schemas import api_client
 from schemas.deletions import ALL_DATA, DEVICE, PERIOD
 from warehouse import queries
 
@@ -102,7 +102,7 @@ def _delete(view: View, devices: dict[str, str]) -> None:
                     kind, options = DEVICE, {"device_id": device}
                 else:
                     kind, options = ALL_DATA, {}
-                report = account_client.delete_data(gateway.address, gateway.ca_pem, owner.token, kind, **options)
+                report = api_client.delete_data(gateway.address, gateway.ca_pem, owner.token, kind, **options)
             except Exception as exc:
                 st.session_state["data_problem"] = f"Nothing was confirmed deleted: {one_line(exc)}"
             else:
@@ -126,7 +126,7 @@ def _delete_account(view: View) -> None:
         gateway = Gateway.of(settings())
         with st.spinner("Deleting the account and all of its data…"):
             try:
-                account_client.delete_account(gateway.address, gateway.ca_pem, owner.token, password)
+                api_client.delete_account(gateway.address, gateway.ca_pem, owner.token, password)
             except Exception as exc:
                 st.error(f"The account was not deleted: {one_line(exc)}")
                 return
@@ -146,7 +146,7 @@ def show(view: View) -> None:
     st.divider()
     gateway = Gateway.of(settings())
     try:
-        listed = account_client.list_devices(gateway.address, gateway.ca_pem, owner.token)
+        listed = api_client.list_devices(gateway.address, gateway.ca_pem, owner.token)
         devices = formatting.device_labels({d.device_id: d.name for d in listed})
     except Exception as exc:
         st.error(f"Could not load the devices: {one_line(exc)}")

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import formatting
 from dashboard.access import Gateway, one_line
 from dashboard.context import View, current_view, load, require_owner, settings
-from gateway import account_client
+from schemas import api_client
 from warehouse import queries
 
 
@@ -33,7 +33,7 @@ def show(view: View) -> None:
         st.error(problem)
     with st.spinner("Loading devices…"):
         try:
-            devices = account_client.list_devices(gateway.address, gateway.ca_pem, owner.token)
+            devices = api_client.list_devices(gateway.address, gateway.ca_pem, owner.token)
         except Exception as exc:
             st.error(f"Could not load the devices: {one_line(exc)}")
             st.stop()
@@ -68,7 +68,7 @@ def show(view: View) -> None:
             name = st.text_input("New name", value=active[chosen], key=f"device_name_{chosen}")
             if st.button("Rename", key="device_rename"):
                 try:
-                    account_client.rename_device(gateway.address, gateway.ca_pem, owner.token, chosen, name)
+                    api_client.rename_device(gateway.address, gateway.ca_pem, owner.token, chosen, name)
                 except Exception as exc:
                     st.session_state["device_problem"] = f"Could not rename: {one_line(exc)}"
                 else:
@@ -80,7 +80,7 @@ def show(view: View) -> None:
             sure = st.checkbox(f"Yes, revoke {active[chosen]}", key=f"device_revoke_sure_{chosen}")
             if st.button("Revoke", key="device_revoke", disabled=not sure):
                 try:
-                    account_client.revoke_device(gateway.address, gateway.ca_pem, owner.token, chosen)
+                    api_client.revoke_device(gateway.address, gateway.ca_pem, owner.token, chosen)
                 except Exception as exc:
                     st.session_state["device_problem"] = f"Could not revoke: {one_line(exc)}"
                 else:
@@ -92,7 +92,7 @@ def show(view: View) -> None:
     st.caption("A one-time code for the collector on the new device, valid for 15 minutes.")
     if st.button("Make an enrollment code", key="enrollment_code"):
         try:
-            code = account_client.create_enrollment_code(gateway.address, gateway.ca_pem, owner.token)
+            code = api_client.create_enrollment_code(gateway.address, gateway.ca_pem, owner.token)
         except Exception as exc:
             st.error(f"Could not make a code: {one_line(exc)}")
         else:

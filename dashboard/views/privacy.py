@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard import formatting
 from dashboard.access import Gateway, one_line
 from dashboard.context import View, current_view, require_owner, settings
-from gateway import account_client
+from schemas import api_client
 
 MODES = {
     "scrubbed": "Scrubbed (recommended): the context without the content",
@@ -42,7 +42,7 @@ def _mode(gateway: Gateway, token: str, current: str) -> None:
         st.warning(FULL_WARNING)
     if chosen != current and st.button("Save", type="primary", key="title_mode_save"):
         try:
-            account_client.set_title_mode(gateway.address, gateway.ca_pem, token, chosen)
+            api_client.set_title_mode(gateway.address, gateway.ca_pem, token, chosen)
         except Exception as exc:
             st.session_state["privacy_problem"] = f"Not saved: {one_line(exc)}"
         else:
@@ -65,7 +65,7 @@ def _add_rule(gateway: Gateway, token: str) -> None:
     action = right.selectbox("Then", list(ACTIONS), format_func=ACTIONS.get, key="privacy_rule_action")
     if st.button("Add rule", type="primary", key="privacy_rule_add"):
         try:
-            account_client.add_privacy_rule(gateway.address, gateway.ca_pem, token, target, pattern, action)
+            api_client.add_privacy_rule(gateway.address, gateway.ca_pem, token, target, pattern, action)
         except Exception as exc:
             # What was typed stays in the form, so it can be corrected.
             st.session_state["privacy_problem"] = one_line(exc)
@@ -98,7 +98,7 @@ def _rules(gateway: Gateway, token: str, rules) -> None:
     remove, preview = st.columns(2)
     if remove.button("Remove rule", key="privacy_rule_remove"):
         try:
-            account_client.delete_privacy_rule(gateway.address, gateway.ca_pem, token, chosen)
+            api_client.delete_privacy_rule(gateway.address, gateway.ca_pem, token, chosen)
         except Exception as exc:
             st.session_state["privacy_problem"] = f"Not removed: {one_line(exc)}"
         else:
@@ -106,7 +106,7 @@ def _rules(gateway: Gateway, token: str, rules) -> None:
         st.rerun()
     if preview.button("Preview past data", key="privacy_rule_preview"):
         try:
-            effect = account_client.preview_privacy_rule(gateway.address, gateway.ca_pem, token, chosen)
+            effect = api_client.preview_privacy_rule(gateway.address, gateway.ca_pem, token, chosen)
         except Exception as exc:
             st.session_state["privacy_problem"] = f"No preview: {one_line(exc)}"
         else:
@@ -133,7 +133,7 @@ def _apply_to_history(gateway: Gateway, token: str, chosen: str, label: str) -> 
     if st.button("Apply to past data", type="primary", disabled=not confirmed, key="privacy_rule_apply"):
         try:
             with st.spinner("Applying… (it first waits until every worker has the rule, up to half a minute)"):
-                effect = account_client.apply_privacy_rule(gateway.address, gateway.ca_pem, token, chosen)
+                effect = api_client.apply_privacy_rule(gateway.address, gateway.ca_pem, token, chosen)
         except Exception as exc:
             st.session_state["privacy_problem"] = f"Not applied: {one_line(exc)}"
         else:
@@ -155,7 +155,7 @@ def show(view: View) -> None:
     if problem := st.session_state.pop("privacy_problem", None):
         st.error(problem)
     try:
-        choice = account_client.get_privacy(gateway.address, gateway.ca_pem, owner.token)
+        choice = api_client.get_privacy(gateway.address, gateway.ca_pem, owner.token)
     except Exception as exc:
         st.error(f"Could not load the privacy settings: {one_line(exc)}")
         return

@@ -12,7 +12,7 @@ from dashboard import share
 from dashboard.access import Gateway, one_line
 from dashboard.context import View, current_view, require_owner, settings
 from dashboard.period import period_from_utc
-from gateway import account_client
+from schemas import api_client
 
 
 def _dashboard_url() -> str:
@@ -43,7 +43,7 @@ def show(view: View) -> None:
     if st.button("Make a share link", type="primary", key="share_create"):
         request = share.link_request(chosen, view.period, lifetime)
         try:
-            made = account_client.create_share_link(gateway.address, gateway.ca_pem, owner.token, **request)
+            made = api_client.create_share_link(gateway.address, gateway.ca_pem, owner.token, **request)
         except Exception as exc:
             st.error(f"Could not make the link: {one_line(exc)}")
         else:
@@ -52,7 +52,7 @@ def show(view: View) -> None:
 
     st.subheader("Your links")
     try:
-        links = account_client.list_share_links(gateway.address, gateway.ca_pem, owner.token)
+        links = api_client.list_share_links(gateway.address, gateway.ca_pem, owner.token)
     except Exception as exc:
         st.error(f"Could not load the links: {one_line(exc)}")
         return
@@ -91,7 +91,7 @@ def show(view: View) -> None:
         )
         if st.button("Revoke", key="share_revoke"):
             try:
-                account_client.revoke_share_link(gateway.address, gateway.ca_pem, owner.token, chosen_link)
+                api_client.revoke_share_link(gateway.address, gateway.ca_pem, owner.token, chosen_link)
             except Exception as exc:
                 st.session_state["share_problem"] = f"Could not revoke: {one_line(exc)}"
             st.rerun()

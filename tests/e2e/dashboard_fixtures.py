@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 
 from collector.transport import IngestClient
 from dashboard.period import preset_period, viewer_zone
-from gateway.account_client import log_in
 from infra.devices import enroll_device, new_account
+from schemas.api_client import log_in
 from schemas.codec import encode_interval
 from tests.conftest import eventually
 from warehouse import queries

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gateway.account_client import delete_account, log_in
+from schemas.api_client import delete_account, log_in
 from tests.collector_process import collector_command, enrolled_home, run_collector, start_collector
 from tests.conftest import eventually
 from tests.desktop import virtual_desktop

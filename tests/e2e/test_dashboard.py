@@ -11,8 +11,8 @@ import pytest
 
 from dashboard import formatting
 from dashboard.period import preset_period, viewer_zone
-from gateway.account_client import list_devices, log_out, who_am_i
 from gateway.tokens import DASHBOARD_SCOPE, ensure_signing_key, issue_token
+from schemas.api_client import list_devices, log_out, who_am_i
 from tests.conftest import eventually
 from tests.e2e.dashboard_fixtures import (
     PAGES,
@@ -387,7 +387,7 @@ def at_pages(at) -> list[str]:
 
 
 def test_privacy_page_sets_the_title_mode_with_a_warning_and_edits_rules_losing_nothing_typed(stack, owner_app, owner):
-    from gateway.account_client import get_privacy, log_in
+    from schemas.api_client import get_privacy, log_in
 
     gateway, ca = stack.settings.gateway_public_address, (stack.settings.pki_dir / "ca.crt").read_bytes()
     token = log_in(gateway, ca, owner.email, owner.password).token

@@ -15,7 +15,9 @@ import pytest
 from collector.transport import IngestClient
 from dashboard import formatting
 from dashboard.period import period_from_utc
-from gateway.account_client import (
+from gateway.tokens import ensure_signing_key, issue_share_token
+from infra.devices import enroll_device, new_account
+from schemas.api_client import (
     create_share_link,
     delete_account,
     list_share_links,
@@ -24,8 +26,6 @@ from gateway.account_client import (
     revoke_share_link,
     who_am_i,
 )
-from gateway.tokens import ensure_signing_key, issue_share_token
-from infra.devices import enroll_device, new_account
 from schemas.codec import encode_interval
 from tests.conftest import eventually
 from tests.e2e.dashboard_fixtures import (

@@ -18,10 +18,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from collector.transport import IngestClient
-from gateway.account_client import delete_account, delete_data, log_in, set_title_mode
 from infra.devices import enroll_device, new_account
 from infra.stack import Stack
 from infra.topics import committed_offsets
+from schemas.api_client import delete_account, delete_data, log_in, set_title_mode
 from schemas.codec import encode_interval
 from schemas.deletions import ALL_DATA, DEVICE, PERIOD
 from schemas.sealing import key_id_of, partition_key

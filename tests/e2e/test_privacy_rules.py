@@ -19,7 +19,8 @@ from collector.enrolled import Enrollment, save_credentials, save_enrollment
 from collector.spool import Spool
 from collector.tracker import Tracker
 from collector.transport import IngestClient
-from gateway.account_client import (
+from infra.devices import enroll_device, new_account
+from schemas.api_client import (
     add_privacy_rule,
     delete_privacy_rule,
     get_privacy,
@@ -27,7 +28,6 @@ from gateway.account_client import (
     revoke_device,
     set_title_mode,
 )
-from infra.devices import enroll_device, new_account
 from schemas.codec import encode_interval
 from tests.conftest import eventually
 
@@ -247,7 +247,7 @@ def _settled(client, user_id: str, count: int) -> bool:
 def test_a_rule_applied_to_past_data_rewrites_the_rows_it_matches_and_sessions_and_rollups_stay_exact(
     stack, person, warehouse_client
 ):
-    from gateway.account_client import apply_privacy_rule, preview_privacy_rule
+    from schemas.api_client import apply_privacy_rule, preview_privacy_rule
 
     address, ca, token, user = stack.settings.gateway_public_address, person["ca"], person["token"], person["user_id"]
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
@@ -313,7 +313,7 @@ def test_a_rule_applied_to_past_data_rewrites_the_rows_it_matches_and_sessions_a
 def test_applying_a_rule_again_after_it_stopped_half_way_finishes_the_job(stack, person, warehouse_client, stopped):
     """A gateway killed half-way through an apply: the steps it got through are done by hand (the owner's login),
     then the person applies again through the gateway, and everything is exact."""
-    from gateway.account_client import apply_privacy_rule
+    from schemas.api_client import apply_privacy_rule
     from stream_jobs import history
     from stream_jobs.forget import rules_of
     from warehouse import privacy

@@ -80,9 +80,9 @@ def test_two_workers_in_one_group_give_the_same_sessions_as_one(private_stack):
 def test_intervals_of_revoked_devices_and_deleted_accounts_in_flight_are_dropped(private_stack):
     import grpc
 
-    from gateway.account_client import log_in
-    from gateway.proto import accounts_pb2 as pb
-    from gateway.proto import accounts_pb2_grpc
+    from schemas.api_client import log_in
+    from schemas.wire import accounts_pb2 as pb
+    from schemas.wire import accounts_pb2_grpc
 
     s = private_stack.settings
     ca = (s.pki_dir / "ca.crt").read_bytes()

@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives import serialization
 
 from collector.enrollment import DeviceInfo, enroll, renew
 from collector.transport import IngestClient
-from gateway.account_client import delete_account, log_in, sign_up
 from gateway.identity_store import IdentityStore, InvalidCredentials, TooManyAttempts
-from gateway.proto import accounts_pb2 as pb
-from gateway.proto import accounts_pb2_grpc
 from infra.devices import new_account
+from schemas.api_client import delete_account, log_in, sign_up
 from schemas.codec import encode_interval
+from schemas.wire import accounts_pb2 as pb
+from schemas.wire import accounts_pb2_grpc
 from tests.conftest import eventually
 from tests.e2e.test_pipeline import interval, seconds_per_app
 
@@ -265,7 +265,7 @@ def test_devices_are_copied_to_the_warehouse_with_their_names(stack, account, wa
 def test_category_rules_are_edited_through_the_gateway_for_the_token_owner_only(stack, account, warehouse_client):
     """The dashboard's warehouse login only reads (warehouse/roles.py): rules are written by the gateway, for the
     account the token signs in, and another account's token cannot touch them."""
-    from gateway.account_client import add_category_rule, delete_category_rule, update_category_rule
+    from schemas.api_client import add_category_rule, delete_category_rule, update_category_rule
     from warehouse.categories import DEFAULT_RULES, list_rules
 
     def rule(rule_id: str):

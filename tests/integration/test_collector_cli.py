@@ -18,8 +18,8 @@ from collector.agent import Upkeep
 from collector.config import CollectorHome, load_collector_settings
 from collector.enrolled import certificate_validity, load_credentials, load_enrollment
 from collector.transport import IngestClient
-from gateway.account_client import create_enrollment_code, list_devices, log_in
 from infra.devices import new_account
+from schemas.api_client import create_enrollment_code, list_devices, log_in
 from tests.collector_process import REPO, collector_command, enroll_args, enrolled_home, run_collector
 
 

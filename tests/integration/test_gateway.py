@@ -8,9 +8,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from collector.transport import DeviceCredentials, IngestClient, channel_credentials
-from gateway.pki import DeviceIdentity, create_ca, new_device_id, new_device_key_and_csr, sign_device_csr
-from gateway.proto import ingest_pb2, ingest_pb2_grpc
+from gateway.pki import create_ca, new_device_id, sign_device_csr
 from schemas.codec import encode_interval
+from schemas.device_keys import DeviceIdentity, new_device_key_and_csr
+from schemas.wire import ingest_pb2, ingest_pb2_grpc
 from tests.certificates import expired_device_certificate
 from tests.e2e.test_pipeline import interval
 from tests.integration.test_throttling import gateway_running

@@ -10,11 +10,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.transport import IngestClient, channel_credentials
-from gateway.proto import ingest_pb2, ingest_pb2_grpc
 from gateway.server import SPOOL_DEPTH_HEADER
 from infra.devices import new_user_device
 from infra.processes import free_port
 from schemas.codec import encode_interval
+from schemas.wire import ingest_pb2, ingest_pb2_grpc
 from tests.conftest import eventually, private_stack_running
 from tests.e2e.test_pipeline import interval
 

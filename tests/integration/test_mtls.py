@@ -12,7 +12,6 @@ from collector.enrollment import DeviceInfo, renew, update_info
 from collector.enrollment import enroll as enroll_device
 from collector.transport import IngestClient
 from gateway.pki import (
-    DeviceIdentity,
     PkiError,
     StackPki,
     create_ca,
@@ -20,11 +19,11 @@ from gateway.pki import (
     identity_from_certificate,
     issue_server_certificate,
     new_device_id,
-    new_device_key_and_csr,
     sign_device_csr,
 )
 from infra.devices import new_account
 from schemas.codec import encode_interval
+from schemas.device_keys import DeviceIdentity, new_device_key_and_csr
 from tests.certificates import expired_device_certificate
 from tests.e2e.test_pipeline import interval
 

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 import grpc
 import pytest
 
-from gateway.account_client import log_in
 from gateway.identity_store import THROTTLE_FREE_FAILURES, THROTTLE_FREE_FAILURES_PER_ADDRESS
 from infra.devices import new_account
 from infra.settings import Settings
 from infra.stack import Stack
+from schemas.api_client import log_in
 from tests.conftest import _quiet, stack_settings
 
 

@@ -13,8 +13,9 @@ from collector.config import CollectorHome
 from collector.enrolled import Enrollment, NotEnrolled, certificate_validity, save_credentials, save_enrollment
 from collector.spool import Spool
 from collector.transport import DeviceCredentials
-from gateway.pki import DeviceIdentity, create_ca, new_device_key_and_csr, sign_device_csr
-from infra.cli import UserFacingError
+from gateway.pki import create_ca, sign_device_csr
+from plumbing.cli import UserFacingError
+from schemas.device_keys import DeviceIdentity, new_device_key_and_csr
 
 NOW = 1_800_000_000.0  # seconds, as time.time() gives it
 ENROLLMENT = Enrollment("alice", "d-1", "gw.example:7443", "gw.example:7444", "work laptop", "Linux", "6.8")

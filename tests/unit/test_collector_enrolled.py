@@ -29,7 +29,8 @@ from collector.enrolled import (
 )
 from collector.enrollment import DeviceInfo
 from collector.transport import DeviceCredentials
-from gateway.pki import DeviceIdentity, create_ca, new_device_key_and_csr, sign_device_csr
+from gateway.pki import create_ca, sign_device_csr
+from schemas.device_keys import DeviceIdentity, new_device_key_and_csr
 
 ENROLLMENT = Enrollment(
     user_id="alice",

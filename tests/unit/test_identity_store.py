@@ -18,7 +18,6 @@ from argon2 import PasswordHasher
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.account_client import CLIENT_ADDRESS_HEADER
 from gateway.accounts_service import client_address
 from gateway.identity_store import (
     CODE_ALPHABET,
@@ -51,6 +50,7 @@ from gateway.identity_store import (
     throttle_address,
     throttle_delay,
 )
+from schemas.api_client import CLIENT_ADDRESS_HEADER
 
 PASSWORD = "correct horse battery staple"
 ADDRESS = "192.0.2.10"

@@ -8,7 +8,7 @@ import logging
 import logging.config
 from collections.abc import Callable
 
-from infra.cli import JsonFormatter, json_logging_config
+from plumbing.cli import JsonFormatter, json_logging_config
 
 
 def records_logged(formatter: logging.Formatter, log: Callable[[logging.Logger], None]) -> list[dict]:

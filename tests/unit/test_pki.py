@@ -13,17 +13,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.pki import (
-    DeviceIdentity,
     PkiError,
     create_ca,
     ensure_stack_pki,
     identity_from_certificate,
     issue_server_certificate,
     new_device_id,
-    new_device_key_and_csr,
     sign_device_csr,
-    write_device_bundle,
 )
+from schemas.device_keys import DeviceIdentity, new_device_key_and_csr, write_device_bundle
 
 
 @pytest.fixture(scope="module")

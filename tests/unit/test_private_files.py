@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import command
-from infra.files import make_private_dir
 from infra.processes import ManagedProcess
+from plumbing.cli import command
+from plumbing.files import make_private_dir
 
 
 def mode(path) -> str:
@@ -40,7 +40,7 @@ def test_a_directory_left_open_to_others_is_made_owner_only_and_said_so(tmp_path
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     data_dir.chmod(0o755)
-    with caplog.at_level(logging.WARNING, logger="infra.files"):
+    with caplog.at_level(logging.WARNING, logger="plumbing.files"):
         make_private_dir(data_dir)
     assert mode(data_dir) == "0700"
     assert [r.getMessage() for r in caplog.records] == [

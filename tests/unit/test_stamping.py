@@ -5,9 +5,9 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.pki import DeviceIdentity
 from gateway.stamping import MAX_INTERVALS_PER_RECORD, pack_stamped, record_chunks, validate_records
 from schemas.codec import decode_stamped_intervals, encode_interval
+from schemas.device_keys import DeviceIdentity
 
 NOW = 1_780_000_000_000
 

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from infra.files import private_umask
+from plumbing.files import private_umask
 
 
 class UserFacingError(Exception):

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from gateway.proto import ingest_pb2 as gateway_dot_proto_dot_ingest__pb2
+from schemas.wire import ingest_pb2 as schemas_dot_wire_dot_ingest__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in gateway/proto/ingest_pb2_grpc.py depends on'
+        + ' but the generated code in schemas/wire/ingest_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,13 +36,13 @@ class IngestStub:
         """
         self.SendBatch = channel.unary_unary(
                 '/productimon.ingest.v1.Ingest/SendBatch',
-                request_serializer=gateway_dot_proto_dot_ingest__pb2.Batch.SerializeToString,
-                response_deserializer=gateway_dot_proto_dot_ingest__pb2.BatchAck.FromString,
+                request_serializer=schemas_dot_wire_dot_ingest__pb2.Batch.SerializeToString,
+                response_deserializer=schemas_dot_wire_dot_ingest__pb2.BatchAck.FromString,
                 _registered_method=True)
         self.Upload = channel.stream_stream(
                 '/productimon.ingest.v1.Ingest/Upload',
-                request_serializer=gateway_dot_proto_dot_ingest__pb2.Batch.SerializeToString,
-                response_deserializer=gateway_dot_proto_dot_ingest__pb2.BatchAck.FromString,
+                request_serializer=schemas_dot_wire_dot_ingest__pb2.Batch.SerializeToString,
+                response_deserializer=schemas_dot_wire_dot_ingest__pb2.BatchAck.FromString,
                 _registered_method=True)
 
 
@@ -68,13 +68,13 @@ def add_IngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'SendBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.SendBatch,
-                    request_deserializer=gateway_dot_proto_dot_ingest__pb2.Batch.FromString,
-                    response_serializer=gateway_dot_proto_dot_ingest__pb2.BatchAck.SerializeToString,
+                    request_deserializer=schemas_dot_wire_dot_ingest__pb2.Batch.FromString,
+                    response_serializer=schemas_dot_wire_dot_ingest__pb2.BatchAck.SerializeToString,
             ),
             'Upload': grpc.stream_stream_rpc_method_handler(
                     servicer.Upload,
-                    request_deserializer=gateway_dot_proto_dot_ingest__pb2.Batch.FromString,
-                    response_serializer=gateway_dot_proto_dot_ingest__pb2.BatchAck.SerializeToString,
+                    request_deserializer=schemas_dot_wire_dot_ingest__pb2.Batch.FromString,
+                    response_serializer=schemas_dot_wire_dot_ingest__pb2.BatchAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -102,8 +102,8 @@ class Ingest:
             request,
             target,
             '/productimon.ingest.v1.Ingest/SendBatch',
-            gateway_dot_proto_dot_ingest__pb2.Batch.SerializeToString,
-            gateway_dot_proto_dot_ingest__pb2.BatchAck.FromString,
+            schemas_dot_wire_dot_ingest__pb2.Batch.SerializeToString,
+            schemas_dot_wire_dot_ingest__pb2.BatchAck.FromString,
             options,
             channel_credentials,
             insecure,
@@ -129,8 +129,8 @@ class Ingest:
             request_iterator,
             target,
             '/productimon.ingest.v1.Ingest/Upload',
-            gateway_dot_proto_dot_ingest__pb2.Batch.SerializeToString,
-            gateway_dot_proto_dot_ingest__pb2.BatchAck.FromString,
+            schemas_dot_wire_dot_ingest__pb2.Batch.SerializeToString,
+            schemas_dot_wire_dot_ingest__pb2.BatchAck.FromString,
             options,
             channel_credentials,
             insecure,

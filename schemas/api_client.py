@@ -6,8 +6,8 @@ from datetime import datetime
 
 import grpc
 
-from gateway.proto import accounts_pb2 as pb
-from gateway.proto import accounts_pb2_grpc
+from schemas.wire import accounts_pb2 as pb
+from schemas.wire import accounts_pb2_grpc
 
 # Set by a trusted proxy (the dashboard) to the address of the person it signs in.
 CLIENT_ADDRESS_HEADER = "x-productimon-client-address"
