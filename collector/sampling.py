@@ -97,7 +97,11 @@ class NoIdle:
 
 
 class PyWinCtlWindows:
-    """The active window through pywinctl (X11 with EWMH, Windows, macOS)."""
+    """The active window through pywinctl (X11 with EWMH, Windows, macOS).
+
+    On X11 the window object and its program name are kept while the same window stays in front: each second
+    then costs one property read for the active window and one for its title, where pywinctl's
+    getActiveWindow would build a new window object (and look its program up again) every time."""
 
     def __init__(self) -> None:
         try:
@@ -106,18 +110,40 @@ class PyWinCtlWindows:
             # pywinctl exits the process when `xrandr` is missing (DESIGN.md); that must not end the collector.
             raise RuntimeError(f"pywinctl could not start (is xrandr installed?): exit {exc.code}") from None
         self._pywinctl = pywinctl
+        self._root = None
+        if sys.platform == "linux" and os.environ.get("XDG_SESSION_TYPE", "").lower() != "wayland":
+            from ewmhlib import defaultEwmhRoot  # pywinctl's own root window of the default display
+
+            self._root = defaultEwmhRoot
+        self._front: tuple[int, object, str] | None = None  # window id, pywinctl window, program name
         self._failing = False
 
-    def active(self) -> tuple[str, str | None] | None:
-        try:
+    def _in_front(self) -> tuple[object, str] | None:
+        if self._root is None:
             window = self._pywinctl.getActiveWindow()
             if window is None:
                 return None
-            app = (linux_app_name(window) if sys.platform == "linux" else window.getAppName()) or "unknown"
+            return window, (linux_app_name(window) if sys.platform == "linux" else window.getAppName()) or "unknown"
+        handle = self._root.getActiveWindow()
+        if not handle:
+            self._front = None
+            return None
+        if self._front is None or self._front[0] != handle:
+            window = self._pywinctl.Window(handle)
+            self._front = (handle, window, linux_app_name(window) or "unknown")
+        return self._front[1], self._front[2]
+
+    def active(self) -> tuple[str, str | None] | None:
+        try:
+            front = self._in_front()
+            if front is None:
+                return None
+            window, app = front
             title = window.title or None
         except SessionEnded:
             raise
         except Exception as exc:  # the window can close between the two calls; X errors come as many types
+            self._front = None
             if _connection_lost(exc):
                 raise SessionEnded("the X display closed: the desktop session ended") from None
             if not self._failing:

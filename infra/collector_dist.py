@@ -27,7 +27,17 @@ DISTRIBUTION = "productimon-collector"
 PACKAGES = ("collector", "schemas", "plumbing")
 REQUIRES_PYTHON = ">=3.10,<3.14"
 # What the collector imports, by distribution name; the versions come from the server's pins.
-REQUIREMENTS = ("grpcio", "protobuf", "cryptography", "fastavro", "pynput", "pywinctl", "python-xlib", "tomli")
+REQUIREMENTS = (
+    "grpcio",
+    "protobuf",
+    "cryptography",
+    "fastavro",
+    "pynput",
+    "pywinctl",
+    "python-xlib",
+    "ewmhlib",
+    "tomli",
+)
 SCRIPTS = {"productimon-collector": "collector.cli:main", "productimon-browser": "collector.browser_cli:main"}
 PACKAGE_DATA = {
     "schemas": ["*/*.avsc", "*.toml", "wire/*.proto"],
