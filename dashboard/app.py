@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboard import access, formatting
 from dashboard.context import VIEW_KEY, View, settings
-from dashboard.period import DEFAULT_PRESET, PRESETS, preset_period, viewer_zone
+from dashboard.period import DEFAULT_PRESET, PRESETS, preset_period, viewer_today, viewer_zone
 from dashboard.sessions import COOKIE, SessionBook
 from dashboard.share import QUERY_PARAMETER, SHAREABLE_VIEWS
 from dashboard.views import VIEWS
@@ -182,7 +182,7 @@ def sign_out(account: access.SignedIn) -> None:
 def filters(account: access.SignedIn) -> View:
     """The period and device filters in the sidebar; widget keys keep them while navigating."""
     zone = viewer_zone(getattr(st.context, "timezone", None))
-    today = datetime.now(zone).date()
+    today = viewer_today(zone)
     with st.sidebar:
         st.caption(f"Signed in as **{account.email}**")
         preset = st.selectbox("Period", PRESETS, index=PRESETS.index(DEFAULT_PRESET), key="period_preset")

@@ -13,6 +13,7 @@ from clickhouse_connect.driver.client import Client
 from dashboard.access import SignedIn, one_line
 from dashboard.period import Period
 from infra.settings import Settings, load_settings
+from warehouse import queries
 from warehouse.client import connect
 
 T = TypeVar("T")
@@ -64,6 +65,12 @@ def load(what: str, query: Callable[..., T], *args: object, **kwargs: object) ->
         except Exception as exc:  # the warehouse being away is shown, not a traceback
             st.error(f"Could not load {what}: {one_line(exc)}")
             st.stop()
+
+
+def account_apps(view: View) -> list[str]:
+    """The account's apps, first used first (`queries.app_order`): what every chart takes its app colours from
+    (`dashboard.charts`), so an app looks the same on every page, day and device filter."""
+    return list(load("the apps' colours", queries.app_order, view.user_id)["app"])
 
 
 def require_owner(view: View) -> SignedIn:

@@ -1,4 +1,5 @@
-"""The user's own data as files: CSV and JSON of a query result, with timestamps in ISO 8601 UTC."""
+"""The user's own data as files: CSV and JSON of a query result, with timestamps in ISO 8601 UTC and devices
+named as the person named them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ def _portable(df: pd.DataFrame) -> pd.DataFrame:
             out[column] = [None if pd.isna(t) else t.isoformat(timespec="milliseconds")[:-6] + "Z" for t in utc]
         elif pd.api.types.is_datetime64_any_dtype(out[column]):
             out[column] = out[column].dt.strftime("%Y-%m-%d")
+    return out
+
+
+def name_devices(df: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """`df` with a `device` column, the device's name (`formatting.device_labels`: with the start of its id
+    where names repeat), just before its `device_id`, which stays; a device not in `labels` is named by its
+    id. A frame without `device_id` is returned as it is."""
+    if "device_id" not in df.columns:
+        return df
+    out = df.copy()
+    names = [labels.get(d, d) for d in out["device_id"]]
+    out.insert(out.columns.get_loc("device_id"), "device", pd.Series(names, index=out.index, dtype="object"))
     return out
 
 

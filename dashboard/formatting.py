@@ -1,8 +1,11 @@
-"""How the dashboard writes numbers: durations, shares and counts, the same on every page and in tests."""
+"""How the dashboard writes numbers: durations, shares, counts and rates, and the unit a chart's durations are
+drawn in, the same on every page and in tests."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 def duration(seconds: float) -> str:
@@ -32,8 +35,36 @@ def count(value: float) -> str:
     return f"{int(value):,}"
 
 
-def hours(seconds: float) -> float:
-    return float(seconds) / 3600
+def rate(value: float) -> str:
+    """A rate such as context switches per hour, to one decimal: '2.4', '0.0'; '–' when there is none."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{float(value):.1f}"
+
+
+@dataclass(frozen=True)
+class DurationUnit:
+    """The unit a chart's time axis is drawn in: `title` for the axis, `seconds` in one unit."""
+
+    name: str
+    title: str
+    seconds: int
+
+    def of(self, seconds: float) -> float:
+        return float(seconds) / self.seconds
+
+
+MINUTES = DurationUnit("min", "Minutes", 60)
+HOURS = DurationUnit("h", "Hours", 3600)
+# A chart whose largest value is under this many seconds reads in minutes (at most '119'), else in hours.
+HOURS_FROM = 2 * 3600
+
+
+def chart_unit(seconds: Iterable[float]) -> DurationUnit:
+    """Minutes or hours, as fits a chart of these durations: minutes while the largest is under two hours (so
+    a chart of minutes is never drawn as slivers of an hour), hours from there (never thousands of minutes)."""
+    largest = max((float(s) for s in seconds if s is not None and not math.isnan(float(s))), default=0.0)
+    return HOURS if largest >= HOURS_FROM else MINUTES
 
 
 def device_labels(devices: dict[str, str]) -> dict[str, str]:

@@ -2,13 +2,20 @@
 
 The dashboard's period filter is a preset ("This week") or two chosen days; either way it becomes a `Period`
 of whole local days, which every page turns into the [start, end) the query API takes.
+
+Every page reads the viewer's clock the same way, through this module: `viewer_zone` (the browser's zone),
+`viewer_today` (what "Today" is), `wall_clock` (instants as the local times a chart shows) and `local_hour`
+(the hour of the day an instant is bucketed in).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import pandas as pd
 
 PRESETS = ("Today", "Yesterday", "This week", "Last 7 days", "Last 30 days", "Custom")
 DEFAULT_PRESET = "Last 7 days"
@@ -16,12 +23,35 @@ DEFAULT_PRESET = "Last 7 days"
 MAX_DAYS = 366
 
 
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones()) | {"UTC"}
+
+
 def viewer_zone(name: str | None) -> ZoneInfo:
-    """The browser's time zone when it told us a valid one, else UTC."""
+    """The browser's time zone when it told us one the query API knows (an IANA name), else UTC."""
+    if not name or name not in _known_zones():
+        return ZoneInfo("UTC")
     try:
-        return ZoneInfo(name) if name else ZoneInfo("UTC")
+        return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+def viewer_today(zone: ZoneInfo, now: datetime | None = None) -> date:
+    """The viewer's calendar day at `now` (by default the present): what every page means by "Today"."""
+    return (now if now is not None else datetime.now(UTC)).astimezone(zone).date()
+
+
+def wall_clock(moments: pd.Series, zone: ZoneInfo | str) -> pd.Series:
+    """UTC instants as the viewer's wall-clock times, carried as UTC: a chart on a UTC scale shows exactly these
+    local times, whatever zone the browser drawing it is in, so the only conversion to local time is this one."""
+    return moments.dt.tz_convert(zone).dt.tz_localize(None).dt.tz_localize("UTC")
+
+
+def local_hour(moments: pd.Series, zone: ZoneInfo | str) -> pd.Series:
+    """The viewer's hour of the day (0-23, int64) each UTC instant falls in: how pages bucket by hour."""
+    return moments.dt.tz_convert(zone).dt.hour.astype("int64")
 
 
 def day_range(first: date, last: date, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -861,6 +861,23 @@ def export_intervals(
     return _query(client, _EXPORT, {"user": user_id, **_raw_parameters(start, end, devices)}, schema)
 
 
+_APP_ORDER = """
+SELECT app, min(start) AS first_used
+FROM app_sessions FINAL
+WHERE user_id = {user:String}
+GROUP BY app
+ORDER BY first_used, app
+"""
+
+
+def app_order(client: Client, user_id: str) -> pd.DataFrame:
+    """Every app the user has app sessions of, in the order first used (then by name): the order the dashboard
+    gives apps their colours in, which an app used for the first time only extends. All devices, all time.
+
+    Columns: app (str), first_used (datetime64[ms, UTC])."""
+    return _query(client, _APP_ORDER, {"user": user_id}, {"app": "str", "first_used": _TS})
+
+
 _COMPARABLE.update(app=time_per_app, site=time_per_site, category=time_per_category, device=time_per_device)
 
 

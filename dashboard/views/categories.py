@@ -142,14 +142,15 @@ def show(view: View) -> None:
     if per_category.empty:
         st.info("No activity recorded in this period.")
     else:
+        unit = formatting.chart_unit(per_category["seconds"])
         data = per_category.assign(
-            hours=per_category["seconds"] / 3600, time=per_category["seconds"].map(formatting.duration)
+            amount=per_category["seconds"] / unit.seconds, time=per_category["seconds"].map(formatting.duration)
         )
         st.altair_chart(
             alt.Chart(data, title="Time per category")
             .mark_bar()
             .encode(
-                x=alt.X("hours:Q", title="Hours"),
+                x=alt.X("amount:Q", title=unit.title),
                 y=alt.Y("category:N", sort="-x", title=None),
                 tooltip=["category:N", alt.Tooltip("time:N", title="Time")],
             ),

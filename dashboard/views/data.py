@@ -24,26 +24,30 @@ CONFIRM_WORD = "DELETE"
 PREPARED_KEY = "export_prepared"
 
 
-def _export(view: View) -> None:
+def _export(view: View, devices: dict[str, str]) -> None:
+    """The export; `devices` (id -> label) names each row's device beside its id."""
     st.subheader("Export")
     period = view.period
-    st.caption(f"{period.label()} ({period.tz}); the device filter applies.")
+    st.caption(
+        f"{period.label()} ({period.tz}); the device filter applies. Rows of one device name it (`device`, as on "
+        "the Devices page) beside its id (`device_id`)."
+    )
     left, right = st.columns(2)
     dataset = left.selectbox("What", list(DATASETS), key="export_dataset")
     fmt = right.radio("Format", export.FORMATS, horizontal=True, key="export_format")
     name, query = DATASETS[dataset]
-    client, user, devices = warehouse(), view.user_id, view.device_filter
+    client, user, chosen = warehouse(), view.user_id, view.device_filter
 
     def produce() -> bytes:
         if query is None:
-            df = queries.daily_trend(client, user, period.start, period.end, tz=period.tz, devices=devices)
+            df = queries.daily_trend(client, user, period.start, period.end, tz=period.tz, devices=chosen)
         else:
-            df = query(client, user, period.start, period.end, devices=devices)
-        return export.encode(df, fmt)[0]
+            df = query(client, user, period.start, period.end, devices=chosen)
+        return export.encode(export.name_devices(df, devices), fmt)[0]
 
     # Prepared on request, then offered as a stored file: a large export is not built on every visit, and the
     # download carries its file name (a download built lazily at the click can lose it when a rerun races it).
-    wanted = (dataset, fmt, period.start, period.end, tuple(devices or ()))
+    wanted = (dataset, fmt, period.start, period.end, tuple(chosen or ()), tuple(sorted(devices.items())))
     prepared = st.session_state.get(PREPARED_KEY)
     if prepared is None or prepared[0] != wanted:
         st.session_state.pop(PREPARED_KEY, None)
@@ -142,15 +146,15 @@ def show(view: View) -> None:
         st.success(notice)
     if problem := st.session_state.pop("data_problem", None):
         st.error(problem)
-    _export(view)
-    st.divider()
     gateway = Gateway.of(settings())
     try:
         listed = api_client.list_devices(gateway.address, gateway.ca_pem, owner.token)
         devices = formatting.device_labels({d.device_id: d.name for d in listed})
     except Exception as exc:
-        st.error(f"Could not load the devices: {one_line(exc)}")
+        st.error(f"Could not load the devices (an export names them by id): {one_line(exc)}")
         devices = {}
+    _export(view, devices)
+    st.divider()
     _delete(view, devices)
     st.divider()
     _delete_account(view)

@@ -2,40 +2,40 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import formatting
-from dashboard.context import View, current_view, load
-from dashboard.period import preset_period
+from dashboard import charts, formatting
+from dashboard.context import View, account_apps, current_view, load
+from dashboard.period import preset_period, viewer_today
 from warehouse import queries
 
 TOP = 10
 
 
-def _bars(df: pd.DataFrame, key: str, title: str) -> alt.Chart:
-    data = df.head(TOP).assign(
-        hours=df["seconds"].head(TOP) / 3600, time=df["seconds"].head(TOP).map(formatting.duration)
-    )
-    return (
-        alt.Chart(data)
-        .mark_bar()
-        .encode(
-            x=alt.X("hours:Q", title="Hours"),
-            y=alt.Y(f"{key}:N", sort="-x", title=None),
-            tooltip=[alt.Tooltip(f"{key}:N", title=title), alt.Tooltip("time:N", title="Time")],
-        )
-    )
+def _bars(df: pd.DataFrame, key: str, title: str, apps: Sequence[str] | None = None) -> alt.Chart:
+    """The top rows as bars in minutes or hours, as fits; apps (given the account's app order) in their colours."""
+    top = df.head(TOP)
+    unit = formatting.chart_unit(top["seconds"])
+    data = top.assign(amount=top["seconds"] / unit.seconds, time=top["seconds"].map(formatting.duration))
+    encoding = {
+        "x": alt.X("amount:Q", title=unit.title),
+        "y": alt.Y(f"{key}:N", sort="-x", title=None),
+        "tooltip": [alt.Tooltip(f"{key}:N", title=title), alt.Tooltip("time:N", title="Time")],
+    }
+    if apps is not None:
+        encoding["color"] = charts.app_color(key, data[key], apps, legend=False)
+    return alt.Chart(data).mark_bar().encode(**encoding)
 
 
-def _top(df: pd.DataFrame, key: str, title: str, total: float) -> None:
+def _top(df: pd.DataFrame, key: str, title: str, total: float, apps: Sequence[str] | None = None) -> None:
     if df.empty:
         st.caption(f"No {title.lower()} in this period.")
         return
-    st.altair_chart(_bars(df, key, title), width="stretch")
+    st.altair_chart(_bars(df, key, title, apps), width="stretch")
     st.table(
         pd.DataFrame(
             {
@@ -53,12 +53,11 @@ def show(view: View) -> None:
     period, user, devices = view.period, view.user_id, view.device_filter
     st.title("Overview")
     st.caption(period.label())
-    now = datetime.now(period.zone).date()
     figures: list[tuple[str, str]] = []
     if not view.shared:
         # Today and this week are the owner's own running totals; a share link shows only its period.
         for preset in ("Today", "This week"):
-            p = preset_period(preset, now, period.zone)
+            p = preset_period(preset, viewer_today(period.zone), period.zone)
             t = load(preset.lower(), queries.totals, user, p.start, p.end, devices=devices)
             figures.append((f"Active {preset.lower()}", formatting.duration(t["active_seconds"].iloc[0])))
     totals = load("the period's totals", queries.totals, user, period.start, period.end, devices=devices)
@@ -82,7 +81,8 @@ def show(view: View) -> None:
     apps_column, sites_column, categories_column = st.columns(3)
     with apps_column:
         st.subheader("Top apps")
-        _top(load("apps", queries.time_per_app, user, period.start, period.end, devices=devices), "app", "App", active)
+        apps = load("apps", queries.time_per_app, user, period.start, period.end, devices=devices)
+        _top(apps, "app", "App", active, account_apps(view))
     with sites_column:
         st.subheader("Top sites")
         sites = load("sites", queries.time_per_site, user, period.start, period.end, devices=devices)

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import formatting
+from dashboard import charts, formatting
 from dashboard.context import View, current_view, load
 from warehouse import queries
 
@@ -15,9 +15,14 @@ COMPARE_BY = {"App": "app", "Site": "site", "Category": "category", "Device": "d
 
 
 def daily_chart(daily: pd.DataFrame) -> alt.Chart:
-    long = daily.melt(id_vars="day", value_vars=["active_seconds", "idle_seconds"], var_name="state", value_name="s")
+    """Active and idle time per day, stacked, in minutes or hours as fits the longest day."""
+    unit = formatting.chart_unit(daily["active_seconds"] + daily["idle_seconds"])
+    labels = charts.day_labels(daily["day"])
+    long = daily.assign(label=labels).melt(
+        id_vars="label", value_vars=["active_seconds", "idle_seconds"], var_name="state", value_name="s"
+    )
     long = long.assign(
-        hours=long["s"] / 3600,
+        amount=long["s"] / unit.seconds,
         state=long["state"].map({"active_seconds": "Active", "idle_seconds": "Idle"}),
         time=long["s"].map(formatting.duration),
     )
@@ -25,23 +30,20 @@ def daily_chart(daily: pd.DataFrame) -> alt.Chart:
         alt.Chart(long, title="Per day")
         .mark_bar()
         .encode(
-            x=alt.X("yearmonthdate(day):O", title=None, axis=alt.Axis(format="%a %d %b", labelAngle=-45)),
-            y=alt.Y("hours:Q", title="Hours", stack="zero"),
+            x=alt.X("label:O", title=None, sort=list(labels), axis=alt.Axis(labelAngle=-45)),
+            y=alt.Y("amount:Q", title=unit.title, stack="zero"),
             color=alt.Color("state:N", title=None, sort=["Active", "Idle"]),
             order=alt.Order("state:N", sort="ascending"),
-            tooltip=[
-                alt.Tooltip("day:T", title="Day", format="%a %d %b"),
-                "state:N",
-                alt.Tooltip("time:N", title="Time"),
-            ],
+            tooltip=[alt.Tooltip("label:N", title="Day"), "state:N", alt.Tooltip("time:N", title="Time")],
         )
     )
 
 
 def heatmap(cells: pd.DataFrame) -> alt.Chart:
+    unit = formatting.chart_unit(cells["active_seconds"])
     data = cells.assign(
         day=cells["weekday"].map(lambda d: WEEKDAYS[d - 1]),
-        minutes=cells["active_seconds"] / 60,
+        amount=cells["active_seconds"] / unit.seconds,
         time=cells["active_seconds"].map(formatting.duration),
     )
     return (
@@ -50,7 +52,7 @@ def heatmap(cells: pd.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("hour:O", title="Hour"),
             y=alt.Y("day:N", sort=WEEKDAYS, title=None),
-            color=alt.Color("minutes:Q", title="Active min", scale=alt.Scale(scheme="viridis")),
+            color=alt.Color("amount:Q", title=f"Active {unit.name}", scale=alt.Scale(scheme="viridis")),
             tooltip=["day:N", "hour:O", alt.Tooltip("time:N", title="Active")],
         )
     )

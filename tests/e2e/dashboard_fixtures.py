@@ -6,12 +6,14 @@ another's anywhere on a page (text, tables, chart specs).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -86,6 +88,19 @@ def activity(mark: str, start: datetime) -> tuple[list[dict], list[dict]]:
     return first, second
 
 
+def send_intervals(settings, email: str, password: str, device_name: str, intervals: list[dict]) -> str:
+    """Enroll a device of the account and send its intervals through the gateway; its device id."""
+    identity, creds = enroll_device(settings, email, password, device_name)
+    with IngestClient(settings.gateway_address, creds) as client:
+        assert client.send_batch([encode_interval(i) for i in intervals]).accepted == len(intervals)
+    return identity.device_id
+
+
+def interval(seq: int, start: datetime, seconds: float, app: str, **details) -> dict:
+    """One interval as a collector sends it (`url`, `idle`, `keys`, `clicks` as keywords)."""
+    return _interval(seq, start, seconds, app, **details)
+
+
 def make_account(settings, warehouse_client, start: datetime = T0) -> Account:
     """A new account with two devices and their activity sent through the gateway, stored by the worker."""
     mark = uuid.uuid4().hex[:6]
@@ -118,17 +133,18 @@ def dashboard_env(stack) -> Iterator[None]:
         st.cache_resource.clear()
 
 
-def new_app(query: dict[str, str] | None = None) -> AppTest:
+def new_app(query: dict[str, str] | None = None, timezone: str = "UTC") -> AppTest:
+    """The dashboard as a browser in `timezone` opens it."""
     at = AppTest.from_file(APP, default_timeout=90)
-    at.context["timezone"] = "UTC"
+    at.context["timezone"] = timezone
     for name, value in (query or {}).items():
         at.query_params[name] = value
     return at
 
 
-def signed_in_app(account: Account) -> AppTest:
+def signed_in_app(account: Account, timezone: str = "UTC") -> AppTest:
     """The dashboard after signing in through its form with the account's email and password."""
-    at = new_app().run()
+    at = new_app(timezone=timezone).run()
     at.text_input(key="sign_in_email").input(account.email)
     at.text_input(key="sign_in_password").input(account.password)
     at.form_submit_button[0].click().run()
@@ -172,3 +188,34 @@ def everything_shown(at: AppTest) -> str:
 
     walk(at._tree)
     return "\n".join(parts)
+
+
+@dataclass
+class Chart:
+    spec: dict
+    data: pd.DataFrame  # the rows the chart draws
+
+    def encoding(self, channel: str) -> dict:
+        return self.spec.get("encoding", {}).get(channel, {})
+
+
+def charts_shown(at: AppTest) -> list[Chart]:
+    """Every Vega-Lite chart on the page, as the browser gets it: its spec and its data."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    found = []
+    for element in [*at.get("arrow_vega_lite_chart"), *at.get("vega_lite_chart")]:
+        proto = element.proto
+        spec = json.loads(proto.spec)
+        frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in proto.datasets]
+        if proto.HasField("data") and proto.data.data:
+            frames.append(convert_arrow_bytes_to_pandas_df(proto.data.data))
+        found.append(Chart(spec, frames[0] if frames else pd.DataFrame()))
+    return found
+
+
+def chart_of(at: AppTest, field: str, channel: str = "x") -> Chart:
+    """The chart on the page whose `channel` draws `field`."""
+    matching = [c for c in charts_shown(at) if c.encoding(channel).get("field") == field]
+    assert matching, f"no chart draws {field} on {channel}: {[c.spec.get('encoding') for c in charts_shown(at)]}"
+    return matching[0]

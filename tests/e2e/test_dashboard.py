@@ -3,26 +3,37 @@ data the worker stored from intervals sent through the gateway, every page's num
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import grpc
+import pandas as pd
 import pytest
 
-from dashboard import formatting
-from dashboard.period import preset_period, viewer_zone
+from dashboard import charts, formatting
+from dashboard.period import preset_period, viewer_today, viewer_zone
 from gateway.tokens import DASHBOARD_SCOPE, ensure_signing_key, issue_token
+from infra.devices import new_account
 from schemas.api_client import list_devices, log_out, who_am_i
 from tests.conftest import eventually
 from tests.e2e.dashboard_fixtures import (
     PAGES,
+    T0,
+    Account,
     ca_pem,
+    chart_of,
     dashboard_env,  # noqa: F401 (a fixture)
     default_period,
+    interval,
     make_account,
     metric,
     new_app,
     open_page,
+    send_intervals,
     signed_in_app,
 )
 from warehouse import categories, queries
@@ -223,7 +234,11 @@ def test_focus_shows_sessions_breaks_and_streaks(owner_app, owner, warehouse_cli
     breaks = queries.focus_breaks(warehouse_client, owner.user_id, period.start, period.end)
     assert metric(at, "Focus sessions") == str(len(sessions)) and len(sessions) >= 2
     assert metric(at, "Breaks") == str(len(breaks))
-    assert metric(at, "Longest streak") == formatting.duration(sessions["active_seconds"].max())
+    # A streak is a focus session, start to end; focused time is the time inside the sessions: the desk's
+    # terminal ran while the laptop was in focus, so it adds nothing to it (55 active minutes, 45 focused).
+    longest = (sessions["end"] - sessions["start"]).max().total_seconds()
+    assert metric(at, "Longest streak") == formatting.duration(longest)
+    assert metric(at, "Focused") == "45 min"
     assert len(at.table[0].value) == min(5, len(sessions))
 
 
@@ -295,6 +310,157 @@ def test_data_offers_an_export_of_any_period_in_csv_and_json(owner_app):
     assert not at.get("download_button")
     at.button(key="export_prepare").click().run()
     assert at.download_button(key="export_download").label == "Download time per app as JSON"
+
+
+# --- what the charts and figures promise (issue 18) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_days(stack, warehouse_client):
+    """One device's two days: the first with more apps than Vega's default legend keeps (30), one after the
+    other; the second with a few of them, in another order, and an app used for the first time."""
+    s = stack.settings
+    mark = uuid.uuid4().hex[:6]
+    user_id, email, password = new_account(s)
+    first, second = T0 - timedelta(days=1), T0
+    apps = [f"App{mark}-{i:02d}" for i in range(35)]
+    sent = [interval(i, first + timedelta(minutes=i), 50, app, keys=3) for i, app in enumerate(apps)]
+    later = [f"New{mark}", apps[33], apps[5], apps[22]]
+    sent += [interval(35 + i, second + timedelta(minutes=i), 50, app, keys=3) for i, app in enumerate(later)]
+    device = send_intervals(s, email, password, f"laptop-{mark}", sent)
+    eventually(lambda: len(queries.app_order(warehouse_client, user_id)) == 36, 90)
+    return Account(user_id, email, password, mark, {device: f"laptop-{mark}"}), first.date(), second.date()
+
+
+def _legend(chart) -> dict[str, str]:
+    """App -> colour, as the chart's legend and bars show them."""
+    scale = chart.encoding("color")["scale"]
+    return dict(zip(scale["domain"], scale["range"], strict=True))
+
+
+def test_timeline_legend_names_every_app_drawn_in_its_colour_for_the_account_on_every_day(two_days, warehouse_client):
+    account, first, second = two_days
+    at = open_page(signed_in_app(account), "timeline")
+    period = default_period()
+    shown = {}
+    for day in (first, second):
+        at.selectbox(key="timeline_day_False").select(day).run()
+        chart = chart_of(at, "start")
+        sessions = queries.app_timeline(warehouse_client, account.user_id, period.start, period.end, day=day)
+        assert set(chart.data["app"]) == set(sessions["app"])
+        color = chart.encoding("color")
+        # Every app drawn is in the legend, once, and nothing else; however many (no limit), and the chart grows
+        # with the legend instead of cutting it at the plot's height.
+        assert sorted(color["scale"]["domain"]) == sorted(set(sessions["app"]))
+        assert color["legend"] is not None and color["legend"]["symbolLimit"] == 0
+        assert chart.spec["autosize"]["type"] == "fit-x"
+        # Labels by the span on a UTC scale of wall-clock times (never the browser's own zone).
+        assert chart.encoding("x")["scale"]["type"] == "utc"
+        assert chart.encoding("x")["axis"]["labelExpr"] == charts.tick_label_expr()
+        shown[day] = _legend(chart)
+    assert len(shown[first]) > 30  # more apps than Vega's default legend would list
+    both = set(shown[first]) & set(shown[second])
+    assert len(both) == 3
+    assert {app: shown[first][app] for app in both} == {app: shown[second][app] for app in both}
+    # The colours are the account's: the 20 first used differ from each other.
+    order = list(queries.app_order(warehouse_client, account.user_id)["app"])
+    assert len({shown[first][app] for app in order[:20]}) == 20
+    # And an app is the same colour on the Overview.
+    overview = chart_of(open_page(at, "overview"), "app", "y")
+    assert all(colour == {**shown[first], **shown[second]}[app] for app, colour in _legend(overview).items())
+
+
+def test_focus_figures_say_what_differs_from_active_time_formatted_like_the_rest(stack, warehouse_client):
+    """Focused is the time inside focus sessions, short pauses included; the longest streak is a session, start
+    to end; switches per hour have one decimal. Computed here from what was sent."""
+    s = stack.settings
+    mark = uuid.uuid4().hex[:6]
+    user_id, email, password = new_account(s)
+    minute = timedelta(minutes=1)
+    sent = [interval(i, T0 + i * minute, 60, f"Editor{mark}") for i in range(10)]
+    # A 3-minute pause (shorter than a break): the same focus session goes on.
+    sent += [interval(10 + i, T0 + (13 + i) * minute, 60, f"Editor{mark}") for i in range(10)]
+    sent += [interval(20 + i, T0 + (23 + i) * minute, 60, f"Browser{mark}") for i in range(5)]
+    # 10 minutes away: a break, then a second session.
+    sent += [interval(25 + i, T0 + (38 + i) * minute, 60, f"Editor{mark}") for i in range(5)]
+    send_intervals(s, email, password, f"laptop-{mark}", sent)
+    period = default_period()
+    eventually(lambda: len(queries.focus_sessions(warehouse_client, user_id, period.start, period.end)) == 2, 90)
+    eventually(lambda: queries.totals(warehouse_client, user_id, period.start, period.end)["active_seconds"][0] == 1800)
+    account = Account(user_id, email, password, mark, {})
+    at = signed_in_app(account)
+    assert metric(at, "Active in period") == "30 min"
+    open_page(at, "focus")
+    assert metric(at, "Focus sessions") == "2"
+    assert metric(at, "Focused") == "33 min"  # 28 + 5 minutes inside the sessions, not the 30 active
+    assert metric(at, "Longest streak") == "28 min"
+    assert metric(at, "Breaks") == "1"
+    sessions = queries.focus_sessions(warehouse_client, user_id, period.start, period.end)
+    switches = int(sessions["context_switches"].sum())
+    assert switches >= 1
+    assert metric(at, "Context switches / hour") == f"{switches / (33 / 60):.1f}"
+    streaks_table = at.table[0].value
+    assert list(streaks_table["Focused"]) == ["28 min", "5 min"]
+    assert list(streaks_table["Active"]) == ["25 min", "5 min"]
+    # One decimal, like the figure above it: never '2.4000'.
+    assert all(re.fullmatch(r"\d+\.\d", value) for value in streaks_table["Switches / hour"]), streaks_table
+    assert re.fullmatch(r"\d+\.\d", metric(at, "Context switches / hour"))
+
+
+def test_charts_draw_durations_in_minutes_or_hours_as_fits(owner_app):
+    at = open_page(owner_app, "overview")
+    apps = chart_of(at, "app", "y")
+    # 35, 10 and 10 minutes: drawn in minutes, not as slivers of an hour.
+    assert apps.encoding("x")["title"] == "Minutes"
+    assert sorted(apps.data["amount"], reverse=True) == [35, 10, 10]
+    at = open_page(at, "trends")
+    daily = chart_of(at, "amount", "y")
+    assert daily.encoding("y")["title"] == "Minutes" and max(daily.data["amount"]) == 55
+    at = open_page(at, "categories")
+    assert chart_of(at, "category", "y").encoding("x")["title"] == "Minutes"
+
+
+def test_exports_name_devices_beside_their_ids(owner_app, owner):
+    at = open_page(owner_app, "data")
+    at.button(key="export_prepare").click().run()
+    exported = pd.read_csv(io.BytesIO(at.session_state["export_prepared"][1]))
+    assert list(exported.columns[:4]) == ["start", "end", "device", "device_id"]
+    assert set(exported["device_id"]) == set(owner.devices)
+    assert all(exported["device"] == exported["device_id"].map(owner.devices))
+    at.radio(key="export_format").set_value("JSON").run()
+    at.selectbox(key="export_dataset").select("Focus sessions").run()
+    at.button(key="export_prepare").click().run()
+    rows = json.loads(at.session_state["export_prepared"][1])
+    assert rows and all(row["device"] == owner.devices[row["device_id"]] for row in rows)
+
+
+def test_overview_timeline_and_trends_agree_on_today_in_the_viewers_zone(stack, warehouse_client):
+    """In a zone far from UTC, with activity across the viewer's midnight: every page's today is the viewer's."""
+    now = datetime.now(UTC)
+    # Whichever of the two has been in its today for an hour at least (one of them always has).
+    name = next(z for z in ("Pacific/Auckland", "America/Los_Angeles") if now.astimezone(ZoneInfo(z)).hour >= 1)
+    zone = ZoneInfo(name)
+    today = viewer_today(zone, now)
+    midnight = datetime.combine(today, time(), tzinfo=zone).astimezone(UTC)
+    # 25 minutes before the viewer's midnight to 30 after: 20 active minutes of it are today's (fixture layout).
+    account = make_account(stack.settings, warehouse_client, start=midnight - timedelta(minutes=25))
+    day = preset_period("Today", today, zone)
+    assert queries.totals(warehouse_client, account.user_id, day.start, day.end)["active_seconds"][0] == 20 * 60
+    at = signed_in_app(account, timezone=name)
+    assert metric(at, "Active today") == "20 min"
+    open_page(at, "timeline")
+    assert at.selectbox(key="timeline_day_False").value == today
+    assert any("· 20 min active ·" in c.value for c in at.caption), [c.value for c in at.caption]
+    bars = chart_of(at, "start").data
+    # The chart's times are the viewer's clock: today's first bar starts at the viewer's midnight.
+    starts = pd.to_datetime(bars["start"], utc=True)
+    assert starts.min() == pd.Timestamp(datetime.combine(today, time()), tz="UTC")
+    assert (starts.dt.date == today).all() and bars["came"].min() == "00:00:00"
+    open_page(at, "trends")
+    daily = chart_of(at, "amount", "y").data
+    active = daily[daily["state"] == "Active"].set_index("label")["amount"]
+    assert active.index[-1] == today.strftime("%a %d %b") and active.iloc[-1] == 20
+    assert active[(today - timedelta(days=1)).strftime("%a %d %b")] == 35
 
 
 def test_data_deletes_a_period_a_device_and_everything_after_confirmation(stack, warehouse_client):

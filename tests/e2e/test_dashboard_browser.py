@@ -182,6 +182,14 @@ def metric(page: Page, label: str) -> str:
     return card.get_by_test_id("stMetricValue").inner_text().strip()
 
 
+def time_labels(chart) -> list[str]:
+    """The labels the chart's time axis shows, after checking that no two of them read the same."""
+    axis = chart.locator("[aria-roledescription=axis]").filter(has_text="Time (")
+    labels = [t for t in axis.locator(".role-axis-label text").all_text_contents() if t.strip()]
+    assert len(labels) == len(set(labels)), labels
+    return labels
+
+
 def shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -219,7 +227,23 @@ def test_every_page_in_a_real_browser_shows_the_query_apis_numbers(
         settle(page)
     sessions = queries.app_timeline(client, user, period.start, period.end, day=busy)
     assert metric(page, "App sessions") == str(len(sessions))
+    timeline = page.get_by_test_id("stVegaLiteChart").first
+    # Every app drawn is named in the legend as drawn (SVG text), and no two time labels read the same, also
+    # once zoomed far into the day (where a minutes-only format would repeat).
+    legend = timeline.locator(".role-legend-label text").all_text_contents()
+    assert sorted(legend) == sorted(set(sessions["app"])), legend
+    whole_day = time_labels(timeline)
+    assert len(whole_day) >= 2
     shot(page, "timeline")
+    timeline.locator("svg.marks").hover(position={"x": 500, "y": 40})  # over the bars, where Vega zooms
+    zoomed = whole_day
+    for _ in range(40):  # into a span of a few minutes, ticks seconds apart
+        if len(zoomed) >= 3 and any(label.count(":") == 2 for label in zoomed):
+            break
+        page.mouse.wheel(0, -250)
+        page.wait_for_timeout(250)
+        zoomed = time_labels(timeline)
+    assert len(zoomed) >= 3 and any(label.count(":") == 2 for label in zoomed), zoomed
 
     go(page, "Trends")
     assert metric(page, "Active in period") == formatting.duration(totals["active_seconds"].iloc[0])
@@ -228,7 +252,7 @@ def test_every_page_in_a_real_browser_shows_the_query_apis_numbers(
     go(page, "Focus")
     focus = queries.focus_sessions(client, user, period.start, period.end)
     assert metric(page, "Focus sessions") == str(len(focus))
-    assert metric(page, "Longest streak") == formatting.duration(focus["active_seconds"].max())
+    assert metric(page, "Longest streak") == formatting.duration((focus["end"] - focus["start"]).max().total_seconds())
     shot(page, "focus")
 
     go(page, "Categories")
@@ -258,6 +282,7 @@ def test_every_page_in_a_real_browser_shows_the_query_apis_numbers(
     assert len(from_csv) == len(exported) > 3000
     assert list(from_csv["event_id"]) == list(exported["event_id"])
     assert from_csv["keystrokes"].sum() == exported["keystrokes"].sum()
+    assert list(from_csv["device"]) == [week.devices[d] for d in from_csv["device_id"]]  # named, id kept
     page.get_by_test_id("stRadio").get_by_text("JSON").click()
     settle(page)
     page.get_by_role("button", name="Prepare activity intervals as JSON").click()

@@ -206,11 +206,15 @@ def test_every_number_of_every_shareable_view_is_the_owners_for_the_period_alone
 
     at = shared("focus")
     # Three focus sessions (the edge one, the middle one with two apps, the late one), cut at the day's edges.
+    # Focused is the time inside them, start to end (their 10 s pauses included), not the active time: the edge
+    # one from the day's start to its last interval's end (29 min 50 s), the middle one 29 min 50 s, the late
+    # one from its start to the day's end (20 min).
+    focused = (29 * 60 + 50) * 2 + 20 * 60
     assert metric(at, "Focus sessions") == "3"
-    assert metric(at, "Focused") == formatting.duration(active)
-    assert metric(at, "Longest streak") == formatting.duration(30 * 50)
+    assert metric(at, "Focused") == formatting.duration(focused) != formatting.duration(active)
+    assert metric(at, "Longest streak") == formatting.duration(29 * 60 + 50)
     assert metric(at, "Breaks") == "2"
-    assert metric(at, "Context switches / hour") == f"{1 / (active / 3600):.1f}"
+    assert metric(at, "Context switches / hour") == f"{1 / (focused / 3600):.1f}"
 
     at = shared("timeline")
     assert metric(at, "App sessions") == "4"

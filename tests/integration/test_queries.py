@@ -357,6 +357,16 @@ def test_columns_and_dtypes_are_the_same_with_and_without_data(client, name):
     assert list(empty.dtypes) == list(full.dtypes)
 
 
+def test_app_order_is_the_users_apps_first_used_first_and_only_theirs(client):
+    """The order the dashboard's app colours come from: every app of the user's sessions, by first use."""
+    full = queries.app_order(client, "alice")
+    assert list(full["app"]) == ["Code", "Firefox", "Terminal"]
+    assert list(full["first_used"]) == [pd.Timestamp(t) for t in (at(9, 0), at(9, 10), at(23, 30))]
+    for other in ("nobody", "alice' OR '1'='1"):
+        empty = queries.app_order(client, other)
+        assert empty.empty and list(empty.dtypes) == list(full.dtypes)
+
+
 def test_a_user_with_no_data_gets_zero_totals_and_no_rows(client):
     assert queries.totals(client, "nobody", *PERIOD).iloc[0].sum() == 0
     assert queries.time_per_app(client, "nobody", *PERIOD).empty
