@@ -106,6 +106,7 @@ def run(progress) -> dict:
             stack.start_broker()
             stack.start_warehouse()
             stack.start_gateway()
+            stack.start_worker()  # the gateway acknowledges a batch once it is stored: the collector's real path
             home = enrolled_home(stack.settings, Path(tmp) / "collector", device_name="bench", python=str(alone)).home
             with virtual_desktop() as desktop:
                 windows = [desktop.open_xterm(f"Document {n} - Editor") for n in range(3)]
@@ -146,5 +147,8 @@ def run(progress) -> dict:
         "ratio_rss_collector_to_baseline": round(mine["rss_mb_mean"] / floor["rss_mb_mean"], 2),
         "intervals_left_in_spool_after_stop": left_in_spool,
         "target": f"collector CPU <= {TARGET_CPU_PERCENT}% of one core on average, RSS <= {TARGET_RSS_MB:.0f} MB",
-        "meets_target": mine["cpu_percent_of_one_core"] <= TARGET_CPU_PERCENT and mine["rss_mb_max"] <= TARGET_RSS_MB,
+        # A run whose collector could not deliver measured something else than a collector at work.
+        "meets_target": mine["cpu_percent_of_one_core"] <= TARGET_CPU_PERCENT
+        and mine["rss_mb_max"] <= TARGET_RSS_MB
+        and left_in_spool == 0,
     }

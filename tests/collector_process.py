@@ -4,6 +4,7 @@ stack, start `run` as a child process, wait for its spool to drain."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -19,23 +20,23 @@ from infra.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _launch(home: CollectorHome, python: str | None) -> tuple[list[str], Path]:
-    """The command line and working directory of `productimon-collector`: this checkout's by default, or the
-    one installed for `python` (the collector distribution), run from its home so no source here is on its path."""
-    return [
-        python or sys.executable,
-        "-m",
-        "collector",
-        "--home",
-        str(home.root),
-    ], REPO if python is None else home.root
+def _launch(
+    home: CollectorHome, python: str | None, env: dict[str, str] | None
+) -> tuple[list[str], Path, dict[str, str] | None]:
+    """The command line, working directory and environment of `productimon-collector`: this checkout's by
+    default, or the one installed for `python` (the collector distribution), run from its home and without
+    PYTHONPATH, so that no source of this checkout is on its path."""
+    if python is None:
+        return [sys.executable, "-m", "collector", "--home", str(home.root)], REPO, env
+    alone = {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONPATH"}
+    return [python, "-m", "collector", "--home", str(home.root)], home.root, alone
 
 
 def run_collector(
     home: CollectorHome, *args: str, env: dict[str, str] | None = None, stdin: str = "", python: str | None = None
 ):
     """Run one collector command to completion; returns the CompletedProcess, whatever its exit code."""
-    command, cwd = _launch(home, python)
+    command, cwd, env = _launch(home, python, env)
     return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
@@ -89,7 +90,7 @@ def enrolled_home(
 def start_collector(home: CollectorHome, env: dict[str, str], log: Path, python: str | None = None) -> subprocess.Popen:
     """`productimon-collector run` as a child; returns once it is sampling (its first status report)."""
     home.status_file.unlink(missing_ok=True)
-    command, cwd = _launch(home, python)
+    command, cwd, env = _launch(home, python, env)
     process = subprocess.Popen(
         [*command, "run"],
         cwd=cwd,

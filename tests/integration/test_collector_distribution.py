@@ -113,9 +113,11 @@ def test_installed_alone_it_enrolls_over_mtls_uploads_and_loads_no_server_module
     enrolled = enrolled_home(stack.settings, tmp_path / "home", python=str(alone))
     status = collector_command(enrolled.home, "status", python=str(alone))
     assert "enrolled:     yes" in status
+    alone_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of this checkout on its path
     loaded = subprocess.run(
         [str(alone), "-c", "import sys, collector.cli, collector.agent, collector.sampling; print(*sys.modules)"],
         cwd=tmp_path,
+        env=alone_env,
         check=True,
         capture_output=True,
         text=True,
@@ -124,6 +126,7 @@ def test_installed_alone_it_enrolls_over_mtls_uploads_and_loads_no_server_module
     origin = subprocess.run(
         [str(alone), "-c", "import collector; print(collector.__file__)"],
         cwd=tmp_path,
+        env=alone_env,
         check=True,
         capture_output=True,
         text=True,
