@@ -1,4 +1,5 @@
-"""Browser URL capture on the collector's side (issue 5): the loopback intake the native host reports to, and
+"""Browser URL capture on the collector's side (docs/collector.md; the extension: README "Browser extension"): the
+loopback intake the native host reports to, and
 the pure join of the freshest browser report with the window in front.
 
 The extension tells its native host which tab is in front of the focused browser window; the host forwards that

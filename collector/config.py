@@ -116,7 +116,7 @@ class CollectorSettings:
     # here renames the device: the collector sends it to the gateway at its next start.
     device_name: str | None = None
 
-    # Tracking (DESIGN.md "Event contract"; issue 4).
+    # Tracking (docs/design.md "Event contract"; docs/collector.md).
     sample_seconds: float = 1.0
     idle_after_seconds: float = 180.0
     max_interval_seconds: float = 60.0

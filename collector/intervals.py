@@ -1,4 +1,5 @@
-"""Interval building: the collector's 1-second samples become ActivityInterval records (DESIGN.md, "Event contract").
+"""Interval building: the collector's 1-second samples become ActivityInterval records (docs/design.md, "Event
+contract").
 
 Pure: no clock, no OS. The sampling loop passes each sample's time in, and says when the user went idle.
 """
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 class Sample:
     """What was in front at one instant, and the input COUNTS since the previous sample.
 
-    Only counts: no key identity, text or pointer position ever reaches this type (issue 4, "Input")."""
+    Only counts: no key identity, text or pointer position ever reaches this type (docs/collector.md, "What it
+    records")."""
 
     at_ms: int
     app: str

@@ -107,7 +107,8 @@ class PyWinCtlWindows:
         try:
             import pywinctl
         except SystemExit as exc:
-            # pywinctl exits the process when `xrandr` is missing (DESIGN.md); that must not end the collector.
+            # pywinctl exits the process when `xrandr` is missing (docs/design.md "Real components and how they
+            # start"); that must not end the collector.
             raise RuntimeError(f"pywinctl could not start (is xrandr installed?): exit {exc.code}") from None
         self._pywinctl = pywinctl
         self._root = None
@@ -179,7 +180,8 @@ class InputCounter:
     """Counts key presses and mouse clicks through pynput listeners.
 
     Only the number of events is kept: the callbacks receive the key and the pointer position from pynput and
-    drop them at once; nothing but two integers and a timestamp ever leaves a callback (issue 4, "Input")."""
+    drop them at once; nothing but two integers and a timestamp ever leaves a callback (docs/collector.md, "What it
+    records")."""
 
     clock: Callable[[], float] = time.monotonic
     _keys: int = 0
@@ -192,7 +194,7 @@ class InputCounter:
         self._last_input = self.clock()
 
     def start(self) -> InputCounter:
-        from pynput import keyboard, mouse  # raises ImportError without a display (DESIGN.md)
+        from pynput import keyboard, mouse  # raises ImportError without a display (docs/design.md)
 
         self._listeners = [
             keyboard.Listener(on_press=self._key_pressed),

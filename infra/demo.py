@@ -20,7 +20,8 @@ from infra.settings import Settings
 from schemas.codec import encode_interval
 
 DEMO_EMAIL = "demo@productimon.local"
-MAX_INTERVAL_S = 60  # DESIGN.md: a long activity becomes consecutive intervals of at most max_interval
+MAX_INTERVAL_S = 60  # docs/design.md "Event contract": a long activity becomes consecutive intervals of at most
+# max_interval
 
 # (app, title, url, keys per minute, clicks per minute, weight)
 Activity = tuple[str, str, str | None, int, int, int]

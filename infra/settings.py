@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
 
     # Broker. "embedded" is the in-memory tansu broker of the local stack and CI; its quirks
-    # (DESIGN.md) change producer settings, and those changes must never reach a real Kafka.
+    # (docs/design.md "Real components and how they start") change producer settings, and those changes must never
+    # reach a real Kafka.
     broker_mode: Literal["embedded", "kafka"] = "embedded"
     kafka_bootstrap: str = "127.0.0.1:9092"
     intervals_topic: str = "activity.intervals"
@@ -155,7 +156,7 @@ class Settings(BaseSettings):
     # A worker reads an account's privacy choices again once they are this old (docs/privacy-rules.md); applying
     # a rule to past data waits until every worker has it.
     privacy_reload_seconds: float = Field(default=30.0, gt=0, le=600)
-    # DESIGN.md "Sessions": an app session survives gaps up to session_gap; a focus session, idle
+    # docs/design.md "Sessions": an app session survives gaps up to session_gap; a focus session, idle
     # stretches shorter than break_after.
     session_gap_seconds: float = Field(default=30, gt=0, le=3600)
     break_after_seconds: float = Field(default=300, gt=0, le=86400)
@@ -175,7 +176,7 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
     # Cross-user insights on the dashboard: off unless the operator turns them on; each figure shown always
-    # describes at least aggregate_k distinct people (DESIGN.md "Security").
+    # describes at least aggregate_k distinct people (docs/design.md "Security").
     dashboard_aggregates: bool = False
     aggregate_k: int = Field(default=10, ge=2, le=10_000)
 

@@ -15,7 +15,8 @@ from infra.kafka_security import client_options
 from infra.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
-# Raw intervals age out of the broker so a deleted user's events do not linger there (DESIGN.md).
+# Raw intervals age out of the broker so a deleted user's events do not linger there (docs/design.md "Delete means
+# gone").
 DEFAULT_INTERVALS_RETENTION_DAYS = 7
 # Refused records are kept long enough for someone to look at them after a holiday.
 DEADLETTER_RETENTION_DAYS = 30
@@ -116,7 +117,7 @@ async def wait_until_drained(
     """Wait until `group` has committed past every offset the gateway wrote; False on timeout.
 
     The gateway's own record of what it wrote is used instead of the broker's end offsets, which the
-    embedded broker misreports (DESIGN.md).
+    embedded broker misreports (docs/design.md "Real components and how they start").
     """
     deadline = time.monotonic() + timeout_s
     while True:

@@ -1,4 +1,4 @@
-"""Window titles as they may be kept: the context of what was in front, never its content (issue 17).
+"""Window titles as they may be kept: the context of what was in front, never its content (docs/privacy-rules.md).
 
 One pure module, run by the collector before anything touches disk and again by the worker, because clients
 are not trusted. The worker scrubs what the collector already scrubbed, so `scrub_title` is idempotent: every

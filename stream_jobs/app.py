@@ -75,7 +75,8 @@ def broker_options(settings: Settings) -> dict[str, object]:
     options: dict[str, object] = {}
     if settings.broker_mode == "embedded":
         options.update(
-            # tansu takes about half the session timeout to complete a group join (DESIGN.md).
+            # tansu takes about half the session timeout to complete a group join (docs/design.md "Real components and
+            # how they start").
             broker_session_timeout=6,
             broker_heartbeat_interval=1,
             # tansu reports a partition's end as the last batch's first offset + 1; one record per

@@ -3,7 +3,7 @@
 Pure: no broker, no warehouse, no clock. The worker keeps a `DeviceState` per device (saved with `to_dict`)
 and calls `advance` with each batch of that device's intervals, in the order of the device's partition.
 
-Definitions (DESIGN.md, "Sessions"):
+Definitions (docs/design.md, "Sessions"):
 
 - An app session is a maximal run of consecutive non-idle intervals with the same `(app, site)`, each starting at
   most `session_gap_ms` after the session's end so far (an overlap, a start before that end, also continues it).

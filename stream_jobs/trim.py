@@ -1,4 +1,4 @@
-"""URL trimming: a URL becomes the site it belongs to, and nothing more (DESIGN.md, "URL trimming").
+"""URL trimming: a URL becomes the site it belongs to, and nothing more (docs/design.md, "URL trimming").
 
 What survives is the lower-cased host (IDN in Unicode form) without `www.`, unless what remains would
 be a public suffix (`www.co.uk`); the port only for `localhost` and IP literals (where it is what

@@ -1,6 +1,7 @@
 """Debian's chromium with the Productimon extension set up as a user does it: `productimon-browser package`, the
 chromium zip loaded unpacked, the native host installed for a collector home into the browser's own profile
-(DESIGN.md "Browser extensions": the full chromium loads unpacked extensions, chromium-headless-shell does not)."""
+(docs/design.md "Real components and how they start": the full chromium loads unpacked extensions,
+chromium-headless-shell does not)."""
 
 from __future__ import annotations
 

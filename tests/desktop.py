@@ -1,5 +1,6 @@
 """A real X11 desktop for the collector's tests and benchmark: Xvfb with the openbox window manager, xterm and xcalc
-windows to focus, and xdotool to type and click (DESIGN.md: pywinctl needs EWMH from a window manager)."""
+windows to focus, and xdotool to type and click (docs/design.md "Real components and how they start": pywinctl needs
+EWMH from a window manager)."""
 
 from __future__ import annotations
 

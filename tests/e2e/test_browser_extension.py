@@ -1,6 +1,7 @@
 """The extension in real browsers: Debian's chromium and firefox-esr, each with the packaged extension and the
 native host installed by `productimon-browser`, pages served on localhost, and what reaches the collector's
-intake. Headed, under Xvfb with openbox: focus events need a window manager (DESIGN.md "Browser extensions")."""
+intake. Headed, under Xvfb with openbox: focus events need a window manager (docs/design.md "Real components and how
+they start")."""
 
 from __future__ import annotations
 

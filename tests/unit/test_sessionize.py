@@ -362,7 +362,7 @@ def test_sessions_follow_the_definitions(data, rules):
 
 def check_definitions(stream, table, rules):
     """Recover each session's intervals from the ids (a session is named by its first interval) and hold the rows
-    to DESIGN.md: contents, maximality, nesting, closing and versions."""
+    to docs/design.md "Sessions": contents, maximality, nesting, closing and versions."""
     app_of, focus_of = {}, {}  # event_id -> session id
     app_members, focus_members = {}, {}
     app_sid = focus_sid = None
