@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from infra.processes import free_port
-from infra.settings import Settings
 from infra.stack import Stack
+from plumbing.settings import Settings
 
 
 def bench_stack(data_dir: Path, **overrides: object) -> Stack:

@@ -19,10 +19,10 @@ from collections import Counter
 from pathlib import Path
 
 from bench._stack import bench_stack
-from infra import metrics
 from infra.devices import new_user_device
 from infra.fuzzing import FuzzDevice
 from infra.streams import StreamingDevice, exactness
+from plumbing import metrics
 from stream_jobs.app import rules_of
 from warehouse.client import connect
 from warehouse.rollups import rollup_drift

@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench._stack import bench_stack
 from collector.transport import IngestClient
 from infra.devices import new_user_device
-from infra.settings import Settings
 from infra.stack import Stack
+from plumbing.settings import Settings
 from schemas.codec import encode_interval, encode_stamped_batch
 from schemas.contract import Window
 from schemas.sealing import partition_key, seal

@@ -16,8 +16,8 @@ from functools import cached_property
 from pathlib import Path
 
 from collector.privacy import ExclusionRule, PrivacySettings
-from plumbing.compat import tomllib
 from plumbing.files import make_private_dir
+from schemas.compat import tomllib
 
 
 class CollectorConfigError(Exception):

@@ -72,12 +72,13 @@ def _beside(home: CollectorHome, suffix: str) -> Path:
 
 def save_credentials(home: CollectorHome, creds: DeviceCredentials) -> None:
     """Install a complete bundle in place of the current one, with its validity period beside it."""
-    from schemas.device_keys import write_device_bundle
+    from plumbing.files import write_private_files
+    from schemas.device_keys import device_bundle
 
     _recover_credentials(home)
     new, old = _beside(home, "new"), _beside(home, "old")
     shutil.rmtree(new, ignore_errors=True)
-    write_device_bundle(new, creds.key_pem, creds.cert_pem, creds.ca_pem)
+    write_private_files(new, device_bundle(creds.key_pem, creds.cert_pem, creds.ca_pem))
     validity = _parse_validity(creds.cert_pem)
     note = {"not_before": validity.not_before.isoformat(), "not_after": validity.not_after.isoformat()}
     write_atomically(new / VALIDITY_FILE, json.dumps(note).encode())

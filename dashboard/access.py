@@ -15,7 +15,7 @@ import grpc
 
 from dashboard.share import SharedView, ShareRefused, shared_view
 from gateway.tokens import DASHBOARD_SCOPE, SHARE_SCOPE, TokenError, read_public_key, verify_token
-from infra.settings import Settings
+from plumbing.settings import Settings
 from schemas import api_client
 
 

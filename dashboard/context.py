@@ -12,7 +12,7 @@ from clickhouse_connect.driver.client import Client
 
 from dashboard.access import SignedIn, one_line
 from dashboard.period import Period
-from infra.settings import Settings, load_settings
+from plumbing.settings import Settings, load_settings
 from warehouse import queries
 from warehouse.client import connect
 

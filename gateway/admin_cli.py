@@ -18,8 +18,8 @@ from gateway.identity_store import (
     check_password_policy,
     normalize_email,
 )
-from infra.settings import load_settings
 from plumbing.cli import UserFacingError, command
+from plumbing.settings import load_settings
 
 
 def _parser() -> argparse.ArgumentParser:

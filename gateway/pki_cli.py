@@ -19,16 +19,16 @@ from gateway.pki import (
     new_device_id,
     sign_device_csr,
 )
-from infra.settings import load_settings
 from plumbing.cli import UserFacingError, command
-from plumbing.files import make_private_dir, write_atomically
+from plumbing.files import make_private_dir, write_atomically, write_private_files
+from plumbing.settings import load_settings
 from schemas.device_keys import (
     CA_CERT_FILE,
     DEVICE_CERT_FILE,
     DEVICE_KEY_FILE,
     DeviceIdentity,
+    device_bundle,
     new_device_key_and_csr,
-    write_device_bundle,
 )
 
 
@@ -141,7 +141,7 @@ def _device(pki_dir: Path, user_id: str, device_name: str, out_dir: Path, days: 
     identity = DeviceIdentity(user_id, new_device_id())
     ca_pem = ca_cert_path.read_bytes()
     cert_pem = sign_device_csr(ca_pem, ca_key_path.read_bytes(), csr_pem, identity, days)
-    write_device_bundle(out_dir, key_pem, cert_pem, ca_pem)
+    write_private_files(out_dir, device_bundle(key_pem, cert_pem, ca_pem))
     print(f"device id  {identity.device_id}")
     print(f"user id    {identity.user_id}")
     for name in (DEVICE_KEY_FILE, DEVICE_CERT_FILE, CA_CERT_FILE):

@@ -24,7 +24,7 @@ class IntervalProducer:
     ) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
-        # How to connect: TLS and the gateway's own SCRAM login in production (infra.kafka_security.client_options).
+        # How to connect: TLS and the gateway's own SCRAM login in production (plumbing.kafka_security.client_options).
         self._options = dict(options or {})
         self._send_timeout_s = send_timeout_s
         self._producer: AIOKafkaProducer | None = None

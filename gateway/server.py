@@ -44,10 +44,10 @@ from gateway.pki import ensure_stack_pki
 from gateway.producer import BrokerUnavailable, IntervalProducer
 from gateway.stamping import pack_stamped, validate_records
 from gateway.tokens import ensure_signing_key
-from infra import metrics
-from infra.kafka_security import client_options
-from infra.settings import Settings, load_settings
+from plumbing import metrics
 from plumbing.cli import command
+from plumbing.kafka_security import client_options
+from plumbing.settings import Settings, load_settings
 from schemas.contract import Window
 from schemas.device_keys import DeviceIdentity
 from schemas.sealing import partition_key, seal

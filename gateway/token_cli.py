@@ -6,8 +6,8 @@ import argparse
 
 from gateway.identity_store import IdentityStore
 from gateway.tokens import DASHBOARD_SCOPE, ensure_signing_key, issue_token
-from infra.settings import load_settings
 from plumbing.cli import command
+from plumbing.settings import load_settings
 
 
 @command("productimon-token")

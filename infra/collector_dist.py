@@ -20,11 +20,13 @@ import tempfile
 from pathlib import Path
 
 from plumbing.cli import UserFacingError, command
-from plumbing.compat import tomllib
+from schemas.compat import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 DISTRIBUTION = "productimon-collector"
 PACKAGES = ("collector", "schemas", "plumbing")
+# The server's own plumbing, which the collector never imports (the import contracts in pyproject.toml).
+SERVER_ONLY = ("plumbing/settings.py", "plumbing/metrics.py", "plumbing/kafka_security.py")
 REQUIRES_PYTHON = ">=3.10,<3.14"
 # What the collector imports, by distribution name; the versions come from the server's pins.
 REQUIREMENTS = (
@@ -108,6 +110,8 @@ def stage(into: Path) -> Path:
     project = server_project()
     for package in PACKAGES:
         shutil.copytree(REPO / package, into / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for module in SERVER_ONLY:
+        (into / module).unlink()
     (into / "pyproject.toml").write_text(collector_pyproject(project))
     shutil.copy(REPO / "docs" / "collector.md", into / "README.md")
     return into

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from collector.transport import IngestClient
 from infra.devices import enroll_device, new_account
-from infra.settings import Settings
+from plumbing.settings import Settings
 from schemas.codec import encode_interval
 
 DEMO_EMAIL = "demo@productimon.local"

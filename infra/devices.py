@@ -8,7 +8,7 @@ import uuid
 
 from collector.enrollment import DeviceInfo, enroll
 from collector.transport import DeviceCredentials
-from infra.settings import Settings
+from plumbing.settings import Settings
 from schemas.api_client import sign_up
 from schemas.device_keys import DeviceIdentity
 

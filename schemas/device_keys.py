@@ -1,6 +1,8 @@
 """The device's side of the private CA: the identity a device certificate names, the key and request a device
 makes (its private key never leaves it), and the files it keeps them in.
 
+Pure: nothing here touches a disk.
+
 The collector needs only this; signing and checking certificates is the gateway's (gateway/pki.py).
 A device's identity is exactly one SAN URI, `productimon://user/<user_id>/device/<device_id>`, set by the CA.
 """
@@ -8,14 +10,11 @@ A device's identity is exactly one SAN URI, `productimon://user/<user_id>/device
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from plumbing.files import write_atomically
 
 # ECDSA P-256: gRPC's BoringSSL accepts it for server and client certificates over TLS 1.3 (tried with
 # grpc.aio and require_client_auth), while Ed25519 certificates fail with NO_COMMON_SIGNATURE_ALGORITHMS.
@@ -61,10 +60,7 @@ def new_device_key_and_csr(device_name: str) -> tuple[bytes, bytes]:
     return private_key_pem(key), csr.public_bytes(serialization.Encoding.PEM)
 
 
-def write_device_bundle(out_dir: Path, key_pem: bytes, cert_pem: bytes, ca_pem: bytes) -> None:
-    """Write what a collector needs to call the gateway: device.key, device.crt and ca.crt, each 0600."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomically(out_dir / DEVICE_KEY_FILE, key_pem)
-    write_atomically(out_dir / DEVICE_CERT_FILE, cert_pem)
-    write_atomically(out_dir / CA_CERT_FILE, ca_pem)
+def device_bundle(key_pem: bytes, cert_pem: bytes, ca_pem: bytes) -> dict[str, bytes]:
+    """What a collector needs to call the gateway, by file name: device.key, device.crt and ca.crt (written
+    owner-only with plumbing.files.write_private_files)."""
+    return {DEVICE_KEY_FILE: key_pem, DEVICE_CERT_FILE: cert_pem, CA_CERT_FILE: ca_pem}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from plumbing.compat import tomllib
+from schemas.compat import tomllib
 
 ALLOW_LIST_FILE = Path(__file__).with_name("multi_app_sites.toml")
 

@@ -26,10 +26,10 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from clickhouse_connect.driver.client import Client
 
-from infra import metrics
-from infra.kafka_security import client_options, faust_options
-from infra.settings import Settings, load_settings
+from plumbing import metrics
 from plumbing.cli import command, json_logging_config
+from plumbing.kafka_security import client_options, faust_options
+from plumbing.settings import Settings, load_settings
 from schemas.codec import encode_stamped_batch
 from schemas.contract import Window
 from schemas.deletions import Deletion

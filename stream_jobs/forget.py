@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from clickhouse_connect.driver.client import Client
 
-from infra.settings import Settings
+from plumbing.settings import Settings
 from schemas.deletions import ACCOUNT, ALL_DATA, FOREVER_MS, PERIOD, Deletion
 from stream_jobs.rows import session_rows
 from stream_jobs.sessionize import AppSession, DeviceState, FocusSession, SessionRules, advance

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from collector.config import CollectorHome
 from infra.devices import new_account
-from infra.settings import Settings
+from plumbing.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 

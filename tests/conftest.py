@@ -14,8 +14,8 @@ from clickhouse_connect.driver.client import Client
 from collector.transport import DeviceCredentials
 from infra.devices import new_user_device
 from infra.processes import free_port
-from infra.settings import Settings
 from infra.stack import Stack
+from plumbing.settings import Settings
 from schemas.device_keys import DeviceIdentity
 
 

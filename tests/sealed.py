@@ -3,7 +3,7 @@ records under the device's data key, as the gateway does; one reading the topic 
 
 from __future__ import annotations
 
-from infra.settings import Settings
+from plumbing.settings import Settings
 from schemas.sealing import key_id_of, seal, unseal
 from warehouse.client import connect
 from warehouse.keys import create_key, current_key, keys_by_id

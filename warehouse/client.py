@@ -5,7 +5,7 @@ from __future__ import annotations
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from infra.settings import Settings
+from plumbing.settings import Settings
 
 
 def connect(

@@ -16,8 +16,8 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from infra.settings import load_settings
 from plumbing.cli import command
+from plumbing.settings import load_settings
 from warehouse.cluster import ClusterSchema, cluster_of, local_table, migrations_table, on_cluster
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")

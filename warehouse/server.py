@@ -34,9 +34,9 @@ import lz4.frame
 import zstandard
 from chdb import _chdb
 
-from infra.settings import load_settings
 from plumbing.cli import UserFacingError, command
 from plumbing.files import make_private_dir
+from plumbing.settings import load_settings
 from warehouse.roles import OWNER, ROLES, Role, role_refusal
 from warehouse.statements import TOKEN, database_refusal, refusal, setting_refusal
 

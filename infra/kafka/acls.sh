@@ -24,7 +24,7 @@ password() {
 # The apache/kafka image's tools; the variable exists for tests/integration/test_compose_transport.py only.
 kafka=${PRODUCTIMON_KAFKA_HOME:-/opt/kafka}
 bootstrap=${PRODUCTIMON_KAFKA_BOOTSTRAP:-kafka:9092}
-# The names the services use (infra/settings.py defaults; the compose file sets only the group).
+# The names the services use (plumbing/settings.py defaults; the compose file sets only the group).
 intervals=${PRODUCTIMON_INTERVALS_TOPIC:-activity.intervals}
 identity=${PRODUCTIMON_IDENTITY_TOPIC:-identity.events}
 deadletter=${PRODUCTIMON_DEADLETTER_TOPIC:-activity.deadletter}

@@ -12,10 +12,10 @@ import statistics
 
 import pytest
 
-from infra import metrics
 from infra.devices import new_user_device
 from infra.fuzzing import FuzzDevice
 from infra.streams import Exactness, StreamingDevice, exactness
+from plumbing import metrics
 from stream_jobs.app import rules_of
 from tests.conftest import eventually, private_stack_running
 from warehouse.client import connect

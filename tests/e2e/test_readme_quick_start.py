@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from collector.config import CollectorHome
-from infra.settings import Settings
+from plumbing.settings import Settings
 from tests.collector_process import REPO, stop_collector
 from tests.conftest import stack_settings
 from tests.desktop import missing_programs, virtual_desktop

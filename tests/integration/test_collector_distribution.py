@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from infra.collector_dist import PACKAGES, REQUIREMENTS, SCRIPTS, build_wheel, install_alone, installed_bytes
+from infra.collector_dist import (
+    PACKAGES,
+    REQUIREMENTS,
+    SCRIPTS,
+    SERVER_ONLY,
+    build_wheel,
+    install_alone,
+    installed_bytes,
+)
 from tests.collector_process import collector_command, enrolled_home
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +92,7 @@ def test_the_wheel_holds_the_collector_and_depends_on_nothing_of_the_server(whee
     assert tops == set(PACKAGES)
     assert "collector/browser_extension/manifest.json" in names  # package data comes along
     assert "schemas/activity_interval/v2.avsc" in names
+    assert not set(SERVER_ONLY) & set(names)
     required = {_name(r) for r in metadata.get_all("Requires-Dist")}
     assert required == set(REQUIREMENTS)
     assert not required & SERVER_LIBRARIES

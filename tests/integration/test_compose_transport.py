@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from gateway.pki import create_ca, ensure_server_bundle
-from infra.settings import Settings
+from plumbing.settings import Settings
 from tests.integration.test_compose import COMPOSE, REPO, _environment, _run_compose, _yaml
 
 KAFKA = REPO / "infra" / "kafka"

@@ -11,8 +11,8 @@ import pytest
 
 from gateway.identity_store import THROTTLE_FREE_FAILURES, THROTTLE_FREE_FAILURES_PER_ADDRESS
 from infra.devices import new_account
-from infra.settings import Settings
 from infra.stack import Stack
+from plumbing.settings import Settings
 from schemas.api_client import log_in
 from tests.conftest import _quiet, stack_settings
 

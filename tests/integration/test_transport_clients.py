@@ -18,11 +18,11 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from gateway.pki import create_ca, ensure_server_bundle
 from gateway.producer import BrokerUnavailable, IntervalProducer
-from infra.kafka_security import client_options
 from infra.processes import free_port, wait_for_port
-from infra.settings import Settings
 from infra.stack import tansu_binary
 from infra.topics import ensure_topics
+from plumbing.kafka_security import client_options
+from plumbing.settings import Settings
 from tests.tls_front import KafkaScramFront, TlsFront
 from warehouse.client import connect
 

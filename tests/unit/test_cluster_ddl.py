@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from infra.settings import ConfigError, load_settings
+from plumbing.settings import ConfigError, load_settings
 from schemas.deletions import ACCOUNT, DEVICE, PERIOD, plan_deletion
 from stream_jobs.forget import delete
 from stream_jobs.sessionize import SessionRules

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from infra.collector_dist import PACKAGES as COLLECTOR_PACKAGES
 from infra.collector_dist import server_project
-from plumbing.compat import tomllib
+from schemas.compat import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 

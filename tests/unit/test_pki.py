@@ -21,7 +21,8 @@ from gateway.pki import (
     new_device_id,
     sign_device_csr,
 )
-from schemas.device_keys import DeviceIdentity, new_device_key_and_csr, write_device_bundle
+from plumbing.files import write_private_files
+from schemas.device_keys import DeviceIdentity, device_bundle, new_device_key_and_csr
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +336,7 @@ def test_device_bundle_files_and_modes(tmp_path, ca):
     key_pem, csr_pem = new_device_key_and_csr("laptop")
     cert_pem = sign_device_csr(*ca, csr_pem, DeviceIdentity("alice", "d1"))
     out = tmp_path / "bundle" / "laptop"
-    write_device_bundle(out, key_pem, cert_pem, ca[0])
+    write_private_files(out, device_bundle(key_pem, cert_pem, ca[0]))
     assert (out / "device.key").read_bytes() == key_pem
     assert (out / "device.crt").read_bytes() == cert_pem
     assert (out / "ca.crt").read_bytes() == ca[0]

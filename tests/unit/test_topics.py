@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import Settings
 from infra.topics import DAY_MS, TopicSpec, topic_specs
 from infra.topics_cli import intervals_retention_days, replication_factor
 from plumbing.cli import UserFacingError
+from plumbing.settings import Settings
 
 
 def _settings(**values: object) -> Settings:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from gateway.pki import create_ca, ensure_server_bundle, issue_server_certificate
-from infra.kafka_security import client_options, faust_options
-from infra.settings import ConfigError, Settings, is_loopback_address, load_settings
 from plumbing.cli import UserFacingError
+from plumbing.kafka_security import client_options, faust_options
+from plumbing.settings import ConfigError, Settings, is_loopback_address, load_settings
 from warehouse.client import transport_options
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from infra.settings import Settings
+from plumbing.settings import Settings
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:

@@ -1,4 +1,5 @@
-"""What differs between the Python versions the collector supports (3.10 to 3.13; the server runs on 3.11)."""
+"""What differs between the Python versions the contract is read on: the collector supports 3.10 to 3.13, the
+server runs on 3.11."""
 
 from __future__ import annotations
 

@@ -1,0 +1,35 @@
+"""The package graph runs one way (docs/design.md "Top-level layout"), as the import-linter contracts in
+pyproject.toml say; and importing the collector's agent loads none of the server's packages or libraries, though
+all of them are installed in this environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER = {"gateway", "stream_jobs", "warehouse", "dashboard", "infra", "aiokafka", "faust", "mode",
+          "clickhouse_connect", "chdb", "streamlit", "pandas", "pyarrow", "pydantic", "pydantic_settings", "argon2",
+          "jwt", "tldextract", "prometheus_client"}  # fmt: skip
+
+
+def test_the_import_contracts_hold():
+    checked = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=REPO, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-1000:]
+    assert "2 kept, 0 broken" in checked.stdout
+
+
+def test_importing_the_collector_loads_nothing_of_the_server():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, collector.agent, collector.cli, collector.sampling; print(*sys.modules)"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert "collector.agent" in loaded
+    assert not {m.split(".")[0] for m in loaded} & SERVER
+    assert not {"plumbing.settings", "plumbing.metrics", "plumbing.kafka_security"} & set(loaded)
