@@ -1,4 +1,4 @@
-"""Browser URL capture on the collector's side (docs/collector.md; the extension: README "Browser extension"): the
+"""Browser URL capture on the collector's side (docs/collector.md; the extension: docs/browser-extension.md): the
 loopback intake the native host reports to, and
 the pure join of the freshest browser report with the window in front.
 

@@ -68,11 +68,15 @@ class Settings(BaseSettings):
     # (docs/design.md "Real components and how they start") change producer settings, and those changes must never
     # reach a real Kafka.
     broker_mode: Literal["embedded", "kafka"] = "embedded"
+    # The broker's address (host:port); with the embedded broker a loopback address only.
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # The topic the gateway writes accepted batches to and the workers read.
     intervals_topic: str = "activity.intervals"
+    # Records the workers refused, with the reason.
     deadletter_topic: str = "activity.deadletter"
     # Revoked devices and deleted accounts, for the workers to drop what is still in flight.
     identity_topic: str = "identity.events"
+    # Partitions of the intervals topic: the most workers that can share the stream.
     topic_partitions: int = Field(default=12, ge=1, le=1024)
     # The embedded broker keeps every record in memory and never frees any: the local stack starts it
     # afresh (empty) once it holds more than this many MiB. Safe because batches are acknowledged only once
@@ -84,16 +88,21 @@ class Settings(BaseSettings):
     # that signed it) and against the name in kafka_bootstrap, then a SCRAM login as kafka_username. Each
     # service has its own principal, and the broker's ACLs give it only what it needs.
     kafka_security: Literal["plaintext", "sasl_ssl"] = "plaintext"
+    # With sasl_ssl: the SCRAM mechanism, this service's principal and password, and the broker's CA file.
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
     kafka_username: str = ""
     kafka_password: str = ""
     kafka_ca_file: str = ""
 
     # Warehouse: the embedded server in the local stack, a real ClickHouse server in production.
+    # The warehouse's HTTP endpoint.
     warehouse_host: str = "127.0.0.1"
     warehouse_port: int = Field(default=8123, ge=1, le=65535)
+    # This process's own warehouse login. Locally the owner's password is generated once in
+    # data_dir/warehouse.password and each service's in data_dir/warehouse.logins (docs/least-privilege.md).
     warehouse_user: str = "productimon"
     warehouse_password: str = ""
+    # The database holding the tables.
     warehouse_database: str = "productimon"
     # The login for deletions (warehouse/roles.py, the "deletion" role), held by the gateway and the workers
     # beside their own; empty: deletions use the login above (one owner login, as in tests).
@@ -102,7 +111,7 @@ class Settings(BaseSettings):
     # Raw intervals are kept this many days (0: forever); sessions and rollups stay.
     raw_retention_days: int = Field(default=0, ge=0, le=36500)
     # A ClickHouse cluster (a name in the servers' remote_servers) to keep the warehouse on: replicated
-    # tables per shard behind Distributed tables (README.md, "ClickHouse cluster"). Empty: one server,
+    # tables per shard behind Distributed tables (docs/operations.md, "ClickHouse cluster"). Empty: one server,
     # as in the local stack.
     warehouse_cluster: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]{0,62})?$")
     # HTTPS to the warehouse (docs/transport-security.md): the server's certificate checked against
@@ -111,11 +120,14 @@ class Settings(BaseSettings):
     warehouse_ca_file: str = ""
 
     # Gateway.
+    # The gateway's mTLS port (ingest, certificate renewal), on this address.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=7443, ge=1, le=65535)
     # Sign-up, login and enrollment: server-authenticated TLS, for clients that have no certificate yet.
     gateway_public_port: int = Field(default=7444, ge=1, le=65535)
+    # Lifetime of device certificates; collectors renew theirs over mTLS once a third is left.
     device_cert_days: int = Field(default=30, ge=1, le=366)
+    # Intervals per batch before the batch is refused.
     gateway_max_batch: int = Field(default=5000, ge=1, le=100_000)
     # Addresses or networks (comma-separated) whose calls may name the client they act for in the
     # x-productimon-client-address header: the dashboard, which signs everyone in from its own address. Failed
@@ -146,10 +158,12 @@ class Settings(BaseSettings):
     interval_max_age_days: float = Field(default=SPOOL_MAX_AGE_DAYS, gt=0, le=3650)
 
     # Stream worker.
+    # The workers' consumer group, and the port of a worker's own web endpoint (faust).
     worker_id: str = "productimon-warehouse-writer"
     worker_port: int = Field(default=6066, ge=1, le=65535)
     # Topic records per warehouse insert; each record holds one device batch (up to 1000 intervals).
     worker_batch_records: int = Field(default=20, ge=1, le=10_000)
+    # The longest wait to fill a warehouse insert.
     worker_batch_seconds: float = Field(default=0.5, gt=0, le=60)
     # One write attempt that hears nothing from the warehouse for this long fails and is retried.
     worker_write_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
@@ -172,8 +186,10 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = "plain"
 
     # Dashboard.
+    # Where the dashboard listens (HTTPS).
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
+    # Lifetime of sign-in tokens.
     token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
     # Cross-user insights on the dashboard: off unless the operator turns them on; each figure shown always
     # describes at least aggregate_k distinct people (docs/design.md "Security").

@@ -33,8 +33,8 @@ from warehouse import categories, queries
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
-# Every run saves its screenshots (to look at when it fails); PRODUCTIMON_SCREENSHOTS=docs refreshes the
-# README's copies in docs/screenshots instead, so an ordinary test run leaves the working tree as it was.
+# Every run saves its screenshots (to look at when it fails); PRODUCTIMON_SCREENSHOTS=docs refreshes the copies in
+# docs/screenshots that the documents show instead, so an ordinary test run leaves the working tree as it was.
 README_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 SCREENSHOTS = (
     README_SCREENSHOTS

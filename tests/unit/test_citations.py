@@ -53,3 +53,15 @@ def test_every_cited_section_of_the_design_record_is_one_of_its_headings():
 def test_nothing_cites_the_design_contract_outside_the_repository():
     outside = [str(p.relative_to(REPO)) for p in SOURCES if re.search(r"(?<!docs/)\bDESIGN\.md", p.read_text())]
     assert not outside, outside
+
+
+def test_every_link_between_the_documents_resolves():
+    broken = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://", "#", "mailto:")):
+                continue
+            if not (doc.parent / target.split("#", 1)[0]).exists():
+                broken.append(f"{doc.relative_to(REPO)}: {target}")
+    assert not broken, broken
