@@ -8,6 +8,8 @@ revocation on every call. Renewal and device info need the device's own certific
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import ipaddress
 import logging
 import time
@@ -101,6 +103,23 @@ async def refuse(context: grpc.aio.ServicerContext, error: AccountError) -> None
     if isinstance(error, TooManyAttempts):
         context.set_trailing_metadata((("retry-after", str(int(error.retry_after) + 1)),))
     await context.abort(status_for(error), str(error))
+
+
+def refusing(servicer: type) -> type:
+    """Every RPC of `servicer` answers an AccountError with the refusal it names (`refuse`): one place for what
+    would otherwise be a try/except in each method."""
+    for name, method in list(vars(servicer).items()):
+        if name[:1].isupper() and inspect.iscoroutinefunction(method):
+
+            @functools.wraps(method)
+            async def rpc(self, request, context, _method=method):
+                try:
+                    return await _method(self, request, context)
+                except AccountError as exc:
+                    await refuse(context, exc)
+
+            setattr(servicer, name, rpc)
+    return servicer
 
 
 async def device_identity(context: grpc.aio.ServicerContext, store: IdentityStore) -> tuple[DeviceIdentity, int]:
@@ -231,6 +250,7 @@ def _certificate_reply(identity: DeviceIdentity, pem: bytes, cert: x509.Certific
     )
 
 
+@refusing
 class AccountsService(accounts_pb2_grpc.AccountsServicer):
     def __init__(self, authority: Authority) -> None:
         self.a = authority
@@ -239,12 +259,9 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         return pb.SignUpMode(mode=await asyncio.to_thread(self.a.store.signup_mode))
 
     async def SignUp(self, request, context):  # noqa: N802 (gRPC method names)
-        try:
-            user = await asyncio.to_thread(
-                self.a.store.sign_up, request.email, request.password, request.invite_code or None
-            )
-        except AccountError as exc:
-            await refuse(context, exc)
+        user = await asyncio.to_thread(
+            self.a.store.sign_up, request.email, request.password, request.invite_code or None
+        )
         log.info("account created: %s", user.id)
         try:
             await asyncio.to_thread(categories.add_default_rules, self.a.warehouse(), user.id)
@@ -253,11 +270,8 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         return pb.User(user_id=user.id, email=user.email)
 
     async def Login(self, request, context):  # noqa: N802
-        try:
-            client = self.a.client(context)
-            user = await asyncio.to_thread(self.a.store.authenticate, request.email, request.password, client)
-        except AccountError as exc:
-            await refuse(context, exc)
+        client = self.a.client(context)
+        user = await asyncio.to_thread(self.a.store.authenticate, request.email, request.password, client)
         issued_at = self.a.store.token_issue_time(user.id)
         token = issue_token(self.a.private_key, user.id, DASHBOARD_SCOPE, self.a.token_ttl_s, now=issued_at)
         claims = verify_token(self.a.public_key, token, DASHBOARD_SCOPE)
@@ -270,24 +284,18 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
     async def WhoAmI(self, request, context):  # noqa: N802
         claims = await self.a.signed_in(context)
-        try:
-            user = self.a.store.get_user(claims.user_id)
-        except AccountError as exc:
-            await refuse(context, exc)
+        user = self.a.store.get_user(claims.user_id)
         return pb.User(user_id=user.id, email=user.email)
 
     async def ChangePassword(self, request, context):  # noqa: N802
         claims = await self.a.signed_in(context)
-        try:
-            await asyncio.to_thread(
-                self.a.store.change_password,
-                claims.user_id,
-                request.old_password,
-                request.new_password,
-                self.a.client(context),
-            )
-        except AccountError as exc:
-            await refuse(context, exc)
+        await asyncio.to_thread(
+            self.a.store.change_password,
+            claims.user_id,
+            request.old_password,
+            request.new_password,
+            self.a.client(context),
+        )
         return pb.Empty()
 
     async def DeleteAccount(self, request, context):  # noqa: N802
@@ -295,14 +303,11 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         account stays (devices revoked, so nothing new arrives) and the user can simply ask again."""
         claims = await self.a.signed_in(context)
         store = self.a.store
-        try:
-            user = store.get_user(claims.user_id)
-            await asyncio.to_thread(store.authenticate, user.email, request.password, self.a.client(context))
-            for device in store.list_devices(user.id):
-                if not device.revoked:
-                    store.revoke_device(user.id, device.id)
-        except AccountError as exc:
-            await refuse(context, exc)
+        user = store.get_user(claims.user_id)
+        await asyncio.to_thread(store.authenticate, user.email, request.password, self.a.client(context))
+        for device in store.list_devices(user.id):
+            if not device.revoked:
+                store.revoke_device(user.id, device.id)
         try:
             # Workers drop what is still in flight for this user from the moment they read this event.
             await self.a.announce(
@@ -354,18 +359,15 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         link's row in the identity store, which holds its owner, view and period, so the owner can revoke it."""
         claims = await self.a.signed_in(context)
         link_id = str(uuid.uuid4())
-        try:
-            link = self.a.store.add_share_link(
-                claims.user_id,
-                link_id,
-                request.view,
-                request.period_start,
-                request.period_end,
-                request.tz,
-                request.ttl_seconds,
-            )
-        except AccountError as exc:
-            await refuse(context, exc)
+        link = self.a.store.add_share_link(
+            claims.user_id,
+            link_id,
+            request.view,
+            request.period_start,
+            request.period_end,
+            request.tz,
+            request.ttl_seconds,
+        )
         token = issue_share_token(self.a.private_key, link.id, request.ttl_seconds, now=link.created_at)
         log.info("share link %s of %s created (%s)", link_id, claims.user_id, link.view)
         return pb.ShareLinkToken(token=token, link=_share_reply(link))
@@ -376,20 +378,14 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
 
     async def RevokeShareLink(self, request, context):  # noqa: N802
         claims = await self.a.signed_in(context)
-        try:
-            self.a.store.revoke_share_link(claims.user_id, request.link_id)
-        except AccountError as exc:
-            await refuse(context, exc)
+        self.a.store.revoke_share_link(claims.user_id, request.link_id)
         log.info("share link %s of %s revoked", request.link_id, claims.user_id)
         return pb.Empty()
 
     async def OpenShareLink(self, request, context):  # noqa: N802
         """What a share token's link shows: its owner, view and period come from the record alone."""
         claims = await self.a.bearer(context, SHARE_SCOPE)
-        try:
-            link = self.a.store.open_share_link(claims.token_id)
-        except AccountError as exc:
-            await refuse(context, exc)
+        link = self.a.store.open_share_link(claims.token_id)
         return _share_reply(link)
 
     async def AddCategoryRule(self, request, context):  # noqa: N802
@@ -524,6 +520,7 @@ def _share_reply(link: ShareLink) -> pb.ShareLink:
     )
 
 
+@refusing
 class DevicesService(accounts_pb2_grpc.DevicesServicer):
     def __init__(self, authority: Authority) -> None:
         self.a = authority
@@ -531,32 +528,26 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
     async def Enroll(self, request, context):  # noqa: N802
         store = self.a.store
         info = request.device
-        try:
-            clean_device_name(info.name)  # refuse a bad name before a one-time code is spent on it
-            if request.enrollment_code:
-                user = store.redeem_enrollment_code(request.enrollment_code)
-            else:
-                client = self.a.client(context)
-                user = await asyncio.to_thread(store.authenticate, request.email, request.password, client)
-        except AccountError as exc:
-            await refuse(context, exc)
+        clean_device_name(info.name)  # refuse a bad name before a one-time code is spent on it
+        if request.enrollment_code:
+            user = store.redeem_enrollment_code(request.enrollment_code)
+        else:
+            client = self.a.client(context)
+            user = await asyncio.to_thread(store.authenticate, request.email, request.password, client)
         identity = DeviceIdentity(user.id, new_device_id())
         try:
             pem, cert = self.a.certify(request.csr_pem, identity)
         except PkiError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"certificate request refused: {exc}")
-        try:
-            store.add_device(
-                user.id,
-                info.name,
-                info.os,
-                info.os_version,
-                cert.serial_number,
-                cert.not_valid_after_utc.timestamp(),
-                device_id=identity.device_id,
-            )
-        except AccountError as exc:
-            await refuse(context, exc)
+        store.add_device(
+            user.id,
+            info.name,
+            info.os,
+            info.os_version,
+            cert.serial_number,
+            cert.not_valid_after_utc.timestamp(),
+            device_id=identity.device_id,
+        )
         log.info("device %s enrolled for %s", identity.device_id, user.id)
         await self.a.mirror_device(user.id, identity.device_id)
         return _certificate_reply(identity, pem, cert, self.a.pki.ca_cert_pem)
@@ -568,12 +559,9 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
             pem, cert = self.a.certify(request.csr_pem, identity)
         except PkiError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"certificate request refused: {exc}")
-        try:
-            self.a.store.record_renewal(
-                identity.device_id, serial, cert.serial_number, cert.not_valid_after_utc.timestamp()
-            )
-        except AccountError as exc:
-            await refuse(context, exc)
+        self.a.store.record_renewal(
+            identity.device_id, serial, cert.serial_number, cert.not_valid_after_utc.timestamp()
+        )
         log.info("device %s renewed: certificate %x replaced by %x", identity.device_id, serial, cert.serial_number)
         await self.a.mirror_device(identity.user_id, identity.device_id)
         return _certificate_reply(identity, pem, cert, self.a.pki.ca_cert_pem)
@@ -585,21 +573,15 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
 
     async def UpdateInfo(self, request, context):  # noqa: N802
         identity, _ = await device_identity(context, self.a.store)
-        try:
-            self.a.store.update_device_info(identity.device_id, request.os, request.os_version)
-            if request.name:
-                self.a.store.rename_device(identity.user_id, identity.device_id, request.name)
-        except AccountError as exc:
-            await refuse(context, exc)
+        self.a.store.update_device_info(identity.device_id, request.os, request.os_version)
+        if request.name:
+            self.a.store.rename_device(identity.user_id, identity.device_id, request.name)
         await self.a.mirror_device(identity.user_id, identity.device_id)
         return pb.Empty()
 
     async def CreateEnrollmentCode(self, request, context):  # noqa: N802
         claims = await self.a.signed_in(context)
-        try:
-            code = self.a.store.create_enrollment_code(claims.user_id, ENROLLMENT_CODE_TTL)
-        except AccountError as exc:
-            await refuse(context, exc)
+        code = self.a.store.create_enrollment_code(claims.user_id, ENROLLMENT_CODE_TTL)
         return pb.EnrollmentCode(code=code, expires_at=int(time.time()) + ENROLLMENT_CODE_TTL)
 
     async def List(self, request, context):  # noqa: N802
@@ -621,10 +603,7 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
 
     async def Rename(self, request, context):  # noqa: N802
         claims = await self.a.signed_in(context)
-        try:
-            self.a.store.rename_device(claims.user_id, request.device_id, request.name)
-        except AccountError as exc:
-            await refuse(context, exc)
+        self.a.store.rename_device(claims.user_id, request.device_id, request.name)
         await self.a.mirror_device(claims.user_id, request.device_id)
         return pb.Empty()
 
@@ -635,10 +614,7 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
             # No device named: a device revoking itself (the collector's `unenroll`), proven by its certificate.
             own, _ = await device_identity(context, self.a.store)
             user_id, device_id = own.user_id, own.device_id
-        try:
-            self.a.store.revoke_device(user_id, device_id)
-        except AccountError as exc:
-            await refuse(context, exc)
+        self.a.store.revoke_device(user_id, device_id)
         event = encode_event(DEVICE_REVOKED, user_id, device_id, int(time.time() * 1000))
         try:
             await self.a.announce(event_key(user_id, device_id), event)
