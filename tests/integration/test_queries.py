@@ -7,8 +7,10 @@ interval falls on Wednesday in Prague.
 
 from __future__ import annotations
 
+import inspect
 import math
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
@@ -332,19 +334,234 @@ def test_comparison_with_a_chosen_period_by_device(client):
 
 
 # --- one user at a time ---------------------------------------------------------------------------------------
+#
+# Every answer of the query API for a user is exactly the same with and without another user's data present:
+# another user with the same apps, sites, titles, categories, device ids and names, in the same hours, with the
+# same session ids and more sessions in the first user's breaks. A function that reads any of it, strings or
+# numbers, changes its answer and fails. The users are fresh, so no other test's data matters.
+
+ODD = (at(9, 5), at(23, 40))  # partial hours at both edges, whole hours between; it cuts f1, s1, f4 and s5
+INSIDE = (at(9, 12), at(9, 58))  # inside one UTC hour: raw intervals only
+TWO_DAYS = (DAY - timedelta(days=1), DAY + timedelta(days=1))
+PRAGUE_DAYS = (datetime(2026, 3, 9, 23, tzinfo=UTC), datetime(2026, 3, 11, 23, tzinfo=UTC))
+
+# Public query functions that take (client, user_id, ...) and are not in queries.QUERY_FUNCTIONS (the registry the
+# benchmark times, each callable as fn(client, user_id, start, end)): checked all the same.
+NOT_IN_REGISTRY = {"export_intervals", "app_order", "clip_sessions"}
+# Public functions taking (client, user_id, ...) that the isolation check leaves out, by name, each with the reason
+# it may. None: every function serving one user is checked. (The cross-user aggregates take no user and are
+# queries.AGGREGATE_FUNCTIONS, checked for k-anonymity below.)
+NOT_CHECKED_FOR_ISOLATION: dict[str, str] = {}
 
 
-def every_string_in(df: pd.DataFrame) -> set[str]:
-    return {str(v) for column in df.columns for v in df[column] if isinstance(v, str)}
+def sessions_to_clip(same_app: bool) -> pd.DataFrame:
+    """The subject's sessions that cross ODD's edges, as `clip_sessions` receives them (uncut)."""
+    rows = [
+        ("laptop", "s1" if same_app else "f1", "Code", "", at(9, 0), at(9, 10 if same_app else 15), 600.0, 100, 5),
+        ("desk", "s5" if same_app else "f4", "Terminal", "", at(23, 30), at(23, 50), 1200.0, 200, 0),
+    ]
+    columns = ["device_id", "session_id", "app", "site", "start", "end", "active_seconds", "keystrokes", "clicks"]
+    df = pd.DataFrame(rows, columns=columns).astype({"start": "datetime64[ms, UTC]", "end": "datetime64[ms, UTC]"})
+    if not same_app:
+        df = df.drop(columns=["app", "site"]).assign(context_switches=[1, 0], app_sessions=[2, 1])
+    return df
 
 
-@pytest.mark.parametrize("name", sorted(queries.QUERY_FUNCTIONS))
-def test_no_query_function_returns_another_users_data(client, name):
-    fn = queries.QUERY_FUNCTIONS[name]
-    df = fn(client, "alice", DAY - timedelta(days=1), DAY + timedelta(days=1))
-    assert not any("bob" in s.lower() for s in every_string_in(df)), df
-    for other in (fn(client, "nobody", *PERIOD), fn(client, "alice' OR '1'='1", *PERIOD)):
-        assert not any("bob" in s.lower() for s in every_string_in(other))
+def isolation_calls() -> dict[str, tuple[str, Callable[[object, str], pd.DataFrame]]]:
+    """Each call of the check by label: the query function's name, and the call for a user. Together they take
+    every function through every table it reads (rollups, raw edges, sessions, devices, rules) and its options."""
+    calls: dict[str, tuple[str, Callable[[object, str], pd.DataFrame]]] = {}
+
+    def add(label: str, name: str, *args, **kwargs) -> None:
+        # Looked up at call time, so the check runs the module as it is.
+        calls[f"{name}[{label}]"] = (name, lambda client, user: getattr(queries, name)(client, user, *args, **kwargs))
+
+    laptop, desk = {"devices": ["laptop"]}, {"devices": ["desk"]}
+    add("odd hours", "totals", *ODD)
+    add("inside an hour", "totals", *INSIDE)
+    add("two days", "totals", *TWO_DAYS)
+    add("laptop", "totals", *ODD, **laptop)
+    add("odd hours", "time_per_app", *ODD)
+    add("inside an hour", "time_per_app", *INSIDE)
+    add("desk", "time_per_app", *TWO_DAYS, **desk)
+    add("odd hours", "time_per_site", *ODD)
+    add("day", "time_per_site", *PERIOD)
+    add("odd hours", "time_per_category", *ODD)
+    add("depth 1", "time_per_category", *TWO_DAYS, depth=1)
+    add("odd hours", "time_per_device", *ODD)
+    add("two days", "time_per_device", *TWO_DAYS)
+    add("app", "rule_matches", *ODD, field="app", pattern="o")
+    add("site", "rule_matches", *ODD, field="site", pattern="github|docs")
+    add("title", "rule_matches", *ODD, field="title", pattern="proj|PR|bash")
+    add("odd hours", "app_timeline", *ODD)
+    add("Prague", "app_timeline", *TWO_DAYS, day=date(2026, 3, 10), tz=PRAGUE)
+    add("laptop", "app_timeline", *PERIOD, **laptop)
+    add("odd hours", "focus_sessions", *ODD)
+    add("two days", "focus_sessions", *TWO_DAYS)
+    add("desk", "focus_sessions", *ODD, **desk)
+    add("odd hours", "focus_breaks", *ODD)
+    add("two days", "focus_breaks", *TWO_DAYS)
+    add("Prague", "weekday_hour_heatmap", *ODD, tz=PRAGUE)
+    add("Prague", "daily_trend", *PRAGUE_DAYS, tz=PRAGUE)
+    add("Kolkata", "daily_trend", *TWO_DAYS, tz="Asia/Kolkata")
+    add("odd hours", "input_intensity", *ODD)
+    add("Prague", "input_intensity", *TWO_DAYS, tz=PRAGUE)
+    add("top app", "top_titles", *ODD)
+    add("Firefox", "top_titles", *ODD, app="Firefox", limit=1)
+    add("Code", "top_titles", *TWO_DAYS, app="Code")
+    add("by site", "compare_periods", *PERIOD, by="site")
+    add("by category", "compare_periods", *PERIOD, by="category")
+    add("by device", "compare_periods", *PERIOD, compare_to=(DAY - timedelta(days=1), DAY), by="device")
+    add("odd hours", "compare_periods", *ODD)
+    add("two days", "export_intervals", *TWO_DAYS)
+    add("laptop", "export_intervals", *ODD, **laptop)
+    add("all time", "app_order")
+    add("app sessions", "clip_sessions", sessions_to_clip(same_app=True), *ODD, same_app=True)
+    add("focus sessions", "clip_sessions", sessions_to_clip(same_app=False), *ODD, same_app=False)
+    return calls
+
+
+ISOLATION_CALLS = isolation_calls()
+# The calls whose answers depend on the user's category rules, also made for a subject with a rule on titles.
+CATEGORY_CALLS = [label for label in ISOLATION_CALLS if "category" in label]
+
+
+def the_other_users_day(subject_intervals: list[dict]) -> list[dict]:
+    """The subject's intervals with other keys and clicks (same event ids, devices, times and names), and more in
+    the subject's breaks, across the period edges, on a device of its own and earlier."""
+    copies = [{**i, "keystrokes": i["keystrokes"] * 3 + 1, "clicks": i["clicks"] * 2 + 1} for i in subject_intervals]
+    before = DAY - timedelta(days=1)
+    return copies + [
+        interval("laptop", at(9, 0), at(9, 30), "Firefox", "GitHub PR", "github.com", 3, 3),
+        interval("laptop", at(9, 25), at(9, 50), "Code", "main.py — proj", keys=40, clicks=4),
+        interval("laptop", at(9, 50), at(9, 58), "Firefox", "GitHub PR", "github.com", idle=True),
+        interval("desk", at(8, 50), at(9, 8), "Terminal", "bash", keys=9),
+        interval("desk", at(12, 0), at(12, 30), "Terminal", "bash", keys=30),
+        interval("desk", at(23, 35), at(23, 45), "Firefox", "Docs", "docs.python.org", 2, 2),
+        interval("phone", at(9, 10), at(9, 20), "Firefox", "GitHub PR", "github.com", 1, 9),
+        interval("laptop", at(7, 0, before), at(7, 30, before), "Slack", "general", keys=11),
+    ]
+
+
+def the_other_users_sessions(client, user: str) -> None:
+    sessions_of(client, user)  # the subject's very sessions: same ids, devices, apps, times
+    before = DAY - timedelta(days=1)
+    app_rows = [
+        app_session(user, "laptop", "s1", "Code", "", at(9, 0), at(9, 12), 700, 120, 6, version=3),
+        app_session(user, "laptop", "s6", "Code", "", at(9, 25), at(9, 50), 1500, 40, 4),
+        app_session(user, "desk", "s7", "Terminal", "", at(12, 0), at(12, 30), 1800, 30, 0),
+        app_session(user, "phone", "s8", "Firefox", "github.com", at(9, 10), at(9, 20), 600, 1, 9),
+        app_session(user, "laptop", "s0", "Slack", "", at(7, 0, before), at(7, 30, before), 1800, 11, 0),
+    ]
+    store_rows(client, NO_DELETIONS, "app_sessions", APP_SESSION_COLUMNS, app_rows)
+    focus_rows = [
+        focus_session(user, "laptop", "f1", at(9, 0), at(9, 20), 1000, 2, 3, 130, 30, version=3),
+        focus_session(user, "laptop", "f5", at(9, 25), at(9, 50), 1500, 0, 1, 40, 4),
+        focus_session(user, "desk", "f6", at(12, 0), at(12, 30), 1800, 0, 1, 30, 0),
+        focus_session(user, "phone", "f7", at(9, 10), at(9, 20), 600, 0, 1, 1, 9),
+    ]
+    store_rows(client, NO_DELETIONS, "focus_sessions", FOCUS_SESSION_COLUMNS, focus_rows)
+
+
+@pytest.fixture(scope="module")
+def isolation(client) -> dict[str, dict[str, pd.DataFrame]]:
+    """Every call's answer for each subject before and after the other user's data arrives, and the other's.
+
+    Subjects: `rollup` has rules on apps and sites (categories come from the rollups), `titles` also a rule on
+    titles (categories come from the raw intervals), `nobody` has no data and an id that tries to be SQL."""
+    mark = uuid.uuid4().hex[:8]
+    subjects = {"rollup": f"iso-{mark}-a", "titles": f"iso-{mark}-t", "nobody": f"iso-{mark}-n' OR '1'='1"}
+    other = f"iso-{mark}-b"
+
+    def answers(user: str, labels=ISOLATION_CALLS) -> dict[str, pd.DataFrame]:
+        return {label: ISOLATION_CALLS[label][1](client, user) for label in labels}
+
+    results: dict[str, dict[str, pd.DataFrame]] = {label: {} for label in ISOLATION_CALLS}
+    for label, df in answers(subjects["nobody"]).items():
+        results[label]["nobody before"] = df
+    subject_intervals = day_of() + the_day_before()
+    for user in (subjects["rollup"], subjects["titles"]):
+        store(client, user, subject_intervals)
+        sessions_of(client, user)
+        device(client, user, "laptop", "Shared laptop")
+    add_rule(client, subjects["rollup"], "app", "^Code$", "Work/Programming")
+    add_rule(client, subjects["rollup"], "site", r"github\.com", "Work/Review")
+    add_rule(client, subjects["titles"], "title", r"^main\.py", "Work/Main")
+    add_rule(client, subjects["titles"], "app", "^Code$", "Work/Programming")
+    for label, df in answers(subjects["rollup"]).items():
+        results[label]["rollup before"] = df
+    for label, df in answers(subjects["titles"], CATEGORY_CALLS).items():
+        results[label]["titles before"] = df
+
+    store(client, other, the_other_users_day(subject_intervals))
+    the_other_users_sessions(client, other)
+    device(client, other, "laptop", "Shared laptop")
+    device(client, other, "desk", "Desk", os="Windows")
+    device(client, other, "phone", "Phone", os="Android")
+    add_rule(client, other, "app", ".", "Work/Programming")
+    add_rule(client, other, "title", "proj", "Work/Main")
+    add_rule(client, other, "site", "github", "Work/Review")
+
+    for subject, user in subjects.items():
+        for label, df in answers(user, CATEGORY_CALLS if subject == "titles" else ISOLATION_CALLS).items():
+            results[label][f"{subject} after"] = df
+    for label, df in answers(other).items():
+        results[label]["other"] = df
+    return results
+
+
+def frames_differ(one: pd.DataFrame, another: pd.DataFrame) -> str:
+    """Why the two frames are not exactly the same (values, order, dtypes), or '' when they are."""
+    try:
+        pd.testing.assert_frame_equal(one, another, check_exact=True)
+    except AssertionError as difference:
+        return str(difference)
+    return ""
+
+
+def shows_something(df: pd.DataFrame) -> bool:
+    numbers = df.select_dtypes("number")
+    return not df.empty and bool((numbers.fillna(0) != 0).to_numpy().any() or len(numbers.columns) < len(df.columns))
+
+
+@pytest.mark.parametrize("label", sorted(ISOLATION_CALLS))
+def test_a_users_answers_are_the_same_with_another_users_data_present(isolation, label):
+    """Exactly equal, numbers included, in order, whatever the other user has in the same apps, hours, sessions."""
+    answers = isolation[label]
+    for subject in ("rollup", "titles", "nobody"):
+        if f"{subject} before" not in answers:
+            continue  # the titles subject only answers CATEGORY_CALLS
+        before, after = answers[f"{subject} before"], answers[f"{subject} after"]
+        if difference := frames_differ(before, after):
+            pytest.fail(
+                f"{label} for user {subject!r} changed when another user's data arrived: it reads another user's "
+                f"rows.\n{difference}\nbefore:\n{before}\nafter:\n{after}"
+            )
+    # The check can only fail if there is something to change: the subject's answer shows its data, and the other
+    # user's answer to the same call differs from it.
+    assert shows_something(answers["rollup before"]), answers["rollup before"]
+    assert frames_differ(answers["other"], answers["rollup before"]), f"{label}: the other user's data looks the same"
+    if "titles before" in answers:  # and a rule on titles takes the categories from the raw intervals
+        assert frames_differ(answers["titles before"], answers["rollup before"]), label
+
+
+def test_the_isolation_check_calls_every_query_function_of_one_user():
+    """A function added to the query API cannot be forgotten: every public function taking (client, user_id, ...)
+    is in the registry or NOT_IN_REGISTRY, is called by the check or excused in NOT_CHECKED_FOR_ISOLATION, and
+    every public function taking a client is either one of those or a cross-user aggregate."""
+    public = {
+        name: list(inspect.signature(fn).parameters)
+        for name, fn in vars(queries).items()
+        if inspect.isfunction(fn) and fn.__module__ == queries.__name__ and not name.startswith("_")
+    }
+    of_one_user = {name for name, parameters in public.items() if parameters[:2] == ["client", "user_id"]}
+    of_a_client = {name for name, parameters in public.items() if parameters[:1] == ["client"]}
+    assert of_a_client - of_one_user == set(queries.AGGREGATE_FUNCTIONS)
+    assert all(fn is getattr(queries, name) for name, fn in queries.QUERY_FUNCTIONS.items())
+    assert set(queries.QUERY_FUNCTIONS).isdisjoint(NOT_IN_REGISTRY)
+    assert of_one_user == set(queries.QUERY_FUNCTIONS) | NOT_IN_REGISTRY | set(NOT_CHECKED_FOR_ISOLATION)
+    called = {name for name, _ in ISOLATION_CALLS.values()}
+    assert called == of_one_user - set(NOT_CHECKED_FOR_ISOLATION)
 
 
 @pytest.mark.parametrize("name", sorted(queries.QUERY_FUNCTIONS))
