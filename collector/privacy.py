@@ -10,8 +10,9 @@ trusted; this is the promise the device itself keeps.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from schemas.privacy_rules import PRIVATE_APP, AccountPrivacy, private_fields
@@ -49,7 +50,7 @@ class ExclusionRule:
             raise ValueError(f"exclusion rule pattern {self.pattern!r} is not a valid regular expression: {e}") from e
         object.__setattr__(self, "_compiled", compiled)
 
-    def matches(self, interval: dict) -> bool:
+    def matches(self, interval: Mapping[str, Any]) -> bool:
         value = interval.get(self.on)
         return value is not None and self._compiled.search(value) is not None
 
@@ -107,7 +108,7 @@ def host_of(url: str | None) -> str | None:
     return host.lower().rstrip(".") if host else None
 
 
-def apply_privacy(interval: dict, settings: PrivacySettings) -> dict:
+def apply_privacy(interval: Mapping[str, Any], settings: PrivacySettings) -> dict[str, Any]:
     """A copy of the interval with the privacy choices applied, its URL stripped and its title scrubbed
     (schemas/titles.py) as the account's title mode says: the account's rules and this device's config.toml
     rules both apply, whichever is stricter wins.

@@ -16,10 +16,13 @@ from functools import partial
 from itertools import product
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+if TYPE_CHECKING:
+    from fastavro.types import Schema
 
 __all__ = [
     "CodecError",
@@ -72,7 +75,7 @@ class SchemaVersion:
     fingerprint: bytes
     # Logical types are stripped from the schema fastavro uses, so it neither wants nor returns datetime/UUID
     # objects; the wire format is unchanged because logical types are not part of the canonical form.
-    wire_schema: dict[str, Any]
+    wire_schema: Schema
     check: Checker
     surely_fits: Callable[[Any], bool]
     ints_fit: Callable[[Any], bool]
@@ -88,7 +91,7 @@ def _show(value: object) -> str:
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
 
 
@@ -100,7 +103,7 @@ def _int_checker(bits: int) -> Checker:
     def check(value: object) -> Problem | None:
         if not _is_int(value):
             return (), f"{expected}, got {_show(value)}"
-        if not low <= value <= high:  # type: ignore[operator]
+        if not low <= value <= high:
             return (), f"{value} does not fit in a {bits}-bit {kind}"
         return None
 
@@ -444,9 +447,12 @@ def _fits(check: Checker, record: Any) -> bool:
 
 def _read_definition(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        definition = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CodecError(f"cannot read schema {path}: {exc}") from None
+    if not isinstance(definition, dict):
+        raise CodecError(f"schema {path} is not a JSON object (a record schema)")
+    return definition
 
 
 def _load(schema_dir: Path) -> dict[tuple[str, int], SchemaVersion]:
@@ -511,7 +517,7 @@ class _Reader:
     writer: SchemaVersion
     target: SchemaVersion  # the current version, whose shape the decoded record has
     # None when the writer is the current version: fastavro then skips schema resolution, which is 2x faster.
-    reader_schema: dict[str, Any] | None
+    reader_schema: Schema | None
 
 
 def _readers_by_fingerprint(
@@ -592,7 +598,8 @@ def _decode(readers: dict[bytes, _Reader], kind: str, data: bytes) -> dict[str, 
     if not reader.target.ints_fit(record):
         problem = reader.target.check(record) or ((), "an int does not fit in 32 bits")
         raise CorruptRecord(f"undecodable {reader.writer.label} body: {_describe(problem)}")
-    return record
+    # The reader's schema (and the writer's) is a record schema, which fastavro reads into a dict.
+    return cast(dict[str, Any], record)
 
 
 def encode_interval(interval: Mapping[str, Any]) -> bytes:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 import unicodedata
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 MAX_APP_CHARS = 256
 MAX_TITLE_CHARS = 1024
@@ -91,8 +93,8 @@ def canonical_uuid(value: str) -> str:
 
 
 def checked_interval(
-    interval: dict, received_ms: int, window: Window = DEFAULT_WINDOW
-) -> tuple[dict | None, str | None]:
+    interval: Mapping[str, Any], received_ms: int, window: Window = DEFAULT_WINDOW
+) -> tuple[dict[str, Any] | None, str | None]:
     """(the interval in normal form, None) when it meets the contract, else (None, why it does not)."""
     try:
         event_id = canonical_uuid(interval["event_id"])
@@ -130,7 +132,7 @@ def checked_interval(
     return normal, None
 
 
-def within_limits(interval: dict) -> dict:
+def within_limits(interval: Mapping[str, Any]) -> dict[str, Any]:
     """The interval with its counts cut to `count_limit`: what a collector sends, so an honest device (a stuck
     key, a burst) never loses an interval to the rule."""
     start, end = interval["start"], interval["end"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
+from typing import Any
 
 DEVICE_REVOKED = "device_revoked"
 USER_DELETED = "user_deleted"
@@ -33,7 +34,7 @@ def encode_event(kind: str, user_id: str, device_id: str = "", at_ms: int = 0) -
     return json.dumps({"event": kind, "user": pseudonym(user_id), "device": device, "at": at_ms}).encode()
 
 
-def decode_event(raw: bytes) -> dict:
+def decode_event(raw: bytes) -> dict[str, Any]:
     """The event with `user` and `device` as pseudonyms (events written before pseudonyms carry the ids)."""
     try:
         event = json.loads(raw)

@@ -36,8 +36,9 @@ Choices where the definitions are silent:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 # Bumped when the saved shape of DeviceState changes, so a worker never misreads another version's table.
 _STATE_FORMAT = 1
@@ -99,7 +100,7 @@ class DeviceState:
     # The deletions (schemas/deletions.py) this state has been cut by: a covering one missing is applied first.
     applied: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "format": _STATE_FORMAT,
             "last_seq": self.last_seq,
@@ -109,7 +110,7 @@ class DeviceState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> DeviceState:
+    def from_dict(cls, data: Mapping[str, Any]) -> DeviceState:
         if data.get("format") != _STATE_FORMAT:
             raise ValueError(f"unknown DeviceState format {data.get('format')!r} (expected {_STATE_FORMAT})")
         app, focus = data["app_session"], data["focus_session"]
@@ -128,7 +129,9 @@ class Advance:
     focus_sessions: list[FocusSession]
 
 
-def advance(state: DeviceState | None, intervals: Iterable[dict], rules: SessionRules = SessionRules()) -> Advance:
+def advance(
+    state: DeviceState | None, intervals: Iterable[Mapping[str, Any]], rules: SessionRules = SessionRules()
+) -> Advance:
     """Process one batch of a device's intervals (in device_seq order) from `state`; `state` is left untouched.
 
     Returns the new state and, for every session the batch touched, exactly one row: its latest version, with
@@ -146,14 +149,14 @@ def advance(state: DeviceState | None, intervals: Iterable[dict], rules: Session
     # the sessionization itself. Rows are built only when a session closes and at the end of the batch.
     a = state.app_session
     a_open = a is not None
-    if a_open:
+    if a is not None:
         a_id, a_user, a_dev, a_app, a_site = a.session_id, a.user_id, a.device_id, a.app, a.site
         a_start, a_end, a_active, a_keys, a_clicks, a_n, a_ver = (
             a.start, a.end, a.active_ms, a.keystrokes, a.clicks, a.intervals, a.version
         )  # fmt: skip
     f = state.focus_session
     f_open = f is not None
-    if f_open:
+    if f is not None:
         f_id, f_user, f_dev = f.session_id, f.user_id, f.device_id
         f_start, f_end, f_active, f_apps, f_keys, f_clicks, f_ver = (
             f.start, f.end, f.active_ms, f.app_sessions, f.keystrokes, f.clicks, f.version

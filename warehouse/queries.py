@@ -28,13 +28,14 @@ import zoneinfo
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Final
 
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from schemas.contract import MAX_INTERVAL_MS
 
-_TS = "datetime64[ms, UTC]"
+_TS: Final = "datetime64[ms, UTC]"
 _HOUR = timedelta(hours=1)
 # No interval is longer than the gateway accepts, so an interval overlapping [a, b) starts after
 # a - MAX_INTERVAL_MS; saying so lets the primary key (user_id, start) bound the scan from both sides.
@@ -182,7 +183,7 @@ def typed_frame(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
         elif dtype == "str":
             df[name] = df[name].astype(str)
         else:
-            df[name] = df[name].astype(dtype)
+            df[name] = df[name].astype(pd.api.types.pandas_dtype(dtype))
     return df.reset_index(drop=True)
 
 
@@ -614,7 +615,8 @@ def focus_sessions(
     df["break_before_seconds"] = 0.0
     df = clip_sessions(client, user_id, typed_frame(df, {**_FOCUS_SCHEMA, "before_end": _TS, "n": "int64"}),
                        period["from"], period["to"], same_app=False)  # fmt: skip
-    before = df["before_end"].clip(lower=pd.Timestamp(period["from"]))
+    # pandas-stubs types clip's bounds as numbers only; pandas clips a datetime column by a Timestamp just as well.
+    before = df["before_end"].clip(lower=pd.Timestamp(period["from"]))  # type: ignore[call-overload]
     df["break_before_seconds"] = (df["start"] - before).dt.total_seconds().clip(lower=0).where(df["n"] > 1)
     return typed_frame(df, _FOCUS_SCHEMA)
 
@@ -943,7 +945,7 @@ ORDER BY bucket
 """
 
 
-def _aggregate_period(start: datetime, end: datetime) -> dict[str, datetime]:
+def _aggregate_period(start: datetime, end: datetime) -> dict[str, datetime | date]:
     period = _period(start, end)
     first = datetime.combine(period["from"].date(), time(), tzinfo=UTC)
     after = datetime.combine((period["to"] - timedelta(microseconds=1)).date() + timedelta(days=1), time(), tzinfo=UTC)
