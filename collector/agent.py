@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import IO
 
-import grpc
-
 from collector.browser import BrowserIntake, BrowserUrls
 from collector.config import CollectorHome, CollectorSettings
 from collector.enrolled import (
@@ -39,8 +37,9 @@ from collector.intervals import IntervalRules
 from collector.sampling import Sources, open_sources
 from collector.spool import Spool
 from collector.tracker import Tracker, run_tracking
-from collector.transport import IngestClient
+from collector.transport import DeviceIngest
 from collector.uploader import UploadHealth, run_uploader
+from collector.wire import RpcError, rpc_reason
 from plumbing.files import write_atomically
 from schemas.privacy_rules import AccountPrivacy
 
@@ -144,8 +143,8 @@ class Upkeep:
                     self.home, replace(enrollment, device_name=info.name, os=info.os, os_version=info.os_version)
                 )
                 log.info("sent device info to the gateway: %s, %s %s", info.name, info.os, info.os_version)
-            except grpc.RpcError as exc:
-                log.warning("could not send device info (%s); will retry", _rpc_reason(exc))
+            except RpcError as exc:
+                log.warning("could not send device info (%s); will retry", rpc_reason(exc))
                 done = False
         validity = certificate_validity(self.home)
         if renewal_due(validity, self.clock(), self.settings.renew_at_remaining):
@@ -157,11 +156,11 @@ class Upkeep:
                     validity.not_after.isoformat(timespec="seconds"),
                     certificate_validity(self.home).not_after.isoformat(timespec="seconds"),
                 )
-            except grpc.RpcError as exc:
+            except RpcError as exc:
                 log.warning(
                     "could not renew the device certificate, valid until %s (%s); will retry",
                     validity.not_after.isoformat(timespec="seconds"),
-                    _rpc_reason(exc),
+                    rpc_reason(exc),
                 )
                 done = False
         return done
@@ -212,19 +211,13 @@ class PrivacySync:
         while not stop.is_set():
             try:
                 self.once()
-            except grpc.RpcError as exc:
+            except RpcError as exc:
                 log.warning(
-                    "could not fetch the account's privacy choices (%s); keeping the last ones", _rpc_reason(exc)
+                    "could not fetch the account's privacy choices (%s); keeping the last ones", rpc_reason(exc)
                 )
             except Exception as exc:  # never the end of the collector: the last choices stay in force
                 log.warning("could not apply the account's privacy choices (%s: %s)", type(exc).__name__, exc)
             stop.wait(PRIVACY_EVERY_S)
-
-
-def _rpc_reason(exc: grpc.RpcError) -> str:
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    return f"{code.name if code else 'error'}: {details}"
 
 
 @dataclass
@@ -313,8 +306,8 @@ class Agent:
             except OSError as exc:
                 log.debug("cannot write %s: %s", home.status_file, exc)
 
-        def connect() -> IngestClient:
-            return IngestClient(enrollment.server, load_credentials(home))
+        def connect() -> DeviceIngest:
+            return DeviceIngest(enrollment.server, load_credentials(home))
 
         stop_uploading = threading.Event()
         threads = [

@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import grpc
-
 from collector.agent import Agent, is_running, pause_in_effect, pause_until_ms
 from collector.config import CollectorHome, load_collector_settings
 from collector.enrolled import (
@@ -32,8 +30,9 @@ from collector.enrolled import (
 from collector.enrollment import DeviceInfo, enroll, revoke_self
 from collector.service_files import enable_hint, service_file, service_file_location
 from collector.spool import Spool, SpoolStatus
-from collector.transport import DeviceCredentials, IngestClient
+from collector.transport import DeviceCredentials, DeviceIngest
 from collector.uploader import upload_once
+from collector.wire import RpcError, StatusCode, rpc_reason
 from plumbing.cli import UserFacingError, command
 from schemas.contract import SPOOL_MAX_AGE_DAYS
 
@@ -68,7 +67,15 @@ def gateway_addresses(server: str, public_server: str | None) -> tuple[str, str]
     return joined(host, port), joined(host, PUBLIC_PORT)
 
 
-def rpc_failure(action: str, exc: grpc.RpcError, address: str | None = None, ca: str | None = None) -> UserFacingError:
+def _rpc_errors() -> tuple[type[Exception], ...]:
+    """The errors of a call: grpcio's (signup, enroll and sign-in use it) and collector/wire.py's (the device's own
+    calls). grpcio is imported only here, when a call failed, so `run` never loads it."""
+    import grpc
+
+    return (grpc.RpcError, RpcError)
+
+
+def rpc_failure(action: str, exc: Exception, address: str | None = None, ca: str | None = None) -> UserFacingError:
     """One line for a failed call: what to do when the server at `address` did not prove itself with the CA
     file `ca`, or did not answer; the gateway's own words otherwise."""
     code = exc.code() if hasattr(exc, "code") else None
@@ -78,10 +85,10 @@ def rpc_failure(action: str, exc: grpc.RpcError, address: str | None = None, ca:
             f"{action}: the server at {address} does not prove itself with the CA in --ca {ca}; give this "
             "instance's ca.crt (<data dir>/pki/ca.crt on its server)"
         )
-    if address and code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if address and code is not None and code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
         reason = "connection refused" if "refused" in details.lower() else "no answer"
         return UserFacingError(f"{action}: {reason} from {address}; check the address and that the gateway runs")
-    return UserFacingError(f"{action}: {details.strip().splitlines()[0]} ({code.name if code else 'error'})")
+    return UserFacingError(f"{action}: {rpc_reason(exc)}")
 
 
 def _instance_ca(path: str) -> bytes:
@@ -118,7 +125,7 @@ def cmd_signup(home: CollectorHome, args: argparse.Namespace) -> int:
     ca_pem = _instance_ca(args.ca)
     try:
         mode = sign_up_mode(public_server, ca_pem)
-    except grpc.RpcError as exc:
+    except _rpc_errors() as exc:
         raise rpc_failure("sign-up", exc, public_server, args.ca) from None
     if mode == "closed":
         raise UserFacingError(f"sign-up is closed on {public_server}; ask its operator for an account")
@@ -130,7 +137,7 @@ def cmd_signup(home: CollectorHome, args: argparse.Namespace) -> int:
     password = _new_password(args)
     try:
         sign_up(public_server, ca_pem, args.email, password, invite_code)
-    except grpc.RpcError as exc:
+    except _rpc_errors() as exc:
         raise rpc_failure(f"sign-up at {public_server} failed", exc, public_server, args.ca) from None
     print(f"account {args.email} created at {public_server}")
     public = f" --public-server {args.public_server}" if args.public_server else ""
@@ -155,9 +162,9 @@ def prove_ingest(
     """An (empty) upload with the new certificate on the ingest port, before anything is saved: an enrollment
     whose uploads could not go anywhere is undone (with the password; a code cannot sign in) and refused."""
     try:
-        with IngestClient(server, creds, timeout_s=15) as client:
+        with DeviceIngest(server, creds, timeout_s=15) as client:
             client.send_batch([])
-    except grpc.RpcError as exc:
+    except _rpc_errors() as exc:
         undone = "; remove it in the dashboard's Devices page"
         if email and password:
             from schemas.api_client import log_in, revoke_device
@@ -165,7 +172,7 @@ def prove_ingest(
             try:
                 revoke_device(public_server, ca_pem, log_in(public_server, ca_pem, email, password).token, device_id)
                 undone = "; it was revoked again"
-            except grpc.RpcError:
+            except _rpc_errors():
                 pass
         raise UserFacingError(
             f"the gateway's ingest address {server} does not take this device's uploads "
@@ -196,7 +203,7 @@ def cmd_enroll(home: CollectorHome, args: argparse.Namespace) -> int:
         identity, creds = enroll(
             public_server, ca_pem, device, email=args.email or "", password=password, enrollment_code=args.code or ""
         )
-    except grpc.RpcError as exc:
+    except _rpc_errors() as exc:
         raise rpc_failure(f"enrollment at {public_server} failed", exc, public_server, args.ca) from None
     prove_ingest(server, public_server, ca_pem, creds, identity.device_id, args.email or "", password)
     home.create()
@@ -373,11 +380,11 @@ def cmd_unenroll(home: CollectorHome, args: argparse.Namespace) -> int:
         )
     creds = load_credentials(home)
     if home.spool_file.exists() and not args.discard:
-        with Spool(home.spool_file) as spool, IngestClient(enrollment.server, creds) as client:
+        with Spool(home.spool_file) as spool, DeviceIngest(enrollment.server, creds) as client:
             while spool.depth:
                 try:
                     upload_once(spool, client)
-                except grpc.RpcError as exc:
+                except _rpc_errors() as exc:
                     raise UserFacingError(
                         f"{spool.depth} intervals are not delivered yet and the gateway did not take them "
                         f"({rpc_failure('upload', exc)}); try again later, or add --discard to drop them"
@@ -385,8 +392,8 @@ def cmd_unenroll(home: CollectorHome, args: argparse.Namespace) -> int:
     if not args.local_only:
         try:
             revoke_self(enrollment.server, creds)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.PERMISSION_DENIED:  # already revoked: nothing left to do there
+        except _rpc_errors() as exc:
+            if exc.code() is not StatusCode.PERMISSION_DENIED:  # already revoked: nothing left to do there
                 raise UserFacingError(
                     f"{rpc_failure('could not revoke this device at the gateway', exc)}; try again, or add "
                     "--local-only and revoke it from the dashboard"

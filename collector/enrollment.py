@@ -10,11 +10,8 @@ import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import grpc
-
-from collector.transport import DeviceCredentials, channel_credentials
+from collector.transport import DeviceCredentials, device_channel
 from schemas.wire import accounts_pb2 as pb
-from schemas.wire import accounts_pb2_grpc
 
 if TYPE_CHECKING:
     from schemas.device_keys import DeviceIdentity
@@ -33,7 +30,10 @@ class DeviceInfo:
         return pb.DeviceInfo(name=self.name, os=self.os, os_version=self.os_version)
 
 
-def _public_channel(address: str, ca_pem: bytes) -> grpc.Channel:
+def _public_channel(address: str, ca_pem: bytes):
+    """grpcio, for the short-lived `enroll` (server-authenticated TLS: the device has no certificate yet)."""
+    import grpc
+
     return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca_pem))
 
 
@@ -53,10 +53,22 @@ def enroll(
     request = pb.EnrollRequest(
         email=email, password=password, enrollment_code=enrollment_code, csr_pem=csr_pem, device=device.message()
     )
+    from schemas.wire import accounts_pb2_grpc
+
     with _public_channel(public_address, ca_pem) as channel:
         reply = accounts_pb2_grpc.DevicesStub(channel).Enroll(request, timeout=30)
     identity = DeviceIdentity(reply.user_id, reply.device_id)
     return identity, DeviceCredentials(reply.ca_chain_pem, reply.certificate_pem, key_pem)
+
+
+# The device's own calls, over mTLS with its certificate, go through collector/wire.py (no grpcio in the running
+# collector); errors are collector.wire.RpcError.
+_DEVICES = "/productimon.accounts.v1.Devices/"
+
+
+def _device_call(address: str, creds: DeviceCredentials, method: str, request, reply_type):
+    with device_channel(address, creds) as channel:
+        return channel.call(_DEVICES + method, request, reply_type, 30)
 
 
 def renew(address: str, creds: DeviceCredentials) -> DeviceCredentials:
@@ -64,27 +76,23 @@ def renew(address: str, creds: DeviceCredentials) -> DeviceCredentials:
     from schemas.device_keys import new_device_key_and_csr
 
     key_pem, csr_pem = new_device_key_and_csr("renewal")
-    with grpc.secure_channel(address, channel_credentials(creds)) as channel:
-        reply = accounts_pb2_grpc.DevicesStub(channel).Renew(pb.RenewRequest(csr_pem=csr_pem), timeout=30)
+    reply = _device_call(address, creds, "Renew", pb.RenewRequest(csr_pem=csr_pem), pb.Certificate)
     return DeviceCredentials(reply.ca_chain_pem, reply.certificate_pem, key_pem)
 
 
 def update_info(address: str, creds: DeviceCredentials, device: DeviceInfo) -> None:
     """Tell the gateway this device's name, OS and OS version (over mTLS)."""
-    with grpc.secure_channel(address, channel_credentials(creds)) as channel:
-        accounts_pb2_grpc.DevicesStub(channel).UpdateInfo(device.message(), timeout=30)
+    _device_call(address, creds, "UpdateInfo", device.message(), pb.Empty)
 
 
 def revoke_self(address: str, creds: DeviceCredentials) -> None:
     """Revoke this device at the gateway (unenroll): its certificate is refused from then on."""
-    with grpc.secure_channel(address, channel_credentials(creds)) as channel:
-        accounts_pb2_grpc.DevicesStub(channel).Revoke(pb.DeviceRef(), timeout=30)
+    _device_call(address, creds, "Revoke", pb.DeviceRef(), pb.Empty)
 
 
 def fetch_privacy(address: str, creds: DeviceCredentials) -> dict:
     """The account's privacy choices (title mode and rules) as the gateway holds them, over mTLS, as a dict
     `schemas.privacy_rules.AccountPrivacy.from_dict` reads."""
-    with grpc.secure_channel(address, channel_credentials(creds)) as channel:
-        reply = accounts_pb2_grpc.DevicesStub(channel).GetPrivacy(pb.Empty(), timeout=30)
+    reply = _device_call(address, creds, "GetPrivacy", pb.Empty(), pb.Privacy)
     rules = [{"on": r.on, "pattern": r.pattern, "action": r.action} for r in reply.rules]
     return {"title_mode": reply.title_mode, "rules": rules}

@@ -13,16 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import grpc
-
 from collector.spool import Spool
-from collector.transport import IngestClient, retry_after_s
+from collector.transport import DeviceIngest, retry_after_s
+from collector.wire import RpcError, StatusCode, rpc_reason
 from schemas.contract import SPOOL_MAX_HOLD_MS
 
 log = logging.getLogger(__name__)
 
 # Per-record refusals the gateway will repeat forever: keeping such a record would block the spool.
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+_RETRYABLE = {StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED, StatusCode.RESOURCE_EXHAUSTED}
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,8 @@ class UploadHealth:
     last_error_ms: int | None = None
     gone: str | None = None
 
-    def failed(self, exc: grpc.RpcError, now_ms: int) -> None:
-        code = exc.code() if hasattr(exc, "code") else None
-        details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
-        self.last_error = f"{code.name if code else 'error'}: {details.strip().splitlines()[0] if details else ''}"
+    def failed(self, exc: RpcError, now_ms: int) -> None:
+        self.last_error = rpc_reason(exc)
         self.last_error_ms = now_ms
 
     def succeeded(self) -> None:
@@ -63,8 +60,8 @@ class UploadResult:
     refused: int = 0
 
 
-def upload_once(spool: Spool, client: IngestClient, batch_size: int = 500) -> UploadResult:
-    """Send the oldest batch and acknowledge it; returns what happened. Raises grpc.RpcError when the
+def upload_once(spool: Spool, client: DeviceIngest, batch_size: int = 500) -> UploadResult:
+    """Send the oldest batch and acknowledge it; returns what happened. Raises collector.wire.RpcError when the
     gateway did not answer with an acknowledgement (nothing is deleted then)."""
     batch = spool.next_batch(batch_size)
     if not batch:
@@ -79,7 +76,7 @@ def upload_once(spool: Spool, client: IngestClient, batch_size: int = 500) -> Up
 
 def run_uploader(
     spool: Spool,
-    connect: Callable[[], IngestClient],
+    connect: Callable[[], DeviceIngest],
     stop: threading.Event,
     backoff: Backoff = Backoff(),
     idle_wait_s: float = 5.0,
@@ -100,7 +97,7 @@ def run_uploader(
     rng = rng or random.Random()
     wake = wake or stop
     failures = 0
-    client: IngestClient | None = None
+    client: DeviceIngest | None = None
     while not stop.is_set():
         # What the spool held past its maximum age would only be refused: drop it here, counted.
         spool.expire(int(time.time() * 1000) - SPOOL_MAX_HOLD_MS)
@@ -112,11 +109,11 @@ def run_uploader(
         try:
             client = client or connect()
             result = upload_once(spool, client, batch_size)
-        except grpc.RpcError as exc:
+        except RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             if health is not None:
                 health.failed(exc, int(time.time() * 1000))
-            if code == grpc.StatusCode.PERMISSION_DENIED and on_gone is not None:
+            if code is StatusCode.PERMISSION_DENIED and on_gone is not None:
                 reason = exc.details() or "this device was refused"
                 log.error("the gateway refused this device for good: %s", reason)
                 if health is not None:

@@ -31,6 +31,9 @@ REQUIRES_PYTHON = ">=3.10,<3.14"
 # What the collector imports, by distribution name; the versions come from the server's pins.
 REQUIREMENTS = (
     "grpcio",
+    "h2",
+    "hpack",
+    "hyperframe",
     "protobuf",
     "cryptography",
     "fastavro",

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from collector.spool import Spool
-from collector.transport import IngestClient
+from collector.transport import DeviceIngest
 from collector.uploader import Backoff, run_uploader
 from infra.devices import new_user_device
 from schemas.codec import encode_interval
@@ -58,7 +58,7 @@ def test_gateway_down_for_a_while_then_up_everything_arrives(tmp_path):
         stop = threading.Event()
         uploader = threading.Thread(
             target=run_uploader,
-            args=(spool, lambda: IngestClient(stack.settings.gateway_address, creds, timeout_s=5), stop),
+            args=(spool, lambda: DeviceIngest(stack.settings.gateway_address, creds, timeout_s=5), stop),
             kwargs={"backoff": Backoff(first_s=0.2, max_s=1.0), "idle_wait_s": 0.2},
         )
         uploader.start()

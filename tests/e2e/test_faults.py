@@ -212,7 +212,7 @@ def test_out_of_order_and_reused_device_seq_are_refused_never_dropped(stack):
 
 def test_overload_is_pushed_back_with_a_delay_that_the_collector_waits(stack, tmp_path):
     from collector.spool import Spool
-    from collector.transport import retry_after_s
+    from collector.transport import DeviceIngest, retry_after_s
     from collector.uploader import Backoff, run_uploader
 
     (_, first), (second_identity, second) = new_user_device(stack.settings), new_user_device(stack.settings)
@@ -238,7 +238,7 @@ def test_overload_is_pushed_back_with_a_delay_that_the_collector_waits(stack, tm
 
     attempts = []
 
-    class Counting(IngestClient):
+    class Counting(DeviceIngest):  # the running collector's own client (collector/wire.py)
         def send_batch(self, *args, **kwargs):
             attempts.append(time.monotonic())
             return super().send_batch(*args, **kwargs)

@@ -33,3 +33,5 @@ def test_importing_the_collector_loads_nothing_of_the_server():
     assert "collector.agent" in loaded
     assert not {m.split(".")[0] for m in loaded} & SERVER
     assert not {"plumbing.settings", "plumbing.metrics", "plumbing.kafka_security"} & set(loaded)
+    # Nor grpcio: the running collector speaks gRPC through collector/wire.py (grpcio alone is ~27 MB resident).
+    assert not {m for m in loaded if m == "grpc" or m.startswith("grpc.")}

@@ -6,21 +6,10 @@ from __future__ import annotations
 
 import threading
 
-import grpc
-
 from collector.spool import Spool
 from collector.uploader import Backoff, UploadHealth, run_uploader
-
-
-class Refusal(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        self._code, self._details = code, details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
+from collector.wire import RpcError as Refusal
+from collector.wire import StatusCode
 
 
 class Gateway:
@@ -53,7 +42,7 @@ def _spool(tmp_path, n: int = 3) -> Spool:
 
 def test_a_failure_is_recorded_with_its_reason_until_a_batch_goes_through(tmp_path):
     stop, health, seen = threading.Event(), UploadHealth("gw:7443"), []
-    gateway = Gateway([Refusal(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses\nmore")], stop)
+    gateway = Gateway([Refusal(StatusCode.UNAVAILABLE, "failed to connect to all addresses\nmore")], stop)
 
     def connect():
         seen.append((health.last_error, health.last_error_ms is not None))
@@ -68,7 +57,7 @@ def test_a_failure_is_recorded_with_its_reason_until_a_batch_goes_through(tmp_pa
 
 def test_a_device_refused_for_good_stops_the_uploader_once_and_keeps_the_spool_for_the_agent_to_clear(tmp_path):
     stop, health, gone = threading.Event(), UploadHealth("gw:7443"), []
-    gateway = Gateway([Refusal(grpc.StatusCode.PERMISSION_DENIED, "this device has been revoked")], stop)
+    gateway = Gateway([Refusal(StatusCode.PERMISSION_DENIED, "this device has been revoked")], stop)
     with _spool(tmp_path) as spool:
         run_uploader(spool, lambda: gateway, stop, Backoff(first_s=0.01), health=health, on_gone=gone.append)
         assert spool.depth == 3  # nothing acknowledged, nothing lost by the uploader itself
