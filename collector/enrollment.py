@@ -30,13 +30,6 @@ class DeviceInfo:
         return pb.DeviceInfo(name=self.name, os=self.os, os_version=self.os_version)
 
 
-def _public_channel(address: str, ca_pem: bytes):
-    """grpcio, for the short-lived `enroll` (server-authenticated TLS: the device has no certificate yet)."""
-    import grpc
-
-    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca_pem))
-
-
 def enroll(
     public_address: str,
     ca_pem: bytes,
@@ -53,9 +46,11 @@ def enroll(
     request = pb.EnrollRequest(
         email=email, password=password, enrollment_code=enrollment_code, csr_pem=csr_pem, device=device.message()
     )
+    # grpcio, for this short-lived call at the public port (the device has no certificate yet).
+    from schemas.api_client import public_channel
     from schemas.wire import accounts_pb2_grpc
 
-    with _public_channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         reply = accounts_pb2_grpc.DevicesStub(channel).Enroll(request, timeout=30)
     identity = DeviceIdentity(reply.user_id, reply.device_id)
     return identity, DeviceCredentials(reply.ca_chain_pem, reply.certificate_pem, key_pem)

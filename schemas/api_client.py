@@ -13,19 +13,20 @@ from schemas.wire import accounts_pb2_grpc
 CLIENT_ADDRESS_HEADER = "x-productimon-client-address"
 
 
-def _channel(public_address: str, ca_pem: bytes) -> grpc.Channel:
+def public_channel(public_address: str, ca_pem: bytes) -> grpc.Channel:
+    """A channel to the gateway's public port: server-authenticated TLS, for callers without a certificate."""
     return grpc.secure_channel(public_address, grpc.ssl_channel_credentials(root_certificates=ca_pem))
 
 
 def sign_up_mode(public_address: str, ca_pem: bytes, timeout_s: float = 10) -> str:
     """The instance's sign-up mode: "open", "invite" (an invite code is needed) or "closed"."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).GetSignUpMode(pb.Empty(), timeout=timeout_s).mode
 
 
 def sign_up(public_address: str, ca_pem: bytes, email: str, password: str, invite_code: str = "") -> str:
     """Create an account; returns its user id."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         user = accounts_pb2_grpc.AccountsStub(channel).SignUp(
             pb.SignUpRequest(email=email, password=password, invite_code=invite_code), timeout=30
         )
@@ -36,7 +37,7 @@ def log_in(public_address: str, ca_pem: bytes, email: str, password: str, for_cl
     """`for_client`: the address of the person a proxy (the dashboard) signs in; honoured only from a proxy the
     gateway trusts (PRODUCTIMON_GATEWAY_TRUSTED_PROXIES), so failed sign-ins are throttled per person."""
     metadata = ((CLIENT_ADDRESS_HEADER, for_client),) if for_client else None
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).Login(
             pb.LoginRequest(email=email, password=password), timeout=30, metadata=metadata
         )
@@ -44,7 +45,7 @@ def log_in(public_address: str, ca_pem: bytes, email: str, password: str, for_cl
 
 def who_am_i(public_address: str, ca_pem: bytes, token: str, timeout_s: float = 10) -> pb.User:
     """The user a token signs in, as the gateway sees it now (revoked tokens are refused)."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).WhoAmI(
             pb.Empty(), metadata=(("authorization", f"Bearer {token}"),), timeout=timeout_s
         )
@@ -56,13 +57,13 @@ def _bearer(token: str) -> tuple[tuple[str, str]]:
 
 def log_out(public_address: str, ca_pem: bytes, token: str) -> None:
     """Revoke the token (the gateway refuses it from now on)."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.AccountsStub(channel).Logout(pb.Empty(), metadata=_bearer(token), timeout=30)
 
 
 def delete_account(public_address: str, ca_pem: bytes, token: str, password: str) -> pb.DeletionReport:
     """Revoke the account's devices, delete all of its data, then the account; the password is asked again."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).DeleteAccount(
             pb.DeleteAccountRequest(password=password), metadata=_bearer(token), timeout=300
         )
@@ -81,26 +82,26 @@ def delete_data(
     signed-in account, for good; returns what was removed and how long it took."""
     start, end = (round(moment.timestamp() * 1000) for moment in period) if period else (0, 0)
     request = pb.DeleteDataRequest(kind=kind, device_id=device_id, period_start=start, period_end=end)
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).DeleteData(request, metadata=_bearer(token), timeout=300)
 
 
 def list_devices(public_address: str, ca_pem: bytes, token: str) -> list[pb.Device]:
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return list(
             accounts_pb2_grpc.DevicesStub(channel).List(pb.Empty(), metadata=_bearer(token), timeout=30).devices
         )
 
 
 def rename_device(public_address: str, ca_pem: bytes, token: str, device_id: str, name: str) -> None:
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.DevicesStub(channel).Rename(
             pb.RenameRequest(device_id=device_id, name=name), metadata=_bearer(token), timeout=30
         )
 
 
 def revoke_device(public_address: str, ca_pem: bytes, token: str, device_id: str) -> None:
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.DevicesStub(channel).Revoke(
             pb.DeviceRef(device_id=device_id), metadata=_bearer(token), timeout=30
         )
@@ -108,7 +109,7 @@ def revoke_device(public_address: str, ca_pem: bytes, token: str, device_id: str
 
 def create_enrollment_code(public_address: str, ca_pem: bytes, token: str) -> pb.EnrollmentCode:
     """A one-time code that enrolls one new device into the token's account."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.DevicesStub(channel).CreateEnrollmentCode(
             pb.Empty(), metadata=_bearer(token), timeout=30
         )
@@ -118,18 +119,18 @@ def create_share_link(
     public_address: str, ca_pem: bytes, token: str, view: str, period_start: int, period_end: int, tz: str, ttl_s: int
 ) -> pb.ShareLinkToken:
     request = pb.ShareLinkRequest(view=view, period_start=period_start, period_end=period_end, tz=tz, ttl_seconds=ttl_s)
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).CreateShareLink(request, metadata=_bearer(token), timeout=30)
 
 
 def list_share_links(public_address: str, ca_pem: bytes, token: str) -> list[pb.ShareLink]:
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         reply = accounts_pb2_grpc.AccountsStub(channel).ListShareLinks(pb.Empty(), metadata=_bearer(token), timeout=30)
     return list(reply.links)
 
 
 def revoke_share_link(public_address: str, ca_pem: bytes, token: str, link_id: str) -> None:
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.AccountsStub(channel).RevokeShareLink(
             pb.ShareLinkRef(link_id=link_id), metadata=_bearer(token), timeout=30
         )
@@ -137,7 +138,7 @@ def revoke_share_link(public_address: str, ca_pem: bytes, token: str, link_id: s
 
 def open_share_link(public_address: str, ca_pem: bytes, share_token: str, timeout_s: float = 10) -> pb.ShareLink:
     """What a share token shows, as the gateway sees it now (revoked and expired links are refused)."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).OpenShareLink(
             pb.Empty(), metadata=_bearer(share_token), timeout=timeout_s
         )
@@ -148,7 +149,7 @@ def add_category_rule(
 ) -> str:
     """Add a rule to the token's account (after its other rules unless `position` is given); its id."""
     rule = pb.CategoryRule(field=field, pattern=pattern, category=category, position=position)
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         reply = accounts_pb2_grpc.AccountsStub(channel).AddCategoryRule(rule, metadata=_bearer(token), timeout=30)
     return reply.rule_id
 
@@ -166,12 +167,12 @@ def update_category_rule(
 ) -> None:
     """Change a rule of the token's account; what is left empty (or None) stays as it is."""
     rule = pb.CategoryRule(rule_id=rule_id, field=field, pattern=pattern, category=category, position=position)
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.AccountsStub(channel).UpdateCategoryRule(rule, metadata=_bearer(token), timeout=30)
 
 
 def delete_category_rule(public_address: str, ca_pem: bytes, token: str, rule_id: str) -> None:
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.AccountsStub(channel).DeleteCategoryRule(
             pb.CategoryRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=30
         )
@@ -179,12 +180,12 @@ def delete_category_rule(public_address: str, ca_pem: bytes, token: str, rule_id
 
 def get_privacy(public_address: str, ca_pem: bytes, token: str) -> pb.Privacy:
     """The token's account's title mode and privacy rules."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).GetPrivacy(pb.Empty(), metadata=_bearer(token), timeout=30)
 
 
 def set_title_mode(public_address: str, ca_pem: bytes, token: str, mode: str) -> None:
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.AccountsStub(channel).SetTitleMode(
             pb.TitleModeRequest(mode=mode), metadata=_bearer(token), timeout=30
         )
@@ -192,12 +193,12 @@ def set_title_mode(public_address: str, ca_pem: bytes, token: str, mode: str) ->
 
 def add_privacy_rule(public_address: str, ca_pem: bytes, token: str, on: str, pattern: str, action: str) -> str:
     rule = pb.PrivacyRule(on=on, pattern=pattern, action=action)
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).AddPrivacyRule(rule, metadata=_bearer(token), timeout=30).rule_id
 
 
 def delete_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id: str) -> None:
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.AccountsStub(channel).DeletePrivacyRule(
             pb.PrivacyRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=30
         )
@@ -205,7 +206,7 @@ def delete_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id:
 
 def preview_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id: str) -> pb.RuleEffect:
     """What applying the saved rule to the account's past data would change."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).PreviewPrivacyRule(
             pb.PrivacyRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=60
         )
@@ -214,7 +215,7 @@ def preview_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id
 def apply_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id: str) -> pb.RuleEffect:
     """Apply the saved rule to the account's past data; returns once it is done (it first waits until every
     worker has the rule, up to about half a minute after it was saved)."""
-    with _channel(public_address, ca_pem) as channel:
+    with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).ApplyPrivacyRule(
             pb.PrivacyRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=600
         )

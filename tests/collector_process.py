@@ -20,6 +20,33 @@ from plumbing.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 
 
+# What only the server needs, by top-level module: the collector imports none of them (pyproject.toml's import
+# contracts; tests/unit/test_architecture.py and tests/integration/test_collector_distribution.py).
+SERVER_MODULES = frozenset({
+    "gateway", "stream_jobs", "warehouse", "dashboard", "infra", "aiokafka", "faust", "mode", "clickhouse_connect",
+    "chdb", "streamlit", "pandas", "pyarrow", "pydantic", "pydantic_settings", "argon2", "jwt", "tldextract",
+    "prometheus_client", "grpc_health", "grpc_reflection",
+})  # fmt: skip
+
+
+def without_checkout(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (else this process's) without PYTHONPATH: a collector distribution's python sees nothing of the
+    checkout."""
+    return {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONPATH"}
+
+
+def modules_after(python: str, statement: str, cwd: Path, env: dict[str, str] | None = None) -> list[str]:
+    """Every module `python` holds after running `statement`."""
+    return subprocess.run(
+        [python, "-c", f"import sys\n{statement}\nprint(*sys.modules)"],
+        cwd=cwd,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+
+
 def _launch(
     home: CollectorHome, python: str | None, env: dict[str, str] | None
 ) -> tuple[list[str], Path, dict[str, str] | None]:
@@ -28,8 +55,7 @@ def _launch(
     PYTHONPATH, so that no source of this checkout is on its path."""
     if python is None:
         return [sys.executable, "-m", "collector", "--home", str(home.root)], REPO, env
-    alone = {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONPATH"}
-    return [python, "-m", "collector", "--home", str(home.root)], home.root, alone
+    return [python, "-m", "collector", "--home", str(home.root)], home.root, without_checkout(env)
 
 
 def run_collector(

@@ -25,7 +25,7 @@ from infra.collector_dist import (
     install_alone,
     installed_bytes,
 )
-from tests.collector_process import collector_command, enrolled_home
+from tests.collector_process import SERVER_MODULES, collector_command, enrolled_home, modules_after, without_checkout
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -51,9 +51,6 @@ SERVER_LIBRARIES = {
     "lz4",
     "zstandard",
 }
-SERVER_MODULES = {"aiokafka", "faust", "mode", "clickhouse_connect", "chdb", "streamlit", "pandas", "pyarrow",
-                  "pydantic", "argon2", "jwt", "tldextract", "prometheus_client", "grpc_health", "grpc_reflection",
-                  "gateway", "warehouse", "stream_jobs", "dashboard", "infra"}  # fmt: skip
 # Dependencies with compiled code: each supported Python on each platform must find a wheel of them. (evdev,
 # which pynput needs on Linux only, publishes none: pip builds it there, which needs a C compiler.)
 COMPILED = ("grpcio", "protobuf", "cryptography", "cffi", "fastavro", "pywin32", "pyobjc-core")
@@ -122,20 +119,14 @@ def test_installed_alone_it_enrolls_over_mtls_uploads_and_loads_no_server_module
     enrolled = enrolled_home(stack.settings, tmp_path / "home", python=str(alone))
     status = collector_command(enrolled.home, "status", python=str(alone))
     assert "enrolled:     yes" in status
-    alone_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of this checkout on its path
-    loaded = subprocess.run(
-        [str(alone), "-c", "import sys, collector.cli, collector.agent, collector.sampling; print(*sys.modules)"],
-        cwd=tmp_path,
-        env=alone_env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    loaded = modules_after(
+        str(alone), "import collector.cli, collector.agent, collector.sampling", tmp_path, without_checkout()
+    )
     assert not {m.split(".")[0] for m in loaded} & SERVER_MODULES
     origin = subprocess.run(
         [str(alone), "-c", "import collector; print(collector.__file__)"],
         cwd=tmp_path,
-        env=alone_env,
+        env=without_checkout(),
         check=True,
         capture_output=True,
         text=True,

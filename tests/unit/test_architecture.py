@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.collector_process import SERVER_MODULES, modules_after
+
 REPO = Path(__file__).resolve().parents[2]
-SERVER = {"gateway", "stream_jobs", "warehouse", "dashboard", "infra", "aiokafka", "faust", "mode",
-          "clickhouse_connect", "chdb", "streamlit", "pandas", "pyarrow", "pydantic", "pydantic_settings", "argon2",
-          "jwt", "tldextract", "prometheus_client"}  # fmt: skip
 
 
 def test_the_import_contracts_hold():
@@ -23,15 +22,9 @@ def test_the_import_contracts_hold():
 
 
 def test_importing_the_collector_loads_nothing_of_the_server():
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, collector.agent, collector.cli, collector.sampling; print(*sys.modules)"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    loaded = modules_after(sys.executable, "import collector.agent, collector.cli, collector.sampling", REPO)
     assert "collector.agent" in loaded
-    assert not {m.split(".")[0] for m in loaded} & SERVER
+    assert not {m.split(".")[0] for m in loaded} & SERVER_MODULES
     assert not {"plumbing.settings", "plumbing.metrics", "plumbing.kafka_security"} & set(loaded)
     # Nor grpcio: the running collector speaks gRPC through collector/wire.py (grpcio alone is ~27 MB resident).
     assert not {m for m in loaded if m == "grpc" or m.startswith("grpc.")}
