@@ -155,6 +155,9 @@ class Channel:
         except ssl.SSLError as exc:
             raw.close()
             raise RpcError(StatusCode.UNAVAILABLE, f"TLS handshake with {self._address} failed: {exc}") from None
+        except TimeoutError:
+            raw.close()
+            raise RpcError(StatusCode.DEADLINE_EXCEEDED, f"no TLS handshake from {self._address} in time") from None
         except OSError as exc:
             raw.close()
             raise RpcError(StatusCode.UNAVAILABLE, f"TLS with {self._address} failed: {exc}") from None
@@ -184,7 +187,7 @@ class Channel:
             raise
         except (OSError, h2.exceptions.ProtocolError) as exc:
             self.close()
-            if isinstance(exc, TimeoutError | socket.timeout):
+            if isinstance(exc, TimeoutError):
                 raise RpcError(StatusCode.DEADLINE_EXCEEDED, f"no answer from {self._address} in time") from None
             raise RpcError(StatusCode.UNAVAILABLE, f"the connection to {self._address} failed: {exc}") from None
         reply = reply_type()
