@@ -144,10 +144,11 @@ class KafkaScramFront(TlsFront):
                 mechanism = wanted if known else None
                 enabled = b"".join(_encode_string(m) for m in _HASHES)
                 error = 0 if known else _UNSUPPORTED_SASL_MECHANISM
+                if not known:  # recorded before the answer: a client told no may be gone before drain returns
+                    self.refused.append(f"mechanism {wanted}")
                 _reply(writer, correlation_id, struct.pack(">hi", error, len(_HASHES)) + enabled)
                 await writer.drain()
                 if not known:
-                    self.refused.append(f"mechanism {wanted}")
                     return False
                 continue
             if api_key == _SASL_AUTHENTICATE and api_version in (0, 1) and mechanism:
@@ -157,10 +158,10 @@ class KafkaScramFront(TlsFront):
                 answer, error = scram.step(message)
                 tail = struct.pack(">q", 0) if api_version == 1 else b""
                 if error:
+                    self.refused.append(f"{scram.user}: {error}")  # before the answer, as above
                     _reply(writer, correlation_id, struct.pack(">h", _SASL_AUTHENTICATION_FAILED)
                            + _encode_string(error) + struct.pack(">i", 0) + tail)  # fmt: skip
                     await writer.drain()
-                    self.refused.append(f"{scram.user}: {error}")
                     return False
                 payload = answer.encode()
                 _reply(writer, correlation_id, struct.pack(">hhi", 0, -1, len(payload)) + payload + tail)
