@@ -4,9 +4,11 @@ EWMH from a window manager)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -81,7 +83,38 @@ class Desktop:
 
 @contextmanager
 def virtual_desktop(width: int = 1280, height: int = 800) -> Iterator[Desktop]:
-    """Start Xvfb on a display it picks itself (-displayfd: no clash with another run) and openbox on it."""
+    """Start Xvfb on a display it picks itself (-displayfd: no clash with another run) and openbox on it.
+
+    Start-up is serialized across processes (two xdist workers starting desktops at once once left openbox dead with
+    no output), and a failed start is tried again on a fresh display before the error is raised."""
+    problem = ""
+    for _attempt in range(3):
+        with _startup_lock():
+            children, env, problem = _start(width, height)
+        if children:
+            break
+    else:
+        raise RuntimeError(problem)
+    desktop = Desktop(env["DISPLAY"], env)
+    try:
+        yield desktop
+    finally:
+        desktop.close_windows()
+        _stop(children)
+
+
+@contextmanager
+def _startup_lock() -> Iterator[None]:
+    with open(os.path.join(tempfile.gettempdir(), "productimon-desktop.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _start(width: int, height: int) -> tuple[list[subprocess.Popen], dict[str, str], str]:
+    """Xvfb and a ready openbox, or no children and the reason they are not running."""
     read_fd, write_fd = os.pipe()
     xvfb = subprocess.Popen(
         ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
@@ -90,39 +123,39 @@ def virtual_desktop(width: int = 1280, height: int = 800) -> Iterator[Desktop]:
         stderr=subprocess.DEVNULL,
     )
     os.close(write_fd)
-    children = [xvfb]
-    try:
-        with os.fdopen(read_fd) as pipe:
-            number = pipe.readline().strip()
-        if not number:
-            raise RuntimeError("Xvfb did not start")
-        env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
-        env["DISPLAY"] = f":{number}"
-        openbox = subprocess.Popen(
-            ["openbox", "--sm-disable"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        children.append(openbox)
-        desktop = Desktop(env["DISPLAY"], env)
-        deadline = time.monotonic() + 30
-        # openbox is ready once it has claimed the EWMH supporting-window property on the root window.
-        while "_NET_SUPPORTING_WM_CHECK(WINDOW)" not in _root_properties(env):
-            if openbox.poll() is not None or time.monotonic() > deadline:
-                openbox.kill()
-                problem = openbox.communicate()[1].strip().replace("\n", " ")
-                raise RuntimeError(f"openbox did not start on display {env['DISPLAY']}: {problem or 'no output'}")
-            time.sleep(0.05)
-        try:
-            yield desktop
-        finally:
-            desktop.close_windows()
-    finally:
-        for child in reversed(children):
+    children: list[subprocess.Popen] = [xvfb]
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        _stop(children)
+        return [], {}, "Xvfb did not start"
+    env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
+    env["DISPLAY"] = f":{number}"
+    openbox = subprocess.Popen(
+        ["openbox", "--sm-disable"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    children.append(openbox)
+    deadline = time.monotonic() + 30
+    # openbox is ready once it has claimed the EWMH supporting-window property on the root window.
+    while "_NET_SUPPORTING_WM_CHECK(WINDOW)" not in _root_properties(env):
+        if openbox.poll() is not None or time.monotonic() > deadline:
+            openbox.kill()
+            output = openbox.communicate()[1].strip().replace("\n", " ")
+            _stop(children)
+            return [], env, f"openbox did not start on display {env['DISPLAY']}: {output or 'no output'}"
+        time.sleep(0.05)
+    return children, env, ""
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    for child in reversed(children):
+        if child.poll() is None:
             child.terminate()
-            try:
-                child.wait(5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        try:
+            child.wait(5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _root_properties(env: dict[str, str]) -> str:
