@@ -20,7 +20,7 @@ from pathlib import Path
 from bench._stack import bench_stack
 from infra.stack import Stack
 from infra.streams import StreamingDevice, exactness
-from stream_jobs.app import rules_of
+from stream_jobs.forget import rules_of
 from warehouse.client import connect
 
 DEVICES = 4

@@ -23,7 +23,7 @@ from infra.devices import new_user_device
 from infra.fuzzing import FuzzDevice
 from infra.streams import StreamingDevice, exactness
 from plumbing import metrics
-from stream_jobs.app import rules_of
+from stream_jobs.forget import rules_of
 from warehouse.client import connect
 from warehouse.rollups import rollup_drift
 

@@ -44,7 +44,8 @@ Metrics served at `/metrics` when a port is set: `productimon_gateway_intervals_
 header collectors send), `productimon_worker_intervals_stored_total`,
 `productimon_worker_intervals_dropped_total{reason}`, `productimon_worker_dead_letters_total`,
 `productimon_worker_retries_total`, `productimon_worker_retrying_seconds` (how long the current batch has been
-retried; 0 when none is), `productimon_worker_insert_seconds`, `productimon_worker_consumer_lag{partition}` and
+retried; 0 when none is), `productimon_worker_insert_seconds`, `productimon_worker_step_seconds{step}` (per step of
+a batch), `productimon_worker_consumer_lag{partition}` and
 `productimon_worker_batches_total`.
 """
 

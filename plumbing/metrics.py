@@ -111,6 +111,12 @@ WORKER_INSERT_SECONDS = Histogram(
     "Time to insert one batch's intervals and sessions into the warehouse (successful attempt).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf")),
 )
+WORKER_STEP_SECONDS = Histogram(
+    "productimon_worker_step_seconds",
+    "Time spent in each step of a batch (stream_jobs/batch.py: decode, filter, dedupe, insert, save_state, commit).",
+    ["step"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf")),
+)
 # Approximate on the embedded broker, which reports a partition's end as its last batch's first offset + 1.
 WORKER_CONSUMER_LAG = Gauge(
     "productimon_worker_consumer_lag",

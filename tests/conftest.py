@@ -41,6 +41,19 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
 @contextmanager
 def lone_warehouse(data_dir: Path) -> Iterator[Client]:
     """A warehouse server of its own, migrated, and a client of it; stopped afterwards."""
+    with lone_warehouse_settings(data_dir) as settings:
+        from warehouse.client import connect
+
+        client = connect(settings)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+@contextmanager
+def lone_warehouse_settings(data_dir: Path) -> Iterator[Settings]:
+    """A warehouse server of its own, migrated, and the settings that reach it; stopped afterwards."""
     from warehouse.client import connect
     from warehouse.migrate import apply_migrations
     from warehouse.server import WarehouseServer
@@ -52,11 +65,7 @@ def lone_warehouse(data_dir: Path) -> Iterator[Client]:
     server.start()
     try:
         apply_migrations(connect(settings, with_database=False), settings.warehouse_database)
-        client = connect(settings)
-        try:
-            yield client
-        finally:
-            client.close()
+        yield settings
     finally:
         server.shutdown()
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
+import signal
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -20,12 +23,15 @@ import pytest
 
 from collector.transport import IngestClient
 from infra.devices import new_user_device
+from infra.processes import ManagedProcess
 from infra.stack import Stack
 from infra.streams import Exactness, StreamingDevice, exactness, realistic_stream
 from infra.topics import committed_offsets
 from schemas.codec import encode_interval
-from stream_jobs.app import rules_of
+from stream_jobs.batch import STEPS
+from stream_jobs.forget import rules_of
 from tests.conftest import eventually, private_stack_running
+from tests.crashing_worker import CRASH_EXIT
 from warehouse.client import connect
 
 pytestmark = pytest.mark.e2e
@@ -99,6 +105,35 @@ def test_worker_killed_after_saving_state_loses_and_doubles_nothing(stack):
             assert time.monotonic() - began < 30
 
     assert_exact(stack, stream_with_fault(stack, fault))
+
+
+def test_a_worker_dying_after_each_step_of_a_batch_loses_and_doubles_nothing(stack):
+    """One worker after another dies as a step of a batch ends (stream_jobs/batch.py STEPS; tests/crashing_worker.py),
+    each a batch further on, while the devices stream; the next reads what was not committed again."""
+    crashed: list[str] = []
+
+    def fault() -> None:
+        for worker in stack.workers:
+            worker.kill()
+        stack.workers.clear()
+        for step in STEPS:
+            env = {**stack.env_for("worker"), "PRODUCTIMON_TEST_CRASH_AFTER": step, "PRODUCTIMON_TEST_CRASH_ON": "2"}
+            worker = ManagedProcess(
+                f"worker-dies-after-{step}", [sys.executable, "-m", "tests.crashing_worker"], stack.logs, env
+            ).start()
+            deadline = time.monotonic() + 120
+            while worker.running and time.monotonic() < deadline:
+                time.sleep(0.1)
+            code = worker.stop(5, signal.SIGKILL)
+            assert code == CRASH_EXIT, f"{worker.name} ended with {code}, not by the crash: see {worker.log_path}"
+            crashed.append(re.search(r"crashing after (\w+)", worker.output()).group(1))
+        stack.start_worker("worker-after-the-crashes")
+
+    senders = stream_with_fault(stack, fault, per_device=2500, after_share=0.1)
+    assert crashed == list(STEPS)
+    # The crashes came while the devices streamed, not after they were done.
+    assert sum(s.acked_before_fault for s in senders) < sum(s.acked_after_fault for s in senders) < 3 * 2500
+    assert_exact(stack, senders)
 
 
 def test_a_second_worker_joining_and_leaving_changes_nothing(stack):

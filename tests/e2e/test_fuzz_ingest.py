@@ -16,7 +16,7 @@ from infra.devices import new_user_device
 from infra.fuzzing import FuzzDevice
 from infra.streams import Exactness, StreamingDevice, exactness
 from plumbing import metrics
-from stream_jobs.app import rules_of
+from stream_jobs.forget import rules_of
 from tests.conftest import eventually, private_stack_running
 from warehouse.client import connect
 from warehouse.rollups import rollup_drift

@@ -93,7 +93,7 @@ def test_rules_and_the_title_mode_set_in_the_account_reach_the_worker(stack, per
     add_privacy_rule(address, ca, token, "title", "salary", "hide_title")
     choice = get_privacy(address, ca, token)
     assert choice.title_mode == "full" and {r.pattern for r in choice.rules} == {"bank.example", "salary"}
-    # The worker reads an account's choices again within privacy_reload_seconds (stream_jobs/app.py PrivacyChoices).
+    # The worker reads an account's choices again within privacy_reload_seconds (stream_jobs/batch.py PrivacyChoices).
     time.sleep(stack.settings.privacy_reload_seconds + 1)
     sent = [
         _interval(0, "firefox", "Statement — Online Banking — Mozilla Firefox", "https://online.bank.example/a?x=1"),

@@ -14,7 +14,7 @@ from infra.devices import enroll_device, new_account, new_user_device
 from infra.stack import Stack
 from infra.streams import realistic_stream, reference, stored
 from schemas.codec import encode_interval
-from stream_jobs.app import rules_of
+from stream_jobs.forget import rules_of
 from tests.conftest import eventually, private_stack_running
 from warehouse.client import connect
 

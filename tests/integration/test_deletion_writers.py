@@ -14,9 +14,10 @@ import pytest
 from schemas.contract import Window
 from schemas.deletions import ACCOUNT, ALL_DATA, DEVICE, PERIOD, plan_deletion
 from schemas.sealing import seal
-from stream_jobs import app as worker
+from stream_jobs.batch import dead_letter_value, read_batch, write_batch
 from stream_jobs.forget import delete
 from stream_jobs.keyring import KeyRing, key_ids
+from stream_jobs.plan import group_by_device, plan_batch
 from stream_jobs.rows import interval_columns
 from stream_jobs.sessionize import SessionRules
 from tests.conftest import lone_warehouse
@@ -71,7 +72,7 @@ def minutes(user: str, device: str, first_seq: int, start_ms: int, n: int) -> li
 
 
 def write(client, intervals: list[dict]):
-    return worker.write_batch(client, worker.group_by_device(intervals), RULES, insert_settings(client), WINDOW)
+    return write_batch(client, group_by_device(intervals), RULES, insert_settings(client), WINDOW)
 
 
 def forget(client, kind: str, user: str, device: str = "", period: tuple[int, int] | None = None):
@@ -207,7 +208,7 @@ def test_a_saved_state_written_without_the_deletion_is_cut_before_the_next_batch
     # and was killed before it could check again: its rows and its state were built without the deletion.
     forget(client, PERIOD, user, period=(t0, t0 + 30 * MINUTE))
     late = iv(user, "d", 60, t0 + 60 * MINUTE)
-    plan = worker.plan_batch({device: [late]}, stale, RULES)
+    plan = plan_batch({device: [late]}, stale, RULES)
     store_intervals(client, NO_DELETIONS, interval_columns(plan.intervals))
     store_rows(client, NO_DELETIONS, "app_sessions", APP_SESSION_COLUMNS, plan.app_rows)
     store_rows(client, NO_DELETIONS, "focus_sessions", FOCUS_SESSION_COLUMNS, plan.focus_rows)
@@ -252,12 +253,12 @@ def test_a_dead_letter_of_deleted_data_re_driven_into_the_topic_stores_nothing(c
     write(client, batch[:5])
     # The sixth interval was dead-lettered (say the warehouse refused it), sealed under the device's key.
     key_id, key = create_key(client, user, device)
-    letter = seal(key_id, key, worker.dead_letter_value({**batch[5], "site": ""}))
+    letter = seal(key_id, key, dead_letter_value({**batch[5], "site": ""}))
     forget(client, PERIOD, user, period=(t0, t0 + 30 * MINUTE))
     # Someone re-drives it once the cause is fixed: it reads as any record of the topic would.
     ring = KeyRing()
     ring.load(client, ring.missing(key_ids([letter])))
-    read = worker.read_batch([letter], ring, WINDOW, NOW_MS)
+    read = read_batch([letter], ring, WINDOW, NOW_MS)
     assert [i["device_seq"] for i in read.intervals] == [5]
     written = write(client, read.intervals)
     assert written.stored == 0 and written.deleted == 1

@@ -106,6 +106,8 @@ def test_worker_counts_what_it_stored(metered_stack):
     samples = scrape(settings.worker_metrics_port)
     assert samples[("productimon_worker_batches_total", ())] >= 1
     assert samples[("productimon_worker_insert_seconds_count", ())] >= 1
+    for step in ("decode", "filter", "dedupe", "insert", "save_state", "commit"):
+        assert samples[("productimon_worker_step_seconds_count", (("step", step),))] >= 1, step
     assert samples[("productimon_worker_dead_letters_total", ())] == 0
     assert samples[("productimon_worker_intervals_dropped_total", (("reason", "revoked"),))] == 0
 

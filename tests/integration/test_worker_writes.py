@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas.contract import Window
-from stream_jobs.app import group_by_device, settle_poison, write_batch
+from stream_jobs.batch import settle_poison, write_batch
 from stream_jobs.failures import is_permanent
 from stream_jobs.isolate import write_isolating
+from stream_jobs.plan import group_by_device
 from stream_jobs.sessionize import SessionRules
 from tests.conftest import lone_warehouse
 from warehouse.rollups import insert_settings, rollup_drift

@@ -1,4 +1,4 @@
-"""What a deletion covers (schemas/deletions.py), how a batch is cut by it (stream_jobs/app.py), how sessions and
+"""What a deletion covers (schemas/deletions.py), how a batch is cut by it (stream_jobs/plan.py), how sessions and
 saved states are made again around it (stream_jobs/forget.py `recut`), and the records' seals and pseudonyms."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from schemas.deletions import ACCOUNT, ALL_DATA, DEVICE, FOREVER_MS, PERIOD, InvalidDeletion, plan_deletion
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, decode_event, encode_event, event_key, pseudonym
 from schemas.sealing import Unsealable, key_id_of, new_key, partition_key, seal, unseal
-from stream_jobs import app as worker
 from stream_jobs.forget import recut
 from stream_jobs.keyring import KeyRing, open_records
+from stream_jobs.plan import plan_batch, stale_deletions
 from stream_jobs.revocations import Revocations
 from stream_jobs.sessionize import DeviceState, SessionRules, advance
 from warehouse.writes import DeletionGuard
@@ -98,7 +98,7 @@ def test_a_batch_loses_what_a_deletion_covers_without_a_trace_and_its_states_rec
         "d": [iv(0, NOW_MS - 7_200_000), iv(1, NOW_MS - 1_800_000), iv(2, NOW_MS + 1000)],
         "g": [iv(0, NOW_MS - 100, device="g", user="gone")],
     }
-    plan = worker.plan_batch(batch, {}, RULES, guard=DeletionGuard((period, gone)))
+    plan = plan_batch(batch, {}, RULES, guard=DeletionGuard((period, gone)))
     assert [i["device_seq"] for i in plan.intervals] == [0, 2]
     assert plan.deleted == 2 and plan.refusals == []  # not even a refusal row: the gateway tells the device
     # The saved state records the deletions it was cut by.
@@ -111,8 +111,8 @@ def test_a_saved_state_without_a_deletion_of_its_device_is_stale():
     cut = json.dumps(DeviceState(last_seq=3, applied=(mine.deletion_id,)).to_dict())
     uncut = json.dumps(DeviceState(last_seq=3).to_dict())
     guard = DeletionGuard((mine, other))
-    assert worker.stale_deletions({"d": cut}, {"d": "u"}, guard) == []
-    assert worker.stale_deletions({"d": uncut}, {"d": "u"}, guard) == [mine]
+    assert stale_deletions({"d": cut}, {"d": "u"}, guard) == []
+    assert stale_deletions({"d": uncut}, {"d": "u"}, guard) == [mine]
 
 
 # --- sessions made again ---------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
-"""What the worker writes for a batch (stream_jobs/app.py plan_batch), given the devices' saved states: pure."""
+"""What the worker writes for a batch (stream_jobs/plan.py plan_batch), given the devices' saved states: pure."""
 
 from __future__ import annotations
 
 import json
 
-from stream_jobs.app import intervals_to_insert, plan_batch
+from stream_jobs.plan import intervals_to_insert, plan_batch
 from stream_jobs.sessionize import SessionRules
 
 
