@@ -24,8 +24,8 @@ from pathlib import Path
 
 from bench._stack import bench_stack
 from infra.collector_dist import build_wheel, install_alone, installed_bytes
-from tests.collector_process import enrolled_home, spool_depth, start_collector, stop_collector
-from tests.desktop import Desktop, virtual_desktop
+from testbed.collector_process import enrolled_home, spool_depth, start_collector, stop_collector
+from testbed.desktop import Desktop, virtual_desktop
 
 MEASURE_S = float(os.environ.get("PRODUCTIMON_BENCH_COLLECTOR_SECONDS", "180"))
 WARM_UP_S = 10.0

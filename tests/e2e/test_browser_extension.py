@@ -22,9 +22,9 @@ import pytest
 from collector.browser import BrowserIntake, BrowserReport, browser_family, browser_url
 from collector.config import CollectorHome
 from infra.processes import free_port
+from testbed.desktop import Desktop, virtual_desktop
 from tests.chromium_extension import browser_cli, install_host, launch_chromium, unpacked_extension
 from tests.conftest import eventually
-from tests.desktop import Desktop, virtual_desktop
 
 pytestmark = pytest.mark.e2e
 

@@ -23,10 +23,10 @@ import pytest
 
 from collector.config import CollectorHome
 from schemas.codec import decode_interval
+from testbed.collector_process import collector_command, enrolled_home, spool_depth, start_collector, stop_collector
+from testbed.desktop import missing_programs, virtual_desktop
 from tests.chromium_extension import chromium_with_extension
-from tests.collector_process import collector_command, enrolled_home, spool_depth, start_collector, stop_collector
 from tests.conftest import eventually
-from tests.desktop import missing_programs, virtual_desktop
 from warehouse.queries import export_intervals, time_per_site
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,9 @@ import pytest
 
 from collector.spool import Spool
 from schemas.codec import encode_interval
-from tests.collector_process import enrolled_home, spool_depth, start_collector, stop_collector
+from testbed.collector_process import enrolled_home, spool_depth, start_collector, stop_collector
+from testbed.desktop import virtual_desktop
 from tests.conftest import eventually
-from tests.desktop import virtual_desktop
 from warehouse.queries import export_intervals, time_per_app
 
 pytestmark = pytest.mark.e2e

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from tests.collector_process import collector_command, enrolled_home, spool_depth, start_collector, stop_collector
+from testbed.collector_process import collector_command, enrolled_home, spool_depth, start_collector, stop_collector
+from testbed.desktop import missing_programs, virtual_desktop
 from tests.conftest import eventually
-from tests.desktop import missing_programs, virtual_desktop
 from warehouse.queries import export_intervals
 
 pytestmark = pytest.mark.e2e

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from schemas.api_client import delete_account, log_in
-from tests.collector_process import collector_command, enrolled_home, run_collector, start_collector
+from testbed.collector_process import collector_command, enrolled_home, run_collector, start_collector
+from testbed.desktop import virtual_desktop
 from tests.conftest import eventually
-from tests.desktop import virtual_desktop
 
 pytestmark = pytest.mark.e2e
 

@@ -16,9 +16,9 @@ from collector.config import CollectorHome
 from collector.transport import IngestClient
 from infra.devices import new_account
 from schemas.codec import encode_interval
-from tests.collector_process import collector_command, enroll_args, spool_depth, start_collector, stop_collector
+from testbed.collector_process import collector_command, enroll_args, spool_depth, start_collector, stop_collector
+from testbed.desktop import missing_programs, virtual_desktop
 from tests.conftest import eventually
-from tests.desktop import missing_programs, virtual_desktop
 from warehouse.queries import export_intervals
 
 pytestmark = pytest.mark.e2e

@@ -26,9 +26,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from collector.config import CollectorHome
 from plumbing.settings import Settings
-from tests.collector_process import REPO, stop_collector
+from testbed.collector_process import REPO, stop_collector
+from testbed.desktop import missing_programs, virtual_desktop
 from tests.conftest import stack_settings
-from tests.desktop import missing_programs, virtual_desktop
 from tests.e2e.test_dashboard_browser import CHROMIUM, new_page, settle, sign_in
 from tests.e2e.test_stack_command import _port_closed
 

@@ -20,7 +20,7 @@ from collector.enrolled import certificate_validity, load_credentials, load_enro
 from collector.transport import IngestClient
 from infra.devices import new_account
 from schemas.api_client import create_enrollment_code, list_devices, log_in
-from tests.collector_process import REPO, collector_command, enroll_args, enrolled_home, run_collector
+from testbed.collector_process import REPO, collector_command, enroll_args, enrolled_home, run_collector
 
 
 def _token(settings, email: str, password: str) -> str:

@@ -25,7 +25,7 @@ from infra.collector_dist import (
     install_alone,
     installed_bytes,
 )
-from tests.collector_process import SERVER_MODULES, collector_command, enrolled_home, modules_after, without_checkout
+from testbed.collector_process import SERVER_MODULES, collector_command, enrolled_home, modules_after, without_checkout
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

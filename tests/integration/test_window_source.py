@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from testbed.desktop import virtual_desktop
 from tests.conftest import eventually
-from tests.desktop import virtual_desktop
 
 # In a child of its own: pywinctl binds the display it first sees, once per process.
 PROBE = r"""
