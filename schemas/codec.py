@@ -8,12 +8,10 @@ from __future__ import annotations
 import copy
 import io
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from itertools import product
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard, cast
@@ -77,7 +75,6 @@ class SchemaVersion:
     # objects; the wire format is unchanged because logical types are not part of the canonical form.
     wire_schema: Schema
     check: Checker
-    surely_fits: Callable[[Any], bool]
     ints_fit: Callable[[Any], bool]
     header: bytes
 
@@ -284,75 +281,9 @@ def _tuple_getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
     return itemgetter(*names)
 
 
-def _compile_fast_check(schema: Any) -> Callable[[Any], bool] | None:
-    """A check that is sound but not complete: True means fastavro will write the record correctly.
-
-    It compares the exact types of all fields at once in C (itemgetter, map(type), one set lookup), which
-    keeps encoding near fastavro's own speed; anything unusual (an omitted field with a default, an int
-    subclass, a Mapping that is not a dict) answers False and goes to the full checker. None when the
-    schema has a shape this check does not handle.
-    """
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        return None
-    names: list[str] = []
-    choices: list[tuple[type, ...]] = []
-    # fastavro writes an out-of-range "int" as a longer varint without complaint, so those are checked here;
-    # an out-of-range "long" makes fastavro raise OverflowError, which _encode turns into a named error.
-    int_fields: list[str] = []
-    nested: list[tuple[str, Callable[[Any], bool]]] = []
-    for field in schema["fields"]:
-        branches = field["type"] if isinstance(field["type"], list) else [field["type"]]
-        allowed: list[type] = []
-        for branch in branches:
-            if isinstance(branch, dict) and branch.get("type") in _EXACT_TYPES and len(branch) == 1:
-                branch = branch["type"]
-            if isinstance(branch, str) and branch in _EXACT_TYPES:
-                if branch == "int":
-                    if len(branches) > 1:
-                        return None
-                    int_fields.append(field["name"])
-                allowed.extend(_EXACT_TYPES[branch])
-            elif isinstance(branch, dict) and branch.get("type") == "record" and len(branches) == 1:
-                inner = _compile_fast_check(branch)
-                if inner is None:
-                    return None
-                nested.append((field["name"], inner))
-                allowed.append(dict)
-            else:
-                return None
-        names.append(field["name"])
-        choices.append(tuple(allowed))
-    if math.prod(len(allowed) for allowed in choices) > 1024:
-        return None
-    accepted = frozenset(product(*choices))
-    all_values = _tuple_getter(names)
-    int_values = _tuple_getter(int_fields) if int_fields else None
-    low, high = _INT_RANGE
-    size = len(names)
-
-    def surely_fits(record: Any) -> bool:
-        if type(record) is not dict or len(record) != size:
-            return False
-        try:
-            values = all_values(record)
-        except KeyError:
-            return False
-        if tuple(map(type, values)) not in accepted:
-            return False
-        if int_values is not None:
-            numbers = int_values(record)
-            if min(numbers) < low or max(numbers) > high:
-                return False
-        for name, inner in nested:
-            if not inner(record[name]):
-                return False
-        return True
-
-    return surely_fits
-
-
 def _compile_int_check(schema: Any) -> Callable[[Any], bool] | None:
-    """For decoded records: True when every Avro int fits in 32 bits.
+    """For decoded records: True when every Avro int fits in 32 bits. Kept for speed: decoding is the gateway's
+    and the worker's hot path, and this is faster than the full checker it stands in for (bench/codec.py).
 
     fastavro reads an over-long varint for an "int" as a bigger Python int instead of failing, so a corrupt
     body could otherwise decode with keystrokes = 2**40. Every other decoded type is already exact. None when
@@ -505,7 +436,6 @@ def _load(schema_dir: Path) -> dict[tuple[str, int], SchemaVersion]:
             fingerprint=schema_fingerprint,
             wire_schema=wire,
             check=check,
-            surely_fits=_compile_fast_check(plain) or (lambda record: False),
             ints_fit=_compile_int_check(plain) or partial(_fits, check),
             header=MARKER + schema_fingerprint,
         )
@@ -549,10 +479,9 @@ _BATCH_READERS = _READERS["stamped_batch"]
 
 
 def _encode(version: SchemaVersion, record: object) -> bytes:
-    if not version.surely_fits(record):
-        problem = version.check(record)
-        if problem is not None:
-            raise CodecError(f"cannot encode {version.label}: {_describe(problem)}")
+    problem = version.check(record)
+    if problem is not None:
+        raise CodecError(f"cannot encode {version.label}: {_describe(problem)}")
     buffer = io.BytesIO()
     buffer.write(version.header)
     try:
