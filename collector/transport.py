@@ -17,6 +17,13 @@ if TYPE_CHECKING:
 
 # Read by the gateway (gateway/server.py); not imported from there, so the collector needs no server code.
 SPOOL_DEPTH_HEADER = "x-productimon-spool-depth"
+
+
+def spool_depth_metadata(spool_depth: int | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata telling the gateway how many intervals wait on this device (its fleet metric)."""
+    return () if spool_depth is None else ((SPOOL_DEPTH_HEADER, str(spool_depth)),)
+
+
 # Trailing metadata of a RESOURCE_EXHAUSTED answer: how long (milliseconds) the gateway asks the device to wait.
 RETRY_AFTER_HEADER = "x-productimon-retry-after-ms"
 
@@ -72,7 +79,7 @@ class DeviceIngest:
     def send_batch(
         self, records: Sequence[bytes], batch_id: int = 0, spool_depth: int | None = None
     ) -> ingest_pb2.BatchAck:
-        metadata = () if spool_depth is None else ((SPOOL_DEPTH_HEADER, str(spool_depth)),)
+        metadata = spool_depth_metadata(spool_depth)
         batch = ingest_pb2.Batch(batch_id=batch_id, intervals=records)
         return self._channel.call(self.METHOD, batch, ingest_pb2.BatchAck, self._timeout_s, metadata)
 
@@ -114,7 +121,7 @@ class IngestClient:
         self, records: Sequence[bytes], batch_id: int = 0, spool_depth: int | None = None
     ) -> ingest_pb2.BatchAck:
         """Send one batch; `spool_depth` (intervals waiting on this device) feeds the gateway's fleet metric."""
-        metadata = None if spool_depth is None else ((SPOOL_DEPTH_HEADER, str(spool_depth)),)
+        metadata = spool_depth_metadata(spool_depth) or None
         return self._stub.SendBatch(
             ingest_pb2.Batch(batch_id=batch_id, intervals=records), timeout=self._timeout_s, metadata=metadata
         )

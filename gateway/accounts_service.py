@@ -15,7 +15,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
@@ -58,6 +57,7 @@ from gateway.tokens import (
     verify_token,
 )
 from schemas.api_client import CLIENT_ADDRESS_HEADER
+from schemas.contract import utc_from_ms
 from schemas.deletions import ACCOUNT, DEVICE, PERIOD, InvalidDeletion, plan_deletion
 from schemas.device_keys import DeviceIdentity
 from schemas.identity_events import DEVICE_REVOKED, USER_DELETED, encode_event, event_key
@@ -154,10 +154,6 @@ def client_address(
     return peer
 
 
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
 def report_message(report: DeletionReport) -> pb.DeletionReport:
     return pb.DeletionReport(
         deletion_id=report.deletion.deletion_id,
@@ -187,7 +183,7 @@ class Authority:
         rules_reach_workers_s: float = 30.0,
     ) -> None:
         self.trusted_proxies = trusted_proxies
-        # How long after a privacy rule is saved every worker applies it to what it stores (stream_jobs/app.py
+        # How long after a privacy rule is saved every worker applies it to what it stores (stream_jobs/batch.py
         # PrivacyChoices): applying it to past data waits until then, so nothing stored after it escapes it.
         self.rules_reach_workers_s = rules_reach_workers_s
         self.rules = rules or SessionRules()  # the sessions' rules, to cut sessions at a deletion's edges
@@ -333,7 +329,7 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"there is no device {device_id!r} in this account")
             period = {}
             if kind == PERIOD:
-                period = {"start": _utc(request.period_start), "end": _utc(request.period_end)}
+                period = {"start": utc_from_ms(request.period_start), "end": utc_from_ms(request.period_end)}
             elif request.period_start or request.period_end:
                 raise InvalidDeletion(f"a deletion of kind {kind!r} takes no period")
             deletion = plan_deletion(

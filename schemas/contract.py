@@ -19,6 +19,7 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 MAX_APP_CHARS = 256
@@ -141,3 +142,8 @@ def within_limits(interval: Mapping[str, Any]) -> dict[str, Any]:
         "keystrokes": min(interval["keystrokes"], count_limit(MAX_KEYSTROKES_PER_SECOND, start, end)),
         "clicks": min(interval["clicks"], count_limit(MAX_CLICKS_PER_SECOND, start, end)),
     }
+
+
+def utc_from_ms(ms: int) -> datetime:
+    """A contract time (UTC milliseconds since the Unix epoch) as an aware datetime, as the warehouse stores it."""
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)

@@ -18,10 +18,10 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
+from schemas.contract import utc_from_ms
 from schemas.deletions import FOREVER_MS
 from schemas.privacy_rules import PRIVATE_APP, PrivacyRule
 from stream_jobs.forget import remake, store_sessions
@@ -134,7 +134,7 @@ def apply_rule(client: Client, user_id: str, rule: PrivacyRule, rules: SessionRu
         privacy.rewrite_groups(client, user_id, groups, rule.action)
         first = min(start for device_hits in hits.values() for start, _ in device_hits)
         last_end = max(end for device_hits in hits.values() for _, end in device_hits)
-        rebuild_user_span(client, user_id, _utc(first) - MAX_INTERVAL, _utc(last_end) + MAX_INTERVAL)
+        rebuild_user_span(client, user_id, utc_from_ms(first) - MAX_INTERVAL, utc_from_ms(last_end) + MAX_INTERVAL)
     return RuleEffect(effect.intervals, effect.active_seconds, effect.devices, time.monotonic() - began)
 
 
@@ -173,7 +173,3 @@ def _remake_sessions(
             store_sessions(client, guard, made)
             cut_states.update(made.states)
     sql.replace_device_states(client, user_id, cut_states)
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -7,19 +7,14 @@ dead-letter them without stopping.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 from schemas.codec import CodecError, decode_stamped_intervals, encode_interval
-from schemas.contract import DEFAULT_WINDOW, FUTURE_SKEW_MS, Window, checked_interval
+from schemas.contract import DEFAULT_WINDOW, FUTURE_SKEW_MS, Window, checked_interval, utc_from_ms
 from schemas.privacy_rules import AccountPrivacy, private_fields
 from stream_jobs.sessionize import AppSession, FocusSession
 from stream_jobs.trim import site_of
 from warehouse.writes import INTERVAL_COLUMNS
-
-
-def _utc_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class Rejected(NamedTuple):
@@ -75,7 +70,7 @@ def interval_columns(intervals: Sequence[dict]) -> list[list[object]]:
     """Column-oriented rows in INTERVAL_COLUMNS order."""
     as_time = {"start", "end", "received_at"}
     return [
-        [_utc_ms(i[name]) for i in intervals] if name in as_time else [i[name] for i in intervals]
+        [utc_from_ms(i[name]) for i in intervals] if name in as_time else [i[name] for i in intervals]
         for name in INTERVAL_COLUMNS
     ]
 
@@ -84,7 +79,7 @@ def session_rows(sessions: Iterable[AppSession | FocusSession], columns: Sequenc
     """Row-oriented session versions in `columns` order (APP_SESSION_COLUMNS or FOCUS_SESSION_COLUMNS)."""
     rows = []
     for s in sessions:
-        values = {**vars(s), "start": _utc_ms(s.start), "end": _utc_ms(s.end)}
+        values = {**vars(s), "start": utc_from_ms(s.start), "end": utc_from_ms(s.end)}
         rows.append(tuple(values[c] for c in columns))
     return rows
 

@@ -40,3 +40,7 @@ def transport_options(settings: Settings) -> dict[str, object]:
     if not settings.warehouse_secure:
         return {"interface": "http", "secure": False}
     return {"interface": "https", "secure": True, "verify": True, "ca_cert": settings.warehouse_ca_file}
+
+
+# A mutation (ALTER ... DELETE/UPDATE) returns once it is done on every replica, not when it is queued.
+MUTATIONS_SYNC = {"mutations_sync": 2}

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
+from schemas.contract import utc_from_ms
 from schemas.deletions import ALL_DEVICES, OVERLAPS_SQL, Deletion
+from warehouse.client import MUTATIONS_SYNC
 from warehouse.cluster import local_table, on_cluster
 from warehouse.migrate import warehouse_cluster
 from warehouse.rollups import MAX_INTERVAL, rebuild_user_span
@@ -40,12 +42,7 @@ KEPT_TABLES = ("deletions",)
 # What a device *is* (its name, OS, whether revoked), not what it recorded: kept while the device exists.
 _DEVICE_ITSELF = "devices"
 
-_SYNC = {"mutations_sync": 2}
 DELETION_COLUMNS = ("deletion_id", "user_id", "device_id", "kind", "start", "end", "deleted_at")
-
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def target(client: Client, table: str) -> str:
@@ -56,7 +53,9 @@ def target(client: Client, table: str) -> str:
 
 def mutate(client: Client, table: str, where: str, parameters: dict) -> None:
     """Delete the rows of `table` matching `where`, physically, before returning."""
-    client.command(f"ALTER TABLE {target(client, table)} DELETE WHERE {where}", parameters=parameters, settings=_SYNC)
+    client.command(
+        f"ALTER TABLE {target(client, table)} DELETE WHERE {where}", parameters=parameters, settings=MUTATIONS_SYNC
+    )
 
 
 def count(client: Client, table: str, where: str, parameters: dict, what: str = "count()") -> int:
@@ -66,7 +65,15 @@ def count(client: Client, table: str, where: str, parameters: dict, what: str = 
 def record_deletion(client: Client, deletion: Deletion) -> None:
     """Write the record first: from the moment it is stored, every writer applies it."""
     d = deletion
-    row = (d.deletion_id, d.user_id, d.device_id, d.kind, _utc(d.start_ms), _utc(d.end_ms), _utc(d.deleted_at_ms))
+    row = (
+        d.deletion_id,
+        d.user_id,
+        d.device_id,
+        d.kind,
+        utc_from_ms(d.start_ms),
+        utc_from_ms(d.end_ms),
+        utc_from_ms(d.deleted_at_ms),
+    )
     settings = {"insert_deduplicate": 0}
     if warehouse_cluster(client):
         settings["distributed_foreground_insert"] = 1
@@ -249,10 +256,10 @@ def rebuild_rollups_around(client: Client, deletion: Deletion) -> None:
         # Everything before the deletion's end is gone: the rollups of the user (or device) go with it, and the
         # last days are rebuilt from whatever raw rows are left (an interval begun after the deletion).
         delete_rows_of(client, deletion, ("usage_by_hour", "usage_by_day"))
-        start = _utc(deletion.end_ms)
+        start = utc_from_ms(deletion.end_ms)
     else:
-        start = _utc(deletion.start_ms)
-    rebuild_user_span(client, deletion.user_id, start - MAX_INTERVAL, _utc(deletion.end_ms) + MAX_INTERVAL)
+        start = utc_from_ms(deletion.start_ms)
+    rebuild_user_span(client, deletion.user_id, start - MAX_INTERVAL, utc_from_ms(deletion.end_ms) + MAX_INTERVAL)
 
 
 def delete_intervals(client: Client, intervals: list[dict]) -> int:
@@ -269,7 +276,7 @@ def delete_intervals(client: Client, intervals: list[dict]) -> int:
             "device": iv["device_id"],
             "seq": iv["device_seq"],
             "event": iv["event_id"],
-            "start": _utc(iv["start"]),
+            "start": utc_from_ms(iv["start"]),
         }
         where = (
             "user_id = {user:String} AND device_id = {device:String} AND device_seq = {seq:UInt64} "
@@ -280,7 +287,7 @@ def delete_intervals(client: Client, intervals: list[dict]) -> int:
         client.command(
             f"ALTER TABLE {target(client, 'intervals')} DELETE IN PARTITION {{month:UInt32}} WHERE {where}",
             parameters={**key, "month": int(key["start"].strftime("%Y%m"))},
-            settings=_SYNC,
+            settings=MUTATIONS_SYNC,
         )
         rebuild_user_span(client, iv["user_id"], key["start"] - MAX_INTERVAL, key["start"] + 2 * MAX_INTERVAL)
         removed += 1

@@ -20,6 +20,7 @@ from schemas.privacy_rules import (
     TitleMode,
 )
 from warehouse import deletion
+from warehouse.client import MUTATIONS_SYNC
 
 _RULE_COLUMNS = ("user_id", "rule_id", "target", "pattern", "action", "deleted", "updated_at")
 
@@ -127,7 +128,6 @@ Group = tuple[str, str, str]  # a stored interval's (app, site, title)
 # A mutation names the groups it rewrites in a parameter; groups are sent this many at a time, which keeps
 # each request well under the HTTP server's limits however long the titles are.
 _GROUPS_PER_MUTATION = 500
-_SYNC = {"mutations_sync": 2}
 _ASSIGNMENTS = {"hide_title": "title = ''", "drop_details": f"app = '{PRIVATE_APP}', site = '', title = ''"}
 _IN_GROUPS = "user_id = {user:String} AND (app, site, title) IN {groups:Array(Tuple(String, String, String))}"
 
@@ -185,5 +185,5 @@ def rewrite_groups(client: Client, user_id: str, groups: Sequence[Group], action
         client.command(
             f"ALTER TABLE {deletion.target(client, 'intervals')} UPDATE {assignments} WHERE {_IN_GROUPS}",
             parameters={"user": user_id, "groups": chunk},
-            settings=_SYNC,
+            settings=MUTATIONS_SYNC,
         )
