@@ -64,7 +64,8 @@ def utc(row: tuple[object, ...] | list[object]) -> list[object]:
 
 
 def connect(server: WarehouseServer, **options: object) -> Client:
-    options = {"username": USER, "password": PASSWORD, **options}
+    # Without an HTTP session, as warehouse.client.connect makes every client: the server has none.
+    options = {"username": USER, "password": PASSWORD, "autogenerate_session_id": False, **options}
     return clickhouse_connect.get_client(host="127.0.0.1", port=server.port, **options)
 
 
@@ -261,31 +262,23 @@ def test_settings_in_the_url_apply_to_that_query_only(client):
     assert client.command("SELECT getSetting('max_threads')") == default_threads
 
 
-def test_set_and_use_stay_inside_their_session(server):
-    first = connect(server, autogenerate_session_id=True)
-    other = connect(server, autogenerate_session_id=True)
-    default_threads = other.command("SELECT getSetting('max_threads')")
-    first.command("CREATE DATABASE IF NOT EXISTS scratch")
-    first.command("SET max_threads = 1")
-    first.command("USE scratch")
-    assert first.command("SELECT getSetting('max_threads')") == 1
-    assert first.command("SELECT currentDatabase()", use_database=False) == "scratch"
-    assert other.command("SELECT getSetting('max_threads')") == default_threads
-    assert other.command("SELECT currentDatabase()") == "default"
-
-
-def test_a_session_made_readonly_refuses_writes_for_itself_alone(server, client):
-    locked = connect(server, autogenerate_session_id=True)
-    locked.command("SET readonly = 1")
+def test_http_sessions_are_refused(server):
+    with_session = connect(server, autogenerate_session_id=True)
     with pytest.raises(DatabaseError) as refused:
-        locked.command("INSERT INTO activity (user_id, start) VALUES ('x', now())")
-    assert refused.value.code == 164
-    sessionless = connect(server, autogenerate_session_id=False)
+        with_session.command("SELECT 1")
+    assert refused.value.code == 48
+    response = post(server, "SELECT 1", url="/?session_id=s1")
+    assert response.status == 501
+    assert response.headers["X-ClickHouse-Exception-Code"] == "48"
+
+
+def test_set_readonly_is_forgotten_once_the_statement_ends(server, client):
+    sessionless = connect(server)
     sessionless.command("SET readonly = 1")  # without a session, forgotten once the statement ends
     for _ in range(6):  # whichever pooled engine connection serves them
         client.insert("activity", activity_rows("gina", 1), column_names=COLUMNS)
         sessionless.insert("activity", activity_rows("hank", 1), column_names=COLUMNS)
-    assert locked.command("SELECT count() FROM activity") == 12
+    assert sessionless.command("SELECT count() FROM activity") == 12
 
 
 def test_command_tells_an_empty_result_from_a_statement_without_one(client):
@@ -431,7 +424,9 @@ def test_the_command_announces_itself_and_stops_cleanly_on_signal(tmp_path, sign
         assert process.stdout is not None
         line = process.stdout.readline()
         assert re.fullmatch(rf"warehouse listening on http://127\.0\.0\.1:{port}\n", line), line
-        client = clickhouse_connect.get_client(host="127.0.0.1", port=port, username=USER, password=PASSWORD)
+        client = clickhouse_connect.get_client(
+            host="127.0.0.1", port=port, username=USER, password=PASSWORD, autogenerate_session_id=False
+        )
         client.command(ACTIVITY_DDL)
         client.insert("activity", activity_rows("frank", 10), column_names=COLUMNS)
         process.send_signal(signum)
