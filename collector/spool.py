@@ -8,22 +8,21 @@ when full it refuses new intervals, keeps what it holds intact, and counts the r
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from plumbing.sqlite import Migration, connect, migrate, transaction
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
-BUSY_TIMEOUT_MS = 5000
 
 # Each entry is one schema version (PRAGMA user_version = its index + 1), applied in one transaction.
-_MIGRATIONS: list[tuple[str, ...]] = [
+_STATEMENTS: list[tuple[str, ...]] = [
     (
         # seq is the interval's device_seq: the gateway acknowledges by it and the warehouse dedupes on it.
         """CREATE TABLE interval (
@@ -43,6 +42,7 @@ _MIGRATIONS: list[tuple[str, ...]] = [
     # Intervals dropped because they were held longer than the spool's maximum age.
     ("ALTER TABLE spool_state ADD COLUMN expired INTEGER NOT NULL DEFAULT 0",),
 ]
+_MIGRATIONS = [Migration(version, "", statements) for version, statements in enumerate(_STATEMENTS, start=1)]
 
 
 class SpoolError(Exception):
@@ -93,59 +93,22 @@ class Spool:
     # -- connection and schema
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # The spool holds activity data: owner-only. SQLite gives its -wal and -shm files the same mode.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            os.chmod(self.path, 0o600)
-            # isolation_level=None: no implicit transactions; every change opens its own explicitly.
-            db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise SpoolError(f"cannot open the spool {self.path}: {exc}") from None
-        try:
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            # FULL: an append is fsynced before it returns, so an interval the tracker handed over survives a
-            # power cut, not only a crash. Writes are one small row every few seconds, so the cost is negligible.
-            db.execute("PRAGMA synchronous = FULL")
-        except sqlite3.Error as exc:
-            db.close()
-            raise SpoolError(f"cannot use the spool {self.path}: {exc}") from None
-        if mode != "wal":
-            log.warning("spool %s runs in %s journal mode, not WAL (file system?)", self.path, mode)
-        return db
+        # The spool holds activity data: owner-only, also a file an older version or a person left open. FULL: an
+        # append is fsynced before it returns, so an interval the tracker handed over survives a power cut, not
+        # only a crash (docs/design.md "Delivery"). Writes are one small row every few seconds, so the cost is
+        # negligible.
+        return connect(
+            self.path,
+            what="spool",
+            error=SpoolError,
+            log=log,
+            pragmas_after_wal=("PRAGMA synchronous = FULL",),
+            tighten_mode=True,
+        )
 
     def _migrate(self) -> None:
-        known = len(_MIGRATIONS)
         with self._lock:
-            for version, statements in enumerate(_MIGRATIONS, start=1):
-                with self._transaction():
-                    current = self._db.execute("PRAGMA user_version").fetchone()[0]
-                    if current > known:
-                        raise SpoolError(
-                            f"the spool {self.path} has schema version {current}, newer than this version of "
-                            f"Productimon knows ({known}); upgrade Productimon"
-                        )
-                    if current >= version:
-                        continue
-                    for statement in statements:
-                        self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version = {version}")
-                    log.info("spool %s: applied schema version %d", self.path, version)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; the caller holds self._lock."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            migrate(self._db, _MIGRATIONS, what="spool", path=self.path, error=SpoolError, log=log)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -159,7 +122,7 @@ class Spool:
         A seq already held is left as it is and counts as held (True), so a retried append is harmless.
         """
         payload = bytes(payload)
-        with self._lock, self._transaction() as db:
+        with self._lock, transaction(self._db) as db:
             if db.execute("SELECT 1 FROM interval WHERE seq = ?", (seq,)).fetchone() is not None:
                 return True
             if self._bytes + len(payload) > self.max_bytes:
@@ -211,7 +174,7 @@ class Spool:
             return 0
         deleted = 0
         freed = 0
-        with self._lock, self._transaction() as db:
+        with self._lock, transaction(self._db) as db:
             for seq in seqs:
                 row = db.execute("DELETE FROM interval WHERE seq = ? RETURNING length(payload)", (seq,)).fetchone()
                 if row is not None:
@@ -229,7 +192,7 @@ class Spool:
         with self._lock:
             oldest = self._db.execute("SELECT spooled_ms FROM interval ORDER BY seq LIMIT 1").fetchone()
             while oldest is not None and oldest[0] < held_before_ms:
-                with self._transaction() as db:
+                with transaction(self._db) as db:
                     rows = db.execute(
                         "DELETE FROM interval WHERE seq IN (SELECT seq FROM interval ORDER BY seq LIMIT 1000) "
                         "AND spooled_ms < ? RETURNING length(payload)",

@@ -1,31 +1,162 @@
 """The identity store: accounts, devices, revoked tokens, one-time codes and sign-up policy, in one SQLite file.
 
 Passwords are Argon2id hashes (argon2-cffi); one-time codes come from `secrets` and only their SHA-256 is kept.
+This module is the SQL. What a request must meet before it is stored is gateway/account_rules.py's, how long a
+sign-in must wait gateway/throttling.py's, and how codes are made and when one may be used
+gateway/one_time_codes.py's; the file is opened, migrated and written as plumbing/sqlite.py keeps SQLite files.
 """
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import logging
-import math
-import os
 import re
 import secrets
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from gateway.account_rules import (
+    MAX_DEVICE_INFO_LENGTH,
+    MAX_DEVICE_NAME_LENGTH,
+    MAX_EMAIL_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MAX_SHARE_LINK_TTL,
+    MIN_PASSWORD_LENGTH,
+    SIGNUP_MODES,
+    AccountDisabled,
+    AccountError,
+    CertificateReplaced,
+    Device,
+    DeviceRevoked,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidDeviceInfo,
+    InvalidEmail,
+    InvalidEnrollmentCode,
+    InvalidInviteCode,
+    InvalidShareLink,
+    ShareLink,
+    SignupClosed,
+    SignupMode,
+    UnknownDevice,
+    UnknownUser,
+    User,
+    WeakPassword,
+    cert_serial_text,
+    check_cert_not_after,
+    check_enrollment_code,
+    check_invite,
+    check_password_policy,
+    check_share_link,
+    check_share_link_open,
+    check_signup_mode,
+    clean_device_name,
+    clean_os_info,
+    normalize_email,
+    revocation_line,
+    signup_needs_invite,
+)
+from gateway.one_time_codes import (
+    CODE_ALPHABET,
+    CODE_GROUP_LENGTH,
+    CODE_GROUPS,
+    ENROLLMENT_CODE_TTL,
+    INVITE_TTL,
+    MAX_ENROLLMENT_CODE_TTL,
+    MAX_INVITE_TTL,
+    check_ttl,
+    code_state,
+    hash_code,
+    new_one_time_code,
+    purge_before,
+)
 from gateway.pki import PkiError, check_id, new_device_id
+from gateway.throttling import (
+    MAX_ADDRESS_LENGTH,
+    THROTTLE_BASE_DELAY,
+    THROTTLE_FREE_FAILURES,
+    THROTTLE_FREE_FAILURES_PER_ADDRESS,
+    THROTTLE_MAX_DELAY,
+    THROTTLE_WINDOW,
+    TooManyAttempts,
+    account_key_range,
+    address_ip,
+    failure_keys,
+    legacy_account_key,
+    sign_in_delay,
+    throttle_address,
+    throttle_delay,
+    window_start,
+)
+from plumbing.sqlite import BUSY_TIMEOUT_MS, Migration, connect, migrate, snapshot, transaction
+
+# What callers import from here: the store, and (from the rule modules) the records, refusals and rules it applies.
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "CODE_ALPHABET",
+    "CODE_GROUPS",
+    "CODE_GROUP_LENGTH",
+    "ENROLLMENT_CODE_TTL",
+    "IDENTITY_DB_FILE",
+    "INVITE_TTL",
+    "MAX_ADDRESS_LENGTH",
+    "MAX_DEVICE_INFO_LENGTH",
+    "MAX_DEVICE_NAME_LENGTH",
+    "MAX_EMAIL_LENGTH",
+    "MAX_ENROLLMENT_CODE_TTL",
+    "MAX_INVITE_TTL",
+    "MAX_PASSWORD_LENGTH",
+    "MAX_SHARE_LINK_TTL",
+    "MIGRATIONS_DIR",
+    "MIN_PASSWORD_LENGTH",
+    "SIGNUP_MODES",
+    "THROTTLE_BASE_DELAY",
+    "THROTTLE_FREE_FAILURES",
+    "THROTTLE_FREE_FAILURES_PER_ADDRESS",
+    "THROTTLE_MAX_DELAY",
+    "THROTTLE_WINDOW",
+    "AccountDisabled",
+    "AccountError",
+    "CertificateReplaced",
+    "Device",
+    "DeviceRevoked",
+    "EmailTaken",
+    "IdentityStore",
+    "IdentityStoreError",
+    "InvalidCredentials",
+    "InvalidDeviceInfo",
+    "InvalidEmail",
+    "InvalidEnrollmentCode",
+    "InvalidInviteCode",
+    "InvalidShareLink",
+    "ShareLink",
+    "SignupClosed",
+    "SignupMode",
+    "TooManyAttempts",
+    "UnknownDevice",
+    "UnknownUser",
+    "User",
+    "WeakPassword",
+    "account_key_range",
+    "address_ip",
+    "check_password_policy",
+    "clean_device_name",
+    "failure_keys",
+    "load_migrations",
+    "new_one_time_code",
+    "normalize_email",
+    "sign_in_delay",
+    "throttle_address",
+    "throttle_delay",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,349 +164,19 @@ IDENTITY_DB_FILE = "identity.sqlite3"
 MIGRATIONS_DIR = Path(__file__).with_name("identity_migrations")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
-SignupMode = Literal["open", "invite", "closed"]
-SIGNUP_MODES: tuple[str, ...] = get_args(SignupMode)
-
-MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
-MIN_PASSWORD_LENGTH = 10
-# Argon2 takes any length, but a megabyte "password" is only a way to make the server work.
-MAX_PASSWORD_LENGTH = 1024
-MAX_DEVICE_NAME_LENGTH = 64
-MAX_DEVICE_INFO_LENGTH = 64
-MAX_ADDRESS_LENGTH = 128
-
-# Login throttling (sign_in_delay): the first THROTTLE_FREE_FAILURES failures in the window cost nothing
-# (people mistype); after that each failure doubles the wait, from THROTTLE_BASE_DELAY up to THROTTLE_MAX_DELAY.
-THROTTLE_WINDOW = 15 * 60.0
-THROTTLE_FREE_FAILURES = 5
-# An address is shared (an office behind NAT, the dashboard server signing everyone in): it gets a larger
-# allowance than one account, or a handful of mistypes anywhere behind it would lock everyone else out.
-THROTTLE_FREE_FAILURES_PER_ADDRESS = 30
-THROTTLE_BASE_DELAY = 30.0
-THROTTLE_MAX_DELAY = 15 * 60.0
-
-# One-time codes are typed by people: no 0/O, 1/I/L or U, grouped 4 by 4. 16 symbols of 30 carry 78 bits,
-# far beyond online guessing, which is why an unsalted SHA-256 is enough to store them.
-CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
-CODE_GROUPS = 4
-CODE_GROUP_LENGTH = 4
-ENROLLMENT_CODE_TTL = 15 * 60
-MAX_ENROLLMENT_CODE_TTL = 24 * 3600
-INVITE_TTL = 7 * 24 * 3600
-MAX_INVITE_TTL = 90 * 24 * 3600
-# Used codes are kept a while after expiry so a second use says "already used", then purged.
-_CODE_RETENTION = 24 * 3600
-
-# Share links are for showing something to someone, not standing access: at most 90 days.
-MAX_SHARE_LINK_TTL = 90 * 24 * 3600
-_SHARE_VIEW = re.compile(r"[a-z][a-z_]{0,31}")
-
-# Long enough to ride out another process's write transaction (they are all a few statements long).
-BUSY_TIMEOUT_MS = 5000
-
-
-def _use_wal(db: sqlite3.Connection) -> str:
-    """Switch the file to WAL and return the journal mode it is in.
-
-    The mode is stored in the file, so once one connection has switched it the others only read it. The switch
-    itself needs the file to itself, and SQLite reports SQLITE_BUSY at once, without its busy handler, when
-    another connection opening the same new file holds a lock: retry that until the busy timeout has passed.
-    """
-    mode = db.execute("PRAGMA journal_mode").fetchone()[0]
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while mode != "wal":
-        try:
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-    return mode
-
 
 class IdentityStoreError(Exception):
     """The identity database itself cannot be used (unreadable, newer schema, broken migration)."""
 
 
-class AccountError(Exception):
-    """A request about an account or device was refused; the message says what was wrong."""
-
-
-class InvalidEmail(AccountError):
-    pass
-
-
-class WeakPassword(AccountError):
-    pass
-
-
-class EmailTaken(AccountError):
-    pass
-
-
-class SignupClosed(AccountError):
-    pass
-
-
-class InvalidInviteCode(AccountError):
-    pass
-
-
-class InvalidCredentials(AccountError):
-    pass
-
-
-class AccountDisabled(AccountError):
-    pass
-
-
-class UnknownUser(AccountError):
-    pass
-
-
-class UnknownDevice(AccountError):
-    pass
-
-
-class DeviceRevoked(AccountError):
-    pass
-
-
-class InvalidDeviceInfo(AccountError):
-    pass
-
-
-class CertificateReplaced(AccountError):
-    """A device certificate that a renewal has replaced: only the device's latest certificate is accepted."""
-
-    def __init__(self) -> None:
-        super().__init__("this certificate was replaced by a renewal")
-
-
-class InvalidEnrollmentCode(AccountError):
-    pass
-
-
-class InvalidShareLink(AccountError):
-    """A share link that cannot be made, or is unknown, revoked or expired when opened."""
-
-
-class TooManyAttempts(AccountError):
-    """Too many recent failed sign-ins from this address (for this account or any); `retry_after` is in seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__(f"too many failed sign-in attempts; try again in {math.ceil(retry_after)} s")
-
-
-@dataclass(frozen=True)
-class User:
-    id: str
-    email: str
-    created_at: float
-    disabled: bool
-    is_admin: bool
-
-
-@dataclass(frozen=True)
-class Device:
-    id: str
-    user_id: str
-    name: str
-    os: str
-    os_version: str
-    created_at: float
-    revoked: bool
-    cert_not_after: float
-
-
-@dataclass(frozen=True)
-class ShareLink:
-    """What a read-only link shows: one view of one period [period_start, period_end) of a user's data."""
-
-    id: str
-    user_id: str
-    view: str
-    period_start: float
-    period_end: float
-    tz: str
-    created_at: float
-    expires_at: float
-    revoked: bool
-
-
-# Pure checks, usable before any I/O (the gateway validates a device name before it redeems a code).
-
-
-def normalize_email(email: str) -> str:
-    """The canonical form of an email address (trimmed, lower-case), or InvalidEmail saying why not."""
-    if not isinstance(email, str):
-        raise InvalidEmail("the email address must be text")
-    normalized = email.strip().lower()
-    if not normalized:
-        raise InvalidEmail("the email address is empty")
-    if len(normalized) > MAX_EMAIL_LENGTH:
-        raise InvalidEmail(f"the email address is longer than {MAX_EMAIL_LENGTH} characters")
-    if any(not c.isprintable() or c.isspace() for c in normalized):
-        raise InvalidEmail("the email address contains spaces or control characters")
-    local, at, domain = normalized.partition("@")
-    if not at or "@" in domain:
-        raise InvalidEmail(f"{normalized!r} is not an email address: it needs exactly one '@'")
-    if not local:
-        raise InvalidEmail(f"{normalized!r} is not an email address: nothing before the '@'")
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(labels):
-        raise InvalidEmail(f"{normalized!r} is not an email address: the domain needs a dot, as in example.com")
-    return normalized
-
-
-def check_password_policy(password: str, email: str) -> None:
-    """Raise WeakPassword unless `password` is 10 to 1024 characters and not the account's email."""
-    if not isinstance(password, str):
-        raise WeakPassword("the password must be text")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise WeakPassword(f"the password is shorter than {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise WeakPassword(f"the password is longer than {MAX_PASSWORD_LENGTH} characters")
-    if password.strip().lower() == email.strip().lower():
-        raise WeakPassword("the password must not be the email address")
-
-
-def clean_device_name(name: str) -> str:
-    """The trimmed device name, or InvalidDeviceInfo unless it is 1 to 64 printable characters."""
-    return _clean_text("device name", name, minimum=1, maximum=MAX_DEVICE_NAME_LENGTH)
-
-
-def _clean_text(what: str, value: str, *, minimum: int, maximum: int) -> str:
-    if not isinstance(value, str):
-        raise InvalidDeviceInfo(f"the {what} must be text")
-    value = value.strip()
-    if not minimum <= len(value) <= maximum:
-        raise InvalidDeviceInfo(f"the {what} must be {minimum} to {maximum} characters, not {len(value)}")
-    if not value.isprintable():
-        raise InvalidDeviceInfo(f"the {what} {value!r} contains control characters")
-    return value
-
-
-def throttle_delay(failure_times: Sequence[float], now: float, free: int = THROTTLE_FREE_FAILURES) -> float:
-    """Seconds a key must still wait before its next sign-in attempt, given its failures' times.
-
-    Failures older than THROTTLE_WINDOW are forgotten. With fewer than THROTTLE_FREE_FAILURES recent ones
-    there is no wait; from then on the wait after the latest failure is THROTTLE_BASE_DELAY doubled for each
-    further failure, capped at THROTTLE_MAX_DELAY. Failures "in the future" (another process's clock ran
-    ahead) count as recent.
-    """
-    recent = sorted(t for t in failure_times if t > now - THROTTLE_WINDOW)
-    if len(recent) < free:
-        return 0.0
-    # The exponent is bounded so a huge failure count cannot overflow a float.
-    doublings = min(len(recent) - free, 32)
-    delay = min(THROTTLE_BASE_DELAY * 2.0**doublings, THROTTLE_MAX_DELAY)
-    return min(max(0.0, recent[-1] + delay - now), THROTTLE_MAX_DELAY)
-
-
-def sign_in_delay(
-    address_failures: Sequence[float], pair_failures: Sequence[float], account_failures: Sequence[float], now: float
-) -> float:
-    """Seconds an attempt from one address on one account must still wait, given the failures' times of that
-    address (on any account), of that address on that account, and of that account (from anywhere).
-
-    The address and the (account, address) pair are throttled as throttle_delay says: that stops one guesser,
-    and it stops only them. The account's own count never refuses an address that has not failed on it in
-    the window, so a stranger's guesses from elsewhere cannot lock the owner out. Once the account has had
-    THROTTLE_FREE_FAILURES failures, though, an address that has failed on it is refused until its failures
-    leave the window or the account calms down: guessing one account from many addresses gets about one
-    guess per address (IPv6: per /64) per THROTTLE_WINDOW, each costing a full Argon2 verification.
-    """
-    delay = max(
-        throttle_delay(address_failures, now, THROTTLE_FREE_FAILURES_PER_ADDRESS),
-        throttle_delay(pair_failures, now),
-    )
-    recent_pair = [t for t in pair_failures if t > now - THROTTLE_WINDOW]
-    if recent_pair:
-        account_delay = throttle_delay(account_failures, now)
-        delay = max(delay, min(account_delay, max(recent_pair) + THROTTLE_WINDOW - now))
-    return min(delay, THROTTLE_MAX_DELAY)
-
-
-def failure_keys(email: str | None, address: str) -> tuple[str, str | None]:
-    """The login_failures keys of an attempt: its address's, and its (account, address) pair's.
-
-    The pair's key starts with the account's email and a space (no email has one): the account's failures
-    from anywhere are the rows under that prefix (account_key_range), so forgiving one address's mistypes
-    on a right password takes them out of the account's count too.
-    """
-    where = throttle_address(address)
-    if email is None:
-        return f"addr:{where}", None
-    return f"addr:{where}", f"email-addr:{email} {where}"
-
-
-def account_key_range(email: str) -> tuple[str, str]:
-    """[low, high) of the pair keys of one account: the prefix, and the prefix with its space made a '!'."""
-    return f"email-addr:{email} ", f"email-addr:{email}!"
-
-
-def throttle_address(address: str) -> str:
-    """The throttling key part for a client address: its IP without port, IPv6 cut to its /64.
-
-    Accepts a bare IP or a gRPC peer string ("ipv4:203.0.113.9:51234", "ipv6:[2001:db8::1]:443", with the
-    brackets percent-encoded or not). One IPv6 host usually holds a whole /64, so a per-address limit on
-    single IPv6 addresses would be no limit at all. Anything unparsable is used as given, bounded.
-    """
-    ip = address_ip(address)
-    if ip is None:
-        return str(address)[:MAX_ADDRESS_LENGTH]
-    if isinstance(ip, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
-
-
-def address_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP in a bare address or a gRPC peer string (IPv4-mapped IPv6 as IPv4); None when there is none."""
-    text = str(address).strip()
-    for prefix in ("ipv4:", "ipv6:"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    text = text.replace("%5B", "[").replace("%5D", "]").replace("%5b", "[").replace("%5d", "]")
-    if text.startswith("[") and "]" in text:
-        text = text[1 : text.index("]")]
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def new_one_time_code() -> str:
-    """A fresh human-typable code, e.g. 'K7QM-2XPA-9RTD-HWE4', from `secrets`."""
-    symbols = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_GROUPS * CODE_GROUP_LENGTH))
-    return "-".join(symbols[i : i + CODE_GROUP_LENGTH] for i in range(0, len(symbols), CODE_GROUP_LENGTH))
-
-
-def _code_hash(code: str) -> str | None:
-    """SHA-256 of the code's canonical form (upper-case, no separators), or None if it cannot be a code."""
-    if not isinstance(code, str) or len(code) > 64:
-        return None
-    canonical = re.sub(r"[\s-]", "", code).upper()
-    if len(canonical) != CODE_GROUPS * CODE_GROUP_LENGTH or any(c not in CODE_ALPHABET for c in canonical):
-        return None
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-
-def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, list[str]]]:
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """(version, name, statements) of each NNNN_name.sql in `directory`, in version order, numbered 1, 2, ..."""
     migrations = []
     for path in sorted(directory.glob("*.sql")):
         match = _MIGRATION_NAME.match(path.name)
         if not match:
             raise IdentityStoreError(f"identity migration file {path.name!r} is not named NNNN_name.sql")
-        migrations.append((int(match[1]), match[2], _split_statements(path.read_text(encoding="utf-8"))))
+        migrations.append(Migration(int(match[1]), match[2], _split_statements(path.read_text(encoding="utf-8"))))
     versions = [version for version, _, _ in migrations]
     if versions != list(range(1, len(versions) + 1)):
         raise IdentityStoreError(f"identity migrations in {directory} are not numbered 1, 2, 3...: {versions}")
@@ -424,24 +225,6 @@ def _device(row: sqlite3.Row | tuple) -> Device:
     )
 
 
-def _cert_serial(serial: int) -> str:
-    if not isinstance(serial, int) or isinstance(serial, bool) or serial <= 0:
-        raise InvalidDeviceInfo(f"the certificate serial {serial!r} is not a positive integer")
-    return format(serial, "x")
-
-
-def _cert_not_after(not_after: float) -> float:
-    if isinstance(not_after, bool) or not isinstance(not_after, int | float) or not math.isfinite(not_after):
-        raise InvalidDeviceInfo(f"the certificate expiry {not_after!r} is not a Unix time")
-    return float(not_after)
-
-
-def _ttl(what: str, ttl_s: int, maximum: int) -> int:
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 60 <= ttl_s <= maximum:
-        raise ValueError(f"{what} lifetime {ttl_s!r} s is not between 60 and {maximum} seconds")
-    return ttl_s
-
-
 class IdentityStore:
     """Accounts and devices in one SQLite file (WAL, foreign keys on, every change a transaction).
 
@@ -477,85 +260,52 @@ class IdentityStore:
     # -- connection and schema
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # The file holds password hashes: create it owner-only; SQLite gives its -wal and -shm the same mode.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            # isolation_level=None: no implicit transactions; every change below opens its own explicitly.
-            db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise IdentityStoreError(f"cannot open the identity store {self.path}: {exc}") from None
-        try:
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA foreign_keys = ON")
-            # What is deleted is overwritten with zeros, in the file and in its free pages: a deleted account must
-            # leave no trace (delete_user then also empties the write-ahead log, which holds older page images).
-            db.execute("PRAGMA secure_delete = ON")
-            mode = _use_wal(db)
-            # synchronous stays FULL (the default): a revocation must survive a power cut; writes are rare.
-        except sqlite3.Error as exc:
-            db.close()
-            raise IdentityStoreError(f"cannot use the identity store {self.path}: {exc}") from None
-        if mode != "wal":
-            log.warning("identity store %s runs in %s journal mode, not WAL (file system?)", self.path, mode)
-        return db
+        # The file holds password hashes: created owner-only. synchronous stays FULL (the default): a revocation
+        # must survive a power cut; writes are rare. Several stores or processes may open one new file at once,
+        # so the switch to WAL waits for the others (plumbing/sqlite.py use_wal).
+        return connect(
+            self.path,
+            what="identity store",
+            error=IdentityStoreError,
+            log=log,
+            pragmas=(
+                "PRAGMA foreign_keys = ON",
+                # What is deleted is overwritten with zeros, in the file and in its free pages: a deleted account
+                # must leave no trace (docs/design.md "Delete means gone"; delete_user then also empties the
+                # write-ahead log, which holds older page images).
+                "PRAGMA secure_delete = ON",
+            ),
+            wait_for_wal=True,
+        )
 
-    def _migrate(self, migrations: list[tuple[int, str, list[str]]]) -> None:
-        known = len(migrations)
+    def _migrate(self, migrations: list[Migration]) -> None:
         with self._lock:
-            for version, name, statements in migrations:
-                # Each migration is one transaction; BEGIN IMMEDIATE makes a second process opening the
-                # same new file wait here, then find the version already applied.
-                with self._transaction():
-                    current = self._db.execute("PRAGMA user_version").fetchone()[0]
-                    if current > known:
-                        raise IdentityStoreError(
-                            f"the identity store {self.path} has schema version {current}, newer than this "
-                            f"version of Productimon knows ({known}); upgrade Productimon"
-                        )
-                    if current >= version:
-                        continue
-                    try:
-                        for statement in statements:
-                            self._db.execute(statement)
-                    except sqlite3.Error as exc:
-                        raise IdentityStoreError(f"identity migration {version:04d}_{name} failed: {exc}") from None
-                    self._db.execute(f"PRAGMA user_version = {int(version)}")
-                    log.info("identity store %s: applied migration %04d_%s", self.path, version, name)
+            migrate(
+                self._db,
+                migrations,
+                what="identity store",
+                path=self.path,
+                error=IdentityStoreError,
+                log=log,
+                failed=lambda migration, exc: IdentityStoreError(
+                    f"identity migration {migration.version:04d}_{migration.name} failed: {exc}"
+                ),
+            )
 
     def schema_version(self) -> int:
         with self._lock:
             return self._db.execute("PRAGMA user_version").fetchone()[0]
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; the caller holds self._lock."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._transaction() as db:
+        with self._lock, transaction(self._db) as db:
             yield db
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several SELECTs see one snapshot."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield self._db
-            finally:
-                if self._db.in_transaction:
-                    self._db.execute("COMMIT")
+        with self._lock, snapshot(self._db) as db:
+            yield db
 
     def close(self) -> None:
         with self._lock:
@@ -627,25 +377,16 @@ class IdentityStore:
     def _check_signup_allowed(self, db: sqlite3.Connection, invite_code: str | None) -> str | None:
         """The hash of the invite to consume (None in open mode), or the refusal."""
         mode = db.execute("SELECT signup_mode FROM instance").fetchone()[0]
-        if mode == "closed":
-            raise SignupClosed("sign-up is closed on this instance; ask its operator for an account")
-        if mode == "open":
+        if not signup_needs_invite(mode, invite_code):
             return None
-        if not invite_code:
-            raise InvalidInviteCode("sign-up on this instance needs an invite code from its operator")
-        code_hash = _code_hash(invite_code)
+        invite_hash = hash_code(invite_code)
         row = (
-            db.execute("SELECT expires_at, used_at FROM invites WHERE code_hash = ?", (code_hash,)).fetchone()
-            if code_hash
+            db.execute("SELECT expires_at, used_at FROM invites WHERE code_hash = ?", (invite_hash,)).fetchone()
+            if invite_hash
             else None
         )
-        if row is None:
-            raise InvalidInviteCode("the invite code is not valid")
-        if row[1] is not None:
-            raise InvalidInviteCode("the invite code has already been used")
-        if row[0] <= self._clock():
-            raise InvalidInviteCode("the invite code has expired")
-        return code_hash
+        check_invite(None if row is None else code_state(row[0], row[1], self._clock()))
+        return invite_hash
 
     def authenticate(self, email: str, password: str, address: str) -> User:
         """The account whose email and password these are; `address` is the client's (see throttle_address).
@@ -690,7 +431,7 @@ class IdentityStore:
         from one address (Argon2 runs outside the lock) see each other instead of all passing one check.
         The caller forgives the rows when the password turns out right.
         """
-        since = now - THROTTLE_WINDOW
+        since = window_start(now)
         address_key, pair_key = keys
         with self._write() as db:
             address_failures = _times(db, _FAILURES_OF_KEY, (address_key, since))
@@ -747,7 +488,7 @@ class IdentityStore:
             updated = db.execute(
                 "UPDATE users SET password_hash = ?, tokens_valid_after = max(tokens_valid_after, ?) "
                 "WHERE id = ? RETURNING email",
-                (password_hash, _valid_after(now), user_id),
+                (password_hash, revocation_line(now), user_id),
             ).fetchone()
             if updated is None:
                 raise UnknownUser(f"no account has the id {user_id!r}")
@@ -761,7 +502,7 @@ class IdentityStore:
             row = db.execute(
                 "UPDATE users SET disabled_at = coalesce(disabled_at, ?), "
                 f"tokens_valid_after = max(tokens_valid_after, ?) WHERE email = ? RETURNING {_USER_COLUMNS}",
-                (now, _valid_after(now), email),
+                (now, revocation_line(now), email),
             ).fetchone()
         if row is None:
             raise UnknownUser(f"no account has the email {email}")
@@ -849,9 +590,8 @@ class IdentityStore:
         `device_id` defaults to a new one; the gateway passes the id it already put in the certificate.
         """
         name = clean_device_name(name)
-        os = _clean_text("OS name", os, minimum=0, maximum=MAX_DEVICE_INFO_LENGTH)
-        os_version = _clean_text("OS version", os_version, minimum=0, maximum=MAX_DEVICE_INFO_LENGTH)
-        serial, not_after = _cert_serial(cert_serial), _cert_not_after(cert_not_after)
+        os, os_version = clean_os_info(os, os_version)
+        serial, not_after = cert_serial_text(cert_serial), check_cert_not_after(cert_not_after)
         if device_id is None:
             device_id = new_device_id()
         else:
@@ -927,7 +667,8 @@ class IdentityStore:
         """Make the device's new certificate its only valid one, if the device and its account are still
         active and `replacing` (the serial of the certificate that asked) is still its current one: of two
         renewals with one certificate, only the first succeeds."""
-        old, serial, not_after = _cert_serial(replacing), _cert_serial(cert_serial), _cert_not_after(cert_not_after)
+        old, serial = cert_serial_text(replacing), cert_serial_text(cert_serial)
+        not_after = check_cert_not_after(cert_not_after)
         with self._write() as db:
             device = self._require_device(db, device_id)
             if device.revoked:
@@ -943,8 +684,7 @@ class IdentityStore:
         return replace(device, cert_not_after=not_after)
 
     def update_device_info(self, device_id: str, os: str, os_version: str) -> Device:
-        os = _clean_text("OS name", os, minimum=0, maximum=MAX_DEVICE_INFO_LENGTH)
-        os_version = _clean_text("OS version", os_version, minimum=0, maximum=MAX_DEVICE_INFO_LENGTH)
+        os, os_version = clean_os_info(os, os_version)
         with self._write() as db:
             device = self._require_device(db, device_id)
             if device.revoked:
@@ -973,21 +713,21 @@ class IdentityStore:
 
     def create_enrollment_code(self, user_id: str, ttl_s: int = ENROLLMENT_CODE_TTL) -> str:
         """A single-use code that enrolls one device into the account within `ttl_s` seconds."""
-        _ttl("enrollment code", ttl_s, MAX_ENROLLMENT_CODE_TTL)
+        check_ttl("enrollment code", ttl_s, MAX_ENROLLMENT_CODE_TTL)
         code = new_one_time_code()
         now = self._clock()
         with self._write() as db:
             self._require_active_user(db, user_id)
-            db.execute("DELETE FROM enrollment_codes WHERE expires_at <= ?", (now - _CODE_RETENTION,))
+            db.execute("DELETE FROM enrollment_codes WHERE expires_at <= ?", (purge_before(now),))
             db.execute(
                 "INSERT INTO enrollment_codes (code_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                (_code_hash(code), user_id, now, now + ttl_s),
+                (hash_code(code), user_id, now, now + ttl_s),
             )
         return code
 
     def redeem_enrollment_code(self, code: str) -> User:
         """The account the code was made for; the code is used up, atomically, even by concurrent callers."""
-        code_hash = _code_hash(code)
+        code_hash = hash_code(code)
         if code_hash is None:
             raise InvalidEnrollmentCode("that is not an enrollment code: expected 16 letters and digits")
         now = self._clock()
@@ -995,13 +735,8 @@ class IdentityStore:
             row = db.execute(
                 "SELECT user_id, expires_at, used_at FROM enrollment_codes WHERE code_hash = ?", (code_hash,)
             ).fetchone()
-            if row is None:
-                raise InvalidEnrollmentCode("the enrollment code is not valid")
-            user_id, expires_at, used_at = row
-            if used_at is not None:
-                raise InvalidEnrollmentCode("the enrollment code has already been used")
-            if expires_at <= now:
-                raise InvalidEnrollmentCode("the enrollment code has expired; make a new one in the dashboard")
+            check_enrollment_code(None if row is None else code_state(row[1], row[2], now))
+            user_id = row[0]
             self._require_active_user(db, user_id)
             db.execute("UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?", (now, code_hash))
             user = _user(db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone())
@@ -1057,20 +792,7 @@ class IdentityStore:
     ) -> ShareLink:
         """Record a read-only link (its random id is all its token holds) to one view of one period, valid
         `ttl_s` s."""
-        if not isinstance(view, str) or not _SHARE_VIEW.fullmatch(view):
-            raise InvalidShareLink(f"{view!r} is not a view that can be shared")
-        if not all(isinstance(t, int | float) and math.isfinite(t) for t in (period_start, period_end)):
-            raise InvalidShareLink("the shared period must be two Unix times")
-        if period_end <= period_start:
-            raise InvalidShareLink("the shared period ends before it starts")
-        if not isinstance(tz, str) or not 1 <= len(tz) <= 64 or not tz.isprintable():
-            raise InvalidShareLink(f"{tz!r} is not a time zone name")
-        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 60 <= ttl_s <= MAX_SHARE_LINK_TTL:
-            raise InvalidShareLink(f"a share link lasts from 60 s to {MAX_SHARE_LINK_TTL // 86400} days")
-        try:
-            link_id = str(uuid.UUID(link_id))
-        except (TypeError, ValueError, AttributeError):
-            raise InvalidShareLink(f"{link_id!r} is not a share link id") from None
+        link_id = check_share_link(link_id, view, period_start, period_end, tz, ttl_s)
         now = self._clock()
         link = ShareLink(link_id, user_id, view, float(period_start), float(period_end), tz, now, now + ttl_s, False)
         with self._write() as db:
@@ -1114,12 +836,7 @@ class IdentityStore:
             ).fetchone()
         if row is None:
             raise InvalidShareLink("this share link does not exist (any more)")
-        link = _share_link(row)
-        if link.revoked:
-            raise InvalidShareLink("this share link has been revoked by its owner")
-        if link.expires_at <= self._clock():
-            raise InvalidShareLink("this share link has expired")
-        return link
+        return check_share_link_open(_share_link(row), self._clock())
 
     # -- sign-up policy
 
@@ -1128,21 +845,20 @@ class IdentityStore:
             return self._db.execute("SELECT signup_mode FROM instance").fetchone()[0]
 
     def set_signup_mode(self, mode: SignupMode) -> None:
-        if mode not in SIGNUP_MODES:
-            raise ValueError(f"sign-up mode {mode!r} is not one of {', '.join(SIGNUP_MODES)}")
+        mode = check_signup_mode(mode)
         with self._write() as db:
             db.execute("UPDATE instance SET signup_mode = ?", (mode,))
 
     def create_invite(self, ttl_s: int = INVITE_TTL) -> str:
         """A single-use code that lets one person sign up while sign-up is invite-only."""
-        _ttl("invite", ttl_s, MAX_INVITE_TTL)
+        check_ttl("invite", ttl_s, MAX_INVITE_TTL)
         code = new_one_time_code()
         now = self._clock()
         with self._write() as db:
-            db.execute("DELETE FROM invites WHERE expires_at <= ?", (now - _CODE_RETENTION,))
+            db.execute("DELETE FROM invites WHERE expires_at <= ?", (purge_before(now),))
             db.execute(
                 "INSERT INTO invites (code_hash, created_at, expires_at) VALUES (?, ?, ?)",
-                (_code_hash(code), now, now + ttl_s),
+                (hash_code(code), now, now + ttl_s),
             )
         return code
 
@@ -1157,14 +873,8 @@ def _times(db: sqlite3.Connection, query: str, parameters: tuple) -> list[float]
 
 def _forget_failures(db: sqlite3.Connection, email: str) -> None:
     """Delete the account's failure records: each address's on it, and the per-account key that versions
-    before per-address counting wrote (gone by itself within THROTTLE_WINDOW, but it names the account)."""
+    before per-address counting wrote (see legacy_account_key)."""
     db.execute(
         "DELETE FROM login_failures WHERE key = ? OR (key >= ? AND key < ?)",
-        (f"email:{email}", *account_key_range(email)),
+        (legacy_account_key(email), *account_key_range(email)),
     )
-
-
-def _valid_after(now: float) -> int:
-    # Rounded up: a token issued earlier in the same second must not survive. A token issued right after
-    # (e.g. the new session after a password change) should use iat = tokens_valid_after(user).
-    return math.ceil(now)
