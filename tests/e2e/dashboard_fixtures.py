@@ -28,8 +28,17 @@ from warehouse import queries
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 PAGES = ("overview", "timeline", "trends", "focus", "categories", "devices", "data", "sharing")
-# Three hours ago, on a whole minute: inside "Last 7 days" (the default period) whatever the time of day.
-T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+
+
+def _activity_start(now: datetime) -> datetime:
+    """Three hours ago on a whole minute, inside "Last 7 days" (the default period); two hours earlier still when
+    the hour of activity from there would cross midnight (UTC, the pages' zone here), so every page puts it on
+    one day whatever the time of day (at 02:10 a start three hours back split a day's total 51 + 4)."""
+    start = now.replace(second=0, microsecond=0) - timedelta(hours=3)
+    return start - timedelta(hours=2) if (start + timedelta(hours=2)).date() != start.date() else start
+
+
+T0 = _activity_start(datetime.now(UTC))
 
 
 @dataclass
