@@ -235,6 +235,8 @@ class StatusReport:
     browser_reports: dict | None = None
     # The uploader's last failure, until a batch goes through (collector/uploader.py UploadHealth).
     upload: dict | None = None
+    # Where each working source reads from (collector/sampling.py Sources.used).
+    sources: list[str] | None = None
 
 
 class Agent:
@@ -242,7 +244,7 @@ class Agent:
         self,
         home: CollectorHome,
         settings: CollectorSettings,
-        open_sources: Callable[[], Sources] = open_sources,
+        open_sources: Callable[[], Sources] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.home = home
@@ -265,7 +267,12 @@ class Agent:
         load_credentials(home)  # refuse to start without them, with the reason
         lock = RunLock(home.lock_file)
         spool = Spool(home.spool_file, max_bytes=settings.spool_max_bytes)
-        sources = self._open_sources()
+        if self._open_sources is not None:
+            sources = self._open_sources()
+        else:
+            sources = open_sources(
+                idle_after_s=settings.idle_after_seconds, count_input_devices=settings.count_input_devices
+            )
         for line in sources.unavailable:
             log.warning("%s", line)
         intake = self._browser_intake()
@@ -300,6 +307,7 @@ class Agent:
                 tracker.not_spooled,
                 {"accepted": intake.accepted, "refused": intake.refused} if intake is not None else None,
                 asdict(health),
+                sources.used,
             )
             try:
                 home.status_file.write_text(json.dumps(asdict(status)))

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import os
 import signal
 import socket
 import sys
@@ -297,6 +298,7 @@ def status_report(home: CollectorHome, now: float) -> dict:
             report["upload_problem"] = {k: upload.get(k) for k in ("address", "last_error", "last_error_ms")}
         if report["running"]:
             report["unavailable"] = running.get("unavailable", [])
+            report["sources"] = running.get("sources") or []
             report["browser_reports"] = running.get("browser_reports")
             report["last_report_ms"] = running.get("updated_ms")
     except (OSError, ValueError):
@@ -352,6 +354,8 @@ def cmd_status(home: CollectorHome, args: argparse.Namespace) -> int:
     if browser is not None:
         refused = sum(browser["refused"].values())
         print(f"browser:      {browser['accepted']} tab reports taken, {refused} refused since start")
+    for line in report.get("sources", []):
+        print(f"source:       {line}")
     for line in report.get("unavailable", []):
         print(f"unavailable:  {line}")
     return 0
@@ -417,6 +421,37 @@ def cmd_install_service(home: CollectorHome, args: argparse.Namespace) -> int:
     return 0
 
 
+DESKTOP_SUPPORT = {
+    "kde": "KDE Plasma: nothing to install: the collector loads its KWin script when it starts and unloads it when it "
+    "stops",
+    "wlroots": "wlroots compositors (sway, Hyprland, river, labwc): nothing to install: the compositor itself tells "
+    "the collector which window is in front",
+    "x11": "X11: nothing to install",
+}
+
+
+def cmd_install_desktop_support(home: CollectorHome, args: argparse.Namespace) -> int:
+    from collector.sampling import session_kind, wayland_desktop
+
+    desktop = args.desktop
+    if desktop is None:
+        kind = session_kind(os.environ, sys.platform)
+        if kind not in ("wayland", "x11"):
+            raise UserFacingError(
+                "no desktop session here ($WAYLAND_DISPLAY and $DISPLAY unset): run this inside the desktop session, "
+                "or name the desktop with --desktop gnome|kde|wlroots"
+            )
+        desktop = wayland_desktop(os.environ) if kind == "wayland" else "x11"
+    if desktop != "gnome":
+        print(DESKTOP_SUPPORT[desktop])
+        return 0
+    from collector.wayland.gnome import install_gnome_extension, xdg_data_home
+
+    for line in install_gnome_extension(xdg_data_home(os.environ), os.environ):
+        print(line)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="productimon-collector", description=__doc__)
     p.add_argument("--home", type=Path, help="the collector's state directory (default: PRODUCTIMON_COLLECTOR_HOME)")
@@ -460,6 +495,14 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("install-service", help="run the collector at sign-in (systemd user unit, launchd, Startup)")
     i.add_argument("--print", action="store_true", help="print the service file instead of installing it")
     i.set_defaults(run=cmd_install_service)
+
+    d = sub.add_parser(
+        "install-desktop-support", help="install what this desktop needs to show the collector the window in front"
+    )
+    d.add_argument(
+        "--desktop", choices=["gnome", "kde", "wlroots", "x11"], help="the desktop (default: this session's)"
+    )
+    d.set_defaults(run=cmd_install_desktop_support)
     return p
 
 

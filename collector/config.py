@@ -121,6 +121,9 @@ class CollectorSettings:
     idle_after_seconds: float = 180.0
     max_interval_seconds: float = 60.0
     capture_titles: bool = True
+    # Wayland only: count keys and clicks from the input devices (/dev/input), which needs the user in the
+    # `input` group, i.e. able to read every keyboard of the machine (docs/collector.md "Wayland"). Off: no counts.
+    count_input_devices: bool = False
     # Exclusion rules: tables with pattern, on ("app" or "title"), action ("hide_title" or "drop_details").
     exclude: tuple[ExclusionRule, ...] = ()
 

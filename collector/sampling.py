@@ -37,17 +37,24 @@ def session_kind(env: Mapping[str, str], platform: str) -> SessionKind:
 
 def session_limits(kind: SessionKind, env: Mapping[str, str]) -> list[str]:
     """What this kind of session keeps from the collector, said before anything is tried."""
-    if kind == "wayland":
-        limits = [
-            "Wayland session: the compositor does not tell other programs which window is in front or what is "
-            "typed, so only X11 (XWayland) windows are seen and only their keys and clicks are counted"
-        ]
-        if not env.get("DISPLAY"):
-            limits.append("no XWayland display ($DISPLAY unset): window, input and idle tracking are unavailable")
-        return limits
     if kind == "none":
-        return ["no graphical session ($DISPLAY unset): window, input and idle tracking are unavailable"]
+        return ["no graphical session ($DISPLAY and $WAYLAND_DISPLAY unset): window, input and idle tracking are "
+                "unavailable"]  # fmt: skip
     return []
+
+
+WaylandDesktop = Literal["gnome", "kde", "wlroots"]
+
+
+def wayland_desktop(env: Mapping[str, str]) -> WaylandDesktop:
+    """Pure: which family of Wayland desktop this is, from XDG_CURRENT_DESKTOP (a colon-separated list such as
+    "ubuntu:GNOME" or "KDE"); anything else is tried as a wlroots compositor (sway, Hyprland, river, labwc)."""
+    names = {name.strip().lower() for name in env.get("XDG_CURRENT_DESKTOP", "").split(":")}
+    if names & {"gnome", "gnome-classic", "gnome-flashback"}:
+        return "gnome"
+    if "kde" in names:
+        return "kde"
+    return "wlroots"
 
 
 class SessionEnded(Exception):
@@ -301,6 +308,9 @@ class Sources:
     idle: IdleSource
     # One line per part that is unavailable here, for the log at start and for `status`.
     unavailable: list[str]
+    # One line per part that works, naming where it comes from (e.g. "idle: ext-idle-notify-v1"), for `status`.
+    used: list[str] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def idle_seconds(self) -> float:
         """The OS's idle time where it is available, else the time since the listeners last saw input."""
@@ -309,14 +319,26 @@ class Sources:
 
     def stop(self) -> None:
         self.inputs.stop()
+        for close in self.closers:
+            try:
+                close()
+            except Exception as exc:  # stopping must go on: the rest still need closing
+                log.debug("closing a source failed: %s", exc)
 
 
-def open_sources(env: Mapping[str, str] | None = None, platform: str = sys.platform) -> Sources:
+def open_sources(
+    env: Mapping[str, str] | None = None,
+    platform: str = sys.platform,
+    idle_after_s: float = 180.0,
+    count_input_devices: bool = False,
+) -> Sources:
     """Every source that works in this session; a stand-in that reports nothing for each that does not."""
     env = os.environ if env is None else env
     kind = session_kind(env, platform)
+    if kind == "wayland":
+        return _open_wayland(env, idle_after_s, count_input_devices)
     unavailable = session_limits(kind, env)
-    can_try = kind in ("windows", "macos", "x11") or (kind == "wayland" and env.get("DISPLAY"))
+    can_try = kind in ("windows", "macos", "x11")
 
     windows: WindowSource = NoWindows()
     inputs: InputSource = NoInput()
@@ -336,6 +358,118 @@ def open_sources(env: Mapping[str, str] | None = None, platform: str = sys.platf
                 idle = opener()
             except Exception as exc:
                 unavailable.append(f"the OS idle time is unavailable ({exc}); idle comes from the input listener")
-        elif kind == "wayland":
-            unavailable.append("idle time comes from the XWayland input listener only")
     return Sources(windows, inputs, idle, unavailable)
+
+
+_WAYLAND_SUPPORT = (
+    "supported are wlroots compositors (sway, Hyprland, river, labwc), GNOME Shell after "
+    '`productimon-collector install-desktop-support`, and KDE Plasma (docs/collector.md "Wayland")'
+)
+NO_WAYLAND_COUNTS = (
+    "key and click counts are not recorded: Wayland gives no global input events to ordinary programs; "
+    'to count them from the input devices, set count_input_devices = true (docs/collector.md "Wayland")'
+)
+
+
+def _open_wayland(env: Mapping[str, str], idle_after_s: float, count_input_devices: bool) -> Sources:
+    """The sources of a native Wayland session: the desktop's own way to see the window in front and the idle
+    time (collector/wayland/); input counts only when opted in. XWayland is not used: it would see only X11
+    windows and count only their keys, which would be wrong counts rather than none."""
+    desktop = wayland_desktop(env)
+    sources = Sources(NoWindows(), NoInput(), NoIdle(), [], [f"session: Wayland ({desktop})"])
+    connection = _wayland_connection(env, sources)
+    opened = _open_wayland_windows(desktop, connection, sources)
+    if opened is not None:
+        sources.windows, described = opened
+        sources.used.append(f"windows: {described}")
+    idle = _open_wayland_idle(desktop, connection, idle_after_s, sources)
+    if idle is not None:
+        sources.idle, described = idle
+        sources.used.append(f"idle: {described}")
+    else:
+        sources.unavailable.append(
+            "idle time is unavailable: the desktop offers no idle interface this collector reads"
+        )
+    if connection is not None:
+        connection.start()
+        sources.closers.append(connection.stop)
+    if count_input_devices:
+        from collector.wayland.input_devices import InputDeviceCounter
+
+        try:
+            sources.inputs = InputDeviceCounter().start()
+            sources.used.append("input counts: the input devices (/dev/input), opted in")
+        except Exception as exc:
+            sources.unavailable.append(f"key and click counting is unavailable: {exc}")
+    else:
+        sources.unavailable.append(NO_WAYLAND_COUNTS)
+    return sources
+
+
+def _wayland_connection(env: Mapping[str, str], sources: Sources):  # -> WaylandConnection | None
+    from collector.wayland.connection import WaylandConnection
+
+    try:
+        return WaylandConnection(env.get("WAYLAND_DISPLAY") or None)
+    except Exception as exc:
+        sources.unavailable.append(f"the Wayland compositor is unreachable: {exc}")
+        return None
+
+
+def _open_wayland_windows(desktop: WaylandDesktop, connection, sources: Sources) -> tuple[WindowSource, str] | None:
+    try:
+        if desktop == "gnome":
+            from collector.wayland.gnome import GnomeShellWindows
+
+            shell = GnomeShellWindows()
+            sources.closers.append(shell.close)
+            return shell, "the Productimon GNOME Shell extension (session D-Bus)"
+        if desktop == "kde":
+            from collector.wayland.kde import KWinWindows
+
+            kwin = KWinWindows()
+            sources.closers.append(kwin.stop)
+            return kwin, "the Productimon KWin script (session D-Bus)"
+        if connection is None:
+            raise RuntimeError("no Wayland connection")
+        from collector.wayland.wlroots import PROTOCOL, ForeignToplevelWindows
+
+        return ForeignToplevelWindows(connection), PROTOCOL
+    except Exception as exc:
+        sources.unavailable.append(f"active window tracking is unavailable: {exc}; {_WAYLAND_SUPPORT}")
+        return None
+
+
+def _open_wayland_idle(
+    desktop: WaylandDesktop, connection, idle_after_s: float, sources: Sources
+) -> tuple[IdleSource, str] | None:
+    """The desktop's own idle time: Mutter's idle monitor on GNOME, the compositor's idle protocol elsewhere, and
+    org.freedesktop.ScreenSaver where neither answers."""
+    tried: list[str] = []
+    if desktop == "gnome":
+        try:
+            from collector.wayland.gnome import MutterIdle
+
+            mutter = MutterIdle()
+            sources.closers.append(mutter.close)
+            return mutter, "org.gnome.Mutter.IdleMonitor"
+        except Exception as exc:
+            tried.append(str(exc))
+    elif connection is not None:
+        try:
+            from collector.wayland.idle import WaylandIdle, timers_for
+
+            wayland_idle = WaylandIdle(connection, timers_for(idle_after_s))
+            return wayland_idle, wayland_idle.protocol
+        except Exception as exc:
+            tried.append(str(exc))
+    try:
+        from collector.wayland.screensaver import FreedesktopScreenSaverIdle
+
+        saver = FreedesktopScreenSaverIdle()
+        sources.closers.append(saver.close)
+        return saver, "org.freedesktop.ScreenSaver"
+    except Exception as exc:
+        tried.append(str(exc))
+    log.debug("no idle source: %s", "; ".join(tried))
+    return None

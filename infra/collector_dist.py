@@ -41,13 +41,11 @@ REQUIREMENTS = (
     "pywinctl",
     "python-xlib",
     "ewmhlib",
+    "jeepney",
+    "pywayland",
     "tomli",
 )
 SCRIPTS = {"productimon-collector": "collector.cli:main", "productimon-browser": "collector.browser_cli:main"}
-PACKAGE_DATA = {
-    "schemas": ["*/*.avsc", "*.toml", "wire/*.proto"],
-    "collector": ["browser_extension/*"],
-}
 CLASSIFIERS = [f"Programming Language :: Python :: 3.{minor}" for minor in range(10, 14)] + [
     "Operating System :: POSIX :: Linux",
     "Operating System :: MacOS",
@@ -62,6 +60,13 @@ def _requirement_name(spec: str) -> str:
 def server_project(pyproject: Path = REPO / "pyproject.toml") -> dict:
     with pyproject.open("rb") as f:
         return tomllib.load(f)["project"]
+
+
+def package_data(pyproject: Path = REPO / "pyproject.toml") -> dict[str, list[str]]:
+    """The data files of the collector's packages, as the server's pyproject.toml lists them."""
+    with pyproject.open("rb") as f:
+        listed = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    return {package: patterns for package, patterns in listed.items() if package in PACKAGES}
 
 
 def collector_requirements(project: dict) -> list[str]:
@@ -82,7 +87,7 @@ def collector_pyproject(project: dict) -> str:
         return "[" + ", ".join(f'"{item}"' for item in items) + "]"
 
     scripts = "\n".join(f'{name} = "{target}"' for name, target in SCRIPTS.items())
-    data = "\n".join(f"{package} = {toml_list(patterns)}" for package, patterns in PACKAGE_DATA.items())
+    data = "\n".join(f"{package} = {toml_list(patterns)}" for package, patterns in package_data().items())
     return f"""[build-system]
 requires = ["setuptools>=75"]
 build-backend = "setuptools.build_meta"

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.sampling import (
+    NO_WAYLAND_COUNTS,
     InputCounter,
     NoIdle,
     NoInput,
@@ -17,6 +18,7 @@ from collector.sampling import (
     open_sources,
     session_kind,
     session_limits,
+    wayland_desktop,
 )
 
 
@@ -60,24 +62,43 @@ def test_a_full_desktop_session_has_no_limits(kind):
 
 def test_without_a_graphical_session_everything_is_said_unavailable():
     [limit] = session_limits("none", {})
-    assert "$DISPLAY unset" in limit
+    assert "$DISPLAY and $WAYLAND_DISPLAY unset" in limit
     assert all(word in limit for word in ("window", "input", "idle"))
 
 
-def test_wayland_with_xwayland_is_limited_to_x11_windows():
-    [limit] = session_limits("wayland", {"DISPLAY": ":0"})
-    assert "Wayland" in limit and "XWayland" in limit
+@pytest.mark.parametrize(
+    ("desktop", "family"),
+    [
+        ("GNOME", "gnome"),
+        ("ubuntu:GNOME", "gnome"),
+        ("GNOME-Classic:GNOME", "gnome"),
+        ("KDE", "kde"),
+        ("sway", "wlroots"),
+        ("Hyprland", "wlroots"),
+        ("river", "wlroots"),
+        ("", "wlroots"),
+    ],
+)
+def test_the_wayland_desktop_family_comes_from_xdg_current_desktop(desktop, family):
+    assert wayland_desktop({"XDG_CURRENT_DESKTOP": desktop}) == family
 
 
-def test_wayland_without_xwayland_says_both_limits():
-    limits = session_limits("wayland", {})
-    assert len(limits) == 2
-    assert "no XWayland display" in limits[1]
+def test_a_wayland_session_without_a_reachable_compositor_says_so_and_records_nothing(tmp_path):
+    env = {"XDG_SESSION_TYPE": "wayland", "WAYLAND_DISPLAY": str(tmp_path / "no-such-socket"), "DISPLAY": ":0"}
+    sources = open_sources(env, platform="linux")
+    # Not XWayland's partial view: nothing, with the reason, rather than only X11 windows and their keys.
+    assert isinstance(sources.windows, NoWindows)
+    assert isinstance(sources.inputs, NoInput)
+    assert sources.unavailable[0].startswith("the Wayland compositor is unreachable: ")
+    assert any(line.startswith("active window tracking is unavailable: ") for line in sources.unavailable)
+    assert "install-desktop-support" in " ".join(sources.unavailable)
+    assert NO_WAYLAND_COUNTS in sources.unavailable
+    sources.stop()
 
 
 @pytest.mark.parametrize(
     "env",
-    [{}, {"XDG_SESSION_TYPE": "tty"}, {"XDG_SESSION_TYPE": "x11"}, {"XDG_SESSION_TYPE": "wayland"}],
+    [{}, {"XDG_SESSION_TYPE": "tty"}, {"XDG_SESSION_TYPE": "x11"}],
 )
 def test_on_linux_without_a_display_open_sources_reports_nothing_and_says_why(env):
     sources = open_sources(env, platform="linux")
