@@ -183,22 +183,46 @@ def _connection_lost(exc: BaseException) -> bool:
 
 
 @dataclass
-class InputCounter:
-    """Counts key presses and mouse clicks through pynput listeners.
-
-    Only the number of events is kept: the callbacks receive the key and the pointer position from pynput and
-    drop them at once; nothing but two integers and a timestamp ever leaves a callback (docs/collector.md, "What it
-    records")."""
+class InputCounts:
+    """Two counters and the time of the last input, shared by the listeners that feed them and the sampling loop
+    that takes them: nothing else of an input event is ever kept."""
 
     clock: Callable[[], float] = time.monotonic
     _keys: int = 0
     _clicks: int = 0
     _last_input: float = field(default=0.0)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _listeners: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._last_input = self.clock()
+
+    def add(self, keys: int, clicks: int, input_seen: bool = True) -> None:
+        with self._lock:
+            self._keys += keys
+            self._clicks += clicks
+            if input_seen:
+                self._last_input = self.clock()
+
+    def take(self) -> tuple[int, int]:
+        with self._lock:
+            counts = self._keys, self._clicks
+            self._keys = self._clicks = 0
+        return counts
+
+    def seconds_since_input(self) -> float:
+        with self._lock:
+            return max(0.0, self.clock() - self._last_input)
+
+
+@dataclass
+class InputCounter(InputCounts):
+    """Counts key presses and mouse clicks through pynput listeners.
+
+    Only the number of events is kept: the callbacks receive the key and the pointer position from pynput and
+    drop them at once; nothing but two integers and a timestamp ever leaves a callback (docs/collector.md, "What it
+    records")."""
+
+    _listeners: list = field(default_factory=list)
 
     def start(self) -> InputCounter:
         from pynput import keyboard, mouse  # raises ImportError without a display (docs/design.md)
@@ -215,27 +239,13 @@ class InputCounter:
         return self
 
     def _key_pressed(self, _key: object) -> None:
-        with self._lock:
-            self._keys += 1
-            self._last_input = self.clock()
+        self.add(1, 0)
 
     def _clicked(self, _x: int, _y: int, _button: object, pressed: bool) -> None:
-        with self._lock:
-            if pressed:
-                self._clicks += 1
-            self._last_input = self.clock()
+        self.add(0, 1 if pressed else 0)
 
     def _moved(self, *_: object) -> None:
-        self._last_input = self.clock()
-
-    def take(self) -> tuple[int, int]:
-        with self._lock:
-            counts = self._keys, self._clicks
-            self._keys = self._clicks = 0
-        return counts
-
-    def seconds_since_input(self) -> float:
-        return max(0.0, self.clock() - self._last_input)
+        self.add(0, 0)
 
     def stop(self) -> None:
         for listener in self._listeners:

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 NEEDED = ("Xvfb", "openbox", "xdotool", "xrandr", "xprop", "xterm", "xcalc")
@@ -71,13 +71,7 @@ class Desktop:
         return self.run("xdotool", "getactivewindow", "getwindowname").strip()
 
     def close_windows(self) -> None:
-        for child in self._children:
-            child.terminate()
-        for child in self._children:
-            with suppress(subprocess.TimeoutExpired):
-                child.wait(5)
-            if child.poll() is None:
-                child.kill()
+        stop_children(self._children)
         self._children.clear()
 
 
@@ -100,7 +94,7 @@ def virtual_desktop(width: int = 1280, height: int = 800) -> Iterator[Desktop]:
         yield desktop
     finally:
         desktop.close_windows()
-        _stop(children)
+        stop_children(children)
 
 
 @contextmanager
@@ -127,7 +121,7 @@ def _start(width: int, height: int) -> tuple[list[subprocess.Popen], dict[str, s
     with os.fdopen(read_fd) as pipe:
         number = pipe.readline().strip()
     if not number:
-        _stop(children)
+        stop_children(children)
         return [], {}, "Xvfb did not start"
     env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
     env["DISPLAY"] = f":{number}"
@@ -141,16 +135,18 @@ def _start(width: int, height: int) -> tuple[list[subprocess.Popen], dict[str, s
         if openbox.poll() is not None or time.monotonic() > deadline:
             openbox.kill()
             output = openbox.communicate()[1].strip().replace("\n", " ")
-            _stop(children)
+            stop_children(children)
             return [], env, f"openbox did not start on display {env['DISPLAY']}: {output or 'no output'}"
         time.sleep(0.05)
     return children, env, ""
 
 
-def _stop(children: list[subprocess.Popen]) -> None:
+def stop_children(children: list[subprocess.Popen]) -> None:
+    """Ask each child to end (the last started first), and kill any that has not within 5 s."""
     for child in reversed(children):
         if child.poll() is None:
             child.terminate()
+    for child in reversed(children):
         try:
             child.wait(5)
         except subprocess.TimeoutExpired:

@@ -20,6 +20,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.desktop import stop_children
+
 NEEDED = ("sway", "swaymsg", "foot", "setpriv")
 
 
@@ -73,13 +75,7 @@ class SwayDesktop:
         self.swaymsg("seat", "seat0", "cursor", "move", "1", "1")
 
     def close_windows(self) -> None:
-        for child in self._children:
-            child.terminate()
-        for child in self._children:
-            with suppress(subprocess.TimeoutExpired):
-                child.wait(5)
-            if child.poll() is None:
-                child.kill()
+        stop_children(self._children)
         self._children.clear()
 
 
@@ -135,11 +131,6 @@ def sway_desktop(width: int = 1280, height: int = 800) -> Iterator[SwayDesktop]:
     finally:
         if desktop is not None:
             desktop.close_windows()
-        sway.terminate()
-        try:
-            sway.wait(10)
-        except subprocess.TimeoutExpired:
-            sway.kill()
-            sway.wait()
+        stop_children([sway])
         log.close()
         shutil.rmtree(runtime, ignore_errors=True)

@@ -20,9 +20,10 @@ import os
 import select
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from collector.sampling import InputCounts
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +58,15 @@ def decode(data: bytes) -> list[tuple[int, int, int]]:
 
 
 @dataclass
-class InputDeviceCounter:
+class InputDeviceCounter(InputCounts):
     """An InputSource reading every readable /dev/input/event* device (`pattern`) in a daemon thread."""
 
     pattern: str = "/dev/input/event*"
-    clock: Callable[[], float] = time.monotonic
-    _keys: int = 0
-    _clicks: int = 0
-    _last_input: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
     _fds: list[int] = field(default_factory=list)
     _wake: tuple[int, int] | None = None
     _thread: threading.Thread | None = None
 
     def start(self) -> InputDeviceCounter:
-        self._last_input = self.clock()
         paths = sorted(glob.glob(self.pattern))
         refused = []
         for path in paths:
@@ -108,22 +103,7 @@ class InputDeviceCounter:
                 rest = len(data) % EVENT.size
                 if rest:
                     pending[fd] = data[-rest:]
-                keys, clicks, seen = counted(decode(data))
-                with self._lock:
-                    self._keys += keys
-                    self._clicks += clicks
-                    if seen:
-                        self._last_input = self.clock()
-
-    def take(self) -> tuple[int, int]:
-        with self._lock:
-            counts = self._keys, self._clicks
-            self._keys = self._clicks = 0
-        return counts
-
-    def seconds_since_input(self) -> float:
-        with self._lock:
-            return max(0.0, self.clock() - self._last_input)
+                self.add(*counted(decode(data)))
 
     def stop(self) -> None:
         if self._wake is not None and self._thread is not None:

@@ -61,7 +61,7 @@ def test_the_device_counter_counts_from_every_device_and_keeps_no_key(tmp_path):
     readers = [os.open(f, os.O_RDONLY | os.O_NONBLOCK) for f in fifos]
     writers = [os.open(f, os.O_WRONLY) for f in fifos]
     clock = [1000.0]
-    counter = InputDeviceCounter(str(tmp_path / "event*"), clock=lambda: clock[0]).start()
+    counter = InputDeviceCounter(pattern=str(tmp_path / "event*"), clock=lambda: clock[0]).start()
     try:
         clock[0] = 1010.0
         os.write(writers[0], record(EV_KEY, KEY_A, 1) * 3 + record(EV_KEY, KEY_A, 0))
@@ -87,7 +87,7 @@ def test_the_device_counter_counts_from_every_device_and_keeps_no_key(tmp_path):
 
 def test_without_a_readable_device_the_counter_says_why(tmp_path):
     try:
-        InputDeviceCounter(str(tmp_path / "event*")).start()
+        InputDeviceCounter(pattern=str(tmp_path / "event*")).start()
     except RuntimeError as exc:
         assert "no input device can be read" in str(exc) and "`input` group" in str(exc)
     else:
