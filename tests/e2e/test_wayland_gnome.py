@@ -25,6 +25,8 @@ How the session is built (every piece private to the test, nothing on a fixed po
   mode.
 - Each program is started in a process group of its own (bus, shell, each window, the screensaver proxy); at the end
   the groups are ended and the test checks that none of their processes is left.
+- The real collector (`productimon-collector run`) is run once on this session, and what it recorded is read
+  back from the warehouse through the real gateway and worker (the `stack` of tests/conftest.py).
 
 The tests share one session and run in file order; the last one ends the session on purpose. Two need no shell:
 the installer's own gsettings path (real gsettings on its keyfile backend, a `gnome-shell` script that says 48.1), and
@@ -46,8 +48,10 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from jeepney import DBusAddress, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
@@ -66,7 +70,9 @@ from collector.wayland.gnome import (
 )
 from collector.wayland.screensaver import FreedesktopScreenSaverIdle
 from collector.wayland.session_bus import CALL_TIMEOUT_S
+from testbed.collector_process import enrolled_home, spool_depth, start_collector, status, stop_collector
 from tests.conftest import eventually
+from warehouse.queries import export_intervals
 
 pytestmark = pytest.mark.e2e
 
@@ -587,6 +593,112 @@ def test_the_gnome_45_variant_answers_the_same_from_gjs(tmp_path, opened, monkey
         gjs.stdout.close()
         bus.stdout.close()
     assert not _group_members(gjs.pid) and not _group_members(bus.pid)
+
+
+IDLE_AFTER_S = 2.0
+SETTLE_S = 0.6  # three samples at 0.2 s
+
+
+def _mutter_idle_ms(connection: DBusConnection) -> int:
+    """Mutter's idle time asked directly, not through the code under test."""
+    (milliseconds,) = _call(connection, "org.gnome.Mutter.IdleMonitor", "/org/gnome/Mutter/IdleMonitor/Core",
+                            "org.gnome.Mutter.IdleMonitor", "GetIdletime")  # fmt: skip
+    return milliseconds
+
+
+def _touch(session: GnomeSession, connection: DBusConnection) -> float:
+    """A key and a pointer nudge on the virtual devices; returns the moment Mutter is known to have them: the first
+    answer of GetIdletime shorter than the time since they were sent (so the input it counts from is this one).
+    Mutter takes them a few milliseconds after the calls return, the first time up to ~0.2 s."""
+    sent = time.time()
+    session.input.nudge_pointer()
+    session.input.press(0xFFE1)  # Shift
+
+    def arrived() -> float | None:
+        asked = time.time()
+        idle_s = _mutter_idle_ms(connection) / 1000
+        return time.time() if idle_s <= asked - sent else None
+
+    return eventually(arrived, timeout_s=5, interval_s=0.01)
+
+
+@pytest.fixture
+def collector_home(stack, tmp_path):
+    config = f"sample_seconds = 0.2\nidle_after_seconds = {IDLE_AFTER_S}\n"
+    home, user_id, *_ = enrolled_home(stack.settings, tmp_path / "home", config, device_name="gnome-test")
+    return home, user_id
+
+
+def test_the_real_collector_records_windows_and_idle_from_gnome_through_the_gateway(
+    session, opened, collector_home, warehouse_client, tmp_path
+):
+    """`productimon-collector run` on this GNOME session, as on a workstation: Alpha in front, then Beta, no input
+    until idle, input again and Beta closed so Alpha is in front again; what reaches the warehouse through the real
+    gateway and worker."""
+    home, user_id = collector_home
+    env = {**session.env, "XDG_CURRENT_DESKTOP": "GNOME"}
+    assert env["XDG_SESSION_TYPE"] == "wayland" and "DISPLAY" not in env
+    env["WAYLAND_DISPLAY"] = str(Path(env["XDG_RUNTIME_DIR"]) / env["WAYLAND_DISPLAY"])
+    windows = opened(GnomeShellWindows())
+    alpha_title, beta_title = "Alpha quarterly report", "Beta notes"
+    alpha = session.open_window(ALPHA, alpha_title)
+    _until_shows(windows, (ALPHA, alpha_title), timeout_s=15)
+    moments: dict = {}
+    with open_dbus_connection(bus=session.bus_address) as connection:
+        _touch(session, connection)  # the session is in use when the collector starts
+        collector = start_collector(home, env, tmp_path / "collector.log")
+        try:
+            _touch(session, connection)
+            time.sleep(SETTLE_S + 1.0)
+            beta = session.open_window(BETA, beta_title)
+            _until_shows(windows, (BETA, beta_title), timeout_s=15)
+            moments["last_input_before_idle"] = _touch(session, connection)
+            time.sleep(IDLE_AFTER_S + 2.5)  # no input: idle
+            moments["reported"] = status(home)
+            moments["back"] = _touch(session, connection)
+            beta.close()  # the window below takes the focus back
+            _until_shows(windows, (ALPHA, alpha_title), timeout_s=5)
+            time.sleep(SETTLE_S + 1.0)
+        finally:
+            assert stop_collector(collector) == 0
+    alpha.close()
+    assert spool_depth(home) == 0
+    start = datetime.now(UTC) - timedelta(hours=1)
+    end = datetime.now(UTC) + timedelta(minutes=5)
+    back = datetime.fromtimestamp(moments["back"], UTC)
+
+    def stored() -> pd.DataFrame:
+        return export_intervals(warehouse_client, user_id, start, end)
+
+    assert eventually(lambda: not (frame := stored()).empty and frame["end"].max() >= back, 60)
+    intervals = stored().sort_values("start")
+
+    active = intervals[~intervals["idle"]]
+    assert set(active["app"]) == {ALPHA, BETA}
+    assert set(active[active["app"] == ALPHA]["title"]) == {alpha_title}
+    assert set(active[active["app"] == BETA]["title"]) == {beta_title}
+    # No key or click is counted on Wayland unless opted in: never a wrong count.
+    assert intervals["keystrokes"].sum() == 0 and intervals["clicks"].sum() == 0
+
+    assert (intervals["start"].iloc[1:].to_numpy() == intervals["end"].iloc[:-1].to_numpy()).all()
+    apps = list(intervals["app"])
+    runs = [app for i, app in enumerate(apps) if i == 0 or app != apps[i - 1]]
+    assert runs[-3:] == [ALPHA, BETA, ALPHA]
+
+    stopped = datetime.fromtimestamp(moments["last_input_before_idle"], UTC)
+    idle = intervals[intervals["idle"] & (intervals["start"] >= stopped - timedelta(seconds=1))]
+    assert not idle.empty, "no idle interval was recorded after the input stopped"
+    # Cut at the last input (Mutter's idle time), not IDLE_AFTER_S later when the threshold passed.
+    assert abs((idle.iloc[0]["start"] - stopped).total_seconds()) < 0.5
+    assert abs((idle.iloc[-1]["end"] - back).total_seconds()) < 0.5
+
+    reported = moments["reported"]
+    assert reported["sources"] == [
+        "session: Wayland (gnome)",
+        "windows: the Productimon GNOME Shell extension (session D-Bus)",
+        "idle: org.gnome.Mutter.IdleMonitor",
+    ]
+    assert any(line.startswith("key and click counts are not recorded: Wayland") for line in reported["unavailable"])
 
 
 def test_without_the_shell_or_its_bus_the_sources_say_why(session, opened):
