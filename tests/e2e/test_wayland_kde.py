@@ -16,14 +16,21 @@ How it runs here:
   `kwin_wayland --virtual --width 1280 --height 800 --socket wayland-kde [--xwayland <sh writing $DISPLAY>]` with
   XDG_RUNTIME_DIR a private 0700 temporary directory and HOME and the XDG_* directories temporary too. KWin starts
   the trailing program once Wayland and Xwayland are up: that is how the test learns the X display KWin chose.
+- Input: KWin's org_kde_kwin_fake_input Wayland protocol (the XML of Debian's plasma-wayland-protocols, bindings
+  generated with pywayland's scanner into a temporary directory). KWin offers that restricted interface only to a
+  program a desktop file grants it to (X-KDE-Wayland-Interfaces, matched against the client's executable), so
+  the private XDG_DATA_HOME has one naming this test's own interpreter. Its pointer motion is real input to KWin:
+  it resets the idle timers. A focus change through the window runner is not input: it resets none.
 - foot is not used: foot 1.13.1 dies of SIGFPE on KWin's virtual output (it reports no physical size).
 - Each program started is the leader of its own process group; the group is ended afterwards, and the teardown
   fails if anything of it is still running.
-Debian packages: kwin-wayland (KWin 5.27, with xwayland), dbus-daemon, xterm, python3-gi, gir1.2-gtk-3.0.
+Debian packages: kwin-wayland (KWin 5.27, with xwayland), dbus-daemon, xterm, python3-gi, gir1.2-gtk-3.0,
+plasma-wayland-protocols, libwayland-dev.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -34,8 +41,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 
+import pandas as pd
 import pytest
 from jeepney import DBusAddress, message_bus, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
@@ -44,11 +54,16 @@ from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 from collector.sampling import SessionEnded
 from collector.wayland import kde
 from collector.wayland.kde import KWinWindows
+from testbed.collector_process import enrolled_home, spool_depth, start_collector, status, stop_collector
+from tests.conftest import eventually
+from warehouse.queries import export_intervals
 
 pytestmark = pytest.mark.e2e
 
 KWIN = "/usr/bin/kwin_wayland"
 NEEDED = (KWIN, "dbus-daemon", "Xwayland", "xterm", "/usr/bin/python3")
+WAYLAND_XML = Path("/usr/share/wayland/wayland.xml")
+FAKE_INPUT_XML = Path("/usr/share/plasma-wayland-protocols/fake-input.xml")
 SOCKET = "wayland-kde"
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTING = DBusAddress("/Scripting", bus_name="org.kde.KWin", interface="org.kde.kwin.Scripting")
@@ -244,15 +259,70 @@ class Plasma:
         _call(self.bus, new_method_call(RUNNER, "Run", "ss", (match_id, "")))
 
 
+def fake_input_bindings(directory: Path) -> ModuleType:
+    """pywayland bindings of org_kde_kwin_fake_input, generated from the system's XML into `directory`."""
+    subprocess.run(
+        [sys.executable, "-m", "pywayland.scanner", "-i", str(WAYLAND_XML), str(FAKE_INPUT_XML), "-o", str(directory)],
+        check=True,
+        capture_output=True,
+    )
+    spec = importlib.util.spec_from_file_location("kde_fake_input", directory / "fake_input.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakePointer:
+    """A client of KWin's fake input: each `touch` moves the pointer, real input as far as KWin's idle timers go."""
+
+    def __init__(self, socket: Path, bindings: ModuleType) -> None:
+        from pywayland.client import Display
+
+        self._display = Display(str(socket))
+        self._display.connect()
+        found: dict[str, tuple[int, int]] = {}
+
+        def announced(_registry, name: int, interface: str, version: int) -> None:
+            found.setdefault(interface, (name, version))
+
+        registry = self._display.get_registry()
+        registry.dispatcher["global"] = announced
+        self._display.roundtrip()
+        assert bindings.OrgKdeKwinFakeInput.name in found, "KWin does not offer org_kde_kwin_fake_input to the test"
+        name, version = found[bindings.OrgKdeKwinFakeInput.name]
+        self._input = registry.bind(name, bindings.OrgKdeKwinFakeInput, version)
+        self._input.authenticate("Productimon tests", "input for the collector's idle test")
+        self._display.roundtrip()
+        self._step = 1.0
+
+    def touch(self) -> None:
+        self._step = -self._step  # back and forth: the pointer stays where it was
+        self._input.pointer_motion(self._step, 0.0)
+        self._display.roundtrip()  # KWin has handled it
+
+    def close(self) -> None:
+        self._display.disconnect()
+
+
 def _end_one(children: list[subprocess.Popen], child: subprocess.Popen) -> None:
     children.remove(child)
     assert not _end([child]), "a window left processes behind"
 
 
 @contextmanager
-def running_kwin(directory: Path, bus_address: str, xwayland: bool = True) -> Iterator[Plasma]:
-    """kwin_wayland --virtual on the bus at `bus_address`, ready: on the bus, its Wayland socket (and X display) up."""
+def running_kwin(
+    directory: Path, bus_address: str, xwayland: bool = True, fake_input_for: str | None = None
+) -> Iterator[Plasma]:
+    """kwin_wayland --virtual on the bus at `bus_address`, ready: on the bus, its Wayland socket (and X display) up.
+    `fake_input_for`: an executable KWin lets bind org_kde_kwin_fake_input (module docstring)."""
     home = _private_dir(directory / "home")
+    if fake_input_for is not None:
+        applications = home / ".local/share/applications"
+        applications.mkdir(parents=True)
+        (applications / "productimon-test-input.desktop").write_text(
+            "[Desktop Entry]\nType=Application\nName=Productimon test input\nNoDisplay=true\n"
+            f"Exec={fake_input_for}\nX-KDE-Wayland-Interfaces=org_kde_kwin_fake_input\n"
+        )
     runtime = _private_dir(directory / "runtime")
     kwin = directory / "kwin_wayland"
     shutil.copyfile(KWIN, kwin)  # without the file capability (module docstring)
@@ -301,10 +371,13 @@ def running_kwin(directory: Path, bus_address: str, xwayland: bool = True) -> It
 @pytest.fixture(scope="module")
 def plasma(tmp_path_factory) -> Iterator[Plasma]:
     missing = [program for program in NEEDED if shutil.which(program) is None]
+    missing += [str(xml) for xml in (WAYLAND_XML, FAKE_INPUT_XML) if not xml.is_file()]
     # Not a skip: `./dev test` installs these (infra/apt-packages.txt).
     assert not missing, f"the KDE test needs {', '.join(missing)} (Debian packages in infra/apt-packages.txt)"
     directory = tmp_path_factory.mktemp("kde")
-    with private_bus(directory) as (address, _), running_kwin(directory, address) as running:
+    # The test process (this interpreter) may bind fake input; the collector, run by it too, binds nothing of it.
+    trusted = os.path.realpath(sys.executable)
+    with private_bus(directory) as (address, _), running_kwin(directory, address, fake_input_for=trusted) as running:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("DBUS_SESSION_BUS_ADDRESS", address)  # what KWinWindows connects to
             yield running
@@ -469,3 +542,101 @@ def test_the_session_bus_going_away_ends_the_session(tmp_path: Path, monkeypatch
                         time.sleep(0.05)
             finally:
                 source.stop()
+
+
+@pytest.fixture
+def pointer(desktop: Plasma, tmp_path: Path) -> Iterator[FakePointer]:
+    socket = Path(desktop.env["XDG_RUNTIME_DIR"]) / SOCKET
+    bindings = fake_input_bindings(_private_dir(tmp_path / "bindings"))
+    touching = FakePointer(socket, bindings)
+    yield touching
+    touching.close()
+
+
+EDITOR = ("org.example.Editor", "Quarterly report - Editor")
+CALCULATOR = ("org.example.Calculator", "Calculator")
+IDLE_AFTER_S = 2.0
+SETTLE_S = 0.6  # three samples at 0.2 s
+
+
+def test_the_collector_records_kde_windows_and_idle_through_the_warehouse(
+    stack, warehouse_client, desktop: Plasma, pointer: FakePointer, tmp_path: Path
+) -> None:
+    """The real collector on this KWin: the editor in front, then the calculator, no input until idle, the editor
+    again; what reaches the warehouse through the real gateway and worker."""
+    config = f"sample_seconds = 0.2\nidle_after_seconds = {IDLE_AFTER_S}\n"
+    home, user_id, *_ = enrolled_home(stack.settings, tmp_path / "home", config, device_name="kde-test")
+    desktop.gtk_window(*EDITOR)
+    desktop.gtk_window(*CALCULATOR)
+    # A native Wayland session of KDE's: no X display, so nothing comes through Xwayland.
+    env = dict(
+        desktop.env,
+        WAYLAND_DISPLAY=str(Path(desktop.env["XDG_RUNTIME_DIR"]) / SOCKET),
+        XDG_SESSION_TYPE="wayland",
+        XDG_CURRENT_DESKTOP="KDE",
+    )
+    env.pop("DISPLAY", None)
+    env.pop("XAUTHORITY", None)
+    collector = start_collector(home, env, tmp_path / "collector.log")
+    moments: dict[str, float] = {}
+    try:
+        desktop.focus(EDITOR[1])
+        pointer.touch()
+        time.sleep(SETTLE_S + 1.0)
+        desktop.focus(CALCULATOR[1])
+        pointer.touch()
+        time.sleep(SETTLE_S + 1.0)
+        pointer.touch()  # the calculator in front, in use, before the user goes
+        moments["last_input_before_idle"] = time.time()
+        time.sleep(IDLE_AFTER_S + 2.5)  # no input: idle
+        reported = status(home)
+        desktop.focus(EDITOR[1])  # not input to KWin: the user is still away
+        pointer.touch()
+        moments["back"] = time.time()
+        time.sleep(SETTLE_S + 1.0)
+    finally:
+        assert stop_collector(collector) == 0
+    assert spool_depth(home) == 0
+    start = datetime.now(UTC) - timedelta(hours=1)
+    end = datetime.now(UTC) + timedelta(minutes=5)
+
+    def stored() -> pd.DataFrame:
+        return export_intervals(warehouse_client, user_id, start, end)
+
+    def complete() -> bool:
+        frame = stored()
+        return not frame.empty and frame["end"].max() >= datetime.fromtimestamp(moments["back"], UTC)
+
+    assert eventually(complete, 60)
+    intervals = stored().sort_values("start")
+
+    assert reported["sources"] == [
+        "session: Wayland (kde)",
+        "windows: the Productimon KWin script (session D-Bus)",
+        "idle: ext-idle-notify-v1",
+    ]
+    assert any(line.startswith("key and click counts are not recorded: Wayland") for line in reported["unavailable"])
+
+    active = intervals[~intervals["idle"]]
+    assert set(active["app"]) == {EDITOR[0], CALCULATOR[0]}
+    assert set(active[active["app"] == EDITOR[0]]["title"]) == {EDITOR[1]}
+    assert set(active[active["app"] == CALCULATOR[0]]["title"]) == {CALCULATOR[1]}
+    # No key or click is counted on Wayland unless opted in: never a wrong count.
+    assert intervals["keystrokes"].sum() == 0 and intervals["clicks"].sum() == 0
+
+    assert (intervals["start"].iloc[1:].to_numpy() == intervals["end"].iloc[:-1].to_numpy()).all()
+    runs = [app for i, app in enumerate(intervals["app"]) if i == 0 or app != intervals["app"].iloc[i - 1]]
+    assert runs[-3:] == [EDITOR[0], CALCULATOR[0], EDITOR[0]]
+    in_use = [(app, idle) for app, idle in zip(intervals["app"], intervals["idle"], strict=True)]
+    in_use = [run for i, run in enumerate(in_use) if i == 0 or run != in_use[i - 1]]
+    assert in_use[-4:] == [(EDITOR[0], False), (CALCULATOR[0], False), (CALCULATOR[0], True), (EDITOR[0], False)]
+
+    stopped = datetime.fromtimestamp(moments["last_input_before_idle"], UTC)
+    idle = intervals[intervals["idle"] & (intervals["start"] >= stopped - timedelta(seconds=1))]
+    assert not idle.empty, "no idle interval was recorded after the input stopped"
+    # Cut at the last input (KWin's idle timer), not IDLE_AFTER_S later when the threshold passed.
+    assert abs((idle.iloc[0]["start"] - stopped).total_seconds()) < 0.5
+    # Input again ends it (the focus change just before is no input to KWin).
+    back = datetime.fromtimestamp(moments["back"], UTC)
+    assert abs((idle.iloc[-1]["end"] - back).total_seconds()) < 0.5
+    assert set(intervals[intervals["start"] >= back]["app"]) == {EDITOR[0]}
