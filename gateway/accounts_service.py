@@ -67,7 +67,8 @@ from schemas.wire import accounts_pb2_grpc
 from stream_jobs import history
 from stream_jobs.forget import DeletionReport, delete
 from stream_jobs.sessionize import SessionRules
-from warehouse import categories, privacy
+from warehouse import categories, goals, privacy
+from warehouse.goal_rules import InvalidGoal
 from warehouse.writes import upsert_devices
 
 log = logging.getLogger(__name__)
@@ -407,6 +408,29 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         log.info("category rule %s of %s deleted", request.rule_id, claims.user_id)
         return pb.Empty()
 
+    async def AddGoal(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        goal_id = await self._edit_rules(
+            context,
+            goals.add_goal,
+            claims.user_id,
+            kind=request.kind,
+            target=request.target,
+            direction=request.direction,
+            period=request.period,
+            minutes=request.minutes,
+            weekdays=list(request.weekdays),
+            devices=list(request.devices),
+        )
+        log.info("goal %s added for %s", goal_id, claims.user_id)
+        return pb.GoalRef(goal_id=goal_id)
+
+    async def DeleteGoal(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        await self._edit_rules(context, goals.delete_goal, claims.user_id, request.goal_id)
+        log.info("goal %s of %s deleted", request.goal_id, claims.user_id)
+        return pb.Empty()
+
     async def GetPrivacy(self, request, context):  # noqa: N802
         claims = await self.a.signed_in(context)
         return await privacy_reply(context, self.a, claims.user_id)
@@ -469,17 +493,19 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         return _effect_reply(effect)
 
     async def _edit_rules(self, context: grpc.aio.ServicerContext, edit: Callable[..., T], *args, **kwargs) -> T:
-        """Run one edit (or look-up) of the signed-in account's category or privacy rules with the gateway's
-        warehouse login; its refusal is one line naming what was wrong."""
+        """Run one edit (or look-up) of the signed-in account's category or privacy rules or goals with the
+        gateway's warehouse login; its refusal is one line naming what was wrong."""
         try:
             return await asyncio.to_thread(edit, self.a.warehouse(), *args, **kwargs)
         except (categories.InvalidRule, InvalidPrivacyRule) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the rule was not saved: {exc}")
-        except (categories.RuleNotFound, privacy.PrivacyRuleNotFound) as exc:
+        except InvalidGoal as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the goal was not saved: {exc}")
+        except (categories.RuleNotFound, privacy.PrivacyRuleNotFound, goals.GoalNotFound) as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except Exception as exc:  # the warehouse away: nothing was written, asking again is safe
-            log.warning("editing the category or privacy rules failed: %s", exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the rules cannot be changed now; try again later")
+            log.warning("editing the category or privacy rules or goals failed: %s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the change cannot be made now; try again later")
         raise AssertionError("unreachable: context.abort raises")
 
 

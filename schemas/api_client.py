@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import grpc
@@ -175,6 +176,40 @@ def delete_category_rule(public_address: str, ca_pem: bytes, token: str, rule_id
     with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.AccountsStub(channel).DeleteCategoryRule(
             pb.CategoryRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=30
+        )
+
+
+def add_goal(
+    public_address: str,
+    ca_pem: bytes,
+    token: str,
+    *,
+    kind: str,
+    target: str,
+    direction: str,
+    period: str,
+    minutes: int,
+    weekdays: Sequence[int] = (),
+    devices: Sequence[str] = (),
+) -> str:
+    """Add a goal to the token's account (warehouse/goal_rules.py says what one is); its id."""
+    goal = pb.Goal(
+        kind=kind,
+        target=target,
+        direction=direction,
+        period=period,
+        minutes=minutes,
+        weekdays=list(weekdays),
+        devices=list(devices),
+    )
+    with public_channel(public_address, ca_pem) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).AddGoal(goal, metadata=_bearer(token), timeout=30).goal_id
+
+
+def delete_goal(public_address: str, ca_pem: bytes, token: str, goal_id: str) -> None:
+    with public_channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).DeleteGoal(
+            pb.GoalRef(goal_id=goal_id), metadata=_bearer(token), timeout=30
         )
 
 

@@ -36,6 +36,7 @@ USER_TABLES = (
     "data_keys",
     "privacy_rules",
     "privacy_settings",
+    "goals",
 )
 # The record of deletions outlives what it deleted: it is what keeps a deleted interval from being stored again.
 KEPT_TABLES = ("deletions",)

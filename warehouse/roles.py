@@ -41,6 +41,7 @@ DATA_TABLES = (
     "deletions",
     "privacy_rules",
     "privacy_settings",
+    "goals",
 )
 SCHEMA_TABLE = "schema_migrations"
 TABLES = frozenset((*DATA_TABLES, SCHEMA_TABLE))
@@ -71,8 +72,8 @@ MIGRATE = Role("migrate", reads=TABLES, inserts=TABLES, deletes=TABLES, schema=T
 GATEWAY = Role(
     "gateway",
     reads=_tables(SCHEMA_TABLE, "intervals", "refused_intervals", "deletions", "device_state", "devices", "data_keys",
-                  "category_rules", *_PRIVACY),
-    inserts=_tables("devices", "data_keys", "category_rules", *_PRIVACY),
+                  "category_rules", "goals", *_PRIVACY),
+    inserts=_tables("devices", "data_keys", "category_rules", "goals", *_PRIVACY),
 )  # fmt: skip
 WORKER = Role(
     "worker",
@@ -90,7 +91,7 @@ DELETION = Role(
 )
 DASHBOARD = Role(
     "dashboard",
-    reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "devices", "category_rules", *_PRIVACY),
+    reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "devices", "category_rules", "goals", *_PRIVACY),
 )
 # The operator's own login (ClickHouse's administrator, the local stack's generated owner password): unlimited
 # inside the warehouse server's sandbox. No service runs with it.

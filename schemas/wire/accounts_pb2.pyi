@@ -263,6 +263,30 @@ class CategoryRuleRef(_message.Message):
     rule_id: str
     def __init__(self, rule_id: _Optional[str] = ...) -> None: ...
 
+class Goal(_message.Message):
+    __slots__ = ("kind", "target", "direction", "period", "minutes", "weekdays", "devices")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    WEEKDAYS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    target: str
+    direction: str
+    period: str
+    minutes: int
+    weekdays: _containers.RepeatedScalarFieldContainer[int]
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[str] = ..., target: _Optional[str] = ..., direction: _Optional[str] = ..., period: _Optional[str] = ..., minutes: _Optional[int] = ..., weekdays: _Optional[_Iterable[int]] = ..., devices: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GoalRef(_message.Message):
+    __slots__ = ("goal_id",)
+    GOAL_ID_FIELD_NUMBER: _ClassVar[int]
+    goal_id: str
+    def __init__(self, goal_id: _Optional[str] = ...) -> None: ...
+
 class PrivacyRule(_message.Message):
     __slots__ = ("rule_id", "on", "pattern", "action")
     RULE_ID_FIELD_NUMBER: _ClassVar[int]

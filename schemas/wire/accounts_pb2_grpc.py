@@ -109,6 +109,16 @@ class AccountsStub:
                 request_serializer=schemas_dot_wire_dot_accounts__pb2.CategoryRuleRef.SerializeToString,
                 response_deserializer=schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
                 _registered_method=True)
+        self.AddGoal = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/AddGoal',
+                request_serializer=schemas_dot_wire_dot_accounts__pb2.Goal.SerializeToString,
+                response_deserializer=schemas_dot_wire_dot_accounts__pb2.GoalRef.FromString,
+                _registered_method=True)
+        self.DeleteGoal = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/DeleteGoal',
+                request_serializer=schemas_dot_wire_dot_accounts__pb2.GoalRef.SerializeToString,
+                response_deserializer=schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
         self.GetPrivacy = channel.unary_unary(
                 '/productimon.accounts.v1.Accounts/GetPrivacy',
                 request_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
@@ -246,6 +256,21 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddGoal(self, request, context):
+        """The signed-in account's goals (warehouse/goal_rules.py), written by the gateway; the dashboard reads them and
+        measures them with its own warehouse login. A bad goal (no target, zero or negative minutes, an unknown
+        category or device) is INVALID_ARGUMENT naming what is wrong; another account's goal is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteGoal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPrivacy(self, request, context):
         """The signed-in account's privacy choices (schemas/privacy_rules.py): how window titles are kept ("off",
         "scrubbed", "full") and its exclusion rules. Every device of the account fetches them (Devices.GetPrivacy)
@@ -366,6 +391,16 @@ def add_AccountsServicer_to_server(servicer, server):
             'DeleteCategoryRule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteCategoryRule,
                     request_deserializer=schemas_dot_wire_dot_accounts__pb2.CategoryRuleRef.FromString,
+                    response_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'AddGoal': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddGoal,
+                    request_deserializer=schemas_dot_wire_dot_accounts__pb2.Goal.FromString,
+                    response_serializer=schemas_dot_wire_dot_accounts__pb2.GoalRef.SerializeToString,
+            ),
+            'DeleteGoal': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteGoal,
+                    request_deserializer=schemas_dot_wire_dot_accounts__pb2.GoalRef.FromString,
                     response_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
             ),
             'GetPrivacy': grpc.unary_unary_rpc_method_handler(
@@ -803,6 +838,60 @@ class Accounts:
             target,
             '/productimon.accounts.v1.Accounts/DeleteCategoryRule',
             schemas_dot_wire_dot_accounts__pb2.CategoryRuleRef.SerializeToString,
+            schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddGoal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/AddGoal',
+            schemas_dot_wire_dot_accounts__pb2.Goal.SerializeToString,
+            schemas_dot_wire_dot_accounts__pb2.GoalRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteGoal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/DeleteGoal',
+            schemas_dot_wire_dot_accounts__pb2.GoalRef.SerializeToString,
             schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
             options,
             channel_credentials,

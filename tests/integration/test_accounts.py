@@ -306,3 +306,43 @@ def test_category_rules_are_edited_through_the_gateway_for_the_token_owner_only(
     # A default rule is removed like any other.
     delete_category_rule(address, ca, account["token"], defaults["rule_id"].iloc[0])
     assert len(list_rules(warehouse_client, account["user_id"])) == len(DEFAULT_RULES) - 1
+
+
+def test_goals_are_edited_through_the_gateway_for_the_token_owner_only(stack, account, warehouse_client):
+    """Goals are written by the gateway for the account the token signs in (the dashboard only reads them); a bad
+    goal is one line naming what is wrong, and another account's token cannot touch them."""
+    from schemas.api_client import add_goal, delete_goal
+    from warehouse.categories import DEFAULT_RULES
+    from warehouse.goals import list_goals
+
+    address, ca = stack.settings.gateway_public_address, ca_pem(stack)
+    category = DEFAULT_RULES[0][2].split("/")[0]  # a new account's default rules name categories of their own
+    goal_id = add_goal(
+        address, ca, account["token"], kind="category", target=category, direction="at_most", period="week",
+        minutes=600, weekdays=[0, 1, 2, 3, 4],
+    )  # fmt: skip
+    [goal] = [g for g in list_goals(warehouse_client, account["user_id"]) if g.goal_id == goal_id]
+    assert (goal.kind, goal.target, goal.minutes, goal.weekdays) == ("category", category, 600, (0, 1, 2, 3, 4))
+
+    base = {"kind": "app", "target": "Code", "direction": "at_most", "period": "day", "minutes": 30}
+    for fields, said in (
+        ({"minutes": 0}, "a goal needs more than 0 minutes; got 0"),
+        ({"minutes": -30}, "a goal needs more than 0 minutes; got -30"),
+        ({"target": ""}, "a goal on an app needs the app's name"),
+        ({"kind": "category", "target": "No/Such"}, "there is no category 'No/Such' in this account's category rules"),
+        ({"devices": ["not-a-device"]}, "no device 'not-a-device' in this account"),
+    ):
+        bad = refused(lambda fields=fields: add_goal(address, ca, account["token"], **{**base, **fields}))
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad.details() == f"the goal was not saved: {said}", bad.details()
+    assert [g.goal_id for g in list_goals(warehouse_client, account["user_id"])] == [goal_id]
+
+    _, email, password = new_account(stack.settings)
+    stranger = log_in(address, ca, email, password).token
+    assert refused(lambda: delete_goal(address, ca, stranger, goal_id)).code() == grpc.StatusCode.NOT_FOUND
+    assert refused(lambda: delete_goal(address, ca, "not-a-token", goal_id)).code() in (
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    delete_goal(address, ca, account["token"], goal_id)
+    assert list_goals(warehouse_client, account["user_id"]) == []

@@ -10,7 +10,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ["schemas"]
-MODULES = ["stream_jobs.trim", "stream_jobs.sessionize", "collector.privacy", "warehouse.queries"]
+MODULES = [
+    "stream_jobs.trim",
+    "stream_jobs.sessionize",
+    "collector.privacy",
+    "warehouse.queries",
+    "warehouse.goal_rules",
+    "gateway.account_rules",
+    "gateway.throttling",
+    "gateway.one_time_codes",
+]
 
 
 def test_the_configuration_checks_the_core_strictly():
