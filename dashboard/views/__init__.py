@@ -8,6 +8,7 @@ VIEWS = {
     "trends": ("Trends", ":material/trending_up:"),
     "focus": ("Focus", ":material/center_focus_strong:"),
     "categories": ("Categories", ":material/label:"),
+    "goals": ("Goals", ":material/flag:"),
     "devices": ("Devices", ":material/devices:"),
     "data": ("Data", ":material/database:"),
     "privacy": ("Privacy", ":material/shield:"),

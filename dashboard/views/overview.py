@@ -11,7 +11,8 @@ import streamlit as st
 from dashboard import charts, formatting
 from dashboard.context import View, account_apps, current_view, load
 from dashboard.period import preset_period, viewer_today
-from warehouse import queries
+from dashboard.views.goals import plain, progress_text, report_of
+from warehouse import goals, queries
 
 TOP = 10
 
@@ -49,6 +50,18 @@ def _top(df: pd.DataFrame, key: str, title: str, total: float, apps: Sequence[st
     )
 
 
+def _goals(view: View) -> None:
+    """The owner's goals, one line each with today's or this week's progress (the Goals page has the rest)."""
+    listed = load("the goals", goals.list_goals, view.user_id)
+    if not listed:
+        return
+    st.subheader("Goals")
+    for goal in listed:
+        report = report_of(view, goal, history=0)
+        mark = "" if report.now is None else ("✅ " if report.now.met else "⚠️ ")
+        st.markdown(f"{mark}{plain(goal.describe())}: {progress_text(report)}")
+
+
 def show(view: View) -> None:
     period, user, devices = view.period, view.user_id, view.device_filter
     st.title("Overview")
@@ -65,6 +78,8 @@ def show(view: View) -> None:
     figures += [("Active in period", formatting.duration(active)), ("Idle in period", formatting.duration(idle))]
     for column, (label, value) in zip(st.columns(len(figures)), figures, strict=True):
         column.metric(label, value)
+    if not view.shared:
+        _goals(view)  # the owner's own; a share link shows only its view of its period
     if active + idle == 0:
         st.info("No activity recorded in this period.")
         return

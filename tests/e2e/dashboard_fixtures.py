@@ -27,7 +27,7 @@ from tests.conftest import eventually
 from warehouse import queries
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-PAGES = ("overview", "timeline", "trends", "focus", "categories", "devices", "data", "sharing")
+PAGES = ("overview", "timeline", "trends", "focus", "categories", "goals", "devices", "data", "sharing")
 
 
 def _activity_start(now: datetime) -> datetime:

@@ -18,7 +18,7 @@ from dashboard import charts, formatting
 from dashboard.period import preset_period, viewer_today, viewer_zone
 from gateway.tokens import DASHBOARD_SCOPE, ensure_signing_key, issue_token
 from infra.devices import new_account
-from schemas.api_client import list_devices, log_out, who_am_i
+from schemas.api_client import add_goal, create_share_link, delete_goal, list_devices, log_out, who_am_i
 from tests.conftest import eventually
 from tests.e2e.dashboard_fixtures import (
     PAGES,
@@ -28,6 +28,7 @@ from tests.e2e.dashboard_fixtures import (
     chart_of,
     dashboard_env,  # noqa: F401 (a fixture)
     default_period,
+    everything_shown,
     interval,
     make_account,
     metric,
@@ -36,7 +37,7 @@ from tests.e2e.dashboard_fixtures import (
     send_intervals,
     signed_in_app,
 )
-from warehouse import categories, queries
+from warehouse import categories, goals, queries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dashboard_env")]
 
@@ -613,3 +614,108 @@ def test_privacy_page_previews_a_rule_on_past_data_and_applies_it_only_once_conf
     assert not at.error, [e.value for e in at.error]
     assert at.success and "5 intervals rewritten" in at.success[0].value
     assert terminal not in apps() and "(private)" in apps()
+
+
+# --- goals ------------------------------------------------------------------------------------------------------
+
+
+def _progress_texts(at) -> list[str]:
+    return [e.proto.text for e in at.get("progress")]
+
+
+def _markdown(at) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def test_a_goal_is_added_shown_with_its_progress_and_deleted(owner_app, owner, warehouse_client):
+    at = open_page(owner_app, "goals")
+    editor = f"Editor{owner.mark}"
+    at.selectbox(key="new_goal_kind").select("app").run()
+    at.selectbox(key="new_goal_target_app").select(editor)
+    at.selectbox(key="new_goal_direction").select("at_most")
+    at.selectbox(key="new_goal_period").select("day")
+    at.number_input(key="new_goal_minutes").set_value(30).run()
+    at.button(key="add_goal").click().run()
+    assert not at.error, [e.value for e in at.error]
+    described = f"at most 30 min a day of {editor}"
+    assert at.success and at.success[0].value == f"Added: {described}"
+    stored = goals.list_goals(warehouse_client, owner.user_id)
+    assert [(g.kind, g.target, g.direction, g.period, g.minutes) for g in stored] == [
+        ("app", editor, "at_most", "day", 30)
+    ]
+    # The owner's editor ran 35 min on T0's day (UTC, the tests' browser zone): over the 30 min limit.
+    today = datetime.now(UTC).date()
+    expected = "35 min of 30 min today: over by 5 min" if T0.date() == today else "0 min of 30 min today"
+    assert f"**A{described[1:]}**" in _markdown(at)
+    assert _progress_texts(at) == [expected]
+    history = at.table[0].value
+    assert len(history) == 14 and set(history["Result"]) <= {"met", "missed"}
+    if T0.date() == today:
+        assert set(history["Time"]) == {"0 min"} and "Met 14 days in a row." in [c.value for c in at.caption]
+    else:
+        assert list(history["Time"])[0] == "35 min" and list(history["Result"])[0] == "missed"
+        assert "Missed the last day: no streak." in [c.value for c in at.caption]
+
+    open_page(at, "overview")
+    mark = "⚠️ " if T0.date() == today else "✅ "
+    assert f"{mark}{described}: {expected}" in _markdown(at)
+
+    open_page(at, "goals")
+    at.button(key=f"goal_delete_{stored[0].goal_id}").click().run()
+    assert not at.error and at.success and at.success[0].value == f"Deleted: {described}"
+    assert goals.list_goals(warehouse_client, owner.user_id) == []
+    assert not _progress_texts(at) and f"**A{described[1:]}**" not in _markdown(at)
+    open_page(at, "overview")
+    assert not any(described in m for m in _markdown(at)) and "Goals" not in [s.value for s in at.subheader]
+
+
+def test_a_goal_with_zero_minutes_is_refused_in_one_line_and_nothing_is_lost(owner_app, owner, warehouse_client):
+    at = open_page(owner_app, "goals")
+    browser = f"Browser{owner.mark}"
+    at.selectbox(key="new_goal_kind").select("app").run()
+    at.selectbox(key="new_goal_target_app").select(browser)
+    at.selectbox(key="new_goal_direction").select("at_least")
+    at.selectbox(key="new_goal_period").select("week")
+    at.multiselect(key="new_goal_weekdays").select(0).select(2)
+    at.number_input(key="new_goal_minutes").set_value(0).run()
+    at.button(key="add_goal").click().run()
+    assert len(at.error) == 1 and "a goal needs more than 0 minutes" in at.error[0].value
+    assert "\n" not in at.error[0].value and not at.success
+    assert at.selectbox(key="new_goal_kind").value == "app"
+    assert at.selectbox(key="new_goal_target_app").value == browser
+    assert at.selectbox(key="new_goal_direction").value == "at_least"
+    assert at.selectbox(key="new_goal_period").value == "week"
+    assert at.multiselect(key="new_goal_weekdays").value == [0, 2]
+    assert at.number_input(key="new_goal_minutes").value == 0
+    assert goals.list_goals(warehouse_client, owner.user_id) == []
+
+
+def test_a_share_link_shows_no_goals(stack, owner, warehouse_client):
+    s = stack.settings
+    token = owner.token(s)
+    goal_id = add_goal(
+        s.gateway_public_address, ca_pem(s), token, kind="all", target="", direction="at_least", period="week",
+        minutes=120,
+    )  # fmt: skip
+    try:
+        period = default_period()
+        link = create_share_link(
+            s.gateway_public_address, ca_pem(s), token, "overview",
+            int(period.start.timestamp()), int(period.end.timestamp()), "UTC", 3600,
+        ).token  # fmt: skip
+        at = new_app({"share": link}).run()
+        assert not at.error and not at.exception
+        assert at.title[0].value == "Overview"
+        shown = everything_shown(at)
+        assert "Goals" not in [h.value for h in at.subheader]
+        assert "2 h a week" not in shown and "this week" not in shown and "goal" not in shown.lower()
+        assert "goals" not in [str(p.get("url_pathname")) for p in at._registered_pages.values()]
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page("views/goals.py")
+        # The owner's own overview shows it, so the share link's silence is not for want of a goal.
+        own = signed_in_app(owner)
+        assert any(m.startswith("⚠️ at least 2 h a week of all activity: ") for m in _markdown(own)) or any(
+            m.startswith("✅ at least 2 h a week of all activity: ") for m in _markdown(own)
+        )
+    finally:
+        delete_goal(s.gateway_public_address, ca_pem(s), token, goal_id)

@@ -326,7 +326,18 @@ def test_every_page_in_a_real_browser_shows_the_query_apis_numbers(
     # (A site as stored, not one the default category rules every account starts with name: "youtube\.com" is.)
     only_the_week_has = [week.email, week.user_id, *week.devices, *week.devices.values(), "Thunderbird",
                          "en.wikipedia.org"]  # fmt: skip
-    for title in ("Overview", "Timeline", "Trends", "Focus", "Categories", "Devices", "Data", "Sharing", "Insights"):
+    for title in (
+        "Overview",
+        "Timeline",
+        "Trends",
+        "Focus",
+        "Categories",
+        "Goals",
+        "Devices",
+        "Data",
+        "Sharing",
+        "Insights",
+    ):
         if title != "Overview":
             go(theirs, title)
         shown = theirs.content() + theirs.get_by_test_id("stMain").inner_text()
