@@ -8,10 +8,10 @@ Nothing is ever drawn: the connection has no surface.
 from __future__ import annotations
 
 import logging
-import os
-import select
 import threading
 from typing import Any
+
+from collector.wayland.readiness import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class WaylandConnection:
         self.globals: dict[str, tuple[int, int]] = {}  # interface name -> (global name, version)
         self._registry.dispatcher["global"] = self._announced
         self._display.roundtrip()
-        self._wake_r, self._wake_w = os.pipe()
+        self._readiness = Readiness([self._display.get_fd()])
         self._thread: threading.Thread | None = None
         self.lost = False  # the compositor closed the connection: the session ended
 
@@ -58,13 +58,11 @@ class WaylandConnection:
         return self
 
     def _dispatch(self) -> None:
-        fd = self._display.get_fd()
         try:
             while True:
                 self._display.dispatch(block=False)
                 self._display.flush()
-                ready, _, _ = select.select([fd, self._wake_r], [], [])
-                if self._wake_r in ready:
+                if not self._readiness.wait():
                     return
                 self._display.read()
                 self._display.dispatch(block=False)
@@ -74,9 +72,8 @@ class WaylandConnection:
 
     def stop(self) -> None:
         if self._thread is not None:
-            os.write(self._wake_w, b"x")
+            self._readiness.stop()
             self._thread.join(5)
             self._thread = None
         self._display.disconnect()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._readiness.close()

@@ -17,13 +17,13 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import select
 import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from collector.sampling import InputCounts
+from collector.wayland.readiness import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class InputDeviceCounter(InputCounts):
 
     pattern: str = "/dev/input/event*"
     _fds: list[int] = field(default_factory=list)
-    _wake: tuple[int, int] | None = None
+    _readiness: Readiness | None = None
     _thread: threading.Thread | None = None
 
     def start(self) -> InputDeviceCounter:
@@ -77,28 +77,28 @@ class InputDeviceCounter(InputCounts):
         if not self._fds:
             why = "; ".join(refused[:3]) if refused else f"no device matches {self.pattern}"
             raise RuntimeError(f"no input device can be read ({why}); is this user in the `input` group?")
-        self._wake = os.pipe()
+        self._readiness = Readiness(self._fds)
         self._thread = threading.Thread(target=self._read, name="input-devices", daemon=True)
         self._thread.start()
         return self
 
     def _read(self) -> None:
-        assert self._wake is not None
+        assert self._readiness is not None
         pending: dict[int, bytes] = {}
         while self._fds:
-            ready, _, _ = select.select([*self._fds, self._wake[0]], [], [])
-            if self._wake[0] in ready:
-                return
+            ready = self._readiness.wait()
+            if not ready:
+                return  # stopped
             for fd in ready:
                 try:
                     data = pending.pop(fd, b"") + os.read(fd, EVENT.size * 64)
                 except BlockingIOError:
                     continue
                 except OSError:  # the device went away (unplugged)
-                    self._fds.remove(fd)
-                    continue
+                    data = b""
                 if not data:
                     self._fds.remove(fd)
+                    self._readiness.forget(fd)
                     continue
                 rest = len(data) % EVENT.size
                 if rest:
@@ -106,13 +106,12 @@ class InputDeviceCounter(InputCounts):
                 self.add(*counted(decode(data)))
 
     def stop(self) -> None:
-        if self._wake is not None and self._thread is not None:
-            os.write(self._wake[1], b"x")
+        if self._readiness is not None and self._thread is not None:
+            self._readiness.stop()
             self._thread.join(5)
         for fd in self._fds:
             os.close(fd)
         self._fds = []
-        if self._wake is not None:
-            os.close(self._wake[0])
-            os.close(self._wake[1])
-            self._wake = None
+        if self._readiness is not None:
+            self._readiness.close()
+            self._readiness = None

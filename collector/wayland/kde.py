@@ -11,9 +11,7 @@ KWin's own bus connection are accepted. Title rules and privacy choices are the 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import select
 import threading
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ from jeepney.io.blocking import DBusConnection, open_dbus_connection
 from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
 from collector.sampling import SessionEnded
+from collector.wayland.readiness import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class KWinWindows:
         self._serve_bus: DBusConnection | None = None
         self._control_bus: DBusConnection | None = None
         self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = os.pipe()
+        self._readiness: Readiness | None = None
         self._owns_name = False
         self._stopping = False
         self._lost = False  # the bus closed the connection: the session ended
@@ -118,6 +117,7 @@ class KWinWindows:
             self._kwin = self._owner_of_kwin()
             if self._kwin is None:
                 raise RuntimeError(f"KWin is not on the session D-Bus (nobody owns {KWIN}): not a KDE Plasma session")
+            self._readiness = Readiness([self._serve_bus.sock.fileno()])
             self._thread = threading.Thread(target=self._serve, name="kwin-script", daemon=True)
             self._thread.start()
             step = "loading the collector's script into KWin"
@@ -147,8 +147,8 @@ class KWinWindows:
                     _call(self._control_bus, new_method_call(_SCRIPTING, "unloadScript", "s", (PLUGIN,)))
                 except Exception as exc:  # KWin may be gone already
                     log.debug("unloading the KWin script failed: %s", _one_line(exc))
-        if self._thread is not None:
-            os.write(self._wake_w, b"x")
+        if self._thread is not None and self._readiness is not None:
+            self._readiness.stop()
             self._thread.join(5)
         if self._owns_name and self._serve_bus is not None and not self._lost:
             try:
@@ -158,8 +158,8 @@ class KWinWindows:
         for bus in (self._serve_bus, self._control_bus):
             if bus is not None:
                 bus.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        if self._readiness is not None:
+            self._readiness.close()
 
     def _owner_of_kwin(self) -> str | None:
         assert self._control_bus is not None
@@ -200,14 +200,13 @@ class KWinWindows:
 
     def _serve(self) -> None:
         bus = self._serve_bus
-        assert bus is not None
+        assert bus is not None and self._readiness is not None
         try:
             while True:
                 try:
                     message = bus.receive(timeout=0)
                 except TimeoutError:  # nothing buffered: wait for the socket, or for stop()
-                    ready, _, _ = select.select([bus.sock, self._wake_r], [], [])
-                    if self._wake_r in ready:
+                    if not self._readiness.wait():
                         return
                     continue
                 reply = self._handle(message)

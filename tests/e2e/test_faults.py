@@ -131,8 +131,10 @@ def test_a_worker_dying_after_each_step_of_a_batch_loses_and_doubles_nothing(sta
 
     senders = stream_with_fault(stack, fault, per_device=2500, after_share=0.1)
     assert crashed == list(STEPS)
-    # The crashes came while the devices streamed, not after they were done.
-    assert sum(s.acked_before_fault for s in senders) < sum(s.acked_after_fault for s in senders) < 3 * 2500
+    # The crashes came while the devices streamed, not after they were done: the streams were not through when
+    # the last crashed worker was replaced. (They need not advance meanwhile: a crashed worker's first batch may
+    # be the one its predecessor left uncommitted.)
+    assert sum(s.acked_after_fault for s in senders) < 3 * 2500
     assert_exact(stack, senders)
 
 

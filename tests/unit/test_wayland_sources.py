@@ -4,6 +4,7 @@ reading real pipes that carry the kernel's input_event records, as /dev/input de
 from __future__ import annotations
 
 import os
+import resource
 import struct
 import time
 
@@ -54,6 +55,26 @@ def test_only_whole_records_are_decoded():
 
 
 def test_the_device_counter_counts_from_every_device_and_keeps_no_key(tmp_path):
+    _counts_from_two_devices(tmp_path)
+
+
+def test_the_device_counter_works_with_descriptors_above_1023(tmp_path):
+    """A long-lived process holds many descriptors; select() would refuse these (the suite once hit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    fillers = []
+    try:
+        while not fillers or fillers[-1] < 1100:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        _counts_from_two_devices(tmp_path)
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _counts_from_two_devices(tmp_path) -> None:
     fifos = [tmp_path / "event0", tmp_path / "event1"]
     for fifo in fifos:
         os.mkfifo(fifo)
