@@ -153,3 +153,22 @@ def spool_depth(home: CollectorHome) -> int:
 
 def status(home: CollectorHome) -> dict:
     return json.loads(collector_command(home, "status", "--json"))
+
+
+def delivered_intervals(warehouse_client, user_id: str, until: float, timeout_s: float = 60):
+    """The account's intervals of the last hour, in order, once the warehouse holds them up to `until` (a Unix
+    time): what a collector stopped after `until` delivered through the gateway and worker."""
+    from datetime import UTC, datetime, timedelta
+
+    from warehouse.queries import export_intervals
+
+    start, end = datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=5)
+    last = datetime.fromtimestamp(until, UTC)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        frame = export_intervals(warehouse_client, user_id, start, end)
+        if not frame.empty and frame["end"].max() >= last:
+            return frame.sort_values("start").reset_index(drop=True)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the warehouse holds no interval up to {last:%H:%M:%S} after {timeout_s:.0f} s")
+        time.sleep(0.25)

@@ -51,7 +51,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from jeepney import DBusAddress, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
@@ -70,9 +69,15 @@ from collector.wayland.gnome import (
 )
 from collector.wayland.screensaver import FreedesktopScreenSaverIdle
 from collector.wayland.session_bus import CALL_TIMEOUT_S
-from testbed.collector_process import enrolled_home, spool_depth, start_collector, status, stop_collector
+from testbed.collector_process import (
+    delivered_intervals,
+    enrolled_home,
+    spool_depth,
+    start_collector,
+    status,
+    stop_collector,
+)
 from tests.conftest import eventually
-from warehouse.queries import export_intervals
 
 pytestmark = pytest.mark.e2e
 
@@ -663,15 +668,8 @@ def test_the_real_collector_records_windows_and_idle_from_gnome_through_the_gate
             assert stop_collector(collector) == 0
     alpha.close()
     assert spool_depth(home) == 0
-    start = datetime.now(UTC) - timedelta(hours=1)
-    end = datetime.now(UTC) + timedelta(minutes=5)
     back = datetime.fromtimestamp(moments["back"], UTC)
-
-    def stored() -> pd.DataFrame:
-        return export_intervals(warehouse_client, user_id, start, end)
-
-    assert eventually(lambda: not (frame := stored()).empty and frame["end"].max() >= back, 60)
-    intervals = stored().sort_values("start")
+    intervals = delivered_intervals(warehouse_client, user_id, moments["back"])
 
     active = intervals[~intervals["idle"]]
     assert set(active["app"]) == {ALPHA, BETA}

@@ -45,7 +45,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
-import pandas as pd
 import pytest
 from jeepney import DBusAddress, message_bus, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
@@ -54,9 +53,14 @@ from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 from collector.sampling import SessionEnded
 from collector.wayland import kde
 from collector.wayland.kde import KWinWindows
-from testbed.collector_process import enrolled_home, spool_depth, start_collector, status, stop_collector
-from tests.conftest import eventually
-from warehouse.queries import export_intervals
+from testbed.collector_process import (
+    delivered_intervals,
+    enrolled_home,
+    spool_depth,
+    start_collector,
+    status,
+    stop_collector,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -597,18 +601,7 @@ def test_the_collector_records_kde_windows_and_idle_through_the_warehouse(
     finally:
         assert stop_collector(collector) == 0
     assert spool_depth(home) == 0
-    start = datetime.now(UTC) - timedelta(hours=1)
-    end = datetime.now(UTC) + timedelta(minutes=5)
-
-    def stored() -> pd.DataFrame:
-        return export_intervals(warehouse_client, user_id, start, end)
-
-    def complete() -> bool:
-        frame = stored()
-        return not frame.empty and frame["end"].max() >= datetime.fromtimestamp(moments["back"], UTC)
-
-    assert eventually(complete, 60)
-    intervals = stored().sort_values("start")
+    intervals = delivered_intervals(warehouse_client, user_id, moments["back"])
 
     assert reported["sources"] == [
         "session: Wayland (kde)",

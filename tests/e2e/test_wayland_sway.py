@@ -8,13 +8,17 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-import pandas as pd
 import pytest
 
-from testbed.collector_process import enrolled_home, spool_depth, start_collector, status, stop_collector
+from testbed.collector_process import (
+    delivered_intervals,
+    enrolled_home,
+    spool_depth,
+    start_collector,
+    status,
+    stop_collector,
+)
 from testbed.sway import missing_programs, sway_desktop
-from tests.conftest import eventually
-from warehouse.queries import export_intervals
 
 pytestmark = pytest.mark.e2e
 
@@ -59,18 +63,7 @@ def tracked_session(stack, desktop, warehouse_client, tmp_path_factory):
     finally:
         assert stop_collector(collector) == 0
     assert spool_depth(home) == 0
-    start = datetime.now(UTC) - timedelta(hours=1)
-    end = datetime.now(UTC) + timedelta(minutes=5)
-
-    def stored() -> pd.DataFrame:
-        return export_intervals(warehouse_client, user_id, start, end)
-
-    def complete() -> bool:
-        frame = stored()
-        return not frame.empty and frame["end"].max() >= datetime.fromtimestamp(moments["back"], UTC)
-
-    assert eventually(complete, 60)
-    return stored(), moments
+    return delivered_intervals(warehouse_client, user_id, moments["back"]), moments
 
 
 def test_the_window_in_front_is_recorded_by_app_id_and_title(tracked_session):
