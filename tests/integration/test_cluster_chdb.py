@@ -39,6 +39,7 @@ from tests.unit.test_cluster_ddl import RecordingClient
 from warehouse import cluster as cluster_module
 from warehouse import deletion, migrate, queries
 from warehouse.cluster import cluster_statements, migrations_table
+from warehouse.goals import add_goal
 from warehouse.keys import create_key
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
 from warehouse.privacy import add_rule as add_privacy_rule
@@ -401,7 +402,7 @@ def test_the_old_rollups_move_over_when_a_cluster_is_migrated(engine):
         # Copied into the local table behind the Distributed one, each row once per run of the copy.
         assert scalar(c, f"SELECT count() FROM {table}_local") == 2 * len(moved)
     tables = {name for (name,) in c.query("SELECT name FROM system.tables WHERE database = 'upgrade'").result_rows}
-    from_later_migrations = {"refused_intervals", "data_keys", "privacy_rules", "privacy_settings"}  # 0006, 0008, 0009
+    from_later_migrations = {"refused_intervals", "data_keys", "privacy_rules", "privacy_settings", "goals"}  # 0006+
     expected = set(deletion.USER_TABLES) - from_later_migrations
     assert tables == {name for table in expected for name in (table, f"{table}_local")}
     # The first rebuild from raw supersedes the copy.
@@ -460,6 +461,7 @@ def test_deleting_a_user_on_the_cluster_leaves_no_row_of_them_and_keeps_everyone
     )
     set_title_mode(c, "dave", "off")
     add_privacy_rule(c, "dave", PrivacyRule("site", "bank.example", "drop_details"))
+    add_goal(c, "dave", kind="app", target="Code", direction="at_most", period="day", minutes=60)
     assert all(rows_of(c, "dave").values()), rows_of(c, "dave")  # a row of dave in every table
     before = rows_of(c, "alice")
     forget(c, ACCOUNT, "dave")
