@@ -42,6 +42,11 @@ READ_TIMEOUT_S = 2.0
 # "browser, no site" (docs/design.md, "Event contract"). Longer than a busy window manager takes, short against
 # any real dwell.
 LEFT_GRACE_MS = 1500
+# A sample takes its time first, then asks the window system what is in front, then looks up the report: a report
+# that arrived in between (a navigation) is newer than the sample's time and has replaced the one before it. It
+# is the one to use, so a report up to this much newer than the sample counts as fresh; one further ahead means
+# the clock stepped back, and is not trusted.
+ARRIVED_DURING_SAMPLE_MS = 1000
 
 REFUSAL_REASONS = ("bad_secret", "malformed", "incognito")
 
@@ -106,6 +111,11 @@ def _reporter_family(browser: str) -> str | None:
     return None
 
 
+def is_fresh(received_ms: int, now_ms: int, max_age_ms: int) -> bool:
+    """Whether a report received at `received_ms` still describes the moment `now_ms`."""
+    return -ARRIVED_DURING_SAMPLE_MS <= now_ms - received_ms <= max_age_ms
+
+
 def browser_url(
     app: str, window_title: str | None, report: BrowserReport | None, now_ms: int, max_age_ms: int
 ) -> str | None:
@@ -117,7 +127,7 @@ def browser_url(
     Chromium fork under another name) takes it only when its title starts with the reported tab's title, which
     is how browsers title their windows. The URL is stripped again here: whatever built the report, no query,
     fragment or user info leaves this function."""
-    if report is None or not 0 <= now_ms - report.received_ms <= max_age_ms:
+    if report is None or not is_fresh(report.received_ms, now_ms, max_age_ms):
         return None
     app_family = browser_family(app)
     if app_family is not None:
@@ -330,12 +340,12 @@ class BrowserIntake:
         self.stop()
 
     def latest(self, now_ms: int, max_age_ms: int) -> BrowserReport | None:
-        """The freshest report, of any reporting browser, that arrived within `max_age_ms` of `now_ms`."""
+        """The freshest report, of any reporting browser, still fresh at `now_ms` (`is_fresh`)."""
         with self._lock:
             fresh = [
                 report
                 for source, report in self._latest.items()
-                if 0 <= now_ms - report.received_ms <= max_age_ms
+                if is_fresh(report.received_ms, now_ms, max_age_ms)
                 and now_ms - self._left.get(source, now_ms) <= LEFT_GRACE_MS
             ]
         return max(fresh, key=lambda r: r.received_ms, default=None)

@@ -113,6 +113,17 @@ def test_a_report_is_used_only_while_fresh(home, intake, clock):
     assert intake.latest(clock.ms, MAX_AGE) is None
 
 
+def test_a_navigation_reported_while_a_sample_is_taken_is_the_url_of_that_sample(home, intake, clock):
+    report(home, url="https://docs.example/a")
+    clock.now += 2
+    sample_ms = clock.ms  # the sample's time, taken before it asks the window system what is in front
+    clock.now += 0.3  # a busy machine: the window system answers late, and meanwhile the next page is reported
+    report(home, url="https://wiki.example/b")
+    latest = intake.latest(sample_ms, MAX_AGE)
+    assert latest is not None, "the report before was replaced, so nothing was found: the sample gets no site"
+    assert latest.url == "https://wiki.example/"
+
+
 def test_a_browser_going_to_the_background_does_not_hide_the_one_in_front(home, intake, clock):
     report(home, source="firefox1", browser="firefox", url="https://news.example/")
     clock.now += 1
