@@ -34,6 +34,7 @@ from collector.enrolled import (
 )
 from collector.enrollment import DeviceInfo, fetch_privacy, renew, update_info
 from collector.intervals import IntervalRules
+from collector.notice_sync import NoticeSync
 from collector.sampling import Sources, open_sources
 from collector.spool import Spool
 from collector.tracker import Tracker, run_tracking
@@ -337,6 +338,10 @@ class Agent:
                 target=PrivacySync(home, settings, tracker).run, name="privacy", args=(stop,), daemon=True
             ),
         ]
+        if settings.show_notices:
+            threads.append(
+                threading.Thread(target=NoticeSync(home, settings).run, name="notices", args=(stop,), daemon=True)
+            )
         log.info(
             "collector running: device %s of %s, gateway %s, spool %s (%d waiting)",
             enrollment.device_id,

@@ -138,6 +138,11 @@ class CollectorSettings:
     # A browser report is used for this long after it arrived; the extension repeats itself more often.
     browser_report_max_age_seconds: float = 15.0
 
+    # Goal notices (docs/dashboard.md "Notices"): switched on per goal in the dashboard; this device asks for the
+    # ones due this often and shows them with the desktop's notification service. Off: this device never shows any.
+    show_notices: bool = True
+    notices_every_seconds: float = 30.0
+
     def privacy(self) -> PrivacySettings:
         return PrivacySettings(capture_titles=self.capture_titles, rules=self.exclude)
 
@@ -170,6 +175,7 @@ _RANGES: dict[str, _Range] = {
     "renew_at_remaining": _Range(0, 0.99, above_low=True),
     "browser_intake_port": _Range(0, 65535),
     "browser_report_max_age_seconds": _Range(0, 600, above_low=True),
+    "notices_every_seconds": _Range(1, 3600),
 }
 _KINDS: dict[str, type] = {f.name: f.type for f in fields(CollectorSettings)}  # annotations are strings here
 ENV_PREFIX = "PRODUCTIMON_COLLECTOR_"

@@ -91,3 +91,9 @@ def fetch_privacy(address: str, creds: DeviceCredentials) -> dict:
     reply = _device_call(address, creds, "GetPrivacy", pb.Empty(), pb.Privacy)
     rules = [{"on": r.on, "pattern": r.pattern, "action": r.action} for r in reply.rules]
     return {"title_mode": reply.title_mode, "rules": rules}
+
+
+def take_notices(address: str, creds: DeviceCredentials) -> list[tuple[str, str]]:
+    """The account's desktop notices now due (summary, body), over mTLS; the gateway hands each out once."""
+    reply = _device_call(address, creds, "TakeNotices", pb.Empty(), pb.NoticeList)
+    return [(n.summary, n.body) for n in reply.notices]

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -67,8 +68,9 @@ from schemas.wire import accounts_pb2_grpc
 from stream_jobs import history
 from stream_jobs.forget import DeletionReport, delete
 from stream_jobs.sessionize import SessionRules
-from warehouse import categories, goals, privacy
+from warehouse import categories, goals, notices, privacy
 from warehouse.goal_rules import InvalidGoal
+from warehouse.notice_rules import InvalidNoticeSetting
 from warehouse.writes import upsert_devices
 
 log = logging.getLogger(__name__)
@@ -197,6 +199,14 @@ class Authority:
         self.warehouse = warehouse
         self.deletion_warehouse = deletion_warehouse or warehouse
         self.announce = announce  # publishes (key, identity event), returns once the broker has it
+        # Per account, held while its notices are found and handed out; forgotten when no request holds it.
+        self._notice_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def notice_lock(self, user_id: str) -> asyncio.Lock:
+        lock = self._notice_locks.get(user_id)
+        if lock is None:
+            lock = self._notice_locks[user_id] = asyncio.Lock()
+        return lock
 
     def forget_keys(self, user_id: str) -> None:
         if self.keys is not None:
@@ -431,6 +441,21 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         log.info("goal %s of %s deleted", request.goal_id, claims.user_id)
         return pb.Empty()
 
+    async def SetGoalNotice(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        await self._edit_rules(
+            context, notices.set_goal_channel, claims.user_id, request.goal_id, request.channel, request.enabled
+        )
+        log.info("%s notices of goal %s of %s %s", request.channel, request.goal_id, claims.user_id,
+                 "on" if request.enabled else "off")  # fmt: skip
+        return pb.Empty()
+
+    async def SetNoticePause(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        await self._edit_rules(context, notices.set_account, claims.user_id, request.paused, request.tz or None)
+        log.info("notices of %s %s", claims.user_id, "paused" if request.paused else "resumed")
+        return pb.Empty()
+
     async def GetPrivacy(self, request, context):  # noqa: N802
         claims = await self.a.signed_in(context)
         return await privacy_reply(context, self.a, claims.user_id)
@@ -501,12 +526,19 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the rule was not saved: {exc}")
         except InvalidGoal as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the goal was not saved: {exc}")
+        except InvalidNoticeSetting as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the notice setting was not saved: {exc}")
         except (categories.RuleNotFound, privacy.PrivacyRuleNotFound, goals.GoalNotFound) as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except Exception as exc:  # the warehouse away: nothing was written, asking again is safe
             log.warning("editing the category or privacy rules or goals failed: %s", exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the change cannot be made now; try again later")
         raise AssertionError("unreachable: context.abort raises")
+
+
+def _due_desktop_notices(client: Client, user_id: str) -> list[notices.Notice]:
+    notices.find_due(client, user_id)
+    return notices.take_pending(client, user_id, "desktop")
 
 
 async def privacy_reply(context: grpc.aio.ServicerContext, authority: Authority, user_id: str) -> pb.Privacy:
@@ -592,6 +624,23 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
         """The privacy choices of the calling device's account (mTLS), for it to apply before recording."""
         identity, _ = await device_identity(context, self.a.store)
         return await privacy_reply(context, self.a, identity.user_id)
+
+    async def TakeNotices(self, request, context):  # noqa: N802
+        """The desktop notices of the calling device's account now due (mTLS), each handed out once."""
+        identity, _ = await device_identity(context, self.a.store)
+        # One account's notices are found and handed out one request at a time, so two of its devices asking at
+        # once never both get the same notice.
+        async with self.a.notice_lock(identity.user_id):
+            try:
+                taken = await asyncio.to_thread(_due_desktop_notices, self.a.warehouse(), identity.user_id)
+            except Exception as exc:  # the warehouse away: nothing was handed out, the device asks again later
+                log.warning("finding the notices of %s failed: %s", identity.user_id, exc)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the notices cannot be read now; try again later")
+        if taken:
+            log.info("%d desktop notices handed to device %s", len(taken), identity.device_id)
+        return pb.NoticeList(
+            notices=[pb.DeviceNotice(notice_id=n.notice_id, summary=n.summary, body=n.body) for n in taken]
+        )
 
     async def UpdateInfo(self, request, context):  # noqa: N802
         identity, _ = await device_identity(context, self.a.store)

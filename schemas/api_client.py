@@ -213,6 +213,21 @@ def delete_goal(public_address: str, ca_pem: bytes, token: str, goal_id: str) ->
         )
 
 
+def set_goal_notice(public_address: str, ca_pem: bytes, token: str, goal_id: str, channel: str, enabled: bool) -> None:
+    """Switch one notice channel ("desktop"; "email" is refused until built) of one goal on or off."""
+    switch = pb.GoalNoticeSwitch(goal_id=goal_id, channel=channel, enabled=enabled)
+    with public_channel(public_address, ca_pem) as channel_:
+        accounts_pb2_grpc.AccountsStub(channel_).SetGoalNotice(switch, metadata=_bearer(token), timeout=30)
+
+
+def set_notice_pause(public_address: str, ca_pem: bytes, token: str, paused: bool, tz: str = "") -> None:
+    """Pause (or resume) every notice of the account; `tz` sets the zone its goal periods fall in ("" keeps it)."""
+    with public_channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).SetNoticePause(
+            pb.NoticePause(paused=paused, tz=tz), metadata=_bearer(token), timeout=30
+        )
+
+
 def get_privacy(public_address: str, ca_pem: bytes, token: str) -> pb.Privacy:
     """The token's account's title mode and privacy rules."""
     with public_channel(public_address, ca_pem) as channel:

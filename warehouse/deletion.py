@@ -37,6 +37,9 @@ USER_TABLES = (
     "privacy_rules",
     "privacy_settings",
     "goals",
+    "notice_switches",
+    "notice_accounts",
+    "goal_notices",
 )
 # The record of deletions outlives what it deleted: it is what keeps a deleted interval from being stored again.
 KEPT_TABLES = ("deletions",)

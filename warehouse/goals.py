@@ -79,7 +79,7 @@ def validate_category_target(client: Client, user_id: str, target: str) -> None:
 
 
 def delete_goal(client: Client, user_id: str, goal_id: str) -> None:
-    goal = _current(client, user_id, goal_id)
+    goal = live_goal(client, user_id, goal_id)
     _write(client, user_id, goal, deleted=True)
 
 
@@ -105,7 +105,7 @@ def list_goals(client: Client, user_id: str) -> list[Goal]:
     return [Goal(g, k, t, d, p, int(m), tuple(int(x) for x in w), tuple(v)) for g, k, t, d, p, m, w, v in rows]
 
 
-def _current(client: Client, user_id: str, goal_id: str) -> Goal:
+def live_goal(client: Client, user_id: str, goal_id: str) -> Goal:
     try:
         wanted = str(uuid.UUID(str(goal_id)))
     except ValueError:
@@ -122,11 +122,12 @@ def _current(client: Client, user_id: str, goal_id: str) -> Goal:
 def seconds_toward(client: Client, user_id: str, goal: Goal, start: datetime, end: datetime) -> float:
     """Active seconds in [start, end) that count for the goal (its target, on its devices)."""
     devices = list(goal.devices) or None
-    if goal.kind == "all":
-        return float(queries.totals(client, user_id, start, end, devices=devices)["active_seconds"].iloc[0])
-    if goal.kind == "app":
+    if goal.kind in ("all", "app"):
+        # All activity as the sum over apps: the same seconds as `queries.totals`, from the hourly usage alone,
+        # which is all the gateway's login reads to find the notices due (warehouse/roles.py).
         apps = queries.time_per_app(client, user_id, start, end, devices=devices)
-        return float(apps.loc[apps["app"] == goal.target, "seconds"].sum())
+        chosen = apps if goal.kind == "all" else apps.loc[apps["app"] == goal.target]
+        return float(chosen["seconds"].sum())
     if goal.kind == "site":
         sites = queries.time_per_site(client, user_id, start, end, devices=devices)
         return float(sites.loc[[in_site(s, goal.target) for s in sites["site"]], "seconds"].sum())

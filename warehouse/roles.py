@@ -8,7 +8,8 @@ server checks each statement against it with `role_refusal`, on the engine's own
 
 - migrate: the schema (the migration step; no long-running service holds it);
 - gateway: what ingest and the accounts service need: the acknowledgement checks, device rows, data keys, category
-  rules a person edits through it;
+  rules, goals and notice switches a person edits through it, and the hourly usage it measures goals against to
+  find the notices due (warehouse/notices.py);
 - worker: reads what it continues from and inserts what it makes, nothing else;
 - deletion: removes rows (mutations) and makes again what a deletion cuts; held by the gateway, which deletes on a
   person's request, and by the workers, which apply again a deletion that raced a batch (docs/design.md,
@@ -42,11 +43,15 @@ DATA_TABLES = (
     "privacy_rules",
     "privacy_settings",
     "goals",
+    "notice_switches",
+    "notice_accounts",
+    "goal_notices",
 )
 SCHEMA_TABLE = "schema_migrations"
 TABLES = frozenset((*DATA_TABLES, SCHEMA_TABLE))
 _SESSIONS_AND_ROLLUPS = ("app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day")
 _PRIVACY = ("privacy_rules", "privacy_settings")  # an account's privacy choices (schemas/privacy_rules.py)
+_NOTICES = ("notice_switches", "notice_accounts", "goal_notices")  # goal notices (warehouse/notice_rules.py)
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,8 @@ MIGRATE = Role("migrate", reads=TABLES, inserts=TABLES, deletes=TABLES, schema=T
 GATEWAY = Role(
     "gateway",
     reads=_tables(SCHEMA_TABLE, "intervals", "refused_intervals", "deletions", "device_state", "devices", "data_keys",
-                  "category_rules", "goals", *_PRIVACY),
-    inserts=_tables("devices", "data_keys", "category_rules", "goals", *_PRIVACY),
+                  "category_rules", "goals", *_PRIVACY, "usage_by_hour", *_NOTICES),
+    inserts=_tables("devices", "data_keys", "category_rules", "goals", *_PRIVACY, *_NOTICES),
 )  # fmt: skip
 WORKER = Role(
     "worker",
@@ -91,8 +96,9 @@ DELETION = Role(
 )
 DASHBOARD = Role(
     "dashboard",
-    reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "devices", "category_rules", "goals", *_PRIVACY),
-)
+    reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "devices", "category_rules", "goals", *_PRIVACY,
+                  *_NOTICES),
+)  # fmt: skip
 # The operator's own login (ClickHouse's administrator, the local stack's generated owner password): unlimited
 # inside the warehouse server's sandbox. No service runs with it.
 OWNER = Role("owner", reads=TABLES, inserts=TABLES, deletes=TABLES, schema=True)

@@ -1,7 +1,8 @@
 """Goals: the owner's limits ("at most") and aims ("at least") for an app, a site, a category or all activity,
 per day or per week, with each one's progress in its current period, its history of finished periods and its
 streak. Measured in the viewer's time zone by `warehouse/goals.py`; stored and deleted through the gateway (the
-dashboard's warehouse login only reads goals)."""
+dashboard's warehouse login only reads goals). A limiting goal's desktop notice (at 85 % and 100 %) is switched on
+here, and every notice paused at once; both off by default (warehouse/notice_rules.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dashboard.access import Gateway, one_line
 from dashboard.context import View, current_view, load, require_owner, settings
 from dashboard.period import preset_period, viewer_today
 from schemas import api_client
-from warehouse import categories, goals, queries
+from warehouse import categories, goals, notices, queries
 from warehouse.goal_rules import WEEKDAYS, Goal
 from warehouse.queries import UNCATEGORIZED
 
@@ -173,7 +174,34 @@ def _history(report: goals.GoalReport) -> None:
     )
 
 
-def _goal(view: View, goal: Goal) -> None:
+def _change_notices(view: View, key: str, done: str, *calls: tuple) -> None:
+    """Changes of the notice settings through the gateway, each a (function, arguments...) tuple; refused, the
+    switch goes back to what is stored and the refusal is shown in one line."""
+    gateway = Gateway.of(settings())
+    try:
+        for call, *args in calls:
+            call(gateway.address, gateway.ca_pem, require_owner(view).token, *args)
+    except grpc.RpcError as exc:
+        st.session_state["goal_problem"] = one_line(exc)
+        st.session_state.pop(key, None)
+    else:
+        st.session_state["goal_notice"] = done
+    st.rerun()
+
+
+def _notice_switch(view: View, goal: Goal, switches: notices.NoticeSettings) -> None:
+    on = "desktop" in switches.switches.get(goal.goal_id, frozenset())
+    key = f"goal_desktop_{goal.goal_id}"
+    wanted = st.toggle("Desktop notice at 85 % and 100 %", value=on, key=key, disabled=switches.paused)
+    if wanted != on:
+        switch = (api_client.set_goal_notice, goal.goal_id, "desktop", wanted)
+        # Switched on, the goal's days for its notices fall in the zone this page measures in.
+        zone = (api_client.set_notice_pause, switches.paused, view.period.tz)
+        done = f"Desktop notices {'on' if wanted else 'off'}: {goal.describe()}"
+        _change_notices(view, key, done, *((zone, switch) if wanted else (switch,)))
+
+
+def _goal(view: View, goal: Goal, switches: notices.NoticeSettings) -> None:
     report = report_of(view, goal)
     with st.container(border=True):
         described = goal.describe()
@@ -185,6 +213,8 @@ def _goal(view: View, goal: Goal) -> None:
         st.caption(_streak_text(report))
         with st.expander("History"):
             _history(report)
+        if goal.limiting:
+            _notice_switch(view, goal, switches)
         if st.button("Delete", key=f"goal_delete_{goal.goal_id}"):
             gateway = Gateway.of(settings())
             try:
@@ -205,11 +235,16 @@ def show(view: View) -> None:
     if problem := st.session_state.pop("goal_problem", None):
         st.error(problem)
     listed = load("the goals", goals.list_goals, view.user_id)
+    switches = load("the notice settings", notices.notice_settings, view.user_id)
+    paused = st.toggle("Pause all notices", value=switches.paused, key="notices_paused")
+    if paused != switches.paused:
+        done = "All notices paused" if paused else "Notices resumed"
+        _change_notices(view, "notices_paused", done, (api_client.set_notice_pause, paused, view.period.tz))
     st.subheader("Your goals")
     if not listed:
         st.caption("No goals yet.")
     for goal in listed:
-        _goal(view, goal)
+        _goal(view, goal, switches)
     _add_goal(view)
 
 

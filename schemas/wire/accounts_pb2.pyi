@@ -287,6 +287,40 @@ class GoalRef(_message.Message):
     goal_id: str
     def __init__(self, goal_id: _Optional[str] = ...) -> None: ...
 
+class GoalNoticeSwitch(_message.Message):
+    __slots__ = ("goal_id", "channel", "enabled")
+    GOAL_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    goal_id: str
+    channel: str
+    enabled: bool
+    def __init__(self, goal_id: _Optional[str] = ..., channel: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
+
+class NoticePause(_message.Message):
+    __slots__ = ("paused", "tz")
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    TZ_FIELD_NUMBER: _ClassVar[int]
+    paused: bool
+    tz: str
+    def __init__(self, paused: _Optional[bool] = ..., tz: _Optional[str] = ...) -> None: ...
+
+class DeviceNotice(_message.Message):
+    __slots__ = ("notice_id", "summary", "body")
+    NOTICE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    notice_id: str
+    summary: str
+    body: str
+    def __init__(self, notice_id: _Optional[str] = ..., summary: _Optional[str] = ..., body: _Optional[str] = ...) -> None: ...
+
+class NoticeList(_message.Message):
+    __slots__ = ("notices",)
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
+    notices: _containers.RepeatedCompositeFieldContainer[DeviceNotice]
+    def __init__(self, notices: _Optional[_Iterable[_Union[DeviceNotice, _Mapping]]] = ...) -> None: ...
+
 class PrivacyRule(_message.Message):
     __slots__ = ("rule_id", "on", "pattern", "action")
     RULE_ID_FIELD_NUMBER: _ClassVar[int]

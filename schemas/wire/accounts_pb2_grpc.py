@@ -119,6 +119,16 @@ class AccountsStub:
                 request_serializer=schemas_dot_wire_dot_accounts__pb2.GoalRef.SerializeToString,
                 response_deserializer=schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
                 _registered_method=True)
+        self.SetGoalNotice = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/SetGoalNotice',
+                request_serializer=schemas_dot_wire_dot_accounts__pb2.GoalNoticeSwitch.SerializeToString,
+                response_deserializer=schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SetNoticePause = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/SetNoticePause',
+                request_serializer=schemas_dot_wire_dot_accounts__pb2.NoticePause.SerializeToString,
+                response_deserializer=schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
         self.GetPrivacy = channel.unary_unary(
                 '/productimon.accounts.v1.Accounts/GetPrivacy',
                 request_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
@@ -271,6 +281,20 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetGoalNotice(self, request, context):
+        """Goal notices, off by default (warehouse/notice_rules.py): one channel of one goal on or off; the account's
+        pause of every notice, and the time zone its goal periods fall in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetNoticePause(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPrivacy(self, request, context):
         """The signed-in account's privacy choices (schemas/privacy_rules.py): how window titles are kept ("off",
         "scrubbed", "full") and its exclusion rules. Every device of the account fetches them (Devices.GetPrivacy)
@@ -401,6 +425,16 @@ def add_AccountsServicer_to_server(servicer, server):
             'DeleteGoal': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteGoal,
                     request_deserializer=schemas_dot_wire_dot_accounts__pb2.GoalRef.FromString,
+                    response_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'SetGoalNotice': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetGoalNotice,
+                    request_deserializer=schemas_dot_wire_dot_accounts__pb2.GoalNoticeSwitch.FromString,
+                    response_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'SetNoticePause': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetNoticePause,
+                    request_deserializer=schemas_dot_wire_dot_accounts__pb2.NoticePause.FromString,
                     response_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
             ),
             'GetPrivacy': grpc.unary_unary_rpc_method_handler(
@@ -904,6 +938,60 @@ class Accounts:
             _registered_method=True)
 
     @staticmethod
+    def SetGoalNotice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/SetGoalNotice',
+            schemas_dot_wire_dot_accounts__pb2.GoalNoticeSwitch.SerializeToString,
+            schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetNoticePause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/SetNoticePause',
+            schemas_dot_wire_dot_accounts__pb2.NoticePause.SerializeToString,
+            schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetPrivacy(request,
             target,
             options=(),
@@ -1115,6 +1203,11 @@ class DevicesStub:
                 request_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
                 response_deserializer=schemas_dot_wire_dot_accounts__pb2.Privacy.FromString,
                 _registered_method=True)
+        self.TakeNotices = channel.unary_unary(
+                '/productimon.accounts.v1.Devices/TakeNotices',
+                request_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
+                response_deserializer=schemas_dot_wire_dot_accounts__pb2.NoticeList.FromString,
+                _registered_method=True)
 
 
 class DevicesServicer:
@@ -1173,6 +1266,13 @@ class DevicesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TakeNotices(self, request, context):
+        """mTLS: the account's desktop notices now due, each handed out once (warehouse/notices.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DevicesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1215,6 +1315,11 @@ def add_DevicesServicer_to_server(servicer, server):
                     servicer.GetPrivacy,
                     request_deserializer=schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
                     response_serializer=schemas_dot_wire_dot_accounts__pb2.Privacy.SerializeToString,
+            ),
+            'TakeNotices': grpc.unary_unary_rpc_method_handler(
+                    servicer.TakeNotices,
+                    request_deserializer=schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
+                    response_serializer=schemas_dot_wire_dot_accounts__pb2.NoticeList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1433,6 +1538,33 @@ class Devices:
             '/productimon.accounts.v1.Devices/GetPrivacy',
             schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
             schemas_dot_wire_dot_accounts__pb2.Privacy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TakeNotices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Devices/TakeNotices',
+            schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
+            schemas_dot_wire_dot_accounts__pb2.NoticeList.FromString,
             options,
             channel_credentials,
             insecure,

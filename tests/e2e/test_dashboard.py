@@ -37,7 +37,7 @@ from tests.e2e.dashboard_fixtures import (
     send_intervals,
     signed_in_app,
 )
-from warehouse import categories, goals, queries
+from warehouse import categories, goals, notices, queries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dashboard_env")]
 
@@ -667,6 +667,40 @@ def test_a_goal_is_added_shown_with_its_progress_and_deleted(owner_app, owner, w
     assert not _progress_texts(at) and f"**A{described[1:]}**" not in _markdown(at)
     open_page(at, "overview")
     assert not any(described in m for m in _markdown(at)) and "Goals" not in [s.value for s in at.subheader]
+
+
+def test_a_goals_desktop_notice_is_off_until_switched_on_and_pausing_stops_all(owner_app, owner, warehouse_client):
+    editor = f"Editor{owner.mark}"
+    goal_id = goals.add_goal(
+        warehouse_client, owner.user_id, kind="app", target=editor, direction="at_most", period="day", minutes=30
+    )
+    aim = goals.add_goal(
+        warehouse_client, owner.user_id, kind="app", target=editor, direction="at_least", period="day", minutes=30
+    )
+    try:
+        at = open_page(owner_app, "goals")
+        switch = at.toggle(key=f"goal_desktop_{goal_id}")
+        assert switch.value is False and notices.notice_settings(warehouse_client, owner.user_id).switches == {}
+        # An aim ("at least") has no notices to switch.
+        assert f"goal_desktop_{aim}" not in [t.key for t in at.toggle]
+        switch.set_value(True).run()
+        assert not at.error, [e.value for e in at.error]
+        assert at.success[0].value == f"Desktop notices on: at most 30 min a day of {editor}"
+        stored = notices.notice_settings(warehouse_client, owner.user_id)
+        assert stored.switches == {goal_id: frozenset({"desktop"})}
+        assert stored.tz == "UTC" and not stored.paused  # the page's zone (the tests' browser zone)
+        assert at.toggle(key=f"goal_desktop_{goal_id}").value is True
+        at.toggle(key="notices_paused").set_value(True).run()
+        assert at.success[0].value == "All notices paused"
+        assert notices.notice_settings(warehouse_client, owner.user_id).paused
+        assert at.toggle(key=f"goal_desktop_{goal_id}").disabled
+        at.toggle(key="notices_paused").set_value(False).run()
+        at.toggle(key=f"goal_desktop_{goal_id}").set_value(False).run()
+        assert at.success[0].value == f"Desktop notices off: at most 30 min a day of {editor}"
+        assert notices.notice_settings(warehouse_client, owner.user_id).switches == {}
+    finally:
+        goals.delete_goal(warehouse_client, owner.user_id, goal_id)
+        goals.delete_goal(warehouse_client, owner.user_id, aim)
 
 
 def test_a_goal_with_zero_minutes_is_refused_in_one_line_and_nothing_is_lost(owner_app, owner, warehouse_client):

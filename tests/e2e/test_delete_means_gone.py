@@ -99,7 +99,10 @@ def q(stack: Stack, sql: str, **parameters) -> list[tuple]:
 
 
 # Tables of the account's own choices, with no device column.
-ACCOUNT_TABLES = frozenset({"category_rules", "goals", "privacy_rules", "privacy_settings"})
+ACCOUNT_TABLES = frozenset(
+    {"category_rules", "goals", "privacy_rules", "privacy_settings", "notice_switches", "notice_accounts",
+     "goal_notices"}
+)  # fmt: skip
 
 
 def rows_everywhere(stack: Stack, user_id: str, device_id: str | None = None) -> dict[str, int]:

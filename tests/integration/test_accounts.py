@@ -346,3 +346,37 @@ def test_goals_are_edited_through_the_gateway_for_the_token_owner_only(stack, ac
     )
     delete_goal(address, ca, account["token"], goal_id)
     assert list_goals(warehouse_client, account["user_id"]) == []
+
+
+def test_goal_notices_are_switched_through_the_gateway_for_the_token_owner_only(stack, account, warehouse_client):
+    """A goal's notice is switched by its owner's token only; a bad channel or zone is one line and changes nothing;
+    e-mail is refused while it is not built."""
+    from schemas.api_client import add_goal, set_goal_notice, set_notice_pause
+    from warehouse.notices import notice_settings
+
+    address, ca = stack.settings.gateway_public_address, ca_pem(stack)
+    token, user = account["token"], account["user_id"]
+    goal_id = add_goal(address, ca, token, kind="all", target="", direction="at_most", period="day", minutes=60)
+    set_goal_notice(address, ca, token, goal_id, "desktop", True)
+    set_notice_pause(address, ca, token, paused=False, tz="Europe/Prague")
+    before = notice_settings(warehouse_client, user)
+    assert before.switches[goal_id] == frozenset({"desktop"}) and before.tz == "Europe/Prague"
+    for call, said in (
+        (lambda: set_goal_notice(address, ca, token, goal_id, "pigeon", True), "notices go by desktop or email"),
+        (lambda: set_goal_notice(address, ca, token, goal_id, "email", True), "does not send email notices yet"),
+        (lambda: set_notice_pause(address, ca, token, paused=True, tz="Mars/Olympus"), "not a time zone"),
+    ):
+        bad = refused(call)
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad.details().startswith("the notice setting was not saved: ") and said in bad.details(), bad.details()
+    assert notice_settings(warehouse_client, user) == before
+
+    _, email, password = new_account(stack.settings)
+    stranger = log_in(address, ca, email, password).token
+    off = refused(lambda: set_goal_notice(address, ca, stranger, goal_id, "desktop", False))
+    assert off.code() == grpc.StatusCode.NOT_FOUND
+    assert refused(lambda: set_notice_pause(address, ca, "not-a-token", paused=True)).code() in (
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert notice_settings(warehouse_client, user) == before

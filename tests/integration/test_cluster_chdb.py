@@ -42,6 +42,7 @@ from warehouse.cluster import cluster_statements, migrations_table
 from warehouse.goals import add_goal
 from warehouse.keys import create_key
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
+from warehouse.notices import set_account, set_goal_channel
 from warehouse.privacy import add_rule as add_privacy_rule
 from warehouse.privacy import set_title_mode
 from warehouse.rollups import rebuild_touched, rollup_drift
@@ -402,7 +403,16 @@ def test_the_old_rollups_move_over_when_a_cluster_is_migrated(engine):
         # Copied into the local table behind the Distributed one, each row once per run of the copy.
         assert scalar(c, f"SELECT count() FROM {table}_local") == 2 * len(moved)
     tables = {name for (name,) in c.query("SELECT name FROM system.tables WHERE database = 'upgrade'").result_rows}
-    from_later_migrations = {"refused_intervals", "data_keys", "privacy_rules", "privacy_settings", "goals"}  # 0006+
+    from_later_migrations = {
+        "refused_intervals",
+        "data_keys",
+        "privacy_rules",
+        "privacy_settings",
+        "goals",
+        "notice_switches",
+        "notice_accounts",
+        "goal_notices",
+    }  # 0006+
     expected = set(deletion.USER_TABLES) - from_later_migrations
     assert tables == {name for table in expected for name in (table, f"{table}_local")}
     # The first rebuild from raw supersedes the copy.
@@ -461,7 +471,15 @@ def test_deleting_a_user_on_the_cluster_leaves_no_row_of_them_and_keeps_everyone
     )
     set_title_mode(c, "dave", "off")
     add_privacy_rule(c, "dave", PrivacyRule("site", "bank.example", "drop_details"))
-    add_goal(c, "dave", kind="app", target="Code", direction="at_most", period="day", minutes=60)
+    goal = add_goal(c, "dave", kind="app", target="Code", direction="at_most", period="day", minutes=60)
+    set_goal_channel(c, "dave", goal, "desktop", True)
+    set_account(c, "dave", paused=True, tz="UTC")
+    c.command(
+        "INSERT INTO goal_notices (user_id, notice_id, goal_id, period_start, threshold, channel, state, stage, "
+        "summary, body, created_at, updated_at) VALUES ('dave', generateUUIDv4(), {g:UUID}, today(), 85, 'desktop', "
+        "'pending', 0, 'Code', '51 of 60 min today.', now64(3), now64(3))",
+        parameters={"g": goal},
+    )
     assert all(rows_of(c, "dave").values()), rows_of(c, "dave")  # a row of dave in every table
     before = rows_of(c, "alice")
     forget(c, ACCOUNT, "dave")

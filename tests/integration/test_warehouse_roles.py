@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from tests.conftest import stack_settings
 from warehouse.client import connect
+from warehouse.goals import add_goal
 from warehouse.migrate import pending_migrations, prepare_warehouse
+from warehouse.notices import find_due, notice_history, notice_settings, set_account, set_goal_channel, take_pending
 from warehouse.roles import LOGINS, ROLES, TABLES, clickhouse_users_xml, grants
 from warehouse.server import WarehouseServer
 
@@ -198,6 +201,23 @@ def test_each_role_does_its_own_job(warehouse):
     assert owner.command("SELECT count() FROM intervals WHERE user_id = 'u2'") == 0
     assert owner.command("SELECT count() FROM data_keys WHERE user_id = 'u2'") == 0
     assert owner.command("SELECT count() FROM deletions WHERE user_id = 'u2'") == 1
+
+
+def test_the_gateway_finds_and_hands_out_notices_and_the_dashboard_reads_their_switches(warehouse):
+    client_of = warehouse["client"]
+    gateway, dashboard, worker = client_of("gateway"), client_of("dashboard"), client_of("worker")
+    goal = add_goal(gateway, "u3", kind="all", target="", direction="at_most", period="day", minutes=1)
+    set_account(gateway, "u3", paused=False, tz="Europe/Prague")
+    set_goal_channel(gateway, "u3", goal, "desktop", True)
+    # Two minutes in the hour of "now", written as the worker writes: the raw rows are what that hour is read from.
+    worker.command(
+        "INSERT INTO intervals (user_id, device_id, device_seq, event_id, start, end, app, title, idle) VALUES "
+        "('u3', 'd3', 1, generateUUIDv4(), '2026-03-11 09:00:00', '2026-03-11 09:02:00', 'Code', 'main.py', false)"
+    )
+    assert [n.threshold for n in find_due(gateway, "u3", datetime(2026, 3, 11, 9, 30, tzinfo=UTC))] == [85, 100]
+    assert [n.threshold for n in take_pending(gateway, "u3", "desktop")] == [100]
+    assert notice_settings(dashboard, "u3").switches == {goal: frozenset({"desktop"})}
+    assert len(notice_history(dashboard, "u3")) == 2
     # What clickhouse-connect and the migrations check read is open to every login.
     assert not pending_migrations(dashboard)
 

@@ -16,6 +16,7 @@ MODULES = [
     "collector.privacy",
     "warehouse.queries",
     "warehouse.goal_rules",
+    "warehouse.notice_rules",
     "gateway.account_rules",
     "gateway.throttling",
     "gateway.one_time_codes",
