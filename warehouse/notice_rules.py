@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from warehouse.goal_rules import Goal, Period, Standing
 
@@ -46,6 +46,7 @@ class Notice:
     state: str
     summary: str
     body: str
+    created_at: datetime | None = None  # when it was first found due; None until stored
 
 
 def due_notices(

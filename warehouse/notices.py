@@ -102,7 +102,7 @@ def set_account(client: Client, user_id: str, paused: bool, tz: str | None = Non
 
 
 _NOTICES = """
-SELECT toString(notice_id), toString(goal_id), period_start, threshold, channel, state, summary, body
+SELECT toString(notice_id), toString(goal_id), period_start, threshold, channel, state, summary, body, created_at
 FROM goal_notices FINAL
 WHERE user_id = {user:String}
 ORDER BY created_at, notice_id
@@ -111,7 +111,7 @@ ORDER BY created_at, notice_id
 
 def _notices(client: Client, user_id: str) -> list[Notice]:
     rows = client.query(_NOTICES, parameters={"user": user_id}).result_rows
-    return [Notice(n, g, p, int(t), str(c), str(s), sm, b) for n, g, p, t, c, s, sm, b in rows]
+    return [Notice(n, g, p, int(t), str(c), str(s), sm, b, at) for n, g, p, t, c, s, sm, b, at in rows]
 
 
 def notice_history(client: Client, user_id: str) -> list[Notice]:
@@ -125,7 +125,7 @@ def _write(client: Client, user_id: str, notices: Iterable[Notice], state: str |
     for n in notices:
         final = state or n.state
         rows.append([user_id, n.notice_id, n.goal_id, n.period_start, n.threshold, n.channel, final,
-                     0 if final == "pending" else 1, n.summary, n.body, now, now])  # fmt: skip
+                     0 if final == "pending" else 1, n.summary, n.body, n.created_at or now, now])  # fmt: skip
     if rows:
         client.insert("goal_notices", rows, column_names=_NOTICE_COLUMNS)
 

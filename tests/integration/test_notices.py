@@ -57,6 +57,7 @@ def test_crossing_85_then_100_percent_gives_one_notice_each_and_never_again(clie
     assert (first.threshold, first.state) == (85, "pending")
     assert first.summary == "85 % of your limit: at most 1 h a day of Game"
     assert first.body == "52 of 60 min today."
+    (found_at,) = [n.created_at for n in notice_history(client, "ann")]
     # Asking again finds nothing new; the notice is handed out once.
     assert find_due(client, "ann", DAY + timedelta(hours=10, minutes=1)) == []
     assert [n.notice_id for n in take_pending(client, "ann", "desktop")] == [first.notice_id]
@@ -67,6 +68,9 @@ def test_crossing_85_then_100_percent_gives_one_notice_each_and_never_again(clie
     assert [n.body for n in take_pending(client, "ann", "desktop")] == ["62 of 60 min today."]
     assert find_due(client, "ann", DAY + timedelta(hours=12)) == []
     assert states(client, "ann") == [(85, "desktop", "sent"), (100, "desktop", "sent")]
+    # Sent, a notice keeps when it was found due: the history stays in the order the limits were crossed.
+    assert [n.threshold for n in notice_history(client, "ann")] == [85, 100]
+    assert notice_history(client, "ann")[0].created_at == found_at
 
 
 def test_both_thresholds_crossed_at_once_give_only_the_higher(client):
