@@ -435,17 +435,30 @@ def test_the_window_in_front_follows_each_window_opened_retitled_and_closed(sess
     _until_shows(windows, None, timeout_s=5)
 
 
+def _once_reset(idle: MutterIdle) -> float:
+    """The idle time as soon as input has reset it below 1 s, within 3 s."""
+    seen: list[float | None] = []
+
+    def reset() -> bool:
+        seen.append(idle.idle_seconds())
+        return seen[-1] is not None and seen[-1] < 1.0
+
+    eventually(reset, timeout_s=3, interval_s=0.05)
+    return float(seen[-1])
+
+
 def test_idle_time_grows_while_nothing_happens_and_resets_on_input(session, opened):
     idle = opened(MutterIdle())
     assert type(opened(open_gnome_idle())) is MutterIdle
+    # RemoteDesktop's calls return once Mutter has the event queued; its idle monitor resets when the event is
+    # handled, a moment later on a busy machine. Idle time that never resets grows past 1 s and fails these.
     session.input.nudge_pointer()
-    start = idle.idle_seconds()
-    assert start is not None and start < 1.0
+    start = _once_reset(idle)
     time.sleep(1.5)
     later = idle.idle_seconds()
     assert later is not None and later - start >= 1.4
     session.input.press(0xFFE1)  # Shift
-    assert idle.idle_seconds() < 1.0
+    _once_reset(idle)
 
 
 def test_a_hung_shell_costs_a_deadline_not_the_collector(session, opened, caplog):
