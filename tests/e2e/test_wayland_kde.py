@@ -61,6 +61,7 @@ from testbed.collector_process import (
     status,
     stop_collector,
 )
+from testbed.notification_bus import BUS_CONFIG  # the same private session bus
 
 pytestmark = pytest.mark.e2e
 
@@ -73,19 +74,6 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPTING = DBusAddress("/Scripting", bus_name="org.kde.KWin", interface="org.kde.kwin.Scripting")
 RUNNER = DBusAddress("/WindowsRunner", bus_name="org.kde.KWin", interface="org.kde.krunner1")
 
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={directory}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
 
 # A GTK 3 window (Debian's python3-gi): its Wayland app id is the program name, its title is set anew for each line
 # read from stdin, and it closes when stdin does.
