@@ -140,7 +140,7 @@ class CollectorSettings:
 
     # Goal notices (docs/dashboard.md "Notices"): switched on per goal in the dashboard; this device asks for the
     # ones due this often and shows them with the desktop's notification service. Off: this device never shows any.
-    show_notices: bool = False  # off until the cause of its clash with the GNOME test is known (docs/collector.md)
+    show_notices: bool = True
     notices_every_seconds: float = 30.0
 
     def privacy(self) -> PrivacySettings:

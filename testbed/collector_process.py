@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -158,17 +159,40 @@ def status(home: CollectorHome) -> dict:
 def delivered_intervals(warehouse_client, user_id: str, until: float, timeout_s: float = 60):
     """The account's intervals of the last hour, in order, once the warehouse holds them up to `until` (a Unix
     time): what a collector stopped after `until` delivered through the gateway and worker."""
-    from datetime import UTC, datetime, timedelta
+    deadline = time.monotonic() + timeout_s
+    while (frame := _intervals_up_to(warehouse_client, user_id, until)) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the warehouse holds no interval up to {_clock(until)} after {timeout_s:.0f} s")
+        time.sleep(0.25)
+    return frame
 
+
+def in_use_until_seen(touch, warehouse_client, user_id: str, changed_at: float, timeout_s: float = 60) -> None:
+    """Input (`touch()`) every half second until the warehouse holds an interval that ends at or after
+    `changed_at`: the running collector has seen the window change made then, and closed the interval before it.
+
+    A collector samples every few tenths of a second, but on a loaded machine it can see a new window in front later
+    than the test does; input meanwhile keeps it from counting the time as idle, so whatever the load, the next
+    input is known to come after the change was recorded."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        touch()
+        if _intervals_up_to(warehouse_client, user_id, changed_at) is not None:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the collector recorded no change made at {_clock(changed_at)} in {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _intervals_up_to(warehouse_client, user_id: str, until: float):
     from warehouse.queries import export_intervals
 
     start, end = datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=5)
-    last = datetime.fromtimestamp(until, UTC)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        frame = export_intervals(warehouse_client, user_id, start, end)
-        if not frame.empty and frame["end"].max() >= last:
-            return frame.sort_values("start").reset_index(drop=True)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the warehouse holds no interval up to {last:%H:%M:%S} after {timeout_s:.0f} s")
-        time.sleep(0.25)
+    frame = export_intervals(warehouse_client, user_id, start, end)
+    if frame.empty or frame["end"].max() < datetime.fromtimestamp(until, UTC):
+        return None
+    return frame.sort_values("start").reset_index(drop=True)
+
+
+def _clock(moment: float) -> str:
+    return f"{datetime.fromtimestamp(moment, UTC):%H:%M:%S}"

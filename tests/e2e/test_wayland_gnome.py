@@ -72,6 +72,7 @@ from collector.wayland.session_bus import CALL_TIMEOUT_S
 from testbed.collector_process import (
     delivered_intervals,
     enrolled_home,
+    in_use_until_seen,
     spool_depth,
     start_collector,
     status,
@@ -668,8 +669,10 @@ def test_the_real_collector_records_windows_and_idle_from_gnome_through_the_gate
         try:
             _touch(session, connection)
             time.sleep(SETTLE_S + 1.0)
+            opening = time.time()
             beta = session.open_window(BETA, beta_title)
             _until_shows(windows, (BETA, beta_title), timeout_s=15)
+            in_use_until_seen(lambda: _touch(session, connection), warehouse_client, user_id, opening)
             moments["last_input_before_idle"] = _touch(session, connection)
             time.sleep(IDLE_AFTER_S + 2.5)  # no input: idle
             moments["reported"] = status(home)

@@ -56,6 +56,7 @@ from collector.wayland.kde import KWinWindows
 from testbed.collector_process import (
     delivered_intervals,
     enrolled_home,
+    in_use_until_seen,
     spool_depth,
     start_collector,
     status,
@@ -575,9 +576,9 @@ def test_the_collector_records_kde_windows_and_idle_through_the_warehouse(
         desktop.focus(EDITOR[1])
         pointer.touch()
         time.sleep(SETTLE_S + 1.0)
+        switching = time.time()
         desktop.focus(CALCULATOR[1])
-        pointer.touch()
-        time.sleep(SETTLE_S + 1.0)
+        in_use_until_seen(pointer.touch, warehouse_client, user_id, switching)
         pointer.touch()  # the calculator in front, in use, before the user goes
         moments["last_input_before_idle"] = time.time()
         time.sleep(IDLE_AFTER_S + 2.5)  # no input: idle

@@ -13,6 +13,7 @@ import pytest
 from testbed.collector_process import (
     delivered_intervals,
     enrolled_home,
+    in_use_until_seen,
     spool_depth,
     start_collector,
     status,
@@ -51,7 +52,9 @@ def tracked_session(stack, desktop, warehouse_client, tmp_path_factory):
         desktop.focus(EDITOR[0])
         desktop.touch()
         time.sleep(SETTLE_S + 1.0)
+        switching = time.time()
         desktop.focus(CALCULATOR[0])
+        in_use_until_seen(desktop.touch, warehouse_client, user_id, switching)
         desktop.touch()
         moments["last_input_before_idle"] = time.time()
         time.sleep(IDLE_AFTER_S + 2.5)  # no input: idle
