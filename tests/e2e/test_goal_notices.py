@@ -34,8 +34,7 @@ def test_a_crossed_limit_is_shown_on_the_desktop_once_and_a_goal_switched_off_ne
     missing = missing_programs() + notification_bus.missing_programs()
     assert not missing, f"the notices test needs {', '.join(missing)} (Debian packages in infra/apt-packages.txt)"
     config = (
-        "sample_seconds = 0.2\nmax_interval_seconds = 3\nidle_after_seconds = 600\n"
-        f"notices_every_seconds = {POLL_S}\n"
+        f"sample_seconds = 0.2\nmax_interval_seconds = 3\nidle_after_seconds = 600\nnotices_every_seconds = {POLL_S}\n"
     )
     home, user_id, email, password = enrolled_home(stack.settings, tmp_path / "home", config, "notices-test")
     address, ca = stack.settings.gateway_public_address, (stack.settings.pki_dir / "ca.crt").read_bytes()
