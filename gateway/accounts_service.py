@@ -184,7 +184,9 @@ class Authority:
         keys: KeyBook | None = None,
         deletion_warehouse: Callable[[], Client] | None = None,
         rules_reach_workers_s: float = 30.0,
+        channels: tuple[str, ...] = notices.DESKTOP_ONLY,
     ) -> None:
+        self.channels = channels  # the notice channels this server delivers (e-mail only with SMTP configured)
         self.trusted_proxies = trusted_proxies
         # How long after a privacy rule is saved every worker applies it to what it stores (stream_jobs/batch.py
         # PrivacyChoices): applying it to past data waits until then, so nothing stored after it escapes it.
@@ -444,7 +446,13 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
     async def SetGoalNotice(self, request, context):  # noqa: N802
         claims = await self.a.signed_in(context)
         await self._edit_rules(
-            context, notices.set_goal_channel, claims.user_id, request.goal_id, request.channel, request.enabled
+            context,
+            notices.set_goal_channel,
+            claims.user_id,
+            request.goal_id,
+            request.channel,
+            request.enabled,
+            self.a.channels,
         )
         log.info("%s notices of goal %s of %s %s", request.channel, request.goal_id, claims.user_id,
                  "on" if request.enabled else "off")  # fmt: skip
@@ -454,6 +462,14 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         claims = await self.a.signed_in(context)
         await self._edit_rules(context, notices.set_account, claims.user_id, request.paused, request.tz or None)
         log.info("notices of %s %s", claims.user_id, "paused" if request.paused else "resumed")
+        return pb.Empty()
+
+    async def SetWeeklySummary(self, request, context):  # noqa: N802
+        claims = await self.a.signed_in(context)
+        await self._edit_rules(
+            context, notices.set_weekly_summary, claims.user_id, request.enabled, request.tz or None, self.a.channels
+        )
+        log.info("weekly summary of %s %s", claims.user_id, "on" if request.enabled else "off")
         return pb.Empty()
 
     async def GetPrivacy(self, request, context):  # noqa: N802

@@ -38,12 +38,14 @@ from gateway.acks import (
     remember_sent,
     sort_offered,
 )
-from gateway.identity_store import IdentityStore
+from gateway.identity_store import IdentityStore, UnknownUser
 from gateway.keybook import KeyBook
-from gateway.pki import ensure_stack_pki
+from gateway.mailer import Mailer
+from gateway.pki import StackPki, ensure_stack_pki
 from gateway.producer import BrokerUnavailable, IntervalProducer
 from gateway.stamping import pack_stamped, validate_records
 from gateway.tokens import ensure_signing_key
+from gateway.unsubscribe_page import UnsubscribePage
 from plumbing import metrics
 from plumbing.cli import command
 from plumbing.kafka_security import client_options
@@ -53,6 +55,7 @@ from schemas.device_keys import DeviceIdentity
 from schemas.sealing import partition_key, seal
 from schemas.wire import accounts_pb2, accounts_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from stream_jobs.forget import rules_of
+from warehouse import notices
 from warehouse.client import connect
 from warehouse.writes import highest_stored_seqs, stored_event_ids, upsert_devices
 
@@ -300,6 +303,10 @@ class Gateway:
         self.keys = KeyBook(self._ingest_client)
         self.watcher: StoreWatcher | None = None
         self._metrics = None
+        self._clients: dict[str, Client] = {}  # the e-mail side's own warehouse connections
+        self._stop_mailing = asyncio.Event()
+        self._mailing: asyncio.Task[None] | None = None
+        self._unsubscribe: UnsubscribePage | None = None
 
     def _warehouse_client(self) -> Client:
         if self._warehouse is None:
@@ -343,6 +350,7 @@ class Gateway:
             self._deletion_client,
             # A worker reads the choices again once this old, and finishes a batch begun before within a few.
             s.privacy_reload_seconds + 2 * s.worker_batch_seconds + 2,
+            ("desktop", "email") if s.email_notices else notices.DESKTOP_ONLY,
         )
         # Its own warehouse connection: the watcher asks from a thread while accounts calls use the other one.
         self.watcher = StoreWatcher(self._ingest_client)
@@ -374,9 +382,42 @@ class Gateway:
         await server.start()
         self._metrics = metrics.serve_metrics(s.metrics_host, s.gateway_metrics_port)
         self._mirror = asyncio.create_task(self._mirror_all_devices())
+        if s.email_notices:
+            self._start_email(authority, pki)
         for name in (*services, ""):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.server = server
+
+    def _start_email(self, authority: Authority, pki: StackPki) -> None:
+        """E-mail notices and the unsubscribe page their links lead to (gateway/mailer.py, unsubscribe_page.py),
+        each with a warehouse connection of its own."""
+        s = self.settings
+        self._unsubscribe = UnsubscribePage(
+            s.gateway_host,
+            s.unsubscribe_port,
+            str(pki.server_cert_path),
+            str(pki.server_key_path),
+            authority.public_key,
+            lambda: self._own_client("page"),
+        )
+        self._unsubscribe.start()
+        mailer = Mailer(s, lambda: self._own_client("mailer"), self._address_of, authority.private_key,
+                        authority.notice_lock)  # fmt: skip
+        self._mailing = asyncio.create_task(mailer.run(self._stop_mailing))
+        log.info("e-mail notices through %s; unsubscribe links lead to %s", mailer.server.name, s.unsubscribe_link_base)
+
+    def _own_client(self, name: str) -> Client:
+        if name not in self._clients:
+            self._clients[name] = connect(self.settings)
+        return self._clients[name]
+
+    def _address_of(self, user_id: str) -> str | None:
+        """Where an account's e-mail goes: None once it is deleted or disabled."""
+        try:
+            user = self.store.get_user(user_id)
+        except UnknownUser:
+            return None
+        return None if user.disabled else user.email
 
     async def _mirror_all_devices(self) -> None:
         """Copy every device to the warehouse once at start: repairs copies missed while it was away."""
@@ -397,6 +438,16 @@ class Gateway:
             self.server = None
         metrics.stop_metrics(self._metrics)
         self._metrics = None
+        self._stop_mailing.set()
+        if self._mailing is not None:
+            await self._mailing
+            self._mailing = None
+        if self._unsubscribe is not None:
+            self._unsubscribe.stop()
+            self._unsubscribe = None
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
         if self.watcher is not None:
             await self.watcher.stop()
         await self.producer.stop()

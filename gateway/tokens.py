@@ -23,6 +23,10 @@ DASHBOARD_SCOPE = "dashboard"
 # A read-only link to one view of one period of a user's data. Its token names only the link: the owner,
 # view and period are the gateway's record of that link.
 SHARE_SCOPE = "share"
+# The one-click unsubscribe link of a notice e-mail (RFC 8058): it names the account and what it stops, and works
+# without signing in. It lasts long, as an old e-mail's link should; after the account's deletion it stops nothing.
+UNSUBSCRIBE_SCOPE = "unsubscribe"
+UNSUBSCRIBE_TTL_S = 400 * 86400
 PRIVATE_KEY_FILE = "token_signing.key"
 PUBLIC_KEY_FILE = "token_signing.pub"
 # Hosts' clocks differ a little; a token issued "in the future" by this much is still accepted.
@@ -105,8 +109,37 @@ def issue_share_token(private_pem: bytes, link_id: str, ttl_s: int, now: float |
     return issue_token(private_pem, link_id, SHARE_SCOPE, ttl_s, now=now, token_id=link_id)
 
 
+def issue_unsubscribe_token(private_pem: bytes, user_id: str, stops: str, now: float | None = None) -> str:
+    """The token of an unsubscribe link that switches off `stops` (a goal id, or "weekly") for `user_id`."""
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": ISSUER,
+        "sub": user_id,
+        "scope": UNSUBSCRIBE_SCOPE,
+        "stops": stops,
+        "iat": issued,
+        "exp": issued + UNSUBSCRIBE_TTL_S,
+        "jti": str(uuid.uuid4()),
+    }
+    return jwt.encode(claims, private_pem, algorithm="EdDSA")
+
+
+def verify_unsubscribe_token(public_pem: bytes, token: str | None) -> tuple[str, str]:
+    """(user id, what it stops) of a genuine, unexpired unsubscribe token; TokenError otherwise."""
+    claims = _decoded(public_pem, token, UNSUBSCRIBE_SCOPE)
+    stops = claims.get("stops")
+    if not isinstance(stops, str) or not stops:
+        raise TokenError("the token does not say what to unsubscribe from")
+    return claims["sub"], stops
+
+
 def verify_token(public_pem: bytes, token: str | None, scope: str) -> TokenClaims:
     """The token's claims if it is genuine, unexpired and carries `scope`; TokenError otherwise."""
+    claims = _decoded(public_pem, token, scope)
+    return TokenClaims(claims["sub"], claims["scope"], claims["iat"], claims["exp"], claims["jti"])
+
+
+def _decoded(public_pem: bytes, token: str | None, scope: str) -> dict:
     if not token:
         raise TokenError("no token")
     try:
@@ -130,4 +163,4 @@ def verify_token(public_pem: bytes, token: str | None, scope: str) -> TokenClaim
         raise TokenError(f"the token is not valid: {exc}") from None
     if claims.get("scope") != scope:
         raise TokenError(f"the token is not valid for {scope}")
-    return TokenClaims(claims["sub"], claims["scope"], claims["iat"], claims["exp"], claims["jti"])
+    return claims

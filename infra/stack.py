@@ -35,6 +35,8 @@ PYTHON = sys.executable
 # The warehouse logins: each service's own (Stack.env_for), never shared.
 _LOGIN_SETTINGS = ("warehouse_user", "warehouse_password", "warehouse_deletion_user", "warehouse_deletion_password")
 _DELETING_SERVICES = frozenset({"gateway", "worker"})  # they hold the deletion login too (warehouse/roles.py)
+# The SMTP login: only the gateway sends e-mail (gateway/mailer.py), so only it gets it (docs/least-privilege.md).
+_SMTP_LOGIN = ("PRODUCTIMON_SMTP_USERNAME", "PRODUCTIMON_SMTP_PASSWORD")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -96,7 +98,9 @@ class Stack:
         # What every child shares; each service adds only its own warehouse logins (env_for). The owner login
         # (self.settings) stays with this runner.
         logins = {f"PRODUCTIMON_{name.upper()}" for name in _LOGIN_SETTINGS}
-        self.env = {k: v for k, v in child_env(self.settings).items() if k not in logins}
+        shared = child_env(self.settings)
+        self._smtp_login = {k: shared[k] for k in _SMTP_LOGIN}
+        self.env = {k: v for k, v in shared.items() if k not in logins and k not in _SMTP_LOGIN}
         self.broker: ManagedProcess | None = None
         self.warehouse: ManagedProcess | None = None
         self.gateway: ManagedProcess | None = None
@@ -117,7 +121,8 @@ class Stack:
     def env_for(self, role: str) -> dict[str, str]:
         """The environment of the service running as `role`: the shared one and its own warehouse logins."""
         own = self.login_settings(role)
-        return {**self.env, **{f"PRODUCTIMON_{name.upper()}": str(getattr(own, name)) for name in _LOGIN_SETTINGS}}
+        env = {**self.env, **{f"PRODUCTIMON_{name.upper()}": str(getattr(own, name)) for name in _LOGIN_SETTINGS}}
+        return {**env, **self._smtp_login} if role == "gateway" else env
 
     # -- starting -------------------------------------------------------------------------------
     def start_broker(self) -> None:
@@ -298,6 +303,8 @@ class Stack:
             ("gateway", s.gateway_host, s.gateway_port, "PRODUCTIMON_GATEWAY_PORT"),
             ("gateway's public port", s.gateway_host, s.gateway_public_port, "PRODUCTIMON_GATEWAY_PUBLIC_PORT"),
         ]
+        if s.email_notices:
+            listeners.append(("unsubscribe page", s.gateway_host, s.unsubscribe_port, "PRODUCTIMON_UNSUBSCRIBE_PORT"))
         if dashboard:
             listeners.append(("dashboard", s.dashboard_host, s.dashboard_port, "PRODUCTIMON_DASHBOARD_PORT"))
         return listeners

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from collections.abc import Callable
+from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -196,6 +200,27 @@ class Settings(BaseSettings):
     dashboard_aggregates: bool = False
     aggregate_k: int = Field(default=10, ge=2, le=10_000)
 
+    # E-mail notices (docs/dashboard.md "Notices"): the gateway sends the goal notices and weekly summaries people
+    # switch on through this SMTP server. Empty host: no e-mail is ever sent, and only desktop notices are offered.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    # "starttls" (port 587): the connection is upgraded to TLS before anything is said; "tls" (port 465): TLS from
+    # the start; "plaintext": only to a relay on this host (loopback). The server's certificate is always checked.
+    smtp_security: Literal["starttls", "tls", "plaintext"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    # A CA certificate (PEM) the SMTP server's certificate is checked against instead of the system's.
+    smtp_ca_file: str = ""
+    # The sender of every notice e-mail, e.g. "Productimon <notices@example.org>".
+    smtp_from: str = ""
+    # How often the gateway looks for e-mail notices due.
+    email_every_seconds: float = Field(default=30.0, ge=1, le=3600)
+    # Every e-mail's one-click unsubscribe link (RFC 8058) leads to the gateway's unsubscribe page, served over
+    # HTTPS with its own certificate on this port; unsubscribe_url is where people reach it (a reverse proxy's
+    # address in front of it), by default https://<gateway_host>:<unsubscribe_port>/unsubscribe.
+    unsubscribe_port: int = Field(default=7445, ge=1, le=65535)
+    unsubscribe_url: str = ""
+
     @field_validator("gateway_trusted_proxies")
     @classmethod
     def _networks(cls, value: str) -> str:
@@ -251,7 +276,41 @@ class Settings(BaseSettings):
                 self.warehouse_ca_file,
                 "the CA certificate (PEM) that signed the warehouse's",
             )
+        self._check_email(refuse)
         return self
+
+    def _check_email(self, refuse: Callable[[str, str], PydanticCustomError]) -> None:
+        """SMTP settings that can send: a sender address, credentials in pairs, no password over plaintext."""
+        if self.unsubscribe_url:
+            link = urlsplit(self.unsubscribe_url)
+            if link.scheme != "https" or not link.hostname or link.query or link.fragment:
+                raise refuse("UNSUBSCRIBE_URL", f"{self.unsubscribe_url!r} is not an https:// address without a query")
+        if not self.smtp_host:
+            return
+        if not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", self.smtp_host):
+            raise refuse("SMTP_HOST", f"{self.smtp_host!r} is not a host name or address")
+        if not self.smtp_from:
+            raise refuse("SMTP_FROM", "required with PRODUCTIMON_SMTP_HOST: the sender of the notice e-mails")
+        _, sender = parseaddr(self.smtp_from)
+        if "@" not in sender or sender.startswith("@") or sender.endswith("@"):
+            raise refuse("SMTP_FROM", f"{self.smtp_from!r} is not an e-mail address")
+        if bool(self.smtp_username) != bool(self.smtp_password):
+            missing = "SMTP_PASSWORD" if self.smtp_username else "SMTP_USERNAME"
+            raise refuse(missing, "SMTP_USERNAME and SMTP_PASSWORD go together")
+        if self.smtp_security == "plaintext" and not is_loopback_address(f"{self.smtp_host}:{self.smtp_port}"):
+            raise refuse(
+                "SMTP_SECURITY",
+                f"plaintext only to a relay on this host; {self.smtp_host!r} is not loopback: use starttls or tls",
+            )
+        if not self.unsubscribe_url and self.gateway_host in ("0.0.0.0", "::", ""):
+            raise refuse(
+                "UNSUBSCRIBE_URL",
+                f"required with PRODUCTIMON_SMTP_HOST while the gateway listens on {self.gateway_host!r}: the address "
+                "people open the e-mails' unsubscribe links at, e.g. https://stats.example.org:7445/unsubscribe",
+            )
+        if self.smtp_ca_file:
+            what = "the CA certificate (PEM) that signed the SMTP server's"
+            _require_file(refuse, "SMTP_CA_FILE", self.smtp_ca_file, what)
 
     @classmethod
     def settings_customise_sources(
@@ -297,6 +356,15 @@ class Settings(BaseSettings):
     @property
     def gateway_public_address(self) -> str:
         return f"{self.gateway_host}:{self.gateway_public_port}"
+
+    @property
+    def email_notices(self) -> bool:
+        """Whether this server sends e-mail notices: an SMTP server is configured."""
+        return bool(self.smtp_host)
+
+    @property
+    def unsubscribe_link_base(self) -> str:
+        return self.unsubscribe_url or f"https://{self.gateway_host}:{self.unsubscribe_port}/unsubscribe"
 
 
 def load_settings(**overrides: object) -> Settings:

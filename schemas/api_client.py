@@ -214,7 +214,7 @@ def delete_goal(public_address: str, ca_pem: bytes, token: str, goal_id: str) ->
 
 
 def set_goal_notice(public_address: str, ca_pem: bytes, token: str, goal_id: str, channel: str, enabled: bool) -> None:
-    """Switch one notice channel ("desktop"; "email" is refused until built) of one goal on or off."""
+    """Switch one notice channel ("desktop", or "email" where the server sends e-mail) of one goal on or off."""
     switch = pb.GoalNoticeSwitch(goal_id=goal_id, channel=channel, enabled=enabled)
     with public_channel(public_address, ca_pem) as channel_:
         accounts_pb2_grpc.AccountsStub(channel_).SetGoalNotice(switch, metadata=_bearer(token), timeout=30)
@@ -225,6 +225,14 @@ def set_notice_pause(public_address: str, ca_pem: bytes, token: str, paused: boo
     with public_channel(public_address, ca_pem) as channel:
         accounts_pb2_grpc.AccountsStub(channel).SetNoticePause(
             pb.NoticePause(paused=paused, tz=tz), metadata=_bearer(token), timeout=30
+        )
+
+
+def set_weekly_summary(public_address: str, ca_pem: bytes, token: str, enabled: bool, tz: str = "") -> None:
+    """Switch the account's weekly summary e-mail on or off; `tz` as in `set_notice_pause`."""
+    with public_channel(public_address, ca_pem) as channel:
+        accounts_pb2_grpc.AccountsStub(channel).SetWeeklySummary(
+            pb.WeeklySummarySwitch(enabled=enabled, tz=tz), metadata=_bearer(token), timeout=30
         )
 
 

@@ -28,6 +28,7 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
         "gateway_port": free_port(),
         "gateway_public_port": free_port(),
         "dashboard_port": free_port(),
+        "unsubscribe_port": free_port(),
         "worker_id": f"test-writer-{uuid.uuid4().hex[:8]}",
         "topic_partitions": 4,
         "worker_batch_seconds": 0.2,

@@ -40,6 +40,7 @@ USER_TABLES = (
     "notice_switches",
     "notice_accounts",
     "goal_notices",
+    "notice_weekly",
 )
 # The record of deletions outlives what it deleted: it is what keeps a deleted interval from being stored again.
 KEPT_TABLES = ("deletions",)

@@ -10,9 +10,9 @@ recorded as superseded, so it never arrives afterwards either. `warehouse/notice
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from warehouse.goal_rules import Goal, Period, Standing
 
@@ -21,6 +21,9 @@ CHANNELS = ("desktop", "email")
 # switched off or notices were paused before it went out); superseded (a higher threshold was crossed at once).
 STATES = ("pending", "sent", "dropped", "superseded")
 _NAMESPACE = uuid.UUID("6f1c2a52-9a57-4c57-8f63-2b1e3c0d7a10")
+# The weekly summary e-mail is recorded as a notice of this goal id, no threshold, for the week's Monday.
+WEEKLY_GOAL_ID = "00000000-0000-0000-0000-000000000000"
+WEEKLY = "weekly"  # what an unsubscribe link of a weekly summary stops
 
 
 class InvalidNoticeSetting(ValueError):
@@ -91,3 +94,36 @@ def checked_channel(channel: object) -> str:
     if channel not in CHANNELS:
         raise InvalidNoticeSetting(f"notices go by {' or '.join(CHANNELS)}; got {channel!r}")
     return str(channel)
+
+
+@dataclass(frozen=True)
+class WeekOfGoal:
+    """How one goal went in a finished week: periods met of those counted (7 days or fewer for a daily goal, one
+    week for a weekly one), and its time that week."""
+
+    goal: Goal
+    met: int
+    periods: int
+    seconds: float
+
+
+def weekly_notice(user_id: str, monday: date, total_seconds: float, goals: Sequence[WeekOfGoal]) -> Notice:
+    """The weekly summary of the week starting `monday`, as a pending e-mail notice: time only, never content."""
+    sunday = monday + timedelta(days=6)
+    summary = f"Your week {monday:%d %b} to {sunday:%d %b %Y}: {duration(total_seconds)} of activity"
+    lines = [f"Active time: {duration(total_seconds)}."]
+    if goals:
+        lines.append("")
+        lines.append("Goals:")
+    for week in goals:
+        unit = "day" if week.goal.period == "day" else "week"
+        counted = f"{week.periods} {unit}{'s' if week.periods != 1 else ''}"
+        lines.append(f"- {week.goal.describe()}: met {week.met} of {counted} ({duration(week.seconds)})")
+    nid = notice_id(user_id, WEEKLY_GOAL_ID, monday, 0, "email")
+    return Notice(nid, WEEKLY_GOAL_ID, monday, 0, "email", "pending", summary, "\n".join(lines))
+
+
+def duration(seconds: float) -> str:
+    """Whole minutes, as "2 h 05 min", "45 min" or "0 min"."""
+    minutes = int(seconds // 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"

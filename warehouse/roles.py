@@ -46,12 +46,14 @@ DATA_TABLES = (
     "notice_switches",
     "notice_accounts",
     "goal_notices",
+    "notice_weekly",
 )
 SCHEMA_TABLE = "schema_migrations"
 TABLES = frozenset((*DATA_TABLES, SCHEMA_TABLE))
 _SESSIONS_AND_ROLLUPS = ("app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day")
 _PRIVACY = ("privacy_rules", "privacy_settings")  # an account's privacy choices (schemas/privacy_rules.py)
-_NOTICES = ("notice_switches", "notice_accounts", "goal_notices")  # goal notices (warehouse/notice_rules.py)
+# Goal notices and the weekly summary (warehouse/notice_rules.py).
+_NOTICES = ("notice_switches", "notice_accounts", "goal_notices", "notice_weekly")
 
 
 @dataclass(frozen=True)

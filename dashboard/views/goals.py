@@ -1,8 +1,9 @@
 """Goals: the owner's limits ("at most") and aims ("at least") for an app, a site, a category or all activity,
 per day or per week, with each one's progress in its current period, its history of finished periods and its
 streak. Measured in the viewer's time zone by `warehouse/goals.py`; stored and deleted through the gateway (the
-dashboard's warehouse login only reads goals). A limiting goal's desktop notice (at 85 % and 100 %) is switched on
-here, and every notice paused at once; both off by default (warehouse/notice_rules.py)."""
+dashboard's warehouse login only reads goals). A limiting goal's desktop and e-mail notices (at 85 % and 100 %) are
+switched on here, the weekly summary e-mail too, and every notice paused at once; all off by default
+(warehouse/notice_rules.py). E-mail is offered only where the operator has set up SMTP (Settings.email_notices)."""
 
 from __future__ import annotations
 
@@ -189,16 +190,24 @@ def _change_notices(view: View, key: str, done: str, *calls: tuple) -> None:
     st.rerun()
 
 
-def _notice_switch(view: View, goal: Goal, switches: notices.NoticeSettings) -> None:
-    on = "desktop" in switches.switches.get(goal.goal_id, frozenset())
-    key = f"goal_desktop_{goal.goal_id}"
-    wanted = st.toggle("Desktop notice at 85 % and 100 %", value=on, key=key, disabled=switches.paused)
+_CHANNEL_LABELS = {"desktop": "Desktop notice at 85 % and 100 %", "email": "E-mail at 85 % and 100 %"}
+
+
+def _notice_switch(view: View, goal: Goal, switches: notices.NoticeSettings, channel: str) -> None:
+    on = channel in switches.switches.get(goal.goal_id, frozenset())
+    key = f"goal_{channel}_{goal.goal_id}"
+    wanted = st.toggle(_CHANNEL_LABELS[channel], value=on, key=key, disabled=switches.paused)
     if wanted != on:
-        switch = (api_client.set_goal_notice, goal.goal_id, "desktop", wanted)
+        switch = (api_client.set_goal_notice, goal.goal_id, channel, wanted)
         # Switched on, the goal's days for its notices fall in the zone this page measures in.
         zone = (api_client.set_notice_pause, switches.paused, view.period.tz)
-        done = f"Desktop notices {'on' if wanted else 'off'}: {goal.describe()}"
+        name = "Desktop" if channel == "desktop" else "E-mail"
+        done = f"{name} notices {'on' if wanted else 'off'}: {goal.describe()}"
         _change_notices(view, key, done, *((zone, switch) if wanted else (switch,)))
+
+
+def _channels() -> tuple[str, ...]:
+    return ("desktop", "email") if settings().email_notices else ("desktop",)
 
 
 def _goal(view: View, goal: Goal, switches: notices.NoticeSettings) -> None:
@@ -214,7 +223,8 @@ def _goal(view: View, goal: Goal, switches: notices.NoticeSettings) -> None:
         with st.expander("History"):
             _history(report)
         if goal.limiting:
-            _notice_switch(view, goal, switches)
+            for channel in _channels():
+                _notice_switch(view, goal, switches, channel)
         if st.button("Delete", key=f"goal_delete_{goal.goal_id}"):
             gateway = Gateway.of(settings())
             try:
@@ -240,6 +250,16 @@ def show(view: View) -> None:
     if paused != switches.paused:
         done = "All notices paused" if paused else "Notices resumed"
         _change_notices(view, "notices_paused", done, (api_client.set_notice_pause, paused, view.period.tz))
+    if "email" in _channels():
+        weekly = st.toggle(
+            "Weekly summary by e-mail (each Monday: last week's time and goals)",
+            value=switches.weekly,
+            key="weekly_summary",
+            disabled=switches.paused,
+        )
+        if weekly != switches.weekly:
+            done = "Weekly summary on" if weekly else "Weekly summary off"
+            _change_notices(view, "weekly_summary", done, (api_client.set_weekly_summary, weekly, view.period.tz))
     st.subheader("Your goals")
     if not listed:
         st.caption("No goals yet.")

@@ -305,6 +305,14 @@ class NoticePause(_message.Message):
     tz: str
     def __init__(self, paused: _Optional[bool] = ..., tz: _Optional[str] = ...) -> None: ...
 
+class WeeklySummarySwitch(_message.Message):
+    __slots__ = ("enabled", "tz")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    TZ_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    tz: str
+    def __init__(self, enabled: _Optional[bool] = ..., tz: _Optional[str] = ...) -> None: ...
+
 class DeviceNotice(_message.Message):
     __slots__ = ("notice_id", "summary", "body")
     NOTICE_ID_FIELD_NUMBER: _ClassVar[int]

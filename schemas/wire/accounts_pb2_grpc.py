@@ -129,6 +129,11 @@ class AccountsStub:
                 request_serializer=schemas_dot_wire_dot_accounts__pb2.NoticePause.SerializeToString,
                 response_deserializer=schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
                 _registered_method=True)
+        self.SetWeeklySummary = channel.unary_unary(
+                '/productimon.accounts.v1.Accounts/SetWeeklySummary',
+                request_serializer=schemas_dot_wire_dot_accounts__pb2.WeeklySummarySwitch.SerializeToString,
+                response_deserializer=schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
+                _registered_method=True)
         self.GetPrivacy = channel.unary_unary(
                 '/productimon.accounts.v1.Accounts/GetPrivacy',
                 request_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
@@ -295,6 +300,13 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetWeeklySummary(self, request, context):
+        """The weekly summary e-mail of the account's time and goals; INVALID_ARGUMENT where the server sends no e-mail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPrivacy(self, request, context):
         """The signed-in account's privacy choices (schemas/privacy_rules.py): how window titles are kept ("off",
         "scrubbed", "full") and its exclusion rules. Every device of the account fetches them (Devices.GetPrivacy)
@@ -435,6 +447,11 @@ def add_AccountsServicer_to_server(servicer, server):
             'SetNoticePause': grpc.unary_unary_rpc_method_handler(
                     servicer.SetNoticePause,
                     request_deserializer=schemas_dot_wire_dot_accounts__pb2.NoticePause.FromString,
+                    response_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
+            ),
+            'SetWeeklySummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWeeklySummary,
+                    request_deserializer=schemas_dot_wire_dot_accounts__pb2.WeeklySummarySwitch.FromString,
                     response_serializer=schemas_dot_wire_dot_accounts__pb2.Empty.SerializeToString,
             ),
             'GetPrivacy': grpc.unary_unary_rpc_method_handler(
@@ -980,6 +997,33 @@ class Accounts:
             target,
             '/productimon.accounts.v1.Accounts/SetNoticePause',
             schemas_dot_wire_dot_accounts__pb2.NoticePause.SerializeToString,
+            schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWeeklySummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/productimon.accounts.v1.Accounts/SetWeeklySummary',
+            schemas_dot_wire_dot_accounts__pb2.WeeklySummarySwitch.SerializeToString,
             schemas_dot_wire_dot_accounts__pb2.Empty.FromString,
             options,
             channel_credentials,

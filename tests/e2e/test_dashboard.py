@@ -683,6 +683,9 @@ def test_a_goals_desktop_notice_is_off_until_switched_on_and_pausing_stops_all(o
         assert switch.value is False and notices.notice_settings(warehouse_client, owner.user_id).switches == {}
         # An aim ("at least") has no notices to switch.
         assert f"goal_desktop_{aim}" not in [t.key for t in at.toggle]
+        # This stack has no SMTP: no e-mail switch, no weekly summary (tests/e2e/test_email_notices.py has them).
+        assert {f"goal_email_{goal_id}", "weekly_summary"}.isdisjoint(t.key for t in at.toggle)
+        assert f"goal_desktop_{goal_id}" in [t.key for t in at.toggle]
         switch.set_value(True).run()
         assert not at.error, [e.value for e in at.error]
         assert at.success[0].value == f"Desktop notices on: at most 30 min a day of {editor}"

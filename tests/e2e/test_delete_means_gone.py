@@ -101,7 +101,7 @@ def q(stack: Stack, sql: str, **parameters) -> list[tuple]:
 # Tables of the account's own choices, with no device column.
 ACCOUNT_TABLES = frozenset(
     {"category_rules", "goals", "privacy_rules", "privacy_settings", "notice_switches", "notice_accounts",
-     "goal_notices"}
+     "goal_notices", "notice_weekly"}
 )  # fmt: skip
 
 
@@ -382,7 +382,9 @@ def test_a_bad_deletion_request_gets_one_clear_error_and_deletes_nothing(stack):
     t0 = now_ms() - 3600_000
     person.send(0, [t0 + n * MINUTE for n in range(10)])
     assert eventually(lambda: len(starts(stack, person.user_id, person.device_id())) == 10, 60)
-    before = rows_everywhere(stack, person.user_id)
+    # The sessions are written after the intervals: everything stored first, then the snapshot to compare with.
+    before = eventually(lambda: (rows := rows_everywhere(stack, person.user_id))["app_sessions"] == 1
+                        and rows["focus_sessions"] == 1 and rows, 60)  # fmt: skip
     now = datetime.now(UTC)
     cases = [
         ({"kind": DEVICE, "device_id": str(uuid.uuid4())}, grpc.StatusCode.NOT_FOUND, "there is no device"),

@@ -363,7 +363,7 @@ def test_goal_notices_are_switched_through_the_gateway_for_the_token_owner_only(
     assert before.switches[goal_id] == frozenset({"desktop"}) and before.tz == "Europe/Prague"
     for call, said in (
         (lambda: set_goal_notice(address, ca, token, goal_id, "pigeon", True), "notices go by desktop or email"),
-        (lambda: set_goal_notice(address, ca, token, goal_id, "email", True), "does not send email notices yet"),
+        (lambda: set_goal_notice(address, ca, token, goal_id, "email", True), "does not send email notices"),
         (lambda: set_notice_pause(address, ca, token, paused=True, tz="Mars/Olympus"), "not a time zone"),
     ):
         bad = refused(call)

@@ -42,7 +42,7 @@ from warehouse.cluster import cluster_statements, migrations_table
 from warehouse.goals import add_goal
 from warehouse.keys import create_key
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
-from warehouse.notices import set_account, set_goal_channel
+from warehouse.notices import set_account, set_goal_channel, set_weekly_summary
 from warehouse.privacy import add_rule as add_privacy_rule
 from warehouse.privacy import set_title_mode
 from warehouse.rollups import rebuild_touched, rollup_drift
@@ -412,6 +412,7 @@ def test_the_old_rollups_move_over_when_a_cluster_is_migrated(engine):
         "notice_switches",
         "notice_accounts",
         "goal_notices",
+        "notice_weekly",
     }  # 0006+
     expected = set(deletion.USER_TABLES) - from_later_migrations
     assert tables == {name for table in expected for name in (table, f"{table}_local")}
@@ -474,6 +475,7 @@ def test_deleting_a_user_on_the_cluster_leaves_no_row_of_them_and_keeps_everyone
     goal = add_goal(c, "dave", kind="app", target="Code", direction="at_most", period="day", minutes=60)
     set_goal_channel(c, "dave", goal, "desktop", True)
     set_account(c, "dave", paused=True, tz="UTC")
+    set_weekly_summary(c, "dave", True, available=("desktop", "email"))
     c.command(
         "INSERT INTO goal_notices (user_id, notice_id, goal_id, period_start, threshold, channel, state, stage, "
         "summary, body, created_at, updated_at) VALUES ('dave', generateUUIDv4(), {g:UUID}, today(), 85, 'desktop', "

@@ -17,7 +17,7 @@ from tests.conftest import lone_warehouse
 from warehouse.deletion import KEPT_TABLES, USER_TABLES
 from warehouse.goals import add_goal, list_goals
 from warehouse.migrate import apply_retention
-from warehouse.notices import find_due, set_account, set_goal_channel
+from warehouse.notices import find_due, set_account, set_goal_channel, set_weekly_summary
 from warehouse.rollups import rebuild_touched, rollup_drift
 from warehouse.writes import INTERVAL_COLUMNS, NO_DELETIONS, store_intervals, upsert_devices
 
@@ -93,10 +93,12 @@ def test_deleting_a_user_leaves_no_row_of_them_and_keeps_everyone_else(client):
         goal = add_goal(client, user, kind="app", target="Code", direction="at_most", period="day", minutes=1)
         set_goal_channel(client, user, goal, "desktop", True)
         set_account(client, user, paused=False, tz="Europe/Prague")
+        set_weekly_summary(client, user, True, available=("desktop", "email"))
         assert find_due(client, user, datetime(2026, 11, 2, 12, tzinfo=UTC)), user  # 30 min and more against 1
     before = user_rows_everywhere(client, "stays")
     gone = user_rows_everywhere(client, "gone")
-    assert (gone["goals"], gone["notice_switches"], gone["notice_accounts"], gone["goal_notices"]) == (1, 1, 1, 2)
+    kept = ("goals", "notice_switches", "notice_accounts", "goal_notices", "notice_weekly")
+    assert tuple(gone[table] for table in kept) == (1, 1, 1, 2, 1)
     report = delete_user_data(client, "gone", account=True)
     assert report.removed["intervals"] == 70 and "70 intervals" in report.summary()
     left = user_rows_everywhere(client, "gone")

@@ -174,7 +174,7 @@ def test_one_accounts_switches_and_notices_never_reach_another(client):
     ("call", "message"),
     [
         (lambda c, g: set_goal_channel(c, "ann", g, "pigeon", True), "notices go by desktop or email; got 'pigeon'"),
-        (lambda c, g: set_goal_channel(c, "ann", g, "email", True), "does not send email notices yet"),
+        (lambda c, g: set_goal_channel(c, "ann", g, "email", True), "does not send email notices"),
         (lambda c, g: set_account(c, "ann", paused=False, tz="Mars/Olympus"), "not a time zone"),
         (lambda c, g: set_account(c, "ann", paused=False, tz=""), "a time zone is a name"),
     ],

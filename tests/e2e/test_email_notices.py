@@ -1,0 +1,217 @@
+"""E-mail notices through the whole running pipeline: a stack of its own whose gateway sends through a real SMTP
+server in this process (testbed/mailbox.py: aiosmtpd, STARTTLS, a login). A device sends its intervals through
+the real gateway with its real certificate; the worker stores them; the gateway's mailer finds the limit crossed
+and sends the e-mail; its one-click unsubscribe link is POSTed, without signing in, to the gateway's HTTPS page.
+And an account deleted while its notice waits is never sent it.
+
+Each account's zone is chosen so that its local time is around noon whatever the hour of the run: the activity
+of "today" always fits in today.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import ssl
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import grpc
+import pytest
+
+from collector.transport import IngestClient
+from infra.devices import enroll_device, new_account
+from schemas import api_client
+from schemas.codec import encode_interval
+from testbed.mailbox import Mailbox
+from tests.conftest import eventually, private_stack_running
+from warehouse.client import connect
+from warehouse.notices import notice_history, notice_settings
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def mailbox(tmp_path_factory):
+    with Mailbox(tmp_path_factory.mktemp("smtp")) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def mailing_stack(tmp_path_factory, mailbox):
+    with private_stack_running(
+        tmp_path_factory.mktemp("stack"), **mailbox.smtp_settings(), email_every_seconds=1.0
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def owner_client(mailing_stack):
+    client = connect(mailing_stack.settings)
+    yield client
+    client.close()
+
+
+def noon_zone() -> str:
+    """A fixed-offset zone whose local time is near noon now (Etc/GMT-N is N hours east of UTC)."""
+    offset = 12 - datetime.now(UTC).hour
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+class Person:
+    def __init__(self, stack) -> None:
+        self.settings = stack.settings
+        self.ca = (self.settings.pki_dir / "ca.crt").read_bytes()
+        self.user_id, self.email, self.password = new_account(self.settings)
+        self.identity, self.credentials = enroll_device(self.settings, self.email, self.password, "laptop")
+        self.token = api_client.log_in(self.settings.gateway_public_address, self.ca, self.email, self.password).token
+        self.seq = 0
+        self.zone = noon_zone()
+        self.call(api_client.set_notice_pause, False, self.zone)
+
+    def call(self, function, *args, **kwargs):
+        return function(self.settings.gateway_public_address, self.ca, self.token, *args, **kwargs)
+
+    def limit(self, app: str, minutes: int, *channels: str) -> str:
+        goal = self.call(
+            api_client.add_goal, kind="app", target=app, direction="at_most", period="day", minutes=minutes
+        )
+        for channel in channels:
+            self.call(api_client.set_goal_notice, goal, channel, True)
+        return goal
+
+    def use(self, app: str, minutes: float) -> None:
+        """`minutes` of `app` ending a minute ago, through the gateway with the device's certificate."""
+        end = datetime.now(UTC) - timedelta(minutes=1) - timedelta(seconds=self.seq)
+        start = end - timedelta(minutes=minutes)
+        self.seq += 1
+        record = {
+            "event_id": str(uuid.uuid4()),
+            "device_seq": self.seq,
+            "start": int(start.timestamp() * 1000),
+            "end": int(end.timestamp() * 1000),
+            "app": app,
+            "title": f"secret plans in {app}",
+            "url": None,
+            "keystrokes": 0,
+            "clicks": 0,
+            "idle": False,
+        }
+        with IngestClient(self.settings.gateway_address, self.credentials) as client:
+            assert client.send_batch([encode_interval(record)]).accepted == 1
+
+
+def link_of(message) -> str:
+    (link,) = re.findall(r"<(https://[^>]+)>", message["List-Unsubscribe"])
+    return link
+
+
+def post(stack, link: str) -> tuple[int, str]:
+    """The RFC 8058 one-click POST a mail program sends: no cookie, no token but the link's."""
+    url = urlsplit(link)
+    context = ssl.create_default_context(cafile=str(stack.settings.pki_dir / "ca.crt"))
+    connection = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=10)
+    connection.request("POST", f"{url.path}?{url.query}", body=b"List-Unsubscribe=One-Click",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    answer = connection.getresponse()
+    result = answer.status, answer.read().decode()
+    connection.close()
+    return result
+
+
+def test_a_crossed_limit_arrives_by_e_mail_and_its_link_switches_it_off_without_signing_in(
+    mailing_stack, mailbox, owner_client
+):
+    ann = Person(mailing_stack)
+    games = ann.limit("Game", 60, "email")
+    chat = ann.limit("Chat", 20, "email")
+    ann.use("Game", 52)  # 87 % of the limit
+    (first,) = mailbox.wait_for(ann.email)
+    assert first["Subject"] == "85 % of your limit: at most 1 h a day of Game"
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = link_of(first)
+    assert link.startswith(f"https://127.0.0.1:{mailing_stack.settings.unsubscribe_port}/unsubscribe?t=")
+    assert "secret plans" not in first.as_string()  # counts, never content
+
+    status, text = post(mailing_stack, link)
+    assert status == 200 and "no more e-mail notices of the goal at most 1 h a day of Game" in text
+    assert "email" not in notice_settings(owner_client, ann.user_id).switches.get(games, frozenset())
+
+    ann.use("Game", 10)  # over the limit: but its e-mail is off now
+    ann.use("Chat", 25)  # this one's is on: once it arrives, the mailer has seen the Game time too
+    subjects = [m["Subject"] for m in mailbox.wait_for(ann.email, 2)]
+    assert subjects[1] == "Limit reached: at most 20 min a day of Chat"
+    eventually(lambda: len(notice_history(owner_client, ann.user_id)) >= 3)
+    assert not any(n.goal_id == games and n.threshold == 100 for n in notice_history(owner_client, ann.user_id))
+    assert len(mailbox.to(ann.email)) == 2
+    assert chat
+
+
+def test_an_account_deleted_while_its_notice_waits_is_never_sent_it(mailing_stack, mailbox, owner_client):
+    bob, witness = Person(mailing_stack), Person(mailing_stack)
+    bob.limit("Game", 30, "email")
+    mailbox.stop()  # the SMTP server away: Bob's notice is found but waits
+    try:
+        bob.use("Game", 40)
+        eventually(lambda: [n.state for n in notice_history(owner_client, bob.user_id) if n.threshold == 100]
+                   == ["pending"])  # fmt: skip
+        report = bob.call(api_client.delete_account, bob.password)
+        assert report is not None
+    finally:
+        mailbox.start()
+    witness.limit("Game", 30, "email")
+    witness.use("Game", 40)
+    mailbox.wait_for(witness.email)  # rounds go on, and deliver: Bob's would have gone with them
+    assert mailbox.to(bob.email) == []
+    assert notice_history(owner_client, bob.user_id) == []
+    assert notice_settings(owner_client, bob.user_id).switches == {}
+
+
+def test_without_smtp_the_e_mail_channel_is_refused_in_one_line(stack):
+    person = Person(stack)
+    goal = person.limit("Game", 30)
+    with pytest.raises(grpc.RpcError) as refused:
+        person.call(api_client.set_goal_notice, goal, "email", True)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == (
+        "the notice setting was not saved: this server does not send email notices (its operator has not set up "
+        "SMTP); only desktop"
+    )
+    with pytest.raises(grpc.RpcError) as weekly:
+        person.call(api_client.set_weekly_summary, True)
+    assert "does not send e-mail" in weekly.value.details()
+
+
+@pytest.fixture
+def mailing_dashboard_env(mailing_stack):
+    """The mailing stack's settings as its dashboard process gets them (AppTest runs the app in this process)."""
+    import streamlit as st
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in mailing_stack.env_for("dashboard").items():
+            if name.startswith("PRODUCTIMON_"):
+                patch.setenv(name, value)
+        st.cache_resource.clear()
+        yield
+        st.cache_resource.clear()
+
+
+def test_the_goals_page_offers_e_mail_and_the_weekly_summary_where_smtp_is_set(
+    mailing_stack, mailing_dashboard_env, owner_client
+):
+    from tests.e2e.dashboard_fixtures import Account, open_page, signed_in_app
+
+    cara = Person(mailing_stack)
+    goal = cara.limit("Game", 45)
+    at = open_page(signed_in_app(Account(cara.user_id, cara.email, cara.password, "", {})), "goals")
+    assert at.toggle(key=f"goal_email_{goal}").value is False and at.toggle(key="weekly_summary").value is False
+    at.toggle(key=f"goal_email_{goal}").set_value(True).run()
+    assert not at.error, [e.value for e in at.error]
+    assert at.success[0].value == "E-mail notices on: at most 45 min a day of Game"
+    at.toggle(key="weekly_summary").set_value(True).run()
+    assert at.success[0].value == "Weekly summary on"
+    stored = notice_settings(owner_client, cara.user_id)
+    assert stored.switches == {goal: frozenset({"email"})} and stored.weekly and stored.tz == "UTC"
+    at.toggle(key="weekly_summary").set_value(False).run()
+    assert not notice_settings(owner_client, cara.user_id).weekly
