@@ -6,6 +6,7 @@ bring it back on the same port, as an SMTP relay that restarts."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 import time
@@ -19,6 +20,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from gateway.pki import create_ca, issue_server_certificate
 from infra.processes import free_port
+
+# aiosmtpd 1.4 logs a warning about its own use of its deprecated attribute, on every login.
+logging.getLogger("mail.log").addFilter(lambda record: "login_data is deprecated" not in record.getMessage())
 
 USERNAME = "notices"
 PASSWORD = "smtp-secret-for-tests"
