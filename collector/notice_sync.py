@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class NoticeSync:
     home: CollectorHome
     settings: CollectorSettings
-    show: Callable[[str, str], int] = show_notice
+    show: Callable[[str, str], int | str] = show_notice
     unavailable: Callable[[], str | None] = why_no_notices
     shown: int = 0
     _said: str = field(default="", repr=False)  # the last problem logged, so a lasting one is said once

@@ -43,6 +43,7 @@ REQUIREMENTS = (
     "ewmhlib",
     "jeepney",
     "pywayland",
+    "desktop-notifier",
     "tomli",
 )
 SCRIPTS = {"productimon-collector": "collector.cli:main", "productimon-browser": "collector.browser_cli:main"}

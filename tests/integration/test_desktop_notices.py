@@ -10,7 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from collector.desktop_notices import BODY_LIMIT, SUMMARY_LIMIT, NoticeNotShown, show_notice
+from collector.desktop_notices import (
+    APP_NAME,
+    BODY_LIMIT,
+    SUMMARY_LIMIT,
+    NoticeNotShown,
+    show_notice,
+    show_notice_natively_on,
+    why_not_natively,
+)
 from testbed import desktop as desktop_bed
 from testbed import notification_bus
 from testbed.desktop import Desktop, virtual_desktop
@@ -79,3 +87,49 @@ def test_without_a_notification_service_the_notice_is_not_shown_and_says_why(mon
         # It was asked on the bus all the same: the monitor sees calls nobody answers.
         eventually(lambda: bare.shown(), timeout_s=20, interval_s=0.05)
         assert bare.shown() == [("Productimon", "Games: 85 % of your limit", "51 of 60 min today")]
+
+
+# The Windows and macOS path (collector.desktop_notices.show_natively) goes through desktop-notifier, whose backends
+# there (WinRT toasts, Notification Center) cannot run on this machine. The same calls of ours are run here through
+# that library's Linux backend, against the same real notification service: the one part not run is the library's
+# own platform code.
+
+
+def _native(app_name: str = APP_NAME):
+    from desktop_notifier import DesktopNotifierSync
+
+    return DesktopNotifierSync(app_name=app_name, app_icon=None)
+
+
+def test_the_windows_and_macos_path_shows_the_notice_through_desktop_notifier(session: NotificationSession):
+    notifier = _native()
+    assert why_not_natively("Notification Center", lambda: notifier) is None
+    shown = show_notice_natively_on("Notification Center", notifier, "Games:\n85 % of your limit", "51 of 60\x07 min")
+    assert shown
+    eventually(lambda: session.shown(), timeout_s=20, interval_s=0.05)
+    assert session.shown() == [("Productimon", "Games: 85 % of your limit", "51 of 60 min")]
+
+
+def test_the_windows_and_macos_path_says_in_one_line_when_the_service_is_not_there(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    with notification_session(dict(os.environ), with_daemon=False) as bare:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bare.address)
+        with pytest.raises(NoticeNotShown) as raised:
+            show_notice_natively_on("Windows notifications", _native(), "Games: 85 % of your limit", "51 of 60 min")
+    said = str(raised.value)
+    assert said.startswith("Windows notifications refused the notice: ") and "\n" not in said
+    assert "org.freedesktop.Notifications" in said  # the platform's own reason
+    assert not [r for r in caplog.records if r.name.startswith("desktop_notifier")]  # no traceback in the log
+
+
+def test_the_windows_and_macos_path_says_when_notifications_are_turned_off():
+    class TurnedOff:  # a stand-in: what desktop-notifier answers where the person switched Productimon's off
+        def has_authorisation(self) -> bool:
+            return False
+
+        def request_authorisation(self) -> bool:
+            return False
+
+    said = why_not_natively("Notification Center", TurnedOff)
+    assert said == "notifications from Productimon are turned off in Notification Center's settings"
