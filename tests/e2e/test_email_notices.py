@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import re
 import ssl
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -73,10 +74,8 @@ class Person:
     def call(self, function, *args, **kwargs):
         return function(self.settings.gateway_public_address, self.ca, self.token, *args, **kwargs)
 
-    def limit(self, app: str, minutes: int, *channels: str) -> str:
-        goal = self.call(
-            api_client.add_goal, kind="app", target=app, direction="at_most", period="day", minutes=minutes
-        )
+    def limit(self, app: str, minutes: int, *channels: str, kind: str = "app") -> str:
+        goal = self.call(api_client.add_goal, kind=kind, target=app, direction="at_most", period="day", minutes=minutes)
         for channel in channels:
             self.call(api_client.set_goal_notice, goal, channel, True)
         return goal
@@ -138,14 +137,27 @@ def test_a_crossed_limit_arrives_by_e_mail_and_its_link_switches_it_off_without_
     assert status == 200 and "no more e-mail notices of the goal at most 1 h a day of Game" in text
     assert "email" not in notice_settings(owner_client, ann.user_id).switches.get(games, frozenset())
 
+    quiet = ann.limit("Mail", 60, "email")
+    ann.use("Mail", 10)  # a sixth of its limit: never a notice
     ann.use("Game", 10)  # over the limit: but its e-mail is off now
-    ann.use("Chat", 25)  # this one's is on: once it arrives, the mailer has seen the Game time too
+    ann.use("Chat", 25)  # this one's is on: once it arrives, the mailer has seen the Game and Mail time too
     subjects = [m["Subject"] for m in mailbox.wait_for(ann.email, 2)]
     assert subjects[1] == "Limit reached: at most 20 min a day of Chat"
     eventually(lambda: len(notice_history(owner_client, ann.user_id)) >= 3)
+    noticed = {n.goal_id for n in notice_history(owner_client, ann.user_id)}
+    assert chat in noticed and quiet not in noticed
     assert not any(n.goal_id == games and n.threshold == 100 for n in notice_history(owner_client, ann.user_id))
     assert len(mailbox.to(ann.email)) == 2
-    assert chat
+
+    # A category goal follows the account's category edits, the day's time already stored included: Chat's
+    # 25 min count for "Talk" once a rule says so, and that limit is crossed without another minute of activity.
+    ann.call(api_client.add_category_rule, "app", "^Phone$", "Talk")  # the category exists; Chat is not in it
+    talk = ann.limit("Talk", 20, "email", kind="category")
+    time.sleep(3 * mailing_stack.settings.email_every_seconds)  # rounds pass: nothing counts for Talk yet
+    assert len(mailbox.to(ann.email)) == 2
+    ann.call(api_client.add_category_rule, "app", "^Chat$", "Talk")
+    assert mailbox.wait_for(ann.email, 3)[2]["Subject"] == "Limit reached: at most 20 min a day of Talk"
+    assert talk in {n.goal_id for n in notice_history(owner_client, ann.user_id)}
 
 
 def test_an_account_deleted_while_its_notice_waits_is_never_sent_it(mailing_stack, mailbox, owner_client):
