@@ -82,7 +82,9 @@ class UnsubscribePage:
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        # The TLS handshake happens on the request's own thread, under its timeout: a client that connects and says
+        # nothing holds one thread for REQUEST_TIMEOUT_S, never the page.
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self.server.serve_forever, name="unsubscribe-page", daemon=True)
 
     @property

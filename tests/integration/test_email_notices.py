@@ -348,3 +348,15 @@ def test_an_smtp_session_sends_several_messages_on_one_connection(client, mailbo
     session.close()
     assert [m["Subject"] for m in mailbox.wait_for(ANN, 3)] == ["s0", "s1", "s2"]
     assert mailbox.handler.logins == ["notices"]  # one login: one connection
+
+
+def test_a_client_that_connects_and_says_nothing_does_not_hold_up_the_page(client, mailbox, keys, page):
+    import socket
+
+    served, ca = page
+    silent = socket.create_connection(("127.0.0.1", served.port))  # no TLS hello, ever
+    try:
+        status, text = _https(served.port, ca, "GET", "/unsubscribe?t=x")
+        assert status == 400 and "does not work" in text
+    finally:
+        silent.close()
