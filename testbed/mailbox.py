@@ -33,6 +33,7 @@ class Received:
     sender: str
     recipients: list[str]
     message: EmailMessage
+    at: float  # when it arrived (Unix time)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         message = message_from_bytes(envelope.original_content, policy=policy.default)
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message, time.time()))  # type: ignore[arg-type]
         return "250 2.0.0 accepted"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):

@@ -2,7 +2,9 @@
 server in this process (testbed/mailbox.py: aiosmtpd, STARTTLS, a login). A device sends its intervals through
 the real gateway with its real certificate; the worker stores them; the gateway's mailer finds the limit crossed
 and sends the e-mail; its one-click unsubscribe link is POSTed, without signing in, to the gateway's HTTPS page.
-And an account deleted while its notice waits is never sent it.
+And an account deleted while its notice waits is never sent it. The weekly summary's rollover in the account's
+zone is seen by running the gateway under libfaketime (Debian's faketime), its clock started just before the end
+of that account's week: the one thing moved is that process's clock.
 
 Each account's zone is chosen so that its local time is around noon whatever the hour of the run: the activity
 of "today" always fits in today.
@@ -15,20 +17,28 @@ import re
 import ssl
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
 
 from collector.transport import IngestClient
 from infra.devices import enroll_device, new_account
+from infra.processes import ManagedProcess
+from infra.stack import _module
 from schemas import api_client
 from schemas.codec import encode_interval
 from testbed.mailbox import Mailbox
 from tests.conftest import eventually, private_stack_running
 from warehouse.client import connect
+from warehouse.notice_rules import duration
 from warehouse.notices import notice_history, notice_settings
+from warehouse.queries import time_per_app
 
 pytestmark = pytest.mark.e2e
 
@@ -227,3 +237,51 @@ def test_the_goals_page_offers_e_mail_and_the_weekly_summary_where_smtp_is_set(
     assert stored.switches == {goal: frozenset({"email"})} and stored.weekly and stored.tz == "UTC"
     at.toggle(key="weekly_summary").set_value(False).run()
     assert not notice_settings(owner_client, cara.user_id).weekly
+
+
+@contextmanager
+def gateway_clock_at(stack, moment: datetime) -> Iterator[None]:
+    """The stack's gateway restarted under libfaketime (Debian's faketime): its clock starts at `moment` and runs
+    on from there. Nothing of the product is changed or stubbed; that process's clock is all that moves. The
+    stack's own gateway is back afterwards."""
+    stack.stop_gateway()
+    argv = ["faketime", "-f", f"@{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}", *_module("gateway.server")]
+    gateway = ManagedProcess("gateway-faketime", argv, stack.logs, {**stack.env_for("gateway"), "TZ": "UTC"})
+    gateway.start()
+    try:
+        gateway.wait_for_output(r"gateway listening on", 60)
+        yield
+    finally:
+        gateway.stop(30)
+        stack.start_gateway()
+
+
+def test_the_weekly_summary_comes_when_the_week_ends_in_the_account_s_zone(mailing_stack, mailbox, owner_client):
+    """Auckland's week ends while the gateway runs; the summary of that week comes then, and not before."""
+    dana = Person(mailing_stack)
+    dana.limit("Game", 60)
+    dana.call(api_client.set_weekly_summary, True, "Pacific/Auckland")
+    dana.use("Game", 30)
+    zone = ZoneInfo("Pacific/Auckland")
+    local = datetime.now(zone)
+    monday = (local - timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    week_end = monday + timedelta(days=7)
+    # The week's time as the warehouse will hold it: the interval, cut at the week's start if it began before.
+    end = datetime.now(UTC) - timedelta(minutes=1)
+    seconds = (end - max(end - timedelta(minutes=30), monday.astimezone(UTC))).total_seconds()
+    stored = lambda: float(time_per_app(owner_client, dana.user_id, monday, week_end)["seconds"].sum())  # noqa: E731
+    eventually(lambda: stored() >= seconds - 1)
+    assert mailbox.to(dana.email) == []
+    ahead_s = 25
+    with gateway_clock_at(mailing_stack, week_end - timedelta(seconds=ahead_s)):
+        swapped = time.time()
+        (summary,) = mailbox.wait_for(dana.email, timeout_s=ahead_s + 60)
+    arrived = next(r.at for r in mailbox.received if dana.email in r.recipients)
+    assert arrived - swapped > ahead_s - 12  # not before Monday in Auckland (the gateway took a few s to start)
+    assert parsedate_to_datetime(summary["Date"]) >= week_end
+    sunday = monday + timedelta(days=6)
+    total = duration(seconds)
+    assert summary["Subject"] == f"Your week {monday:%d %b} to {sunday:%d %b %Y}: {total} of activity"
+    assert "- at most 1 h a day of Game: met 7 of 7 days" in summary.get_content()
+    time.sleep(3 * mailing_stack.settings.email_every_seconds)  # the stack's own gateway again: once per week
+    assert len(mailbox.to(dana.email)) == 1
