@@ -64,7 +64,10 @@ class _Handler:
 
 
 class Mailbox:
-    def __init__(self, directory: Path) -> None:
+    """`implicit_tls`: TLS from the first byte (port 465's way, PRODUCTIMON_SMTP_SECURITY=tls) instead of STARTTLS."""
+
+    def __init__(self, directory: Path, implicit_tls: bool = False) -> None:
+        self.implicit_tls = implicit_tls
         directory.mkdir(parents=True, exist_ok=True)
         ca_cert, ca_key = create_ca("Mailbox test CA")
         cert, key = issue_server_certificate(ca_cert, ca_key, ["127.0.0.1", "localhost"])
@@ -79,15 +82,20 @@ class Mailbox:
         self._controller: Controller | None = None
 
     def start(self) -> Mailbox:
+        tls: dict[str, object] = (
+            # The whole connection is TLS: aiosmtpd's own check for a login after STARTTLS does not apply.
+            {"ssl_context": self._tls, "auth_require_tls": False}
+            if self.implicit_tls
+            else {"tls_context": self._tls, "require_starttls": True}
+        )
         self._controller = Controller(
             self.handler,
             hostname="127.0.0.1",
             port=self.port,
             server_hostname="localhost",
-            tls_context=self._tls,
-            require_starttls=True,
             authenticator=self.handler.authenticate,
             auth_required=True,
+            **tls,
         )
         self._controller.start()
         return self
@@ -128,7 +136,7 @@ class Mailbox:
         return {
             "smtp_host": "127.0.0.1",
             "smtp_port": self.port,
-            "smtp_security": "starttls",
+            "smtp_security": "tls" if self.implicit_tls else "starttls",
             "smtp_username": USERNAME,
             "smtp_password": PASSWORD,
             "smtp_ca_file": str(self.ca_file),

@@ -360,3 +360,15 @@ def test_a_client_that_connects_and_says_nothing_does_not_hold_up_the_page(clien
         assert status == 400 and "does not work" in text
     finally:
         silent.close()
+
+
+def test_tls_from_the_first_byte_sends_as_starttls_does(client, keys, tmp_path):
+    with Mailbox(tmp_path / "smtps", implicit_tls=True) as smtps:
+        mailer = make_mailer(client, smtps, keys, Clock(DAY + timedelta(hours=12)), {"ann": ANN})
+        assert mailer.server.security == "tls"
+        set_goal_channel(client, "ann", limit(client, "ann"), "email", True, BOTH)
+        games(client, "ann", DAY + timedelta(hours=9), 70, 1)
+        assert one_round(mailer) == 1
+        (message,) = smtps.wait_for(ANN)
+        assert message["Subject"] == "Limit reached: at most 1 h a day of Game"
+        assert smtps.handler.logins == ["notices"]
