@@ -611,7 +611,10 @@ def test_the_collector_records_kde_windows_and_idle_through_the_warehouse(
     assert runs[-3:] == [EDITOR[0], CALCULATOR[0], EDITOR[0]]
     in_use = [(app, idle) for app, idle in zip(intervals["app"], intervals["idle"], strict=True)]
     in_use = [run for i, run in enumerate(in_use) if i == 0 or run != in_use[i - 1]]
-    assert in_use[-4:] == [(EDITOR[0], False), (CALCULATOR[0], False), (CALCULATOR[0], True), (EDITOR[0], False)]
+    # The editor comes to the front while the user is still away (a focus change is no input to KWin): a sample
+    # taken before the input that follows sees it in front and idle, which is what happened.
+    went = [(EDITOR[0], False), (CALCULATOR[0], False), (CALCULATOR[0], True)]
+    assert in_use[-4:] == [*went, (EDITOR[0], False)] or in_use[-5:] == [*went, (EDITOR[0], True), (EDITOR[0], False)]
 
     stopped = datetime.fromtimestamp(moments["last_input_before_idle"], UTC)
     idle = intervals[intervals["idle"] & (intervals["start"] >= stopped - timedelta(seconds=1))]
@@ -622,3 +625,5 @@ def test_the_collector_records_kde_windows_and_idle_through_the_warehouse(
     back = datetime.fromtimestamp(moments["back"], UTC)
     assert abs((idle.iloc[-1]["end"] - back).total_seconds()) < 0.5
     assert set(intervals[intervals["start"] >= back]["app"]) == {EDITOR[0]}
+    away_in_editor = intervals[intervals["idle"] & (intervals["app"] == EDITOR[0])]
+    assert (away_in_editor["start"] >= back - timedelta(seconds=1)).all()  # only between the focus and the input
