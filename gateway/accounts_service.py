@@ -552,11 +552,6 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         raise AssertionError("unreachable: context.abort raises")
 
 
-def _due_desktop_notices(client: Client, user_id: str) -> list[notices.Notice]:
-    notices.find_due(client, user_id)
-    return notices.take_pending(client, user_id, "desktop")
-
-
 async def privacy_reply(context: grpc.aio.ServicerContext, authority: Authority, user_id: str) -> pb.Privacy:
     try:
         rules = await asyncio.to_thread(privacy.rules_with_ids, authority.warehouse(), user_id)
@@ -648,7 +643,7 @@ class DevicesService(accounts_pb2_grpc.DevicesServicer):
         # once never both get the same notice.
         async with self.a.notice_lock(identity.user_id):
             try:
-                taken = await asyncio.to_thread(_due_desktop_notices, self.a.warehouse(), identity.user_id)
+                taken = await asyncio.to_thread(notices.take_due, self.a.warehouse(), identity.user_id, "desktop")
             except Exception as exc:  # the warehouse away: nothing was handed out, the device asks again later
                 log.warning("finding the notices of %s failed: %s", identity.user_id, exc)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "the notices cannot be read now; try again later")

@@ -206,13 +206,8 @@ class Mailer:
         if address is None:  # deleted or disabled: nothing is sent, whatever the warehouse still holds
             return 0
         client, now = self.warehouse(), self.clock()
-        notices.find_due(client, user_id, now)
-        outgoing = notices.pending(client, user_id, "email")
-        weekly = notices.weekly_summary_due(client, user_id, now)
-        if weekly is not None:
-            outgoing.append(weekly)
         sent = 0
-        for notice in outgoing:
+        for notice in notices.email_due(client, user_id, now):
             try:
                 session.send(self._message(user_id, address, notice, now))
             except SmtpFailure as exc:

@@ -87,10 +87,12 @@ def issue_token(
     ttl_s: int,
     now: float | None = None,
     token_id: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> str:
-    """A signed token for `user_id` and `scope`, valid `ttl_s` seconds."""
+    """A signed token for `user_id` and `scope`, valid `ttl_s` seconds; `extra`: claims of its own kind."""
     issued = int(time.time() if now is None else now)
     claims = {
+        **(extra or {}),
         "iss": ISSUER,
         "sub": user_id,
         "scope": scope,
@@ -111,17 +113,7 @@ def issue_share_token(private_pem: bytes, link_id: str, ttl_s: int, now: float |
 
 def issue_unsubscribe_token(private_pem: bytes, user_id: str, stops: str, now: float | None = None) -> str:
     """The token of an unsubscribe link that switches off `stops` (a goal id, or "weekly") for `user_id`."""
-    issued = int(time.time() if now is None else now)
-    claims = {
-        "iss": ISSUER,
-        "sub": user_id,
-        "scope": UNSUBSCRIBE_SCOPE,
-        "stops": stops,
-        "iat": issued,
-        "exp": issued + UNSUBSCRIBE_TTL_S,
-        "jti": str(uuid.uuid4()),
-    }
-    return jwt.encode(claims, private_pem, algorithm="EdDSA")
+    return issue_token(private_pem, user_id, UNSUBSCRIBE_SCOPE, UNSUBSCRIBE_TTL_S, now=now, extra={"stops": stops})
 
 
 def verify_unsubscribe_token(public_pem: bytes, token: str | None) -> tuple[str, str]:

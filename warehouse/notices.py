@@ -2,7 +2,8 @@
 account's pause and time zone), finding the notices due (`find_due`: every live limiting goal with a channel on is
 measured against its current period), handing a channel its waiting notices (`take_pending`, or `pending` then
 `record` for a channel that learns only afterwards whether it delivered), and the weekly summary due
-(`weekly_summary_due`).
+(`weekly_summary_due`). `take_due` (a device asking) and `email_due` (the mailer) do those steps together with one
+read of the account's settings and goals.
 
 What a notice is and when one is due is `warehouse/notice_rules.py`. A switch that goes off, or a pause, drops the
 notices still waiting on that channel at once, so nothing is ever delivered for a goal or channel that is off. A
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from clickhouse_connect.driver.client import Client
 
 from warehouse import queries
-from warehouse.goal_rules import local_day, period_at, standing
+from warehouse.goal_rules import Goal, local_day, period_at, standing
 from warehouse.goals import GoalNotFound, list_goals, live_goal, seconds_in
 from warehouse.notice_rules import (
     CHANNELS,
@@ -245,12 +246,15 @@ def find_due(client: Client, user_id: str, now: datetime | None = None) -> list[
     settings = notice_settings(client, user_id)
     if settings.paused or not settings.switches:
         return []
-    now = now or datetime.now(UTC)
+    return _find_due(client, user_id, now or datetime.now(UTC), settings, list_goals(client, user_id))
+
+
+def _find_due(client: Client, user_id: str, now: datetime, settings: NoticeSettings, goals: list[Goal]) -> list[Notice]:
     zone = ZoneInfo(settings.tz)
     today: date = now.astimezone(zone).date()
     known = {n.notice_id for n in _notices(client, user_id)}
     due: list[Notice] = []
-    for goal in list_goals(client, user_id):
+    for goal in goals:
         channels = settings.switches.get(goal.goal_id, frozenset())
         period = period_at(goal, today, zone) if goal.limiting and channels else None
         if period is None:
@@ -267,7 +271,11 @@ def pending(client: Client, user_id: str, channel: str) -> list[Notice]:
     settings = notice_settings(client, user_id)
     if settings.paused:
         return []
-    live = {g.goal_id for g in list_goals(client, user_id)}
+    return _pending(client, user_id, channel, settings, list_goals(client, user_id))
+
+
+def _pending(client: Client, user_id: str, channel: str, settings: NoticeSettings, goals: list[Goal]) -> list[Notice]:
+    live = {g.goal_id for g in goals}
     return [
         n
         for n in _notices(client, user_id)
@@ -284,7 +292,12 @@ def weekly_summary_due(client: Client, user_id: str, now: datetime | None = None
     settings = notice_settings(client, user_id)
     if settings.paused or not settings.weekly:
         return None
-    now = now or datetime.now(UTC)
+    return _weekly_summary_due(client, user_id, now or datetime.now(UTC), settings, list_goals(client, user_id))
+
+
+def _weekly_summary_due(
+    client: Client, user_id: str, now: datetime, settings: NoticeSettings, goals: list[Goal]
+) -> Notice | None:
     zone = ZoneInfo(settings.tz)
     today: date = now.astimezone(zone).date()
     monday = today - timedelta(days=today.weekday() + 7)
@@ -296,13 +309,44 @@ def weekly_summary_due(client: Client, user_id: str, now: datetime | None = None
         return None
     total = float(queries.time_per_app(client, user_id, start, end)["seconds"].sum())
     weeks = []
-    for goal in list_goals(client, user_id):
+    for goal in goals:
         days = [monday + timedelta(days=n) for n in range(7)] if goal.period == "day" else [monday]
         periods = [p for p in (period_at(goal, day, zone) for day in days) if p is not None]
         each = [seconds_in(client, user_id, goal, p, zone, p.end) for p in periods]
         met = sum(standing(goal, seconds).met for seconds in each)
         weeks.append(WeekOfGoal(goal, met, len(periods), sum(each)))
     return weekly_notice(user_id, monday, total, weeks)
+
+
+def take_due(client: Client, user_id: str, channel: str, now: datetime | None = None) -> list[Notice]:
+    """`find_due`, then the notices waiting on `channel` recorded as sent as they are handed out
+    (`take_pending`): what a device asking for its notices gets. The account's settings and goals are read once."""
+    channel = checked_channel(channel)
+    settings = notice_settings(client, user_id)
+    if settings.paused:
+        return []
+    goals = list_goals(client, user_id)
+    if settings.switches:
+        _find_due(client, user_id, now or datetime.now(UTC), settings, goals)
+    taken = _pending(client, user_id, channel, settings, goals)
+    _write(client, user_id, taken, "sent")
+    return taken
+
+
+def email_due(client: Client, user_id: str, now: datetime | None = None) -> list[Notice]:
+    """What the mailer sends now: after `find_due`, the e-mail notices waiting (`pending`), and the weekly summary
+    when one is due (`weekly_summary_due`); the account's settings and goals are read once. Recorded as sent by
+    the mailer (`record`), once each is delivered."""
+    settings = notice_settings(client, user_id)
+    if settings.paused:
+        return []
+    now = now or datetime.now(UTC)
+    goals = list_goals(client, user_id)
+    if settings.switches:
+        _find_due(client, user_id, now, settings, goals)
+    outgoing = _pending(client, user_id, "email", settings, goals)
+    weekly = _weekly_summary_due(client, user_id, now, settings, goals) if settings.weekly else None
+    return [*outgoing, weekly] if weekly is not None else outgoing
 
 
 def take_pending(client: Client, user_id: str, channel: str) -> list[Notice]:
@@ -318,6 +362,7 @@ __all__ = [
     "DESKTOP_ONLY",
     "NoticeSettings",
     "email_accounts",
+    "email_due",
     "find_due",
     "notice_history",
     "notice_settings",
@@ -326,6 +371,7 @@ __all__ = [
     "set_account",
     "set_goal_channel",
     "set_weekly_summary",
+    "take_due",
     "take_pending",
     "unsubscribe",
     "unsubscribe_target",
