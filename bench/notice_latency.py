@@ -32,6 +32,7 @@ from infra.processes import free_port
 from schemas import api_client
 from schemas.codec import encode_interval
 from testbed.mailbox import Mailbox
+from testbed.zones import noon_zone
 from warehouse.client import connect
 from warehouse.queries import time_per_app
 
@@ -121,11 +122,6 @@ def _trial(settings, mailbox: Mailbox, zone: str, results: list[dict], progress)
     progress(" ".join(f"{k} {v:5.1f} s" for k, v in sorted(found.items())) + f"  ({len(results)} of {TRIALS})")
 
 
-def _noon_zone() -> str:
-    offset = 12 - datetime.now(UTC).hour
-    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
-
-
 def run(progress) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-notices-") as tmp:
         with Mailbox(Path(tmp) / "smtp") as mailbox:
@@ -141,7 +137,7 @@ def run(progress) -> dict:
                 progress(f"{LOAD_DEVICES} devices sending a batch each every {LOAD_EVERY_S:g} s")
                 time.sleep(10)
                 started, began = sent[0], time.monotonic()
-                zone, trials = _noon_zone(), []
+                zone, trials = noon_zone(), []
                 for _ in range(TRIALS):
                     trial = threading.Thread(target=_trial, args=(stack.settings, mailbox, zone, results, progress))
                     trial.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,10 +130,10 @@ def make_account(settings, warehouse_client, start: datetime = T0) -> Account:
     return Account(user_id, email, password, mark, devices)
 
 
-@pytest.fixture(scope="module")
-def dashboard_env(stack) -> Iterator[None]:
-    """The stack's settings as the dashboard process would get them, its own warehouse login included (AppTest
-    runs the app in this process)."""
+@contextmanager
+def dashboard_env_of(stack) -> Iterator[None]:
+    """`stack`'s settings as its dashboard process would get them, its own warehouse login included (AppTest runs
+    the app in this process)."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in stack.env_for("dashboard").items():
             if name.startswith("PRODUCTIMON_"):
@@ -140,6 +141,13 @@ def dashboard_env(stack) -> Iterator[None]:
         st.cache_resource.clear()
         yield
         st.cache_resource.clear()
+
+
+@pytest.fixture(scope="module")
+def dashboard_env(stack) -> Iterator[None]:
+    """The session stack's settings as its dashboard process would get them."""
+    with dashboard_env_of(stack):
+        yield
 
 
 def new_app(query: dict[str, str] | None = None, timezone: str = "UTC") -> AppTest:

@@ -34,6 +34,7 @@ from infra.stack import _module
 from schemas import api_client
 from schemas.codec import encode_interval
 from testbed.mailbox import Mailbox
+from testbed.zones import noon_zone
 from tests.conftest import eventually, private_stack_running
 from warehouse.client import connect
 from warehouse.notice_rules import duration
@@ -62,12 +63,6 @@ def owner_client(mailing_stack):
     client = connect(mailing_stack.settings)
     yield client
     client.close()
-
-
-def noon_zone() -> str:
-    """A fixed-offset zone whose local time is near noon now (Etc/GMT-N is N hours east of UTC)."""
-    offset = 12 - datetime.now(UTC).hour
-    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 class Person:
@@ -207,16 +202,10 @@ def test_without_smtp_the_e_mail_channel_is_refused_in_one_line(stack):
 
 @pytest.fixture
 def mailing_dashboard_env(mailing_stack):
-    """The mailing stack's settings as its dashboard process gets them (AppTest runs the app in this process)."""
-    import streamlit as st
+    from tests.e2e.dashboard_fixtures import dashboard_env_of
 
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in mailing_stack.env_for("dashboard").items():
-            if name.startswith("PRODUCTIMON_"):
-                patch.setenv(name, value)
-        st.cache_resource.clear()
+    with dashboard_env_of(mailing_stack):
         yield
-        st.cache_resource.clear()
 
 
 def test_the_goals_page_offers_e_mail_and_the_weekly_summary_where_smtp_is_set(

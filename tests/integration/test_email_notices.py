@@ -82,6 +82,14 @@ def limit(client, user: str, minutes: int = 60, period: str = "day") -> str:
     return add_goal(client, user, kind="app", target="Game", direction="at_most", period=period, minutes=minutes)
 
 
+def over_the_limit(client, user: str) -> str:
+    """A 60 min daily limit on Game with its e-mail on, and 70 min of Game on DAY: both thresholds crossed."""
+    goal = limit(client, user)
+    set_goal_channel(client, user, goal, "email", True, BOTH)
+    games(client, user, DAY + timedelta(hours=9), 70, 1)
+    return goal
+
+
 def link_of(message) -> str:
     (link,) = re.findall(r"<(https://[^>]+)>", message["List-Unsubscribe"])
     return link
@@ -141,9 +149,7 @@ def test_nothing_is_sent_for_a_goal_or_channel_that_is_off_or_paused(client, mai
 def test_switched_off_between_finding_and_sending_nothing_goes(client, mailbox, keys):
     clock = Clock(DAY + timedelta(hours=12))
     mailer = make_mailer(client, mailbox, keys, clock, {"ann": ANN})
-    goal = limit(client, "ann")
-    set_goal_channel(client, "ann", goal, "email", True, BOTH)
-    games(client, "ann", DAY + timedelta(hours=9), 70, 1)
+    goal = over_the_limit(client, "ann")
     mailbox.stop()  # the notice is found, but cannot go yet
     assert one_round(mailer) == 0
     assert sorted(n.state for n in notice_history(client, "ann")) == ["pending", "superseded"]
@@ -156,9 +162,7 @@ def test_switched_off_between_finding_and_sending_nothing_goes(client, mailbox, 
 
 def test_an_smtp_server_away_or_refusing_the_login_delays_the_notice_and_loses_nothing(client, mailbox, keys, caplog):
     clock = Clock(DAY + timedelta(hours=12))
-    goal = limit(client, "ann")
-    set_goal_channel(client, "ann", goal, "email", True, BOTH)
-    games(client, "ann", DAY + timedelta(hours=9), 70, 1)
+    over_the_limit(client, "ann")
     wrong = make_mailer(client, mailbox, keys, clock, {"ann": ANN}, smtp_password="not-the-password")
     with caplog.at_level(logging.WARNING, logger="gateway.mailer"):
         assert one_round(wrong) == 0
@@ -181,9 +185,7 @@ def test_an_smtp_server_away_or_refusing_the_login_delays_the_notice_and_loses_n
 
 def test_an_untrusted_smtp_certificate_sends_nothing_and_says_why(client, mailbox, keys, tmp_path, caplog):
     other_ca = ensure_stack_pki(tmp_path / "other-pki", ["localhost"]).ca_cert_path
-    goal = limit(client, "ann")
-    set_goal_channel(client, "ann", goal, "email", True, BOTH)
-    games(client, "ann", DAY + timedelta(hours=9), 70, 1)
+    over_the_limit(client, "ann")
     mailer = make_mailer(client, mailbox, keys, Clock(DAY + timedelta(hours=12)), {"ann": ANN})
     mailer.server = SmtpServer(**{**mailer.server.__dict__, "ca_file": str(other_ca)})
     with caplog.at_level(logging.WARNING, logger="gateway.mailer"):
@@ -197,8 +199,7 @@ def test_a_mailbox_refused_for_good_is_dropped_and_never_tried_again(client, mai
     mailbox.refuse(ANN)
     mailer = make_mailer(client, mailbox, keys, Clock(DAY + timedelta(hours=12)), {"ann": ANN, "bob": BOB})
     for user in ("ann", "bob"):
-        set_goal_channel(client, user, limit(client, user), "email", True, BOTH)
-        games(client, user, DAY + timedelta(hours=9), 70, 1)
+        over_the_limit(client, user)
     assert one_round(mailer) == 1  # Bob's still goes
     assert sorted(n.state for n in notice_history(client, "ann")) == ["dropped", "superseded"]
     assert one_round(mailer) == 0
@@ -207,8 +208,7 @@ def test_a_mailbox_refused_for_good_is_dropped_and_never_tried_again(client, mai
 
 def test_a_deleted_or_disabled_account_is_sent_nothing(client, mailbox, keys):
     mailer = make_mailer(client, mailbox, keys, Clock(DAY + timedelta(hours=12)), {})  # no address: gone
-    set_goal_channel(client, "ann", limit(client, "ann"), "email", True, BOTH)
-    games(client, "ann", DAY + timedelta(hours=9), 70, 1)
+    over_the_limit(client, "ann")
     assert one_round(mailer) == 0
     assert mailbox.received == []
 
@@ -366,8 +366,7 @@ def test_tls_from_the_first_byte_sends_as_starttls_does(client, keys, tmp_path):
     with Mailbox(tmp_path / "smtps", implicit_tls=True) as smtps:
         mailer = make_mailer(client, smtps, keys, Clock(DAY + timedelta(hours=12)), {"ann": ANN})
         assert mailer.server.security == "tls"
-        set_goal_channel(client, "ann", limit(client, "ann"), "email", True, BOTH)
-        games(client, "ann", DAY + timedelta(hours=9), 70, 1)
+        over_the_limit(client, "ann")
         assert one_round(mailer) == 1
         (message,) = smtps.wait_for(ANN)
         assert message["Subject"] == "Limit reached: at most 1 h a day of Game"
