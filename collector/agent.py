@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -19,6 +20,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import IO
 
+from collector.aw_api import AwApi
+from collector.aw_forward import METHOD as FORWARD_METHOD
+from collector.aw_forward import Forwarder
+from collector.aw_store import AwStore
 from collector.browser import BrowserIntake, BrowserUrls
 from collector.config import CollectorHome, CollectorSettings
 from collector.enrolled import (
@@ -38,11 +43,12 @@ from collector.notice_sync import NoticeSync
 from collector.sampling import Sources, open_sources
 from collector.spool import Spool
 from collector.tracker import Tracker, run_tracking
-from collector.transport import DeviceIngest
+from collector.transport import DeviceIngest, device_channel
 from collector.uploader import UploadHealth, run_uploader
 from collector.wire import RpcError, rpc_reason
 from plumbing.files import write_atomically
 from schemas.privacy_rules import AccountPrivacy
+from schemas.wire import ingest_pb2
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +244,33 @@ class StatusReport:
     upload: dict | None = None
     # Where each working source reads from (collector/sampling.py Sources.used).
     sources: list[str] | None = None
+    # The ActivityWatch-compatible API, when switched on (collector/aw_api.py, collector/aw_forward.py).
+    activitywatch_api: dict | None = None
+
+
+def delivered_until(spool: Spool, now_ms: int) -> int:
+    """The time before which every interval the collector recorded is delivered: now with an empty spool, else a
+    margin before the oldest waiting one was spooled (its start lies at most an interval's length before)."""
+    oldest = spool.status().oldest_ms if spool.depth else None
+    return now_ms if oldest is None else oldest - 10 * 60_000
+
+
+@dataclass
+class Watchers:
+    """The ActivityWatch-compatible API, its store and the forwarder of what it takes."""
+
+    store: AwStore
+    api: AwApi
+    channel: object
+    forwarder: Forwarder
+
+    def status(self) -> dict:
+        return {"port": self.api.port, **asdict(self.api.status()), **asdict(self.forwarder.status)}
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.channel.close()  # type: ignore[attr-defined]
+        self.store.close()
 
 
 class Agent:
@@ -262,6 +295,35 @@ class Agent:
             log.warning("browser URLs are unavailable: %s", exc)
             return None
 
+    def _activitywatch(self, enrollment: Enrollment, spool: Spool) -> Watchers | None:
+        """The ActivityWatch-compatible API and its forwarder, when switched on; tracking goes on without them
+        when the port is taken."""
+        if not self.settings.activitywatch_api:
+            return None
+        store = AwStore(self.home.activitywatch_file, paused=lambda: is_paused(self.home, int(self._clock() * 1000)))
+        try:
+            api = AwApi(store, socket.gethostname(), self.settings.activitywatch_api_port).start()
+        except OSError as exc:
+            store.close()
+            log.warning(
+                "the ActivityWatch-compatible API cannot listen on 127.0.0.1:%d: %s",
+                self.settings.activitywatch_api_port,
+                exc,
+            )
+            return None
+        channel = device_channel(enrollment.server, load_credentials(self.home))
+        forwarder = Forwarder(
+            store,
+            self.home.activitywatch_forward_file,
+            lambda batch: channel.call(FORWARD_METHOD, batch, ingest_pb2.ImportAck, 60.0),
+            lambda: replace(self.settings.privacy(), account=saved_account_privacy(self.home)),
+            lambda: delivered_until(spool, int(self._clock() * 1000)),
+            self._clock,
+            self.settings.activitywatch_forward_seconds,
+        )
+        log.info("ActivityWatch watchers may report to http://127.0.0.1:%d/api/0/", api.port)
+        return Watchers(store, api, channel, forwarder)
+
     def run(self, stop: threading.Event) -> None:
         home, settings = self.home, self.settings
         enrollment = load_enrollment(home)
@@ -277,6 +339,7 @@ class Agent:
         for line in sources.unavailable:
             log.warning("%s", line)
         intake = self._browser_intake()
+        watchers = self._activitywatch(enrollment, spool)
         urls = BrowserUrls(intake, int(settings.browser_report_max_age_seconds * 1000)) if intake else None
         rules = IntervalRules(max_interval_ms=int(settings.max_interval_seconds * 1000))
         new_intervals = threading.Event()  # wakes the uploader: an interval is delivered as soon as it closes
@@ -309,6 +372,7 @@ class Agent:
                 {"accepted": intake.accepted, "refused": intake.refused} if intake is not None else None,
                 asdict(health),
                 sources.used,
+                watchers.status() if watchers is not None else None,
             )
             try:
                 home.status_file.write_text(json.dumps(asdict(status)))
@@ -338,6 +402,9 @@ class Agent:
                 target=PrivacySync(home, settings, tracker).run, name="privacy", args=(stop,), daemon=True
             ),
         ]
+        if watchers is not None:
+            forward = watchers.forwarder.run
+            threads.append(threading.Thread(target=forward, name="activitywatch", args=(stop,), daemon=True))
         if settings.show_notices:
             threads.append(
                 threading.Thread(target=NoticeSync(home, settings).run, name="notices", args=(stop,), daemon=True)
@@ -377,6 +444,8 @@ class Agent:
             sources.stop()
             if intake is not None:
                 intake.stop()
+            if watchers is not None:
+                watchers.stop()
             report(False, now=True)
             depth = spool.depth
             spool.close()

@@ -1,4 +1,5 @@
-"""`productimon-collector`: sign up, enroll this computer, run the collector, see its status, pause, unenroll."""
+"""`productimon-collector`: sign up, enroll this computer, run the collector, see its status, pause, unenroll,
+import ActivityWatch history."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from collector.agent import Agent, is_running, pause_in_effect, pause_until_ms
+from collector.aw_import import cmd_import_activitywatch
 from collector.config import CollectorHome, load_collector_settings
 from collector.enrolled import (
     Enrollment,
@@ -300,6 +302,7 @@ def status_report(home: CollectorHome, now: float) -> dict:
             report["unavailable"] = running.get("unavailable", [])
             report["sources"] = running.get("sources") or []
             report["browser_reports"] = running.get("browser_reports")
+            report["activitywatch_api"] = running.get("activitywatch_api")
             report["last_report_ms"] = running.get("updated_ms")
     except (OSError, ValueError):
         pass
@@ -354,6 +357,15 @@ def cmd_status(home: CollectorHome, args: argparse.Namespace) -> int:
     if browser is not None:
         refused = sum(browser["refused"].values())
         print(f"browser:      {browser['accepted']} tab reports taken, {refused} refused since start")
+    watchers = report.get("activitywatch_api")
+    if watchers is not None:
+        refused = sum(watchers["refused"].values())
+        until = watchers.get("forwarded_until_ms")
+        print(f"activitywatch: watchers report to http://127.0.0.1:{watchers['port']}/api/0/; {watchers['accepted']} "
+              f"requests taken, {refused} refused since start; forwarded until {_ago(until, now)}: "
+              f"{watchers['intervals']} intervals stored, {watchers['merged']} merged")  # fmt: skip
+        if watchers.get("last_error"):
+            print(f"              forwarding failing: {watchers['last_error']}")
     for line in report.get("sources", []):
         print(f"source:       {line}")
     for line in report.get("unavailable", []):
@@ -503,6 +515,18 @@ def parser() -> argparse.ArgumentParser:
         "--desktop", choices=["gnome", "kde", "wlroots", "x11"], help="the desktop (default: this session's)"
     )
     d.set_defaults(run=cmd_install_desktop_support)
+
+    im = sub.add_parser(
+        "import-activitywatch",
+        help="import this computer's ActivityWatch history (an export from its web UI or GET /api/0/export)",
+    )
+    im.add_argument("file", type=Path, help="the export's JSON file ('-' reads it from stdin)")
+    im.add_argument(
+        "--all-or-nothing",
+        action="store_true",
+        help="import nothing when any part of the file is refused (by default the rest is imported)",
+    )
+    im.set_defaults(run=cmd_import_activitywatch)
     return p
 
 

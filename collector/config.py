@@ -102,6 +102,16 @@ class CollectorHome:
         return self.root / "browser-secret"
 
     @cached_property
+    def activitywatch_file(self) -> Path:
+        """What ActivityWatch watchers reported to the compatible API (SQLite), until forwarded."""
+        return self.root / "activitywatch.sqlite3"
+
+    @cached_property
+    def activitywatch_forward_file(self) -> Path:
+        """Until when the watchers' events are forwarded to the gateway (JSON)."""
+        return self.root / "activitywatch-forwarded.json"
+
+    @cached_property
     def browser_intake_file(self) -> Path:
         """Where the running collector's loopback browser intake listens (JSON: host, port)."""
         return self.root / "browser-intake.json"
@@ -143,6 +153,13 @@ class CollectorSettings:
     show_notices: bool = True
     notices_every_seconds: float = 30.0
 
+    # ActivityWatch watchers (docs/activitywatch.md "Watchers"): serve the part of ActivityWatch's REST API they use,
+    # on 127.0.0.1 only, and forward what they report as this device's history. Off by default; watchers expect
+    # port 5600.
+    activitywatch_api: bool = False
+    activitywatch_api_port: int = 5600
+    activitywatch_forward_seconds: float = 30.0
+
     def privacy(self) -> PrivacySettings:
         return PrivacySettings(capture_titles=self.capture_titles, rules=self.exclude)
 
@@ -174,8 +191,10 @@ _RANGES: dict[str, _Range] = {
     "upload_batch": _Range(1, 5000),
     "renew_at_remaining": _Range(0, 0.99, above_low=True),
     "browser_intake_port": _Range(0, 65535),
+    "activitywatch_api_port": _Range(0, 65535),
     "browser_report_max_age_seconds": _Range(0, 600, above_low=True),
     "notices_every_seconds": _Range(1, 3600),
+    "activitywatch_forward_seconds": _Range(1, 3600),
 }
 _KINDS: dict[str, type] = {f.name: f.type for f in fields(CollectorSettings)}  # annotations are strings here
 ENV_PREFIX = "PRODUCTIMON_COLLECTOR_"

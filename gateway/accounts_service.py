@@ -16,6 +16,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import grpc
@@ -70,6 +71,7 @@ from stream_jobs.forget import DeletionReport, delete
 from stream_jobs.sessionize import SessionRules
 from warehouse import categories, goals, notices, privacy
 from warehouse.goal_rules import InvalidGoal
+from warehouse.imports import streams_of_user
 from warehouse.notice_rules import InvalidNoticeSetting
 from warehouse.writes import upsert_devices
 
@@ -338,28 +340,41 @@ class AccountsService(accounts_pb2_grpc.AccountsServicer):
         claims = await self.a.signed_in(context)
         kind, device_id = request.kind, request.device_id
         try:
-            if device_id and device_id not in {d.id for d in self.a.store.list_devices(claims.user_id)}:
+            # An imported stream is deleted as a device is; deleting a device's data deletes what was imported
+            # for it too (warehouse/imports.py).
+            streams = await asyncio.to_thread(streams_of_user, self.a.warehouse(), claims.user_id) if device_id else []
+        except Exception as exc:
+            log.warning("cannot read the import streams of %s: %s", claims.user_id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the deletion could not complete now; ask again later")
+        try:
+            known = {d.id for d in self.a.store.list_devices(claims.user_id)} | {s.device_id for s in streams}
+            if device_id and device_id not in known:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"there is no device {device_id!r} in this account")
             period = {}
             if kind == PERIOD:
                 period = {"start": utc_from_ms(request.period_start), "end": utc_from_ms(request.period_end)}
             elif request.period_start or request.period_end:
                 raise InvalidDeletion(f"a deletion of kind {kind!r} takes no period")
-            deletion = plan_deletion(
-                kind,
-                claims.user_id,
-                int(time.time() * 1000),
-                device_id=device_id if kind in (DEVICE, PERIOD) else "",
-                **period,
-            )
+            now_ms = int(time.time() * 1000)
+            devices = [device_id] + [s.device_id for s in streams if device_id and s.live_device == device_id]
+            deletions = [
+                plan_deletion(
+                    kind, claims.user_id, now_ms, device_id=device if kind in (DEVICE, PERIOD) else "", **period
+                )
+                for device in (devices if kind in (DEVICE, PERIOD) else [""])
+            ]
         except (InvalidDeletion, OverflowError, ValueError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"nothing was deleted: {exc}")
         try:
-            report = await asyncio.to_thread(delete, self.a.deletion_warehouse(), deletion, self.a.rules)
+            reports = [await asyncio.to_thread(delete, self.a.deletion_warehouse(), d, self.a.rules) for d in deletions]
             self.a.forget_keys(claims.user_id)
         except Exception as exc:  # the warehouse away: the record may stand, and asking again finishes the job
             log.warning("deleting %s data of %s failed: %s", kind, claims.user_id, exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the deletion could not complete now; ask again later")
+        report = reports[0]
+        for more in reports[1:]:
+            removed = {k: report.removed.get(k, 0) + more.removed.get(k, 0) for k in {*report.removed, *more.removed}}
+            report = replace(report, removed=removed, seconds=report.seconds + more.seconds)
         log.info("%s data of %s deleted: %s", kind, claims.user_id, report.summary())
         return report_message(report)
 

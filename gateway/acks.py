@@ -175,6 +175,7 @@ class _Waiter:
     items: list[Offered]
     done: asyncio.Future
     since: float = field(default_factory=time.monotonic)
+    table: str = "intervals"  # where its intervals are stored (source_intervals for other source kinds)
 
 
 _DELETIONS_EVERY_S = 1.0
@@ -217,13 +218,13 @@ class StoreWatcher:
         self._waiting.clear()
 
     async def wait(
-        self, user_id: str, device_id: str, items: list[Offered], timeout_s: float
+        self, user_id: str, device_id: str, items: list[Offered], timeout_s: float, table: str = "intervals"
     ) -> list[RecordError] | None:
-        """Once the warehouse holds every one of `items` or the worker refused it: the worker's refusals (it
-        applies the contract again, and alone knows what is already stored); None after `timeout_s`."""
+        """Once the warehouse holds every one of `items` (in `table`) or the worker refused it: the worker's
+        refusals (it applies the contract again, and alone knows what is already stored); None after `timeout_s`."""
         if not items:
             return []
-        waiter = _Waiter(user_id, device_id, items, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(user_id, device_id, items, asyncio.get_running_loop().create_future(), table=table)
         self._waiting.append(waiter)
         self._wake.set()
         try:
@@ -289,13 +290,13 @@ class StoreWatcher:
         for w in waiting:
             rest = [i for i in w.items if refusals.get((w.user_id, w.device_id, i.seq), ("",))[0] != i.event_id]
             left.append(rest if not rest or marks.get(w.device_id, -1) >= max(i.seq for i in rest) else None)
-        keys = sorted(
-            {(w.user_id, w.device_id, i.seq) for w, rest in zip(waiting, left, strict=True) for i in rest or ()}
-        )
         held: dict[tuple[str, str, int], str] = {}
-        if keys:
-            starts = [i.start_ms for rest in left for i in rest or ()]
-            held = stored_event_ids(client, keys, min(starts), max(starts))
+        for table in sorted({w.table for w in waiting}):
+            pairs = [(w, rest) for w, rest in zip(waiting, left, strict=True) if w.table == table and rest]
+            keys = sorted({(w.user_id, w.device_id, i.seq) for w, rest in pairs for i in rest or ()})
+            if keys:
+                starts = [i.start_ms for _, rest in pairs for i in rest or ()]
+                held |= stored_event_ids(client, keys, min(starts), max(starts), table)
         answers: list[list[RecordError] | None] = []
         for w, rest in zip(waiting, left, strict=True):
             if rest is None or any(held.get((w.user_id, w.device_id, i.seq)) != i.event_id for i in rest):

@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -39,24 +40,36 @@ from gateway.acks import (
     sort_offered,
 )
 from gateway.identity_store import IdentityStore, UnknownUser
+from gateway.imports import (
+    ImportTarget,
+    InvalidImport,
+    checked_target,
+    cut_where_recorded,
+    numbered,
+    stream_id,
+    stream_name,
+)
 from gateway.keybook import KeyBook
 from gateway.mailer import Mailer
 from gateway.pki import StackPki, ensure_stack_pki
 from gateway.producer import BrokerUnavailable, IntervalProducer
-from gateway.stamping import pack_stamped, validate_records
+from gateway.stamping import Valid, pack_stamped, validate_records
 from gateway.tokens import ensure_signing_key
 from gateway.unsubscribe_page import UnsubscribePage
 from plumbing import metrics
 from plumbing.cli import command
 from plumbing.kafka_security import client_options
 from plumbing.settings import Settings, load_settings
-from schemas.contract import Window
+from schemas.activitywatch import IN_FRONT
+from schemas.codec import encode_interval
+from schemas.contract import IMPORT_WINDOW, RecordError, Window
 from schemas.device_keys import DeviceIdentity
 from schemas.sealing import partition_key, seal
 from schemas.wire import accounts_pb2, accounts_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from stream_jobs.forget import rules_of
 from warehouse import notices
 from warehouse.client import connect
+from warehouse.imports import ImportStream, imported_event_ids, recorded_spans, register_stream
 from warehouse.writes import highest_stored_seqs, stored_event_ids, upsert_devices
 
 log = logging.getLogger(__name__)
@@ -91,6 +104,30 @@ def observe_spool_depth(context: grpc.aio.ServicerContext) -> None:
 RETRY_AFTER_HEADER = "x-productimon-retry-after-ms"
 
 
+# Import batches handed to the broker and waiting, at once, to be stored (one call's).
+IMPORT_IN_FLIGHT = 8
+
+
+@dataclass
+class _ImportSent:
+    """One import batch handed to the broker, waiting to be stored and acknowledged."""
+
+    batch: ingest_pb2.ImportBatch
+    identity: DeviceIdentity
+    book: DeviceBook
+    delivered: asyncio.Future
+    values: list[bytes]
+    sending: float
+    sent: list[Offered]
+    errors: list[RecordError]
+    already: int
+    overlapped: int
+
+
+# The key an import's record carries its batch position under while it is cut and numbered; never encoded.
+_AT = "_batch_index"
+
+
 class IngestService(ingest_pb2_grpc.IngestServicer):
     def __init__(
         self,
@@ -100,8 +137,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         warehouse: Callable[[], Client],
         watcher: StoreWatcher,
         keys: KeyBook | None = None,
+        authority: Authority | None = None,
     ) -> None:
         self._producer = producer
+        # Signs in a dashboard's imports on the public port (`Import`); None: only devices may import.
+        self._authority = authority
+        self._streams: set[str] = set()  # import streams recorded in the warehouse (warehouse/imports.py)
         self._store = store
         # Every record is sealed under its device's data key (schemas/sealing.py).
         self._keys = keys or KeyBook(warehouse)
@@ -208,40 +249,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             held, refused = await self._held(identity, sorted_out.check, book.stored, context)
             errors += sorted_out.errors + refused
             sending_valid = [by_index[item.index] for item in sorted_out.send]
-            values = pack_stamped(identity, received_at, sending_valid, self._max_record_bytes)
-            if values:
-                key_id, key = await self._key(identity, context)
-                values = [seal(key_id, key, value) for value in values]
-            sending = time.monotonic()
-            try:
-                # In line under the device's lock, so its batches reach the partition in the order checked;
-                # the broker's acknowledgement is awaited outside it.
-                delivered = await self._producer.enqueue(partition_key(identity.device_id), values)
-            except BrokerUnavailable as exc:
-                await self._broker_unavailable(batch, identity, exc, context)
+            delivered, values, sending = await self._send(identity, received_at, sending_valid, batch, context)
             remember_sent(book, sorted_out.send)
-        try:
-            await delivered
-        except BrokerUnavailable as exc:
-            await self._broker_unavailable(batch, identity, exc, context)
-        if values:
-            metrics.GATEWAY_BROKER_SEND_SECONDS.observe(time.monotonic() - sending)
+        refused_later = await self._settle(identity, batch, delivered, values, sending, sorted_out.send, context)
         if self._ack_after_stored:
-            user, device = identity.user_id, identity.device_id
-            with metrics.GATEWAY_STORE_WAIT_SECONDS.time():
-                refused_later = await self._watcher.wait(user, device, sorted_out.send, self._store_timeout_s)
-            if refused_later is None:
-                log.warning(
-                    "batch %s from device %s not stored in %.0fs", batch.batch_id, device, self._store_timeout_s
-                )
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"the batch was not stored within {self._store_timeout_s:g}s; nothing is acknowledged, retry later",
-                )
             mark_stored(book, sorted_out.send)
-            errors += refused_later
-        else:
-            refused_later = []
+        errors += refused_later
         errors.sort(key=lambda e: e.index)
         accepted = len(sorted_out.send) - len(refused_later) + len(held)
         if errors:
@@ -265,6 +278,215 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             accepted=accepted,
             errors=[ingest_pb2.RecordError(index=e.index, reason=e.reason) for e in errors],
         )
+
+    async def _send(
+        self, identity: DeviceIdentity, received_at: int, valid: list[Valid], batch, context
+    ) -> tuple[asyncio.Future, list[bytes], float]:
+        """Stamp, seal and hand `valid` to the producer, in line (under the device's lock, so its batches reach the
+        partition in the order checked); the broker's acknowledgement is awaited outside it, with `_settle`."""
+        values = pack_stamped(identity, received_at, valid, self._max_record_bytes)
+        if values:
+            key_id, key = await self._key(identity, context)
+            values = [seal(key_id, key, value) for value in values]
+        sending = time.monotonic()
+        try:
+            delivered = await self._producer.enqueue(partition_key(identity.device_id), values)
+        except BrokerUnavailable as exc:
+            await self._broker_unavailable(batch, identity, exc, context)
+        return delivered, values, sending
+
+    async def _settle(
+        self,
+        identity: DeviceIdentity,
+        batch,
+        delivered: asyncio.Future,
+        values: list[bytes],
+        sending: float,
+        sent: list[Offered],
+        context,
+        table: str = "intervals",
+    ) -> list[RecordError]:
+        """Wait for the broker, then (acknowledging after stored) for the warehouse; the records refused later."""
+        try:
+            await delivered
+        except BrokerUnavailable as exc:
+            await self._broker_unavailable(batch, identity, exc, context)
+        if values:
+            metrics.GATEWAY_BROKER_SEND_SECONDS.observe(time.monotonic() - sending)
+        if not self._ack_after_stored:
+            return []
+        with metrics.GATEWAY_STORE_WAIT_SECONDS.time():
+            refused_later = await self._watcher.wait(
+                identity.user_id, identity.device_id, sent, self._store_timeout_s, table
+            )
+        if refused_later is None:
+            log.warning(
+                "batch %s from device %s not stored in %.0fs", batch.batch_id, identity.device_id, self._store_timeout_s
+            )
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the batch was not stored within {self._store_timeout_s:g}s; nothing is acknowledged, retry later",
+            )
+        return refused_later
+
+    async def _import_identity(
+        self, batch: ingest_pb2.ImportBatch, context: grpc.aio.ServicerContext
+    ) -> tuple[str, str, str | None]:
+        """(user, the device the records describe or "", its name): a device certificate's own device, or a
+        dashboard token's account and, when named, one device of it."""
+        if context.auth_context().get("x509_pem_cert"):
+            identity = await self._identity(context)
+            if batch.device_id and batch.device_id != identity.device_id:
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED, "a device imports only its own history; leave device_id empty"
+                )
+            device = self._store.get_device(identity.user_id, identity.device_id)
+            return identity.user_id, identity.device_id, device.name
+        if self._authority is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a device certificate is required")
+        claims = await self._authority.signed_in(context)
+        if not batch.device_id:
+            return claims.user_id, "", None
+        devices = {d.id: d for d in self._store.list_devices(claims.user_id)}
+        if batch.device_id not in devices:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"there is no device {batch.device_id!r} in this account")
+        return claims.user_id, batch.device_id, devices[batch.device_id].name
+
+    async def _stream(self, user_id: str, live: str, live_name: str | None, target: ImportTarget) -> ImportStream:
+        """The import's stream, recorded (with its name, for the dashboard) before any record of it is sent."""
+        stream = ImportStream(user_id, stream_id(user_id, live, target), live, target.host, target.source)
+        if stream.device_id not in self._streams:
+            client = self._warehouse()
+            await asyncio.to_thread(register_stream, client, stream)
+            row = (user_id, stream.device_id, stream_name(live_name, target), "ActivityWatch import", "", False)
+            await asyncio.to_thread(upsert_devices, client, [row])
+            self._streams.add(stream.device_id)
+        return stream
+
+    async def _import_send(self, batch: ingest_pb2.ImportBatch, context: grpc.aio.ServicerContext) -> _ImportSent:
+        if len(batch.intervals) > self._max_batch:
+            size, limit = len(batch.intervals), self._max_batch
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"batch {batch.batch_id} has {size} records; at most {limit} are allowed per batch",
+            )
+        try:
+            target = checked_target(batch.origin, batch.host, batch.source)
+        except InvalidImport as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"nothing was imported: {exc}")
+        user_id, live, live_name = await self._import_identity(batch, context)
+        received_at = int(time.time() * 1000)
+        valid, errors = validate_records(batch.intervals, received_at, IMPORT_WINDOW)
+        try:
+            stream = await self._stream(user_id, live, live_name, target)
+        except Exception as exc:
+            log.warning("cannot record the import stream of %s: %s", user_id, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; retry later")
+        identity = DeviceIdentity(user_id, stream.device_id)
+        # One record per event id: the first counts (schemas/activitywatch.py gives each piece its own).
+        records, seen = [], set()
+        for v in sorted(valid, key=lambda v: (v.interval["start"], v.index)):
+            if v.interval["event_id"] not in seen:
+                seen.add(v.interval["event_id"])
+                records.append({**v.interval, _AT: v.index})  # where it was in the batch, kept through cuts
+        already = len(valid) - len(records)
+        lock = self._locks.setdefault(stream.device_id, asyncio.Lock())
+        async with lock:
+            try:
+                overlapped = 0
+                if records and live and target.source == IN_FRONT:
+                    lo, hi = records[0]["start"], max(r["end"] for r in records)
+                    spans = await asyncio.to_thread(recorded_spans, self._warehouse(), user_id, live, lo, hi)
+                    records, overlapped = cut_where_recorded(records, spans)
+                if records:
+                    held = await asyncio.to_thread(
+                        imported_event_ids,
+                        self._warehouse(),
+                        stream,
+                        [r["event_id"] for r in records],
+                        min(r["start"] for r in records),
+                        max(r["start"] for r in records),
+                    )
+                    before = len(records)
+                    records = [r for r in records if r["event_id"] not in held]
+                    already += before - len(records)
+            except Exception as exc:
+                log.warning("cannot check the import of %s against the warehouse: %s", user_id, exc)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; retry later")
+            book = await self._book(stream.device_id, context)
+            records = numbered(records, book.high)
+            sending_valid = []
+            for record in records:
+                at = record.pop(_AT)
+                sending_valid.append(Valid(at, encode_interval(record), record))
+            sent = [
+                Offered(v.index, v.interval["device_seq"], v.interval["event_id"], v.interval["start"])
+                for v in sending_valid
+            ]
+            delivered, values, sending = await self._send(identity, received_at, sending_valid, batch, context)
+            remember_sent(book, sent)
+        return _ImportSent(batch, identity, book, delivered, values, sending, sent, errors, already, overlapped)
+
+    async def _import_settle(self, s: _ImportSent, context: grpc.aio.ServicerContext) -> ingest_pb2.ImportAck:
+        table = "intervals" if s.batch.source == IN_FRONT else "source_intervals"
+        refused_later = await self._settle(
+            s.identity, s.batch, s.delivered, s.values, s.sending, s.sent, context, table
+        )
+        if self._ack_after_stored:
+            mark_stored(s.book, s.sent)
+        errors = sorted(s.errors + refused_later, key=lambda e: e.index)
+        accepted = len(s.sent) - len(refused_later)
+        log.info(
+            "import %s of %s: %d stored, %d already imported, %d inside recorded time, %d refused",
+            s.identity.device_id,
+            s.identity.user_id,
+            accepted,
+            s.already,
+            s.overlapped,
+            len(errors),
+        )
+        metrics.GATEWAY_ACCEPTED.inc(accepted)
+        return ingest_pb2.ImportAck(
+            batch_id=s.batch.batch_id,
+            accepted=accepted,
+            already_imported=s.already,
+            overlapped=s.overlapped,
+            errors=[ingest_pb2.RecordError(index=e.index, reason=e.reason) for e in errors],
+            stream_id=s.identity.device_id,
+        )
+
+    async def Import(self, request_iterator, context) -> AsyncIterator[ingest_pb2.ImportAck]:  # noqa: N802
+        """Batches are checked, cut, numbered and handed to the broker one after the other, in the order sent
+        (a stream's records reach its partition in start order); up to IMPORT_IN_FLIGHT of them then wait to be
+        stored at once, and are acknowledged in order."""
+        waiting: asyncio.Queue[asyncio.Future | None] = asyncio.Queue()
+        room = asyncio.Semaphore(IMPORT_IN_FLIGHT)
+
+        async def read() -> None:
+            try:
+                async for batch in request_iterator:
+                    await room.acquire()
+                    sent = await self._import_send(batch, context)
+                    await waiting.put(asyncio.ensure_future(self._import_settle(sent, context)))
+            except BaseException as exc:  # the call's end: the answer stream ends with it, in order
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(exc)
+                await waiting.put(failed)
+                return
+            await waiting.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (task := await waiting.get()) is not None:
+                ack = await task
+                room.release()
+                yield ack
+        finally:
+            reader.cancel()
+            while not waiting.empty():
+                leftover = waiting.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()
 
     async def _counted(self, batch: ingest_pb2.Batch, context: grpc.aio.ServicerContext) -> ingest_pb2.BatchAck:
         try:
@@ -356,7 +578,8 @@ class Gateway:
         self.watcher = StoreWatcher(self._ingest_client)
         self.watcher.start()
         ingest_pb2_grpc.add_IngestServicer_to_server(
-            IngestService(self.producer, self.store, s, self._ingest_client, self.watcher, self.keys), server
+            IngestService(self.producer, self.store, s, self._ingest_client, self.watcher, self.keys, authority),
+            server,
         )
         accounts_pb2_grpc.add_AccountsServicer_to_server(AccountsService(authority), server)
         accounts_pb2_grpc.add_DevicesServicer_to_server(DevicesService(authority), server)

@@ -246,6 +246,9 @@ class Stack:
             "false",
             "--client.toolbarMode",
             "viewer",
+            # An ActivityWatch export of a few years runs to hundreds of MB (docs/activitywatch.md).
+            "--server.maxUploadSize",
+            "1024",
             "--server.sslCertFile",
             str(pki.server_cert_path),
             "--server.sslKeyFile",

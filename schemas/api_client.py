@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import grpc
 
+from schemas.activitywatch import ImportPlan
+from schemas.import_sender import ImportSummary, send_import
 from schemas.wire import accounts_pb2 as pb
 from schemas.wire import accounts_pb2_grpc
 
@@ -276,4 +279,31 @@ def apply_privacy_rule(public_address: str, ca_pem: bytes, token: str, rule_id: 
     with public_channel(public_address, ca_pem) as channel:
         return accounts_pb2_grpc.AccountsStub(channel).ApplyPrivacyRule(
             pb.PrivacyRuleRef(rule_id=rule_id), metadata=_bearer(token), timeout=600
+        )
+
+
+def import_activity(
+    public_address: str,
+    ca_pem: bytes,
+    token: str,
+    plan: ImportPlan,
+    *,
+    device_id: str = "",
+    all_or_nothing: bool = False,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+    timeout_s: float = 600.0,
+) -> ImportSummary:
+    """Import a plan (schemas/activitywatch.py) into the signed-in account, as describing `device_id` (one of its
+    devices; empty for none) through the gateway's `Import` (schemas/import_sender.py)."""
+    from schemas.wire import ingest_pb2_grpc
+
+    with public_channel(public_address, ca_pem) as channel:
+        stub = ingest_pb2_grpc.IngestStub(channel)
+        return send_import(
+            lambda batches: stub.Import(batches, metadata=_bearer(token), timeout=timeout_s),
+            plan,
+            int(time.time() * 1000),
+            device_id=device_id,
+            all_or_nothing=all_or_nothing,
+            progress=progress,
         )

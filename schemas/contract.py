@@ -69,6 +69,9 @@ class Window:
 
 
 DEFAULT_WINDOW = Window()
+# Imported history (schemas/activitywatch.py) may be years old: its streams take anything since about 1990, and
+# nothing from the future, as ever. The gateway numbers and checks such a stream itself (docs/activitywatch.md).
+IMPORT_WINDOW = Window(max_age_ms=36 * 365 * DAY_MS)
 
 
 def normal_text(text: str, limit: int) -> str:

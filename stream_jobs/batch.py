@@ -22,7 +22,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -31,8 +31,9 @@ from clickhouse_connect.driver.client import Client
 
 from plumbing import metrics
 from plumbing.settings import Settings
+from schemas.activitywatch import IN_FRONT
 from schemas.codec import encode_stamped_batch
-from schemas.contract import Window
+from schemas.contract import IMPORT_WINDOW, Window
 from schemas.privacy_rules import AccountPrivacy
 from schemas.sealing import seal
 from stream_jobs.failures import describe, is_permanent, short_reason
@@ -41,10 +42,11 @@ from stream_jobs.isolate import write_isolating
 from stream_jobs.keyring import KeyRing, key_ids, open_records
 from stream_jobs.plan import event_id_span, floors_of, group_by_device, plan_batch, stale_deletions
 from stream_jobs.revocations import Revocations
-from stream_jobs.rows import decode_intervals, interval_columns, private_interval
+from stream_jobs.rows import decode_intervals, interval_columns, private_interval, source_rows
 from stream_jobs.sessionize import SessionRules
 from warehouse.client import connect
 from warehouse.deletion import delete_intervals
+from warehouse.imports import store_source_intervals, streams_of
 from warehouse.privacy import load_privacy
 from warehouse.rollups import insert_settings, rebuild_touched
 from warehouse.writes import (
@@ -106,9 +108,12 @@ class ReadBatch:
     keys: dict[str, bytes]  # key id -> key, of this batch's records
 
 
-def read_batch(values: list[bytes], ring: KeyRing, window: Window, now_ms: int) -> ReadBatch:
+def read_batch(
+    values: list[bytes], ring: KeyRing, window: Window, now_ms: int, imported: Collection[str] = ()
+) -> ReadBatch:
     """Open each record with the key it names (`ring` has loaded what it could), then decode it. A record whose
-    identity is not its key's owner was sealed under another device's key and is refused whole."""
+    identity is not its key's owner was sealed under another device's key and is refused whole. The devices in
+    `imported` are import streams, whose history may be older than the window (schemas/contract.py)."""
     opened = open_records(values, ring)
     intervals: list[dict] = []
     dead_letters = list(opened.refused)
@@ -116,7 +121,7 @@ def read_batch(values: list[bytes], ring: KeyRing, window: Window, now_ms: int) 
     keys = {}
     for key_id, key, plain, user_id, device_id in opened.records:
         keys[key_id] = key
-        found, rejected = decode_intervals([plain], window, now_ms)
+        found, rejected = decode_intervals([plain], IMPORT_WINDOW if device_id in imported else window, now_ms)
         if any(i["user_id"] != user_id or i["device_id"] != device_id for i in found):
             dead_letters.append((seal(key_id, key, plain), "a record sealed under another device's key"))
             continue
@@ -149,6 +154,10 @@ class Written:
     deleted: int = 0  # covered by a recorded deletion
 
 
+# Where the device id is in a session row (APP_SESSION_COLUMNS and FOCUS_SESSION_COLUMNS alike).
+_DEVICE_COLUMN = 1
+
+
 def write_batch(
     client: Client,
     by_device: dict[str, list[dict]],
@@ -157,10 +166,13 @@ def write_batch(
     window: Window,
     deleter: Client | None = None,
     steps: Steps = NO_OBSERVER,
+    elsewhere: Mapping[str, str] | None = None,
 ) -> Written:
     """The dedupe, insert and save_state steps for one part of a batch (module docstring); last, apply any
     deletion recorded while it wrote (stream_jobs/forget.py), with `deleter`, the deletion login
-    (warehouse/roles.py), where one is given."""
+    (warehouse/roles.py), where one is given. `elsewhere` maps the import streams of another source kind than
+    the window in front to that kind: their intervals go to `source_intervals`, with no rollup and no session
+    (warehouse/imports.py); their state is saved like any device's, so redelivery and acknowledgement work alike."""
     deleter = deleter or client
     users = {d: items[0]["user_id"] for d, items in by_device.items()}
     with steps.step("dedupe"):
@@ -183,11 +195,19 @@ def write_batch(
         )
         stored_firsts = first_seqs_of_event_ids(client, keys, *event_id_span(by_device, window)) if keys else {}
         writes = plan_batch(by_device, saved, rules, stored_firsts, guard)
+    in_front, app_rows, focus_rows = writes.intervals, writes.app_rows, writes.focus_rows
+    if elsewhere:
+        in_front = [i for i in writes.intervals if i["device_id"] not in elsewhere]
+        app_rows = [r for r in app_rows if r[_DEVICE_COLUMN] not in elsewhere]
+        focus_rows = [r for r in focus_rows if r[_DEVICE_COLUMN] not in elsewhere]
     with steps.step("insert"):
-        store_intervals(client, guard, interval_columns(writes.intervals))
-        rebuild_touched(client, writes.intervals, settings=rollup_settings)
-        store_rows(client, guard, "app_sessions", APP_SESSION_COLUMNS, writes.app_rows)
-        store_rows(client, guard, "focus_sessions", FOCUS_SESSION_COLUMNS, writes.focus_rows)
+        store_intervals(client, guard, interval_columns(in_front))
+        if len(in_front) < len(writes.intervals):
+            other = [i for i in writes.intervals if i["device_id"] in (elsewhere or {})]
+            store_source_intervals(client, guard, source_rows(other, elsewhere or {}))
+        rebuild_touched(client, in_front, settings=rollup_settings)
+        store_rows(client, guard, "app_sessions", APP_SESSION_COLUMNS, app_rows)
+        store_rows(client, guard, "focus_sessions", FOCUS_SESSION_COLUMNS, focus_rows)
         store_refusals(client, guard, writes.refusals)
     with steps.step("save_state"):
         store_device_states(client, guard, writes.states)
@@ -296,6 +316,8 @@ class BatchStep:
         self.ring = KeyRing()
         self.privacy = PrivacyChoices(settings.privacy_reload_seconds)
         self.warehouse = WarehouseLogins(settings)
+        # Per device seen: its import stream's source kind, or None for a collector (warehouse/imports.py).
+        self.streams: dict[str, str | None] = {}
         self.steps = steps
 
     async def run(self, values: list[bytes]) -> BatchOutcome:
@@ -323,10 +345,18 @@ class BatchStep:
         )
 
     async def decode(self, values: list[bytes]) -> ReadBatch:
-        missing = self.ring.missing(key_ids(values))
+        ids = key_ids(values)
+        missing = self.ring.missing(ids)
         if missing:
             await self.until_stored(lambda: self.ring.load(self.warehouse.client(), missing))
-        read = read_batch(values, self.ring, self.window, int(time.time() * 1000))
+        devices = sorted({owner[1] for owner in map(self.ring.owner, ids) if owner is not None})
+        unknown = [d for d in devices if d not in self.streams]
+        if unknown:
+            found = await self.until_stored(lambda: streams_of(self.warehouse.client(), unknown))
+            # A stream's row is written before any record of it is sent: a device without one is a collector.
+            self.streams.update({d: found[d].source if d in found else None for d in unknown})
+        imported = {d for d in devices if self.streams[d] is not None}
+        read = read_batch(values, self.ring, self.window, int(time.time() * 1000), imported)
         if read.refusals:
             refusals = read.refusals
             await self.until_stored(lambda: store_refusals(self.warehouse.client(), self.guard(refusals), refusals))
@@ -367,6 +397,7 @@ class BatchStep:
                 self.window,
                 self.warehouse.deleter(),
                 self.steps,
+                {d: kind for d in part if (kind := self.streams.get(d)) not in (None, IN_FRONT)},
             ),
             by_device,
             is_permanent,

@@ -139,6 +139,7 @@ def apply_deletion(client: Client, deletion: Deletion, rules: SessionRules) -> d
             spans[device_id] = (lo, FOREVER_MS)
     removed: dict[str, int] = {}
     removed["intervals"], removed["active_seconds"] = sql.delete_covered_intervals(client, deletion)
+    removed["source_intervals"] = sql.delete_covered(client, "source_intervals", deletion)
     removed.update(sql.delete_sessions_in(client, deletion.user_id, spans))
     cut = recut(deletion, spans, sql.intervals_in(client, deletion.user_id, spans), saved, rules)
     store_sessions(client, DeletionGuard((deletion,)), cut)
@@ -147,7 +148,7 @@ def apply_deletion(client: Client, deletion: Deletion, rules: SessionRules) -> d
         # A device's or all data: what the worker refused of it goes too, and with all data the category rules.
         # Its data keys go: every copy of its records still in the broker can no longer be opened (shredded);
         # the gateway makes a new key for what the device sends next.
-        tables = ("refused_intervals", "data_keys")
+        tables = ("refused_intervals", "data_keys", "import_streams")
         removed.update(
             sql.delete_rows_of(client, deletion, (*tables, "category_rules") if deletion.kind == ALL_DATA else tables)
         )

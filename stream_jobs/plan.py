@@ -169,4 +169,6 @@ def event_id_span(by_device: dict[str, list[dict]], window: Window) -> tuple[int
     """The start times among which a batch's repeated event ids are looked for: the acceptance window before
     the earliest receipt to the latest possible end."""
     received = [i["received_at"] for items in by_device.values() for i in items]
-    return min(received) - window.max_age_ms, max(received) + window.future_skew_ms
+    # An imported stream's intervals may lie before the window (schemas/contract.py IMPORT_WINDOW).
+    earliest = min(i["start"] for items in by_device.values() for i in items)
+    return min(min(received) - window.max_age_ms, earliest), max(received) + window.future_skew_ms

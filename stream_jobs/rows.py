@@ -6,7 +6,7 @@ dead-letter them without stopping.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from schemas.codec import CodecError, decode_stamped_intervals, encode_interval
@@ -72,6 +72,26 @@ def interval_columns(intervals: Sequence[dict]) -> list[list[object]]:
     return [
         [utc_from_ms(i[name]) for i in intervals] if name in as_time else [i[name] for i in intervals]
         for name in INTERVAL_COLUMNS
+    ]
+
+
+def source_rows(intervals: Sequence[dict], kinds: Mapping[str, str]) -> list[tuple]:
+    """Rows in SOURCE_INTERVAL_COLUMNS order of intervals of another source kind (`kinds`: device -> kind)."""
+    return [
+        (
+            i["user_id"],
+            i["device_id"],
+            kinds[i["device_id"]],
+            i["event_id"],
+            i["device_seq"],
+            utc_from_ms(i["start"]),
+            utc_from_ms(i["end"]),
+            i["app"],
+            i["title"],
+            i["site"],
+            utc_from_ms(i["received_at"]),
+        )
+        for i in intervals
     ]
 
 

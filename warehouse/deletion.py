@@ -41,6 +41,8 @@ USER_TABLES = (
     "notice_accounts",
     "goal_notices",
     "notice_weekly",
+    "import_streams",
+    "source_intervals",
 )
 # The record of deletions outlives what it deleted: it is what keeps a deleted interval from being stored again.
 KEPT_TABLES = ("deletions",)
@@ -127,6 +129,15 @@ def delete_covered_intervals(client: Client, deletion: Deletion) -> tuple[int, i
     if found[0]:
         mutate(client, "intervals", where, parameters)
     return int(found[0]), int(found[1] or 0)
+
+
+def delete_covered(client: Client, table: str, deletion: Deletion) -> int:
+    """Remove the rows of `table` (one with `start` and `end`) the deletion covers; returns how many there were."""
+    where, parameters = covered_where(deletion)
+    found = count(client, table, where, parameters)
+    if found:
+        mutate(client, table, where, parameters)
+    return found
 
 
 def focus_spans(client: Client, deletion: Deletion) -> dict[str, tuple[int, int]]:

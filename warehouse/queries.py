@@ -981,3 +981,47 @@ AGGREGATE_FUNCTIONS: dict[str, Callable[..., pd.DataFrame]] = {
     "weekday_share_across_users": weekday_share_across_users,
     "hour_share_across_users": hour_share_across_users,
 }
+
+
+_IMPORT_STREAMS = """
+SELECT s.device_id AS device_id, d.name AS name, s.source AS source, s.host AS host, s.live_device AS live_device
+FROM (
+    SELECT device_id, argMax(source, created_at) AS source, argMax(host, created_at) AS host,
+           argMax(live_device, created_at) AS live_device
+    FROM import_streams WHERE user_id = {user:String} GROUP BY device_id
+) AS s
+LEFT JOIN (SELECT device_id, argMax(name, updated_at) AS name FROM devices WHERE user_id = {user:String}
+           GROUP BY device_id) AS d USING (device_id)
+ORDER BY name, device_id
+"""
+
+
+def import_streams(client: Client, user_id: str) -> pd.DataFrame:
+    """The user's imported streams (docs/activitywatch.md): each is stored as a device of its own.
+
+    Columns: device_id, name, source ("window" or another source kind), host, live_device (str; '' for none)."""
+    schema = {"device_id": "str", "name": "str", "source": "str", "host": "str", "live_device": "str"}
+    return _query(client, _IMPORT_STREAMS, {"user": user_id}, schema)
+
+
+_TIME_PER_SOURCE = """
+SELECT source, app, title,
+       sum(toUnixTimestamp64Milli(least(`end`, {end:DateTime64(3, 'UTC')}))
+           - toUnixTimestamp64Milli(greatest(start, {start:DateTime64(3, 'UTC')}))) / 1000 AS seconds
+FROM source_intervals FINAL
+WHERE user_id = {user:String}
+  AND start < {end:DateTime64(3, 'UTC')} AND `end` > {start:DateTime64(3, 'UTC')}
+  AND start >= {start:DateTime64(3, 'UTC')} - INTERVAL 1 DAY
+GROUP BY source, app, title
+ORDER BY seconds DESC, source, app, title
+"""
+
+
+def time_per_source(client: Client, user_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Time of the imported sources other than the window in front (an editor's projects, a terminal, media), in
+    [start, end): apart from the time in front, which they never add to.
+
+    Columns: source, app, title (str), seconds (float64)."""
+    parameters = {"user": user_id, "start": _utc(start), "end": _utc(end)}
+    schema = {"source": "str", "app": "str", "title": "str", "seconds": "float64"}
+    return _query(client, _TIME_PER_SOURCE, parameters, schema)

@@ -47,6 +47,8 @@ DATA_TABLES = (
     "notice_accounts",
     "goal_notices",
     "notice_weekly",
+    "import_streams",
+    "source_intervals",
 )
 SCHEMA_TABLE = "schema_migrations"
 TABLES = frozenset((*DATA_TABLES, SCHEMA_TABLE))
@@ -54,6 +56,8 @@ _SESSIONS_AND_ROLLUPS = ("app_sessions", "focus_sessions", "usage_by_hour", "usa
 _PRIVACY = ("privacy_rules", "privacy_settings")  # an account's privacy choices (schemas/privacy_rules.py)
 # Goal notices and the weekly summary (warehouse/notice_rules.py).
 _NOTICES = ("notice_switches", "notice_accounts", "goal_notices", "notice_weekly")
+# Imported streams and their intervals of other source kinds (warehouse/imports.py).
+_IMPORTS = ("import_streams", "source_intervals")
 
 
 @dataclass(frozen=True)
@@ -79,14 +83,14 @@ MIGRATE = Role("migrate", reads=TABLES, inserts=TABLES, deletes=TABLES, schema=T
 GATEWAY = Role(
     "gateway",
     reads=_tables(SCHEMA_TABLE, "intervals", "refused_intervals", "deletions", "device_state", "devices", "data_keys",
-                  "category_rules", "goals", *_PRIVACY, "usage_by_hour", *_NOTICES),
-    inserts=_tables("devices", "data_keys", "category_rules", "goals", *_PRIVACY, *_NOTICES),
+                  "category_rules", "goals", *_PRIVACY, "usage_by_hour", *_NOTICES, *_IMPORTS),
+    inserts=_tables("devices", "data_keys", "category_rules", "goals", *_PRIVACY, *_NOTICES, "import_streams"),
 )  # fmt: skip
 WORKER = Role(
     "worker",
     reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "device_state", "refused_intervals", "data_keys",
-                  "deletions", *_PRIVACY),
-    inserts=_tables("intervals", *_SESSIONS_AND_ROLLUPS, "device_state", "refused_intervals"),
+                  "deletions", *_PRIVACY, *_IMPORTS),
+    inserts=_tables("intervals", *_SESSIONS_AND_ROLLUPS, "device_state", "refused_intervals", "source_intervals"),
 )  # fmt: skip
 DELETION = Role(
     "deletion",
@@ -99,7 +103,7 @@ DELETION = Role(
 DASHBOARD = Role(
     "dashboard",
     reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "devices", "category_rules", "goals", *_PRIVACY,
-                  *_NOTICES),
+                  *_NOTICES, *_IMPORTS),
 )  # fmt: skip
 # The operator's own login (ClickHouse's administrator, the local stack's generated owner password): unlimited
 # inside the warehouse server's sandbox. No service runs with it.

@@ -134,14 +134,21 @@ _STARTED_BETWEEN = (
 
 
 def stored_event_ids(
-    client: Client, keys: Sequence[tuple[str, str, int]], first_start_ms: int, last_start_ms: int
+    client: Client,
+    keys: Sequence[tuple[str, str, int]],
+    first_start_ms: int,
+    last_start_ms: int,
+    table: str = "intervals",
 ) -> dict[tuple[str, str, int], str]:
     """(user_id, device_id, device_seq) -> event_id for those of `keys` the warehouse holds, among intervals
-    that started in [first_start_ms, last_start_ms] (the bound lets the primary key narrow the scan)."""
+    that started in [first_start_ms, last_start_ms] (the bound lets the primary key narrow the scan); `table`:
+    "intervals", or "source_intervals" for an import stream of another source kind (warehouse/imports.py)."""
     if not keys:
         return {}
+    if table not in ("intervals", "source_intervals"):
+        raise ValueError(f"intervals are not stored in {table!r}")
     result = client.query(
-        "SELECT user_id, device_id, device_seq, toString(any(event_id)) FROM intervals "
+        f"SELECT user_id, device_id, device_seq, toString(any(event_id)) FROM {table} "
         "WHERE user_id IN {users:Array(String)} "
         f"{_STARTED_BETWEEN} "
         "AND (user_id, device_id, device_seq) IN {keys:Array(Tuple(String, String, UInt64))} "

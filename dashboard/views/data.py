@@ -1,5 +1,5 @@
-"""Data: the owner's export (CSV or JSON) of any period, deletion of a range, a device's data or everything,
-and deleting the account. Every destructive action asks for confirmation first."""
+"""Data: the owner's export (CSV or JSON) of any period, an import of ActivityWatch history, deletion of a range,
+a device's data or everything, and deleting the account. Every destructive action asks for confirmation first."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dashboard import export, formatting
 from dashboard.access import Gateway, one_line
 from dashboard.context import View, current_view, require_owner, settings, warehouse
 from schemas import api_client
+from schemas.activitywatch import NotAnExport, plan_import, read_export
 from schemas.deletions import ALL_DATA, DEVICE, PERIOD
 from warehouse import queries
 
@@ -64,6 +65,72 @@ def _export(view: View, devices: dict[str, str]) -> None:
         key="export_download",
         on_click="ignore",
     )
+
+
+ANOTHER_COMPUTER = ""
+
+
+def _import(view: View, devices: dict[str, str]) -> None:
+    """An ActivityWatch export into the account, through the gateway's Import (docs/activitywatch.md)."""
+    owner = require_owner(view)
+    st.subheader("Import from ActivityWatch")
+    st.caption(
+        "An export from ActivityWatch's web UI (Settings, Export all buckets as JSON) or its /api/0/export. Window "
+        "and AFK time become that computer's history, web tabs its sites; your privacy choices apply as to "
+        "everything recorded. Importing the same file again changes nothing, and time the device recorded itself "
+        "is never counted twice."
+    )
+    uploaded = st.file_uploader("ActivityWatch export (JSON)", type=["json"], key="import_file")
+    options = [ANOTHER_COMPUTER, *devices]
+    device = st.selectbox(
+        "It was recorded on",
+        options,
+        format_func=lambda d: devices.get(d, "another computer (none of these devices)"),
+        key="import_device",
+    )
+    strict = st.checkbox(
+        "All or nothing: import nothing when any part of the file is refused", key="import_all_or_nothing"
+    )
+    if uploaded is None or not st.button("Import", type="primary", key="import_start"):
+        return
+    try:
+        plan = plan_import(read_export(uploaded.getvalue()))
+    except NotAnExport as exc:
+        st.error(f"Nothing was imported: {exc}")
+        return
+    bar = st.progress(0.0, text="Importing…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total if total else 1.0, text=f"Importing: {done:,} of {total:,} intervals")
+
+    gateway = Gateway.of(settings())
+    try:
+        summary = api_client.import_activity(
+            gateway.address,
+            gateway.ca_pem,
+            owner.token,
+            plan,
+            device_id=device,
+            all_or_nothing=strict,
+            progress=progress,
+        )
+    except Exception as exc:
+        st.error(f"The import stopped: {one_line(exc)}. What was acknowledged is stored; importing again adds the rest")
+        return
+    lines = summary.lines()
+    (st.success if summary.sent else st.error)(lines[0])
+    for line in lines[1:]:
+        st.caption(line)
+
+
+def _other_sources(view: View) -> None:
+    """Time of imported sources other than the window in front: kept apart, never added to it."""
+    df = queries.time_per_source(warehouse(), view.user_id, view.period.start, view.period.end)
+    if df.empty:
+        return
+    st.subheader("Other sources")
+    st.caption(f"Imported editor, terminal and media time in {view.period.label()}; never added to the time in front.")
+    st.dataframe(df, hide_index=True)
 
 
 def _confirmed(key: str, what: str) -> bool:
@@ -155,7 +222,12 @@ def show(view: View) -> None:
         devices = {}
     _export(view, devices)
     st.divider()
-    _delete(view, devices)
+    _import(view, devices)
+    _other_sources(view)
+    st.divider()
+    streams = queries.import_streams(warehouse(), view.user_id)
+    imported = {row.device_id: row.name or f"{row.host} (ActivityWatch)" for row in streams.itertuples()}
+    _delete(view, devices | imported)
     st.divider()
     _delete_account(view)
 

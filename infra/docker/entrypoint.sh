@@ -28,6 +28,7 @@ case "${1:-help}" in
             --server.headless true \
             --browser.gatherUsageStats false \
             --client.toolbarMode viewer \
+            --server.maxUploadSize 1024 \
             --server.sslCertFile "$pki/server.crt" \
             --server.sslKeyFile "$pki/server.key" \
             "$@"

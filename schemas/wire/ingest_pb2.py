@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19schemas/wire/ingest.proto\x12\x15productimon.ingest.v1\",\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x11\n\tintervals\x18\x02 \x03(\x0c\",\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"b\n\x08\x42\x61tchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x32\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\".productimon.ingest.v1.RecordError2\xa1\x01\n\x06Ingest\x12J\n\tSendBatch\x12\x1c.productimon.ingest.v1.Batch\x1a\x1f.productimon.ingest.v1.BatchAck\x12K\n\x06Upload\x12\x1c.productimon.ingest.v1.Batch\x1a\x1f.productimon.ingest.v1.BatchAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19schemas/wire/ingest.proto\x12\x15productimon.ingest.v1\",\n\x05\x42\x61tch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x11\n\tintervals\x18\x02 \x03(\x0c\",\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"b\n\x08\x42\x61tchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x32\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\".productimon.ingest.v1.RecordError\"s\n\x0bImportBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x11\n\tdevice_id\x18\x05 \x01(\t\x12\x11\n\tintervals\x18\x06 \x03(\x0c\"\xa4\x01\n\tImportAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x18\n\x10\x61lready_imported\x18\x03 \x01(\r\x12\x12\n\noverlapped\x18\x04 \x01(\r\x12\x32\n\x06\x65rrors\x18\x05 \x03(\x0b\x32\".productimon.ingest.v1.RecordError\x12\x11\n\tstream_id\x18\x06 \x01(\t2\xf5\x01\n\x06Ingest\x12J\n\tSendBatch\x12\x1c.productimon.ingest.v1.Batch\x1a\x1f.productimon.ingest.v1.BatchAck\x12K\n\x06Upload\x12\x1c.productimon.ingest.v1.Batch\x1a\x1f.productimon.ingest.v1.BatchAck(\x01\x30\x01\x12R\n\x06Import\x12\".productimon.ingest.v1.ImportBatch\x1a .productimon.ingest.v1.ImportAck(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDERROR']._serialized_end=142
   _globals['_BATCHACK']._serialized_start=144
   _globals['_BATCHACK']._serialized_end=242
-  _globals['_INGEST']._serialized_start=245
-  _globals['_INGEST']._serialized_end=406
+  _globals['_IMPORTBATCH']._serialized_start=244
+  _globals['_IMPORTBATCH']._serialized_end=359
+  _globals['_IMPORTACK']._serialized_start=362
+  _globals['_IMPORTACK']._serialized_end=526
+  _globals['_INGEST']._serialized_start=529
+  _globals['_INGEST']._serialized_end=774
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,11 @@ class IngestStub:
                 request_serializer=schemas_dot_wire_dot_ingest__pb2.Batch.SerializeToString,
                 response_deserializer=schemas_dot_wire_dot_ingest__pb2.BatchAck.FromString,
                 _registered_method=True)
+        self.Import = channel.stream_stream(
+                '/productimon.ingest.v1.Ingest/Import',
+                request_serializer=schemas_dot_wire_dot_ingest__pb2.ImportBatch.SerializeToString,
+                response_deserializer=schemas_dot_wire_dot_ingest__pb2.ImportAck.FromString,
+                _registered_method=True)
 
 
 class IngestServicer:
@@ -63,6 +68,14 @@ class IngestServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Import(self, request_iterator, context):
+        """Imported history (docs/activitywatch.md), each batch acknowledged once stored. From a device (mTLS) the data
+        describes that device; over the public port a dashboard token names the account and `device_id` the device.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_IngestServicer_to_server(servicer, server):
                     servicer.Upload,
                     request_deserializer=schemas_dot_wire_dot_ingest__pb2.Batch.FromString,
                     response_serializer=schemas_dot_wire_dot_ingest__pb2.BatchAck.SerializeToString,
+            ),
+            'Import': grpc.stream_stream_rpc_method_handler(
+                    servicer.Import,
+                    request_deserializer=schemas_dot_wire_dot_ingest__pb2.ImportBatch.FromString,
+                    response_serializer=schemas_dot_wire_dot_ingest__pb2.ImportAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +149,33 @@ class Ingest:
             '/productimon.ingest.v1.Ingest/Upload',
             schemas_dot_wire_dot_ingest__pb2.Batch.SerializeToString,
             schemas_dot_wire_dot_ingest__pb2.BatchAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Import(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/productimon.ingest.v1.Ingest/Import',
+            schemas_dot_wire_dot_ingest__pb2.ImportBatch.SerializeToString,
+            schemas_dot_wire_dot_ingest__pb2.ImportAck.FromString,
             options,
             channel_credentials,
             insecure,

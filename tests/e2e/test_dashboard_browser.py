@@ -415,3 +415,41 @@ def test_a_sign_in_survives_reloads_new_tabs_bookmarks_and_a_restart_until_sign_
     stranger.goto(dashboard_url)
     expect(stranger.get_by_role("button", name="Sign in")).to_be_visible()
     copy.close()
+
+
+def test_an_activitywatch_export_uploads_with_a_progress_bar_and_a_summary(
+    stack, dashboard_url, browser, warehouse_client, tmp_path
+):
+    """In a real browser: the export chosen in the Data page's uploader, imported through the gateway with the
+    person's token, its summary shown; then the same file again changes nothing."""
+    user_id, email, password = new_account(stack.settings)
+    day = (NOW - timedelta(days=400)).replace(hour=9, minute=0, second=0, microsecond=0)
+    window = [{"timestamp": day.isoformat(), "duration": 1800, "data": {"app": "Imported editor", "title": "x"}}]
+    afk = [{"timestamp": day.isoformat(), "duration": 1800, "data": {"status": "not-afk"}}]
+    kinds = {"window": ("currentwindow", window), "afk": ("afkstatus", afk), "mood": ("mood", [])}
+    buckets = {
+        f"aw-watcher-{name}_box": {"id": f"aw-watcher-{name}_box", "type": kind, "hostname": "box", "events": events}
+        for name, (kind, events) in kinds.items()
+    }
+    path = tmp_path / "aw-buckets-export.json"
+    path.write_text(json.dumps({"buckets": buckets}))
+    page = new_page(browser)
+    sign_in(page, dashboard_url, email, password)
+    go(page, "Data")
+    for attempt in ("first", "again"):
+        page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+        expect(page.get_by_text(path.name)).to_be_visible()
+        page.get_by_role("button", name="Import", exact=True).click()
+        summary = page.get_by_text("events read, 1 used: 1 intervals;")
+        expect(summary).to_be_visible(timeout=90_000)
+        text = summary.inner_text()
+        assert (" 1 imported, 0 merged" if attempt == "first" else " 0 imported, 1 merged") in text, text
+        expect(page.get_by_text("has the unknown type 'mood'")).to_be_visible()
+        assert "stProgress" in page.content()
+    period = (day - timedelta(hours=1), day + timedelta(hours=2))
+
+    def per_app() -> dict[str, float]:
+        df = queries.time_per_app(warehouse_client, user_id, *period)
+        return dict(zip(df["app"], df["seconds"], strict=True))
+
+    assert eventually(lambda: per_app() == {"Imported editor": 1800.0})

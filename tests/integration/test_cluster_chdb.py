@@ -40,6 +40,7 @@ from warehouse import cluster as cluster_module
 from warehouse import deletion, migrate, queries
 from warehouse.cluster import cluster_statements, migrations_table
 from warehouse.goals import add_goal
+from warehouse.imports import ImportStream, register_stream, store_source_intervals
 from warehouse.keys import create_key
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
 from warehouse.notices import set_account, set_goal_channel, set_weekly_summary
@@ -413,6 +414,8 @@ def test_the_old_rollups_move_over_when_a_cluster_is_migrated(engine):
         "notice_accounts",
         "goal_notices",
         "notice_weekly",
+        "import_streams",
+        "source_intervals",
     }  # 0006+
     expected = set(deletion.USER_TABLES) - from_later_migrations
     assert tables == {name for table in expected for name in (table, f"{table}_local")}
@@ -482,6 +485,11 @@ def test_deleting_a_user_on_the_cluster_leaves_no_row_of_them_and_keeps_everyone
         "'pending', 0, 'Code', '51 of 60 min today.', now64(3), now64(3))",
         parameters={"g": goal},
     )
+    stream = ImportStream("dave", "d1-aw", "d1", "dave-laptop", "editor")
+    register_stream(c, stream)
+    at = datetime(2024, 5, 1, 9, tzinfo=UTC)
+    row = ("dave", "d1-aw", "editor", str(uuid.uuid4()), 0, at, at + timedelta(minutes=5), "vim", "rocket", "", at)
+    store_source_intervals(c, NO_DELETIONS, [row])
     assert all(rows_of(c, "dave").values()), rows_of(c, "dave")  # a row of dave in every table
     before = rows_of(c, "alice")
     forget(c, ACCOUNT, "dave")

@@ -35,7 +35,8 @@ def test_every_data_table_becomes_a_replicated_local_table_behind_a_distributed_
     assert DATA_TABLES == ["intervals", "app_sessions", "focus_sessions", "devices", "category_rules",
                            "usage_by_hour", "usage_by_day", "device_state", "refused_intervals",
                            "deletions", "data_keys", "privacy_rules", "privacy_settings", "goals",
-                           "notice_switches", "notice_accounts", "goal_notices", "notice_weekly"]  # fmt: skip
+                           "notice_switches", "notice_accounts", "goal_notices", "notice_weekly",
+                           "import_streams", "source_intervals"]  # fmt: skip
     assert DROPPED_TABLES == ["usage_daily", "usage_hourly"]
     for table in CREATED_TABLES:
         local = created(f"{table}_local")
@@ -349,7 +350,7 @@ def test_cluster_migrations_send_only_cluster_statements():
 def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known():
     client = RecordingClient(done=(1, 2))
     applied = apply_migrations(client, "productimon", cluster="analytics")
-    assert [m.version for m in applied] == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert [m.version for m in applied] == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     sent = [sql for sql, _ in client.commands][3:]
     assert "FROM intervals_local\n" in next(s for s in sent if "usage_hourly_mv" in s)
     assert not any(s.startswith("CREATE TABLE IF NOT EXISTS intervals_local ON CLUSTER") for s in sent)
@@ -358,7 +359,7 @@ def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known(
 def test_cluster_migrations_already_recorded_know_the_tables_and_views_a_later_one_drops():
     client = RecordingClient(done=(1, 2, 3, 4))
     applied = apply_migrations(client, "productimon", cluster="analytics")
-    assert [m.version for m in applied] == [5, 6, 7, 8, 9, 10, 11, 12]
+    assert [m.version for m in applied] == [5, 6, 7, 8, 9, 10, 11, 12, 13]
     assert [sql for sql, _ in client.commands][3:7] == [
         "DROP TABLE IF EXISTS usage_daily ON CLUSTER `analytics` SYNC",
         "DROP TABLE IF EXISTS usage_daily_local ON CLUSTER `analytics` SYNC",
