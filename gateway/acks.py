@@ -176,9 +176,17 @@ class _Waiter:
     done: asyncio.Future
     since: float = field(default_factory=time.monotonic)
     table: str = "intervals"  # where its intervals are stored (source_intervals for other source kinds)
+    refusals_asked: float = 0.0  # when the worker's refusals of it were last looked up (time.monotonic)
+    live: bool = True  # a device's batch; False for an import's, which never counts as the gateway's load
+
+    @property
+    def high(self) -> int:
+        return max(i.seq for i in self.items)
 
 
 _DELETIONS_EVERY_S = 1.0
+# How often the warehouse is asked while only imports' batches wait (live devices' are asked about every tick_s).
+IMPORT_TICK_S = 0.5
 
 
 class StoreWatcher:
@@ -194,12 +202,14 @@ class StoreWatcher:
 
     @property
     def waiting_intervals(self) -> int:
-        return sum(len(w.items) for w in self._waiting)
+        """Devices' intervals waiting; an import's (bounded per call, gateway/server.py IMPORT_IN_FLIGHT) are not
+        the load live devices are held back for."""
+        return sum(len(w.items) for w in self._waiting if w.live)
 
     @property
     def oldest_wait_s(self) -> float:
-        """How long the batch waiting longest has waited (0 when none waits)."""
-        return time.monotonic() - min((w.since for w in self._waiting), default=time.monotonic())
+        """How long the device's batch waiting longest has waited (0 when none waits)."""
+        return time.monotonic() - min((w.since for w in self._waiting if w.live), default=time.monotonic())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -218,13 +228,19 @@ class StoreWatcher:
         self._waiting.clear()
 
     async def wait(
-        self, user_id: str, device_id: str, items: list[Offered], timeout_s: float, table: str = "intervals"
+        self,
+        user_id: str,
+        device_id: str,
+        items: list[Offered],
+        timeout_s: float,
+        table: str = "intervals",
+        live: bool = True,
     ) -> list[RecordError] | None:
         """Once the warehouse holds every one of `items` (in `table`) or the worker refused it: the worker's
         refusals (it applies the contract again, and alone knows what is already stored); None after `timeout_s`."""
         if not items:
             return []
-        waiter = _Waiter(user_id, device_id, items, asyncio.get_running_loop().create_future(), table=table)
+        waiter = _Waiter(user_id, device_id, items, asyncio.get_running_loop().create_future(), table=table, live=live)
         self._waiting.append(waiter)
         self._wake.set()
         try:
@@ -240,7 +256,9 @@ class StoreWatcher:
             if not self._waiting:
                 self._wake.clear()
                 await self._wake.wait()
-            await asyncio.sleep(self._tick_s)
+            # Only imports waiting: they are in no hurry, and every look-up takes the warehouse from the writes.
+            live = any(w.live for w in self._waiting)
+            await asyncio.sleep(self._tick_s if live else IMPORT_TICK_S)
             waiting = [w for w in self._waiting if not w.done.done()]
             if not waiting:
                 continue
@@ -275,7 +293,14 @@ class StoreWatcher:
         broker then lost the record, nothing would write the rest)."""
         client = self._client()
         marks = highest_stored_seqs(client, sorted({w.device_id for w in waiting}))
-        refusals = refused_seqs(client, sorted({(w.user_id, w.device_id, i.seq) for w in waiting for i in w.items}))
+        # The worker's refusals, of the batches it has processed and, once a second, of the others (a batch
+        # the worker refused the last intervals of is done before its device's state passes them): the look-up
+        # of every waiting interval on every tick cost the warehouse more than the writes it waits for.
+        now = time.monotonic()
+        asked = [w for w in waiting if marks.get(w.device_id, -1) >= w.high or now - w.refusals_asked >= 1.0]
+        for w in asked:
+            w.refusals_asked = now
+        refusals = refused_seqs(client, sorted({(w.user_id, w.device_id, i.seq) for w in asked for i in w.items}))
         # An interval a deletion covers is never stored: the device is told so instead (schemas/deletions.py).
         guard = self._deletions(client, sorted({w.user_id for w in waiting}))
         for w in waiting:

@@ -69,7 +69,14 @@ from schemas.wire import accounts_pb2, accounts_pb2_grpc, ingest_pb2, ingest_pb2
 from stream_jobs.forget import rules_of
 from warehouse import notices
 from warehouse.client import connect
-from warehouse.imports import ImportStream, imported_event_ids, recorded_spans, register_stream
+from warehouse.imports import (
+    ImportStream,
+    first_recorded_start,
+    imported_event_ids,
+    latest_start,
+    recorded_spans,
+    register_stream,
+)
 from warehouse.writes import highest_stored_seqs, stored_event_ids, upsert_devices
 
 log = logging.getLogger(__name__)
@@ -105,7 +112,10 @@ RETRY_AFTER_HEADER = "x-productimon-retry-after-ms"
 
 
 # Import batches handed to the broker and waiting, at once, to be stored (one call's).
-IMPORT_IN_FLIGHT = 8
+IMPORT_IN_FLIGHT = 24
+# An import's batches wait behind one another (and behind live data) in the worker: the last of a full window may
+# wait that long. Nothing of a device waits on them.
+IMPORT_STORE_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -122,6 +132,17 @@ class _ImportSent:
     errors: list[RecordError]
     already: int
     overlapped: int
+
+
+# How long the start of a device's own recording is taken as known, for the cut of imported time.
+RECORDED_EVERY_S = 10.0
+
+
+@dataclass
+class _StreamMarks:
+    """What this gateway knows of an import stream: the latest start it holds (stored, or sent from here)."""
+
+    held_until: int | None
 
 
 # The key an import's record carries its batch position under while it is cut and numbered; never encoded.
@@ -143,6 +164,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         # Signs in a dashboard's imports on the public port (`Import`); None: only devices may import.
         self._authority = authority
         self._streams: set[str] = set()  # import streams recorded in the warehouse (warehouse/imports.py)
+        self._marks: dict[str, _StreamMarks] = {}  # per import stream
+        self._recorded: dict[str, tuple[float, int | None]] = {}  # per device: (read at, its first interval's start)
         self._store = store
         # Every record is sealed under its device's data key (schemas/sealing.py).
         self._keys = keys or KeyBook(warehouse)
@@ -305,8 +328,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         sent: list[Offered],
         context,
         table: str = "intervals",
+        timeout_s: float | None = None,
     ) -> list[RecordError]:
-        """Wait for the broker, then (acknowledging after stored) for the warehouse; the records refused later."""
+        """Wait for the broker, then (acknowledging after stored) for the warehouse, `timeout_s` at most (the
+        store timeout by default; an import's is IMPORT_STORE_TIMEOUT_S); the records refused later."""
+        live = timeout_s is None
+        timeout_s = self._store_timeout_s if timeout_s is None else timeout_s
         try:
             await delivered
         except BrokerUnavailable as exc:
@@ -316,16 +343,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         if not self._ack_after_stored:
             return []
         with metrics.GATEWAY_STORE_WAIT_SECONDS.time():
-            refused_later = await self._watcher.wait(
-                identity.user_id, identity.device_id, sent, self._store_timeout_s, table
-            )
+            refused_later = await self._watcher.wait(identity.user_id, identity.device_id, sent, timeout_s, table, live)
         if refused_later is None:
-            log.warning(
-                "batch %s from device %s not stored in %.0fs", batch.batch_id, identity.device_id, self._store_timeout_s
-            )
+            log.warning("batch %s from device %s not stored in %.0fs", batch.batch_id, identity.device_id, timeout_s)
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
-                f"the batch was not stored within {self._store_timeout_s:g}s; nothing is acknowledged, retry later",
+                f"the batch was not stored within {timeout_s:g}s; nothing is acknowledged, retry later",
             )
         return refused_later
 
@@ -363,6 +386,22 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             self._streams.add(stream.device_id)
         return stream
 
+    async def _stream_marks(self, stream: ImportStream) -> _StreamMarks:
+        marks = self._marks.get(stream.device_id)
+        if marks is None:
+            held = await asyncio.to_thread(latest_start, self._warehouse(), stream)
+            marks = self._marks[stream.device_id] = _StreamMarks(held)
+        return marks
+
+    async def _first_recorded(self, user_id: str, device_id: str) -> int | None:
+        """When the device's own recording begins, read again every RECORDED_EVERY_S (a collector back online may
+        deliver older intervals than it had)."""
+        known = self._recorded.get(device_id)
+        if known is None or time.monotonic() - known[0] > RECORDED_EVERY_S:
+            first = await asyncio.to_thread(first_recorded_start, self._warehouse(), user_id, device_id)
+            known = self._recorded[device_id] = (time.monotonic(), first)
+        return known[1]
+
     async def _import_send(self, batch: ingest_pb2.ImportBatch, context: grpc.aio.ServicerContext) -> _ImportSent:
         if len(batch.intervals) > self._max_batch:
             size, limit = len(batch.intervals), self._max_batch
@@ -393,12 +432,16 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         lock = self._locks.setdefault(stream.device_id, asyncio.Lock())
         async with lock:
             try:
+                marks = await self._stream_marks(stream)
                 overlapped = 0
                 if records and live and target.source == IN_FRONT:
                     lo, hi = records[0]["start"], max(r["end"] for r in records)
-                    spans = await asyncio.to_thread(recorded_spans, self._warehouse(), user_id, live, lo, hi)
-                    records, overlapped = cut_where_recorded(records, spans)
-                if records:
+                    first = await self._first_recorded(user_id, live)
+                    if first is not None and hi > first:
+                        spans = await asyncio.to_thread(recorded_spans, self._warehouse(), user_id, live, lo, hi)
+                        records, overlapped = cut_where_recorded(records, spans)
+                # Imported in time order, a stream's next batch begins after all it holds: nothing to look for.
+                if records and marks.held_until is not None and min(r["start"] for r in records) <= marks.held_until:
                     held = await asyncio.to_thread(
                         imported_event_ids,
                         self._warehouse(),
@@ -415,6 +458,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; retry later")
             book = await self._book(stream.device_id, context)
             records = numbered(records, book.high)
+            if records:
+                latest = max(r["start"] for r in records)
+                marks.held_until = latest if marks.held_until is None else max(marks.held_until, latest)
             sending_valid = []
             for record in records:
                 at = record.pop(_AT)
@@ -430,7 +476,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
     async def _import_settle(self, s: _ImportSent, context: grpc.aio.ServicerContext) -> ingest_pb2.ImportAck:
         table = "intervals" if s.batch.source == IN_FRONT else "source_intervals"
         refused_later = await self._settle(
-            s.identity, s.batch, s.delivered, s.values, s.sending, s.sent, context, table
+            s.identity, s.batch, s.delivered, s.values, s.sending, s.sent, context, table, IMPORT_STORE_TIMEOUT_S
         )
         if self._ack_after_stored:
             mark_stored(s.book, s.sent)

@@ -29,7 +29,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -67,8 +67,7 @@ class NotAnExport(ValueError):
     """The file is not an ActivityWatch export at all (or is cut short); the message says what it is instead."""
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):  # tuples: a year's export makes millions of these, several times faster than dataclasses
     start_ms: int
     end_ms: int
     data: Mapping[str, Any]
@@ -244,8 +243,7 @@ def plan_import(export: Export) -> ImportPlan:
 # -- laying a bucket's events flat -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     start: int
     end: int
     data: Mapping[str, Any]

@@ -2,9 +2,9 @@
 
 Shared by the collector's `import-activitywatch` command (with the device's certificate) and the dashboard's upload
 (with the person's token): each gives the call, this sends the plan's streams in batches, a few in flight, and adds
-up the acknowledgements. Before anything is sent every record is checked against the contract the gateway applies
-(schemas/contract.py, with the import window), so "all or nothing" can refuse the whole file before any of it is
-stored, and a summary can name every reason.
+up the acknowledgements. With "all or nothing", every record is first checked against the contract the gateway
+applies (schemas/contract.py, with the import window), so the whole file is refused before any of it is stored;
+otherwise the gateway's acknowledgements name what it refused.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from schemas.wire import ingest_pb2
 ORIGIN = "activitywatch"
 BATCH_RECORDS = 2000
 # Batches sent and not yet acknowledged; the gateway stores several at once (gateway/server.py IMPORT_IN_FLIGHT).
-IN_FLIGHT = 12
+IN_FLIGHT = 32
 
 # The call: a stream of batches in, a stream of acknowledgements out, in order (a gRPC stub's `Import`).
 ImportCall = Callable[[Iterator[ingest_pb2.ImportBatch]], Iterable[ingest_pb2.ImportAck]]
@@ -72,17 +72,22 @@ def summary_of(plan: ImportPlan) -> ImportSummary:
     )
 
 
-def encoded_streams(plan: ImportPlan, now_ms: int, summary: ImportSummary) -> list[tuple[StreamKey, list[bytes]]]:
-    """Each stream's records, encoded, without those the contract refuses (counted in `summary`)."""
+def encoded_streams(
+    plan: ImportPlan, now_ms: int, summary: ImportSummary, *, check: bool = True
+) -> list[tuple[StreamKey, list[bytes]]]:
+    """Each stream's records, encoded; with `check`, without those the contract refuses (counted in `summary`).
+    Unchecked, the gateway refuses them with their reasons all the same."""
     out = []
     for key, records in plan.streams.items():
         kept = []
         for record in records:
-            normal, why = checked_interval(record, now_ms, IMPORT_WINDOW)
-            if normal is None:
-                summary.refused[why or "refused"] += 1
-            else:
-                kept.append(encode_interval(normal))
+            if check:
+                normal, why = checked_interval(record, now_ms, IMPORT_WINDOW)
+                if normal is None:
+                    summary.refused[why or "refused"] += 1
+                    continue
+                record = normal
+            kept.append(encode_interval(record))
         out.append((key, kept))
     return out
 
@@ -98,8 +103,12 @@ def send_import(
 ) -> ImportSummary:
     """Send the plan; `progress(records acknowledged, records to send)` after every batch."""
     summary = summary_of(plan)
-    streams = encoded_streams(plan, now_ms, summary)
-    if all_or_nothing and (summary.problems or summary.refused):
+    if all_or_nothing and summary.problems:
+        summary.sent = False
+        return summary
+    # All or nothing: every record checked before any is sent. Otherwise the gateway's answer names what it refused.
+    streams = encoded_streams(plan, now_ms, summary, check=all_or_nothing)
+    if all_or_nothing and summary.refused:
         summary.sent = False
         return summary
     total = sum(len(records) for _, records in streams)

@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -425,4 +426,64 @@ def canonical_totals(
     return {
         "apps": {event["data"]["app"]: event["duration"] for event in apps},
         "sites": {event["data"]["$domain"]: event["duration"] for event in domains},
+    }
+
+
+def generated_export(days: int = 365, hostname: str = "bench-laptop", seed: int = 22) -> dict:
+    """An ActivityWatch export of `days` days as its window, AFK and Chrome watchers would have written it, ending
+    yesterday: about 10 active hours on a weekday and 3 on a weekend day; window events of ~19 s on average across
+    40 apps (a long tail), a third of the time in Chrome on ~400 sites (a long tail, one to several tabs per visit),
+    tens of thousands of distinct titles, breaks of 5 to 60 minutes between stretches of work. About 2,900 events a
+    weekday: a year is about a million. Pure and seeded: the same arguments give the same export."""
+    rng = random.Random(seed)
+    apps = [f"App {n:02d}" for n in range(39)] + ["Google-chrome"]
+    app_weights = [1 / (n + 1) for n in range(39)] + [6.0]
+    sites = [f"https://site{n:03d}.example/{n % 7}/" for n in range(400)]
+    site_weights = [1 / (n + 1) ** 0.9 for n in range(400)]
+    window, afk, web = [], [], []
+    first = (datetime.now(UTC) - timedelta(days=days)).replace(hour=8, minute=0, second=0, microsecond=0)
+
+    def event(at: datetime, seconds: float, data: dict) -> dict:
+        return {"timestamp": at.isoformat(), "duration": round(seconds, 3), "data": data}
+
+    for day in range(days):
+        start = first + timedelta(days=day, minutes=rng.randint(0, 90))
+        active_h = 10 if start.weekday() < 5 else 3
+        at, end = start, start + timedelta(hours=active_h)
+        while at < end:
+            stretch_end = min(end, at + timedelta(minutes=rng.randint(40, 110)))
+            afk.append(event(at, (stretch_end - at).total_seconds(), {"status": "not-afk"}))
+            while at < stretch_end:
+                seconds = min(rng.expovariate(1 / 19) + 1, (stretch_end - at).total_seconds())
+                app = rng.choices(apps, app_weights)[0]
+                title = f"{app} document {rng.randint(1, 120)}" if app != "Google-chrome" else "Chrome"
+                window.append(event(at, seconds, {"app": app, "title": title}))
+                if app == "Google-chrome":
+                    tab_at, left = at, seconds
+                    while left > 0:
+                        tab = min(left, rng.expovariate(1 / 9) + 1)
+                        url = rng.choices(sites, site_weights)[0] + f"page{rng.randint(1, 300)}"
+                        web.append(event(tab_at, tab, {"url": url, "title": f"page {rng.randint(1, 9999)}",
+                                                       "audible": False, "incognito": False}))  # fmt: skip
+                        tab_at, left = tab_at + timedelta(seconds=tab), left - tab
+                at += timedelta(seconds=seconds)
+            pause = timedelta(minutes=rng.randint(5, 60))
+            if stretch_end < end:
+                afk.append(event(stretch_end, pause.total_seconds(), {"status": "afk"}))
+            at = stretch_end + pause
+
+    def bucket(kind: str, watcher: str, events: list[dict]) -> tuple[str, dict]:
+        bucket_id = f"{watcher}_{hostname}"
+        created = first.isoformat()
+        return bucket_id, {"id": bucket_id, "created": created, "name": None, "type": kind, "client": watcher,
+                           "hostname": hostname, "data": {}, "events": events}  # fmt: skip
+
+    return {
+        "buckets": dict(
+            [
+                bucket("currentwindow", "aw-watcher-window", window),
+                bucket("afkstatus", "aw-watcher-afk", afk),
+                bucket("web.tab.current", "aw-watcher-web-chrome", web),
+            ]
+        )
     }

@@ -128,3 +128,25 @@ def store_source_intervals(client: Client, guard: DeletionGuard, rows: Sequence[
             "source_intervals", kept, column_names=SOURCE_INTERVAL_COLUMNS, settings={"insert_deduplicate": 0}
         )
     return len(kept)
+
+
+def latest_start(client: Client, stream: ImportStream) -> int | None:
+    """When the stream's last-starting record starts (ms); None when it holds none."""
+    result = client.query(
+        f"SELECT count(), toUnixTimestamp64Milli(max(start)) FROM {_table_of(stream.source)} "
+        "WHERE user_id = {user:String} AND device_id = {device:String}",
+        parameters={"user": stream.user_id, "device": stream.device_id},
+    )
+    count, latest = result.result_rows[0]
+    return int(latest) if count else None
+
+
+def first_recorded_start(client: Client, user_id: str, device_id: str) -> int | None:
+    """When the device's own first interval starts (ms); None when it recorded nothing yet."""
+    result = client.query(
+        "SELECT count(), toUnixTimestamp64Milli(min(start)) FROM intervals "
+        "WHERE user_id = {user:String} AND device_id = {device:String}",
+        parameters={"user": user_id, "device": device_id},
+    )
+    count, first = result.result_rows[0]
+    return int(first) if count else None

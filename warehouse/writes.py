@@ -149,18 +149,15 @@ def stored_event_ids(
         raise ValueError(f"intervals are not stored in {table!r}")
     result = client.query(
         f"SELECT user_id, device_id, device_seq, toString(any(event_id)) FROM {table} "
-        "WHERE user_id IN {users:Array(String)} "
-        f"{_STARTED_BETWEEN} "
-        "AND (user_id, device_id, device_seq) IN {keys:Array(Tuple(String, String, UInt64))} "
-        "GROUP BY user_id, device_id, device_seq",
-        parameters={
-            "users": sorted({k[0] for k in keys}),
-            "lo": first_start_ms,
-            "hi": last_start_ms,
-            "keys": list(keys),
-        },
+        f"WHERE {_PAIRS_IN_RANGE} {_STARTED_BETWEEN} GROUP BY user_id, device_id, device_seq",
+        parameters={**_pairs_and_range(keys), "lo": first_start_ms, "hi": last_start_ms},
     )
-    return {(user, device, seq): event_id for user, device, seq, event_id in result.result_rows}
+    wanted = set(keys)
+    return {
+        (user, device, seq): event_id
+        for user, device, seq, event_id in result.result_rows
+        if (user, device, seq) in wanted
+    }
 
 
 def highest_stored_seqs(client: Client, device_ids: Sequence[str]) -> dict[str, int]:
@@ -193,18 +190,38 @@ def store_refusals(client: Client, guard: DeletionGuard, refusals: Sequence[tupl
     return len(rows)
 
 
+def _pairs_and_range(keys: Sequence[tuple[str, str, int]]) -> dict[str, object]:
+    """The parameters of a look-up of (user_id, device_id, device_seq) `keys` as a range scan: the (user, device)
+    pairs and the lowest and highest device_seq. A range, not the keys themselves: parsing a list of thousands of
+    tuples (an import's batches) cost the warehouse more than the scan; the few rows in the range not asked for
+    are left out by the caller."""
+    return {
+        "users": sorted({k[0] for k in keys}),
+        "pairs": sorted({(k[0], k[1]) for k in keys}),
+        "lo_seq": min(k[2] for k in keys),
+        "hi_seq": max(k[2] for k in keys),
+    }
+
+
+_PAIRS_IN_RANGE = (
+    "user_id IN {users:Array(String)} AND (user_id, device_id) IN {pairs:Array(Tuple(String, String))} "
+    "AND device_seq >= {lo_seq:UInt64} AND device_seq <= {hi_seq:UInt64}"
+)
+
+
 def refused_seqs(client: Client, keys: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str, int], tuple[str, str]]:
     """(user_id, device_id, device_seq) -> (event_id, reason) for those of `keys` the worker refused."""
     if not keys:
         return {}
     result = client.query(
         "SELECT user_id, device_id, device_seq, argMax(event_id, refused_at), argMax(reason, refused_at) "
-        "FROM refused_intervals WHERE user_id IN {users:Array(String)} "
-        "AND (user_id, device_id, device_seq) IN {keys:Array(Tuple(String, String, UInt64))} "
-        "GROUP BY user_id, device_id, device_seq",
-        parameters={"users": sorted({k[0] for k in keys}), "keys": list(keys)},
+        f"FROM refused_intervals WHERE {_PAIRS_IN_RANGE} GROUP BY user_id, device_id, device_seq",
+        parameters=_pairs_and_range(keys),
     )
-    return {(u, d, seq): (event_id, reason) for u, d, seq, event_id, reason in result.result_rows}
+    wanted = set(keys)
+    return {
+        (u, d, seq): (event_id, reason) for u, d, seq, event_id, reason in result.result_rows if (u, d, seq) in wanted
+    }
 
 
 def first_seqs_of_event_ids(

@@ -270,3 +270,35 @@ def test_hostile_records_through_import_are_refused_one_by_one_and_never_touch_l
         parameters={"u": identity.user_id, "d": identity.device_id},
     ).result_rows
     assert rows == [("Imported", False), ("Live", True)]
+
+
+def test_an_import_spread_over_150_months_is_stored_and_stops_no_one(stack, enroll, warehouse_client):
+    """ClickHouse refuses an insert touching more than 100 monthly partitions: a hostile import batch with one
+    record in each of 150 months is split by the worker and stored whole, and another device's data goes on."""
+    from schemas.codec import decode_interval
+
+    importer, creds = enroll()
+    bystander, bystander_creds = enroll()
+    first = YESTERDAY.replace(day=1)
+    records = []
+    for month in range(150):
+        at = (first - timedelta(days=31 * month)).replace(day=3)
+        records.append(encode_interval({**decode_interval(live(0, at, 60, "Spread")), "event_id": str(uuid.uuid4())}))
+    import grpc
+
+    from collector.transport import channel_credentials
+    from schemas.wire import ingest_pb2, ingest_pb2_grpc
+
+    with grpc.secure_channel(stack.settings.gateway_address, channel_credentials(creds)) as channel:
+        stub = ingest_pb2_grpc.IngestStub(channel)
+        batch = ingest_pb2.ImportBatch(batch_id=1, origin="activitywatch", host="h", source="window", intervals=records)
+        (ack,) = list(stub.Import(iter([batch]), timeout=120))
+    assert (ack.accepted, list(ack.errors)) == (150, [])
+    with IngestClient(stack.settings.gateway_address, bystander_creds) as client:
+        assert client.send_batch([live(0, YESTERDAY, 60, "Bystander")]).accepted == 1
+    months = warehouse_client.query(
+        "SELECT uniqExact(toYYYYMM(start)) FROM intervals FINAL WHERE user_id = {u:String}",
+        parameters={"u": importer.user_id},
+    ).result_rows[0][0]
+    assert months == 150
+    assert per_app(warehouse_client, bystander.user_id, YESTERDAY) == {"Bystander": 60.0}

@@ -29,6 +29,7 @@ from warehouse.categories import (
     preview_rule,
     update_rule,
 )
+from warehouse.imports import ImportStream, register_stream, store_source_intervals
 from warehouse.rollups import rebuild_touched
 from warehouse.writes import APP_SESSION_COLUMNS, FOCUS_SESSION_COLUMNS, NO_DELETIONS, store_intervals, store_rows
 
@@ -347,7 +348,7 @@ PRAGUE_DAYS = (datetime(2026, 3, 9, 23, tzinfo=UTC), datetime(2026, 3, 11, 23, t
 
 # Public query functions that take (client, user_id, ...) and are not in queries.QUERY_FUNCTIONS (the registry the
 # benchmark times, each callable as fn(client, user_id, start, end)): checked all the same.
-NOT_IN_REGISTRY = {"export_intervals", "app_order", "clip_sessions"}
+NOT_IN_REGISTRY = {"export_intervals", "app_order", "clip_sessions", "import_streams", "time_per_source"}
 # Public functions taking (client, user_id, ...) that the isolation check leaves out, by name, each with the reason
 # it may. None: every function serving one user is checked. (The cross-user aggregates take no user and are
 # queries.AGGREGATE_FUNCTIONS, checked for k-anonymity below.)
@@ -416,6 +417,9 @@ def isolation_calls() -> dict[str, tuple[str, Callable[[object, str], pd.DataFra
     add("two days", "export_intervals", *TWO_DAYS)
     add("laptop", "export_intervals", *ODD, **laptop)
     add("all time", "app_order")
+    add("all", "import_streams")
+    add("odd hours", "time_per_source", *ODD)
+    add("day", "time_per_source", *PERIOD)
     add("app sessions", "clip_sessions", sessions_to_clip(same_app=True), *ODD, same_app=True)
     add("focus sessions", "clip_sessions", sessions_to_clip(same_app=False), *ODD, same_app=False)
     return calls
@@ -424,6 +428,16 @@ def isolation_calls() -> dict[str, tuple[str, Callable[[object, str], pd.DataFra
 ISOLATION_CALLS = isolation_calls()
 # The calls whose answers depend on the user's category rules, also made for a subject with a rule on titles.
 CATEGORY_CALLS = [label for label in ISOLATION_CALLS if "category" in label]
+
+
+def imported(client, user: str, app: str, title: str, start: datetime, end: datetime, host: str = "laptop") -> None:
+    """An imported editor stream of the user (warehouse/imports.py), named as the gateway names it, with one
+    interval; the same stream id for every user, as a forged id would be."""
+    stream = ImportStream(user, f"aw-editor-{host}", "laptop", host, "editor")
+    register_stream(client, stream)
+    device(client, user, stream.device_id, f"{host} (ActivityWatch editor)")
+    row = (user, stream.device_id, "editor", str(uuid.uuid4()), 0, start, end, app, title, "", start)
+    store_source_intervals(client, NO_DELETIONS, [row])
 
 
 def the_other_users_day(subject_intervals: list[dict]) -> list[dict]:
@@ -484,6 +498,7 @@ def isolation(client) -> dict[str, dict[str, pd.DataFrame]]:
         store(client, user, subject_intervals)
         sessions_of(client, user)
         device(client, user, "laptop", "Shared laptop")
+        imported(client, user, "vim", "rocket", at(9, 0), at(9, 40))
     add_rule(client, subjects["rollup"], "app", "^Code$", "Work/Programming")
     add_rule(client, subjects["rollup"], "site", r"github\.com", "Work/Review")
     add_rule(client, subjects["titles"], "title", r"^main\.py", "Work/Main")
@@ -498,6 +513,8 @@ def isolation(client) -> dict[str, dict[str, pd.DataFrame]]:
     device(client, other, "laptop", "Shared laptop")
     device(client, other, "desk", "Desk", os="Windows")
     device(client, other, "phone", "Phone", os="Android")
+    imported(client, other, "vim", "rocket", at(9, 20), at(10, 0), host="other-host")
+    imported(client, other, "emacs", "rocket", at(8, 0), at(12, 0))
     add_rule(client, other, "app", ".", "Work/Programming")
     add_rule(client, other, "title", "proj", "Work/Main")
     add_rule(client, other, "site", "github", "Work/Review")
