@@ -163,7 +163,6 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._producer = producer
         # Signs in a dashboard's imports on the public port (`Import`); None: only devices may import.
         self._authority = authority
-        self._streams: set[str] = set()  # import streams recorded in the warehouse (warehouse/imports.py)
         self._marks: dict[str, _StreamMarks] = {}  # per import stream
         self._recorded: dict[str, tuple[float, int | None]] = {}  # per device: (read at, its first interval's start)
         self._store = store
@@ -375,15 +374,18 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"there is no device {batch.device_id!r} in this account")
         return claims.user_id, batch.device_id, devices[batch.device_id].name
 
-    async def _stream(self, user_id: str, live: str, live_name: str | None, target: ImportTarget) -> ImportStream:
-        """The import's stream, recorded (with its name, for the dashboard) before any record of it is sent."""
+    async def _stream(
+        self, user_id: str, live: str, live_name: str | None, target: ImportTarget, registered: set[str]
+    ) -> ImportStream:
+        """The import's stream, recorded (with its name, for the dashboard) before any record of it is sent: once
+        per call (`registered`), as a deletion of the stream's data between two calls removes its row."""
         stream = ImportStream(user_id, stream_id(user_id, live, target), live, target.host, target.source)
-        if stream.device_id not in self._streams:
+        if stream.device_id not in registered:
             client = self._warehouse()
             await asyncio.to_thread(register_stream, client, stream)
             row = (user_id, stream.device_id, stream_name(live_name, target), "ActivityWatch import", "", False)
             await asyncio.to_thread(upsert_devices, client, [row])
-            self._streams.add(stream.device_id)
+            registered.add(stream.device_id)
         return stream
 
     async def _stream_marks(self, stream: ImportStream) -> _StreamMarks:
@@ -402,7 +404,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             known = self._recorded[device_id] = (time.monotonic(), first)
         return known[1]
 
-    async def _import_send(self, batch: ingest_pb2.ImportBatch, context: grpc.aio.ServicerContext) -> _ImportSent:
+    async def _import_send(
+        self, batch: ingest_pb2.ImportBatch, context: grpc.aio.ServicerContext, registered: set[str]
+    ) -> _ImportSent:
         if len(batch.intervals) > self._max_batch:
             size, limit = len(batch.intervals), self._max_batch
             await context.abort(
@@ -417,7 +421,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         received_at = int(time.time() * 1000)
         valid, errors = validate_records(batch.intervals, received_at, IMPORT_WINDOW)
         try:
-            stream = await self._stream(user_id, live, live_name, target)
+            stream = await self._stream(user_id, live, live_name, target, registered)
         except Exception as exc:
             log.warning("cannot record the import stream of %s: %s", user_id, exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the warehouse is unavailable; retry later")
@@ -507,12 +511,13 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         stored at once, and are acknowledged in order."""
         waiting: asyncio.Queue[asyncio.Future | None] = asyncio.Queue()
         room = asyncio.Semaphore(IMPORT_IN_FLIGHT)
+        registered: set[str] = set()  # the streams this call recorded
 
         async def read() -> None:
             try:
                 async for batch in request_iterator:
                     await room.acquire()
-                    sent = await self._import_send(batch, context)
+                    sent = await self._import_send(batch, context, registered)
                     await waiting.put(asyncio.ensure_future(self._import_settle(sent, context)))
             except BaseException as exc:  # the call's end: the answer stream ends with it, in order
                 failed = asyncio.get_running_loop().create_future()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
@@ -190,6 +191,17 @@ def _events(bucket_id: str, events: list[Any]) -> tuple[list[Event], list[Proble
     return good, bad
 
 
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _iso_for_python(stamp: str) -> str:
+    """An ISO 8601 timestamp as every Python the collector runs on reads it (3.10's fromisoformat takes neither
+    a "Z" nor more than six fractional digits, which aw-server-rust and other watchers write)."""
+    if stamp[-1:] in ("Z", "z"):
+        stamp = stamp[:-1] + "+00:00"
+    return _FRACTION.sub(r"\1", stamp, count=1)
+
+
 def read_event(event: Any) -> Event:
     """One ActivityWatch event; ValueError naming what is wrong with it."""
     if not isinstance(event, dict):
@@ -198,7 +210,7 @@ def read_event(event: Any) -> Event:
     if not isinstance(stamp, str):
         raise ValueError("has no timestamp")
     try:
-        start = datetime.fromisoformat(stamp)
+        start = datetime.fromisoformat(_iso_for_python(stamp))
     except ValueError:
         raise ValueError(f"has the timestamp {stamp[:40]!r}, which is not ISO 8601") from None
     if start.tzinfo is None:

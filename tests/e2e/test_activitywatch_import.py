@@ -148,6 +148,9 @@ def test_a_dashboard_token_imports_into_its_own_account_only(stack, enroll, ware
     plan = plan_import(read_export(export(YESTERDAY)))
     with pytest.raises(Exception, match="there is no device"):
         import_activity(public, ca, token, plan, device_id=victim.device_id)
+    for forged in ("", "not-a-token", token[:-4] + "AAAA"):  # no token, a made-up one, a tampered one
+        with pytest.raises(Exception, match="UNAUTHENTICATED|token|authorization"):
+            import_activity(public, ca, forged, plan)
     assert per_app(warehouse_client, victim.user_id, YESTERDAY) == {}
 
     summary = import_activity(public, ca, token, plan)
@@ -222,6 +225,13 @@ def test_deleting_a_device_s_data_deletes_what_was_imported_for_it(stack, wareho
     report = delete_data(public, ca, token, "device", device_id=laptop.device_id)
     assert report.summary
     assert rows_of_streams(warehouse_client, user_id) == {"intervals": 0, "source_intervals": 0, "import_streams": 0}
+    # Delete means gone: the same history sent again (a replay, or the file imported again) stays deleted, and
+    # each record is refused with the deletion named.
+    again = send_as_device(stack.settings.gateway_address, creds, plan_import(read_export(json.dumps(raw))))
+    assert again.imported == 0 and sum(again.refused.values()) == summary.imported
+    deleted = "deleted: the interval lies in data deleted by device deletion"
+    assert all(reason.startswith(deleted) for reason in again.refused), again.refused
+    assert rows_of_streams(warehouse_client, user_id)["intervals"] == 0
 
 
 def test_hostile_records_through_import_are_refused_one_by_one_and_never_touch_live_data(

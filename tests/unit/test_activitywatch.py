@@ -260,3 +260,25 @@ def test_after_the_cut_no_imported_moment_is_a_recorded_one_and_no_other_moment_
 
 def test_an_import_is_numbered_after_what_its_stream_holds():
     assert [r["device_seq"] for r in numbered([record(0, 1), record(1, 2)], after=41)] == [42, 43]
+
+
+def test_timestamps_as_other_servers_and_watchers_write_them_are_read():
+    raw = json.dumps(
+        {
+            "buckets": {
+                "w": {
+                    "type": "currentwindow",
+                    "hostname": "h",
+                    "events": [
+                        {"timestamp": "2024-05-01T09:00:00Z", "duration": 1, "data": {"app": "A"}},
+                        {"timestamp": "2024-05-01T09:00:01.123456789+00:00", "duration": 1, "data": {"app": "B"}},
+                        {"timestamp": "2024-05-01T11:00:02+02:00", "duration": 1, "data": {"app": "C"}},
+                    ],
+                }
+            }
+        }
+    )
+    read = read_export(raw)
+    assert not read.problems
+    starts = [e.start_ms for e in read.buckets[0].events]
+    assert [s - starts[0] for s in starts] == [0, 1123, 2000]
