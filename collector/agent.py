@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import IO
 
 from collector.aw_api import AwApi
-from collector.aw_forward import METHOD as FORWARD_METHOD
-from collector.aw_forward import Forwarder
+from collector.aw_forward import Forwarder, ImportChannel
 from collector.aw_store import AwStore
 from collector.browser import BrowserIntake, BrowserUrls
 from collector.config import CollectorHome, CollectorSettings
@@ -48,7 +47,6 @@ from collector.uploader import UploadHealth, run_uploader
 from collector.wire import RpcError, rpc_reason
 from plumbing.files import write_atomically
 from schemas.privacy_rules import AccountPrivacy
-from schemas.wire import ingest_pb2
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +259,7 @@ class Watchers:
 
     store: AwStore
     api: AwApi
-    channel: object
+    channel: ImportChannel
     forwarder: Forwarder
 
     def status(self) -> dict:
@@ -269,7 +267,7 @@ class Watchers:
 
     def stop(self) -> None:
         self.api.stop()
-        self.channel.close()  # type: ignore[attr-defined]
+        self.channel.close()
         self.store.close()
 
 
@@ -311,11 +309,11 @@ class Agent:
                 exc,
             )
             return None
-        channel = device_channel(enrollment.server, load_credentials(self.home))
+        channel = ImportChannel(lambda: device_channel(enrollment.server, load_credentials(self.home)))
         forwarder = Forwarder(
             store,
             self.home.activitywatch_forward_file,
-            lambda batch: channel.call(FORWARD_METHOD, batch, ingest_pb2.ImportAck, 60.0),
+            channel,
             lambda: replace(self.settings.privacy(), account=saved_account_privacy(self.home)),
             lambda: delivered_until(spool, int(self._clock() * 1000)),
             self._clock,

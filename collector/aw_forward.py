@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from collector.aw_import import private_plan
 from collector.aw_store import AwStore
@@ -63,6 +64,30 @@ def slice_export(store: AwStore, start_ms: int, end_ms: int) -> Export:
         if events:
             buckets.append(Bucket(bucket.id, bucket.type, bucket.client, bucket.hostname, tuple(events)))
     return Export(buckets, [], sum(len(b.events) for b in buckets))
+
+
+class ImportChannel:
+    """The forwarder's `Import` call over collector/wire.py, one batch per call. The channel is opened with the
+    device's credentials as they are when it is needed, and dropped after a failure: a certificate renewed since
+    (the gateway refuses the one before at once) is then used for the next call."""
+
+    def __init__(self, open_channel: Callable[[], Any], timeout_s: float = 60.0) -> None:
+        self._open, self._timeout_s = open_channel, timeout_s
+        self._channel: Any = None
+
+    def __call__(self, batch: ingest_pb2.ImportBatch) -> ingest_pb2.ImportAck:
+        if self._channel is None:
+            self._channel = self._open()
+        try:
+            return self._channel.call(METHOD, batch, ingest_pb2.ImportAck, self._timeout_s)
+        except RpcError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
 
 class Forwarder:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.aw_forward import SETTLE_MS, SLICE_MS, Forwarder
+from collector.aw_forward import SETTLE_MS, SLICE_MS, Forwarder, ImportChannel
 from collector.aw_store import AwStore, Span
 from collector.privacy import PrivacySettings
 from collector.wire import RpcError, StatusCode
@@ -122,3 +122,36 @@ def test_nothing_waiting_forwards_nothing(store, tmp_path, clock):
     f = forwarder(store, tmp_path, clock, gateway)
     assert not f.once()
     assert gateway.batches == []
+
+
+def test_after_a_refused_call_the_next_one_opens_a_channel_with_the_credentials_as_they_are_now():
+    """A renewal retires the certificate the channel was opened with: the call that fails drops the channel, and the
+    next one opens a new one (the agent's opener reads the credentials again)."""
+    opened: list[str] = []
+    credentials = ["first certificate"]
+
+    class Channel:
+        def __init__(self, certificate: str) -> None:
+            self.certificate, self.closed = certificate, False
+
+        def call(self, method, batch, reply_type, timeout_s):
+            assert method == "/productimon.ingest.v1.Ingest/Import" and not self.closed
+            if self.certificate != credentials[0]:
+                raise RpcError(StatusCode.UNAUTHENTICATED, "this certificate was replaced by a renewal")
+            return reply_type(batch_id=batch.batch_id, accepted=len(batch.intervals))
+
+        def close(self) -> None:
+            self.closed = True
+
+    def open_channel() -> Channel:
+        opened.append(credentials[0])
+        return Channel(credentials[0])
+
+    call = ImportChannel(open_channel)
+    batch = ingest_pb2.ImportBatch(batch_id=1, intervals=[b"x"])
+    assert call(batch).accepted == 1 and call(batch).accepted == 1 and opened == ["first certificate"]
+    credentials[0] = "renewed certificate"
+    with pytest.raises(RpcError):
+        call(batch)
+    assert call(batch).accepted == 1
+    assert opened == ["first certificate", "renewed certificate"]
