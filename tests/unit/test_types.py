@@ -17,6 +17,7 @@ MODULES = [
     "warehouse.queries",
     "warehouse.goal_rules",
     "warehouse.notice_rules",
+    "warehouse.insight_rules",
     "gateway.account_rules",
     "gateway.throttling",
     "gateway.one_time_codes",
