@@ -148,8 +148,10 @@ def _time(fn, client, start, end) -> list[float]:
 
 
 def run(progress) -> dict:
+    from warehouse import insights
     from warehouse.categories import add_rule
-    from warehouse.queries import AGGREGATE_FUNCTIONS, QUERY_FUNCTIONS, time_per_category
+    from warehouse.insight_rules import Budget, week_of
+    from warehouse.queries import QUERY_FUNCTIONS, time_per_category
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     periods = {"week": (end - timedelta(days=7), end), "year": (end - timedelta(days=365), end)}
@@ -168,12 +170,18 @@ def run(progress) -> dict:
                     p50, p95 = statistics.median(timings), timings[int(len(timings) * 0.95) - 1]
                     results[f"{name}/{period}"] = {"p50_ms": round(p50, 1), "p95_ms": round(p95, 1)}
                     progress(f"{name:<28} {period:<5} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
-            for name, fn in AGGREGATE_FUNCTIONS.items():  # across users: no user argument
-                for period, (start, stop) in periods.items():
-                    timings = _time(lambda c, _user, a, b, fn=fn: fn(c, a, b), client, start, stop)
-                    p50, p95 = statistics.median(timings), timings[int(len(timings) * 0.95) - 1]
-                    results[f"{name}/{period}"] = {"p50_ms": round(p50, 1), "p95_ms": round(p95, 1)}
-                    progress(f"{name:<28} {period:<5} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
+            # Across people (warehouse/insights.py): a week's release is made once (timed once: the weekly job),
+            # and the dashboard reads what was released.
+            week = week_of(end.date()) - timedelta(weeks=1)
+            chosen = insights.InsightSettings(Budget(1.0))
+            began = time.perf_counter()
+            insights.release_week(client, week, chosen, end)
+            job_ms = (time.perf_counter() - began) * 1000
+            progress(f"{'insights_release_week':<28} once  {job_ms:7.1f} ms")
+            timings = _time(lambda c, _user, _a, _b: insights.releases(c, week), client, end, end)
+            p50, p95 = statistics.median(timings), timings[int(len(timings) * 0.95) - 1]
+            results["insight_releases/week"] = {"p50_ms": round(p50, 1), "p95_ms": round(p95, 1)}
+            progress(f"{'insight_releases':<28} week  p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
             # A rule on window titles cannot use the rollups: timed on its own, as the slow path it is.
             add_rule(client, HEAVY, "title", "document 1[0-9]$", "Work/Documents", position=0)
             for period, (start, stop) in periods.items():
@@ -200,6 +208,8 @@ def run(progress) -> dict:
         "other_rows": OTHER_ROWS,
         "queries": results,
         "worst_p95_ms": worst,
+        # The weekly job making a week's insights (not a query the dashboard waits for: outside the target).
+        "insights_release_week_ms": round(job_ms, 1),
         "bytes_per_interval": round(bytes_per_interval, 1),
         "target": f"p95 < {TARGET_P95_MS} ms for every function; < {TARGET_BYTES} bytes per interval",
         "meets_target": worst < TARGET_P95_MS and bytes_per_interval < TARGET_BYTES,

@@ -3,7 +3,8 @@ single-server migrations by a pure transformation, so there is one schema to mai
 
 Every data table `t` of the migrations becomes two tables, both created ON CLUSTER:
 - `t_local`, holding the rows, with the Replicated variant of `t`'s engine, one replica set per shard;
-- `t`, a Distributed table over `t_local`, sharded by `cityHash64(user_id)`.
+- `t`, a Distributed table over `t_local`, sharded by `cityHash64(user_id)`; a table about no one (ABOUT_NO_ONE:
+  the released insights, with no `user_id`, never collapsed or deleted per person) is spread by `rand()`.
 So writers and the query API use the same table names as on a single server. Sharding by user keeps all of
 one user's rows, every version of a session row and the rollups made from them on one shard: a per-user
 query reads one shard's data, and `FINAL` (which collapses versions only within a shard) is exact. The
@@ -21,6 +22,10 @@ from collections.abc import Iterable
 
 LOCAL_SUFFIX = "_local"
 SHARDING_KEY = "cityHash64(user_id)"
+SPREAD_KEY = "rand()"
+# Tables about no one: no user_id, nothing to collapse or delete per person (warehouse/insights.py), spread by rand().
+# Any other table without a user_id is refused: where its rows belong would be a guess.
+ABOUT_NO_ONE = frozenset({"insight_releases"})
 # Replicated tables deduplicate inserts by themselves, through Keeper (replicated_deduplication_window:
 # 1000 blocks by default before ClickHouse 25.9, 10000 since), so the single server's window setting, which
 # Replicated tables ignore, is left out.
@@ -104,7 +109,8 @@ class ClusterSchema:
 
     def _create_table(self, match: re.Match[str]) -> tuple[str, ...]:
         name, columns, engine = match["name"], match["columns"], match["engine"]
-        if not re.search(r"^\s*\(?\s*user_id\s", columns, re.M):
+        by_user = name not in ABOUT_NO_ONE
+        if by_user and not re.search(r"^\s*\(?\s*user_id\s", columns, re.M):
             raise ValueError(f"table {name} has no user_id column to shard by")
         if not engine.endswith("MergeTree") or engine.startswith("Replicated"):
             raise ValueError(f"table {name}: no cluster form for the engine {engine}")
@@ -121,7 +127,8 @@ class ClusterSchema:
         return (
             f"CREATE TABLE IF NOT EXISTS {local} {on_cluster(self.cluster)}\n{columns}\nENGINE = {engine_clause}{rest}",
             f"CREATE TABLE IF NOT EXISTS {name} {on_cluster(self.cluster)} AS {local}\n"
-            f"ENGINE = Distributed('{self.cluster}', '{self.database}', '{local}', {SHARDING_KEY})",
+            f"ENGINE = Distributed('{self.cluster}', '{self.database}', '{local}', "
+            f"{SHARDING_KEY if by_user else SPREAD_KEY})",
         )
 
     def _create_view(self, match: re.Match[str]) -> tuple[str, ...]:

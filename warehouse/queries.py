@@ -3,8 +3,8 @@
 Each function takes the client, the user it serves and its parameters, binds them through the client
 (never string formatting) and returns a DataFrame with the columns and dtypes its docstring names, also
 when there is nothing to show. This module is the only place the dashboard's SQL lives; every per-user
-query is scoped to exactly one user, and the cross-user aggregates at the end only ever describe at least
-`k` people.
+query is scoped to exactly one user. Nothing here describes more than one person: figures across people are
+released, noisy, by warehouse/insights.py and never computed exactly for anyone to see.
 
 Conventions:
 - A period is `[start, end)` given as timezone-aware datetimes.
@@ -900,86 +900,6 @@ QUERY_FUNCTIONS: dict[str, Callable[..., pd.DataFrame]] = {
     "input_intensity": input_intensity,
     "top_titles": top_titles,
     "compare_periods": compare_periods,
-}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Cross-user aggregates. They describe groups, never a person: each output row covers at least k distinct
-# users, and so does the whole answer, or the answer is empty. Buckets are UTC (users' zones are not known
-# here), and a period counts the whole UTC days it touches. Each user weighs the same: a share is the mean
-# over users of that user's own share, so one heavy user cannot set the answer.
-
-_BUCKETS = {
-    "weekday": ("usage_by_day FINAL", "toDayOfWeek(day)", "day >= {first_day:Date} AND day < {after_day:Date}"),
-    "hour": (
-        "usage_by_hour FINAL",
-        "toHour(hour)",
-        "hour >= {first:DateTime('UTC')} AND hour < {after:DateTime('UTC')}",
-    ),
-}
-
-
-def _share_across_users(bucket: str) -> str:
-    table, expression, in_period = _BUCKETS[bucket]
-    return f"""
-WITH (
-    SELECT uniqExact(user_id) FROM (SELECT user_id FROM {table} WHERE {in_period}
-                                    GROUP BY user_id HAVING sum(active_ms) > 0)
-) AS total_users
-SELECT bucket, sum(user_share) / total_users AS share, uniqExact(user_id) AS users
-FROM
-(
-    SELECT user_id, bucket, active / sum(active) OVER (PARTITION BY user_id) AS user_share
-    FROM
-    (
-        SELECT user_id, {expression} AS bucket, sum(active_ms) AS active
-        FROM {table}
-        WHERE {in_period}
-        GROUP BY user_id, bucket
-        HAVING active > 0
-    )
-)
-GROUP BY bucket
-HAVING users >= {{k:UInt32}} AND total_users >= {{k:UInt32}}
-ORDER BY bucket
-"""
-
-
-def _aggregate_period(start: datetime, end: datetime) -> dict[str, datetime | date]:
-    period = _period(start, end)
-    first = datetime.combine(period["from"].date(), time(), tzinfo=UTC)
-    after = datetime.combine((period["to"] - timedelta(microseconds=1)).date() + timedelta(days=1), time(), tzinfo=UTC)
-    return {"first": first, "after": after, "first_day": first.date(), "after_day": after.date()}
-
-
-def _k_anonymous(client: Client, bucket: str, start: datetime, end: datetime, k: int) -> pd.DataFrame:
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    df = client.query_df(_share_across_users(bucket), parameters={"k": k, **_aggregate_period(start, end)})
-    return typed_frame(df.rename(columns={"bucket": bucket}), {bucket: "int64", "share": "float64", "users": "int64"})
-
-
-def weekday_share_across_users(client: Client, start: datetime, end: datetime, k: int = 10) -> pd.DataFrame:
-    """Which days of the week people spend at their computers: per UTC day of the week (1 = Monday), the
-    mean over users of each user's share of their own active time, over the UTC days [start, end) touches.
-    Empty when fewer than k users were active; a day described by fewer than k users is left out.
-
-    Columns: weekday (int64), share (float64), users (int64: distinct users active that day of the week)."""
-    return _k_anonymous(client, "weekday", start, end, k)
-
-
-def hour_share_across_users(client: Client, start: datetime, end: datetime, k: int = 10) -> pd.DataFrame:
-    """At which hours people are at their computers: per UTC hour of the day, the mean over users of each
-    user's share of their own active time, over the UTC days [start, end) touches. Empty when fewer than k
-    users were active; an hour described by fewer than k users is left out.
-
-    Columns: hour (int64), share (float64), users (int64)."""
-    return _k_anonymous(client, "hour", start, end, k)
-
-
-AGGREGATE_FUNCTIONS: dict[str, Callable[..., pd.DataFrame]] = {
-    "weekday_share_across_users": weekday_share_across_users,
-    "hour_share_across_users": hour_share_across_users,
 }
 
 

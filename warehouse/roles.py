@@ -9,7 +9,8 @@ server checks each statement against it with `role_refusal`, on the engine's own
 - migrate: the schema (the migration step; no long-running service holds it);
 - gateway: what ingest and the accounts service need: the acknowledgement checks, device rows, data keys, category
   rules, goals and notice switches a person edits through it, and the hourly usage it measures goals against to
-  find the notices due (warehouse/notices.py);
+  find the notices due (warehouse/notices.py); and it releases the week's insights across people
+  (warehouse/insights.py), reading who is eligible and storing only the noisy release;
 - worker: reads what it continues from and inserts what it makes, nothing else;
 - deletion: removes rows (mutations) and makes again what a deletion cuts; held by the gateway, which deletes on a
   person's request, and by the workers, which apply again a deletion that raced a batch (docs/design.md,
@@ -49,6 +50,7 @@ DATA_TABLES = (
     "notice_weekly",
     "import_streams",
     "source_intervals",
+    "insight_releases",
 )
 SCHEMA_TABLE = "schema_migrations"
 TABLES = frozenset((*DATA_TABLES, SCHEMA_TABLE))
@@ -58,6 +60,8 @@ _PRIVACY = ("privacy_rules", "privacy_settings")  # an account's privacy choices
 _NOTICES = ("notice_switches", "notice_accounts", "goal_notices", "notice_weekly")
 # Imported streams and their intervals of other source kinds (warehouse/imports.py).
 _IMPORTS = ("import_streams", "source_intervals")
+# Insights across people as released, noise included: about no one (warehouse/insights.py).
+_INSIGHTS = "insight_releases"
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,9 @@ MIGRATE = Role("migrate", reads=TABLES, inserts=TABLES, deletes=TABLES, schema=T
 GATEWAY = Role(
     "gateway",
     reads=_tables(SCHEMA_TABLE, "intervals", "refused_intervals", "deletions", "device_state", "devices", "data_keys",
-                  "category_rules", "goals", *_PRIVACY, "usage_by_hour", *_NOTICES, *_IMPORTS),
-    inserts=_tables("devices", "data_keys", "category_rules", "goals", *_PRIVACY, *_NOTICES, "import_streams"),
+                  "category_rules", "goals", *_PRIVACY, "usage_by_hour", *_NOTICES, *_IMPORTS, _INSIGHTS),
+    inserts=_tables("devices", "data_keys", "category_rules", "goals", *_PRIVACY, *_NOTICES, "import_streams",
+                    _INSIGHTS),
 )  # fmt: skip
 WORKER = Role(
     "worker",
@@ -103,7 +108,7 @@ DELETION = Role(
 DASHBOARD = Role(
     "dashboard",
     reads=_tables(SCHEMA_TABLE, "intervals", *_SESSIONS_AND_ROLLUPS, "devices", "category_rules", "goals", *_PRIVACY,
-                  *_NOTICES, *_IMPORTS),
+                  *_NOTICES, *_IMPORTS, _INSIGHTS),
 )  # fmt: skip
 # The operator's own login (ClickHouse's administrator, the local stack's generated owner password): unlimited
 # inside the warehouse server's sandbox. No service runs with it.

@@ -37,10 +37,11 @@ from stream_jobs.sessionize import SessionRules
 from tests.integration.test_queries import DAY, PERIOD, day_of, device, sessions_of, store, the_day_before
 from tests.unit.test_cluster_ddl import RecordingClient
 from warehouse import cluster as cluster_module
-from warehouse import deletion, migrate, queries
-from warehouse.cluster import cluster_statements, migrations_table
+from warehouse import deletion, insights, migrate, queries
+from warehouse.cluster import ABOUT_NO_ONE, cluster_statements, migrations_table
 from warehouse.goals import add_goal
 from warehouse.imports import ImportStream, register_stream, store_source_intervals
+from warehouse.insight_rules import Budget, week_of
 from warehouse.keys import create_key
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
 from warehouse.notices import set_account, set_goal_channel, set_weekly_summary
@@ -228,6 +229,9 @@ def test_the_replicated_tables_their_views_and_the_distributed_tables_are_create
     for table in (*deletion.USER_TABLES, *deletion.KEPT_TABLES):
         assert engines.pop(table) == "Distributed"
         assert engines.pop(f"{table}_local") == "ReplicatedReplacingMergeTree"
+    for table in ABOUT_NO_ONE:  # a ledger written once per release, never collapsed
+        assert engines.pop(table) == "Distributed"
+        assert engines.pop(f"{table}_local") == "ReplicatedMergeTree"
     # The summed rollups, their local tables and their views are dropped by the migrations.
     assert engines == {"schema_migrations": "ReplicatedReplacingMergeTree"}
     paths = {table: (path, replica) for table, path, replica in found["replicas"]}
@@ -260,12 +264,22 @@ def test_every_query_answers_through_the_distributed_tables_as_on_a_single_serve
         pd.testing.assert_frame_equal(fn(engine["cluster"], user, *period), expected)
 
 
-@pytest.mark.parametrize("name", sorted(queries.AGGREGATE_FUNCTIONS))
-def test_aggregates_across_users_answer_as_on_a_single_server(engine, name):
-    fn = queries.AGGREGATE_FUNCTIONS[name]
-    expected = fn(engine["single"], *PERIOD, k=2)
-    assert not expected.empty
-    pd.testing.assert_frame_equal(fn(engine["cluster"], *PERIOD, k=2), expected)
+def test_who_counts_for_insights_and_what_they_contribute_is_as_on_a_single_server(engine):
+    week = week_of(DAY.date())
+    expected = insights.contributions(engine["single"], week, 1)
+    assert all(len(parts) == 2 for parts in expected.values())  # alice and bob, from their enrolled laptops
+    assert {f: sorted(p) for f, p in insights.contributions(engine["cluster"], week, 1).items()} == {
+        f: sorted(p) for f, p in expected.items()
+    }
+
+
+def test_released_insights_are_stored_and_read_back_through_the_distributed_table(engine):
+    chosen = insights.InsightSettings(Budget(1.0), k=2, min_active_days=1)
+    week = week_of(DAY.date())
+    made = insights.release_week(engine["cluster"], week, chosen, datetime.now(UTC))
+    assert insights.releases(engine["cluster"], week) == {r.figure: r for r in made}
+    spent = insights.budget_spent(engine["cluster"])
+    assert list(spent["epsilon"]) == [pytest.approx(2.0)]
 
 
 T0 = datetime(2026, 4, 1, 9, tzinfo=UTC)
@@ -532,12 +546,17 @@ def test_the_distributed_tables_read_every_shard(two_shards, engine):
     )
 
 
-@pytest.mark.parametrize("name", sorted(queries.QUERY_FUNCTIONS) + sorted(queries.AGGREGATE_FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(queries.QUERY_FUNCTIONS))
 def test_every_query_is_accepted_over_more_than_one_shard(two_shards, name):
-    if name in queries.AGGREGATE_FUNCTIONS:
-        assert not queries.AGGREGATE_FUNCTIONS[name](two_shards, *PERIOD, k=2).empty
-    else:
-        assert not queries.QUERY_FUNCTIONS[name](two_shards, "alice", *PERIOD).empty
+    assert not queries.QUERY_FUNCTIONS[name](two_shards, "alice", *PERIOD).empty
+
+
+def test_who_counts_for_insights_is_found_over_more_than_one_shard(two_shards, engine):
+    # Both shards hold the same rows: each person's time per bucket counts twice, and their share stays the same.
+    week = week_of(DAY.date())
+    once = insights.contributions(engine["cluster"], week, 1)["hour"]
+    assert len(once) >= 2
+    assert sorted(insights.contributions(two_shards, week, 1)["hour"]) == [pytest.approx(p) for p in sorted(once)]
 
 
 def test_the_rollups_are_rebuilt_over_more_than_one_shard(two_shards, engine):

@@ -1,5 +1,5 @@
-"""The query API against the real embedded warehouse server: exact answers, one user at a time, k-anonymous
-aggregates, and category rules applied at query time.
+"""The query API against the real embedded warehouse server: exact answers, one user at a time, and
+category rules applied at query time.
 
 The fixture day is Tuesday 2026-03-10 (UTC). Europe/Prague is UTC+1 then, so the desk's late Terminal
 interval falls on Wednesday in Prague.
@@ -350,8 +350,8 @@ PRAGUE_DAYS = (datetime(2026, 3, 9, 23, tzinfo=UTC), datetime(2026, 3, 11, 23, t
 # benchmark times, each callable as fn(client, user_id, start, end)): checked all the same.
 NOT_IN_REGISTRY = {"export_intervals", "app_order", "clip_sessions", "import_streams", "time_per_source"}
 # Public functions taking (client, user_id, ...) that the isolation check leaves out, by name, each with the reason
-# it may. None: every function serving one user is checked. (The cross-user aggregates take no user and are
-# queries.AGGREGATE_FUNCTIONS, checked for k-anonymity below.)
+# it may. None: every function serving one user is checked. (Nothing here answers across people: that is
+# warehouse/insights.py, noisy, tested in tests/integration/test_insights.py.)
 NOT_CHECKED_FOR_ISOLATION: dict[str, str] = {}
 
 
@@ -565,7 +565,8 @@ def test_a_users_answers_are_the_same_with_another_users_data_present(isolation,
 def test_the_isolation_check_calls_every_query_function_of_one_user():
     """A function added to the query API cannot be forgotten: every public function taking (client, user_id, ...)
     is in the registry or NOT_IN_REGISTRY, is called by the check or excused in NOT_CHECKED_FOR_ISOLATION, and
-    every public function taking a client is either one of those or a cross-user aggregate."""
+    every public function taking a client is one of those: none answers across people (warehouse/insights.py
+    releases those, noisy)."""
     public = {
         name: list(inspect.signature(fn).parameters)
         for name, fn in vars(queries).items()
@@ -573,7 +574,7 @@ def test_the_isolation_check_calls_every_query_function_of_one_user():
     }
     of_one_user = {name for name, parameters in public.items() if parameters[:2] == ["client", "user_id"]}
     of_a_client = {name for name, parameters in public.items() if parameters[:1] == ["client"]}
-    assert of_a_client - of_one_user == set(queries.AGGREGATE_FUNCTIONS)
+    assert of_a_client == of_one_user
     assert all(fn is getattr(queries, name) for name, fn in queries.QUERY_FUNCTIONS.items())
     assert set(queries.QUERY_FUNCTIONS).isdisjoint(NOT_IN_REGISTRY)
     assert of_one_user == set(queries.QUERY_FUNCTIONS) | NOT_IN_REGISTRY | set(NOT_CHECKED_FOR_ISOLATION)
@@ -742,46 +743,3 @@ def test_a_rule_is_appended_after_the_last_by_default(client, carol):
     rules = list_rules(client, carol)
     assert list(rules["rule_id"]) == [first, second]
     assert list(rules["position"]) == [0, 1]
-
-
-# --- k-anonymous aggregates ---------------------------------------------------------------------------------------
-
-MONDAY = datetime(2026, 5, 4, tzinfo=UTC)
-
-
-def week_of_users(client, monday: datetime, users: list[str], wednesday_users: int = 0) -> tuple[datetime, datetime]:
-    for n, user in enumerate(users):
-        rows = [
-            interval("d", at(10, 0, monday), at(10, 10, monday), "App"),
-            interval("d", at(10, 0, monday + timedelta(days=1)), at(10, 30, monday + timedelta(days=1)), "App"),
-        ]
-        if n < wednesday_users:
-            wednesday = monday + timedelta(days=2)
-            rows.append(interval("d", at(10, 0, wednesday), at(10, 20, wednesday), "App"))
-        store(client, user, rows)
-    return monday, monday + timedelta(days=7)
-
-
-def test_an_aggregate_over_nine_users_is_empty(client):
-    week = week_of_users(client, MONDAY, [f"k9-{n}" for n in range(9)])
-    assert queries.weekday_share_across_users(client, *week).empty
-    assert queries.hour_share_across_users(client, *week).empty
-    assert list(queries.weekday_share_across_users(client, *week).columns) == ["weekday", "share", "users"]
-
-
-def test_an_aggregate_over_ten_users_gives_each_users_mean_share(client):
-    week = week_of_users(client, MONDAY + timedelta(days=7), [f"k10-{n}" for n in range(10)])
-    df = queries.weekday_share_across_users(client, *week)
-    assert list(df["weekday"]) == [1, 2]
-    assert list(df["share"]) == pytest.approx([0.25, 0.75])
-    assert list(df["users"]) == [10, 10]
-    hours = queries.hour_share_across_users(client, *week)
-    assert list(hours.itertuples(index=False, name=None)) == [(10, 1.0, 10)]
-    assert queries.weekday_share_across_users(client, *week, k=11).empty
-
-
-def test_a_day_of_the_week_seen_by_fewer_than_k_users_is_left_out(client):
-    week = week_of_users(client, MONDAY + timedelta(days=14), [f"k3-{n}" for n in range(10)], wednesday_users=3)
-    df = queries.weekday_share_across_users(client, *week)
-    assert list(df["weekday"]) == [1, 2]
-    assert list(df["share"]) == pytest.approx([0.225, 0.675])

@@ -14,7 +14,7 @@ from schemas.deletions import ACCOUNT, DEVICE, PERIOD, plan_deletion
 from stream_jobs.forget import delete
 from stream_jobs.sessionize import SessionRules
 from warehouse import deletion
-from warehouse.cluster import ClusterSchema, cluster_of, cluster_statements, migrations_table
+from warehouse.cluster import ABOUT_NO_ONE, ClusterSchema, cluster_of, cluster_statements, migrations_table
 from warehouse.migrate import apply_migrations, apply_retention, load_migrations
 
 SINGLE_SERVER = [s for m in load_migrations() for s in m.statements]
@@ -36,19 +36,21 @@ def test_every_data_table_becomes_a_replicated_local_table_behind_a_distributed_
                            "usage_by_hour", "usage_by_day", "device_state", "refused_intervals",
                            "deletions", "data_keys", "privacy_rules", "privacy_settings", "goals",
                            "notice_switches", "notice_accounts", "goal_notices", "notice_weekly",
-                           "import_streams", "source_intervals"]  # fmt: skip
+                           "import_streams", "source_intervals", "insight_releases"]  # fmt: skip
     assert DROPPED_TABLES == ["usage_daily", "usage_hourly"]
     for table in CREATED_TABLES:
         local = created(f"{table}_local")
         assert "ON CLUSTER `analytics`" in local
         assert re.search(
-            rf"ENGINE = Replicated\w+MergeTree\('/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}'",
+            rf"ENGINE = Replicated\w*MergeTree\('/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}'",
             local,
         )
         distributed = created(table)
+        # A table about no one (the released insights) is spread evenly; every other one lives with its user.
+        key = "rand()" if table in ABOUT_NO_ONE else "cityHash64(user_id)"
         assert distributed == (
             f"CREATE TABLE IF NOT EXISTS {table} ON CLUSTER `analytics` AS {table}_local\n"
-            f"ENGINE = Distributed('analytics', 'productimon', '{table}_local', cityHash64(user_id))"
+            f"ENGINE = Distributed('analytics', 'productimon', '{table}_local', {key})"
         )
         # The local table comes first: the Distributed one copies its columns.
         assert CLUSTER.index(local) < CLUSTER.index(distributed)
@@ -253,7 +255,8 @@ def test_the_refusal_names_every_kind_of_statement_handled():
 
 
 def test_the_distributed_tables_are_exactly_the_tables_deletion_covers():
-    assert set(DATA_TABLES) == set(deletion.USER_TABLES) | set(deletion.KEPT_TABLES)
+    assert set(DATA_TABLES) == set(deletion.USER_TABLES) | set(deletion.KEPT_TABLES) | ABOUT_NO_ONE
+    assert ABOUT_NO_ONE == {"insight_releases"}
 
 
 def test_the_migrations_bookkeeping_is_one_replica_set_across_all_shards():
@@ -350,7 +353,7 @@ def test_cluster_migrations_send_only_cluster_statements():
 def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known():
     client = RecordingClient(done=(1, 2))
     applied = apply_migrations(client, "productimon", cluster="analytics")
-    assert [m.version for m in applied] == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    assert [m.version for m in applied] == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
     sent = [sql for sql, _ in client.commands][3:]
     assert "FROM intervals_local\n" in next(s for s in sent if "usage_hourly_mv" in s)
     assert not any(s.startswith("CREATE TABLE IF NOT EXISTS intervals_local ON CLUSTER") for s in sent)
@@ -359,7 +362,7 @@ def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known(
 def test_cluster_migrations_already_recorded_know_the_tables_and_views_a_later_one_drops():
     client = RecordingClient(done=(1, 2, 3, 4))
     applied = apply_migrations(client, "productimon", cluster="analytics")
-    assert [m.version for m in applied] == [5, 6, 7, 8, 9, 10, 11, 12, 13]
+    assert [m.version for m in applied] == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
     assert [sql for sql, _ in client.commands][3:7] == [
         "DROP TABLE IF EXISTS usage_daily ON CLUSTER `analytics` SYNC",
         "DROP TABLE IF EXISTS usage_daily_local ON CLUSTER `analytics` SYNC",
