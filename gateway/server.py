@@ -29,6 +29,7 @@ from clickhouse_connect.driver.client import Client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gateway import insights_releaser
 from gateway.accounts_service import AccountsService, Authority, DevicesService, device_identity
 from gateway.acks import (
     DeviceBook,
@@ -576,9 +577,10 @@ class Gateway:
         self.keys = KeyBook(self._ingest_client)
         self.watcher: StoreWatcher | None = None
         self._metrics = None
-        self._clients: dict[str, Client] = {}  # the e-mail side's own warehouse connections
-        self._stop_mailing = asyncio.Event()
+        self._clients: dict[str, Client] = {}  # the e-mail side's and the insights release's own connections
+        self._stop_rounds = asyncio.Event()
         self._mailing: asyncio.Task[None] | None = None
+        self._releasing: asyncio.Task[None] | None = None
         self._unsubscribe: UnsubscribePage | None = None
 
     def _warehouse_client(self) -> Client:
@@ -658,6 +660,10 @@ class Gateway:
         self._mirror = asyncio.create_task(self._mirror_all_devices())
         if s.email_notices:
             self._start_email(authority, pki)
+        if s.dashboard_aggregates:
+            self._releasing = asyncio.create_task(
+                insights_releaser.run(lambda: self._own_client("insights"), s, self._stop_rounds)
+            )
         for name in (*services, ""):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.server = server
@@ -677,7 +683,7 @@ class Gateway:
         self._unsubscribe.start()
         mailer = Mailer(s, lambda: self._own_client("mailer"), self._address_of, authority.private_key,
                         authority.notice_lock)  # fmt: skip
-        self._mailing = asyncio.create_task(mailer.run(self._stop_mailing))
+        self._mailing = asyncio.create_task(mailer.run(self._stop_rounds))
         log.info("e-mail notices through %s; unsubscribe links lead to %s", mailer.server.name, s.unsubscribe_link_base)
 
     def _own_client(self, name: str) -> Client:
@@ -712,10 +718,11 @@ class Gateway:
             self.server = None
         metrics.stop_metrics(self._metrics)
         self._metrics = None
-        self._stop_mailing.set()
-        if self._mailing is not None:
-            await self._mailing
-            self._mailing = None
+        self._stop_rounds.set()
+        for task in (self._mailing, self._releasing):
+            if task is not None:
+                await task
+        self._mailing = self._releasing = None
         if self._unsubscribe is not None:
             self._unsubscribe.stop()
             self._unsubscribe = None

@@ -195,10 +195,19 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     # Lifetime of sign-in tokens.
     token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
-    # Cross-user insights on the dashboard: off unless the operator turns them on; each figure shown always
-    # describes at least aggregate_k distinct people (docs/design.md "Security").
+    # Cross-user insights (docs/insights.md): off unless the operator turns them on. Then the gateway releases each
+    # week's figures once, differentially private, and the dashboard shows what was released.
     dashboard_aggregates: bool = False
+    # A figure is shown only when its noisy count of people reaches this.
     aggregate_k: int = Field(default=10, ge=2, le=10_000)
+    # The privacy budget of one figure of one week: epsilon bounds how much one person can change what is seen (each
+    # outcome at most e^epsilon times likelier with them than without; 1 is conservative); delta is the chance that
+    # bound may fail outright (0: never, the default).
+    insights_epsilon: float = Field(default=1.0, gt=0, le=10)
+    insights_delta: float = Field(default=0.0, ge=0, le=1e-3)
+    # Who counts: people active on at least this many days of the 4 weeks ending with the week, as recorded live by
+    # an enrolled device (not imported, not sent days later), so fresh accounts cannot make up a crowd.
+    insights_min_active_days: int = Field(default=7, ge=1, le=28)
 
     # E-mail notices (docs/dashboard.md "Notices"): the gateway sends the goal notices and weekly summaries people
     # switch on through this SMTP server. Empty host: no e-mail is ever sent, and only desktop notices are offered.

@@ -236,3 +236,41 @@ def chart_of(at: AppTest, field: str, channel: str = "x") -> Chart:
     matching = [c for c in charts_shown(at) if c.encoding(channel).get("field") == field]
     assert matching, f"no chart draws {field} on {channel}: {[c.spec.get('encoding') for c in charts_shown(at)]}"
     return matching[0]
+
+
+def live_crowd(warehouse_client, week, people: int) -> None:
+    """`people` accounts active in `week` an hour ago, stored as the worker stores a running collector's time (received
+    a minute after it happened) from an enrolled device: a crowd that counts for the insights."""
+    from stream_jobs.rows import interval_columns
+    from warehouse.rollups import rebuild_touched
+    from warehouse.writes import NO_DELETIONS, store_intervals
+
+    now = datetime.now(UTC)
+    start = max(now - timedelta(hours=2), datetime.combine(week, datetime.min.time(), tzinfo=UTC))
+    end = min(start + timedelta(minutes=50), now - timedelta(minutes=1))
+    users = [f"crowd-{uuid.uuid4().hex[:8]}" for _ in range(people)]
+    rows = [
+        {"user_id": u, "device_id": "laptop", "event_id": str(uuid.uuid4()), "device_seq": 0,
+         "start": int(start.timestamp() * 1000), "end": int(end.timestamp() * 1000), "app": "Code", "title": "",
+         "site": "", "keystrokes": 1, "clicks": 0, "idle": False, "received_at": int(end.timestamp() * 1000) + 60_000}
+        for u in users
+    ]  # fmt: skip
+    store_intervals(warehouse_client, NO_DELETIONS, interval_columns(rows))
+    rebuild_touched(warehouse_client, rows)
+    warehouse_client.insert(
+        "devices",
+        [[u, "laptop", "laptop", "Linux", "6.1", False, now] for u in users],
+        column_names=["user_id", "device_id", "name", "os", "os_version", "revoked", "updated_at"],
+    )
+
+
+def release_insights(warehouse_client, week, k: int, epsilon: float = 10.0, crowd: int = 0) -> dict:
+    """Release a week's insights now, as the gateway's weekly job does (warehouse/insights.py), with anyone active
+    on a day of it counting, and a `crowd` of live people added first; the figures as stored, by figure."""
+    from warehouse.insight_rules import Budget
+    from warehouse.insights import InsightSettings, release_week, releases
+
+    if crowd:
+        live_crowd(warehouse_client, week, crowd)
+    release_week(warehouse_client, week, InsightSettings(Budget(epsilon), k=k, min_active_days=1), datetime.now(UTC))
+    return releases(warehouse_client, week)

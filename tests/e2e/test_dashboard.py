@@ -34,6 +34,7 @@ from tests.e2e.dashboard_fixtures import (
     metric,
     new_app,
     open_page,
+    release_insights,
     send_intervals,
     signed_in_app,
 )
@@ -529,22 +530,40 @@ def _delete_account(at) -> bool:
     return not at.error
 
 
-def test_insights_appear_only_when_the_operator_enables_them(owner_app, owner, monkeypatch, stack, warehouse_client):
+def test_insights_appear_only_when_the_operator_enables_them_and_say_beside_each_figure_that_it_is_noisy(
+    owner_app, owner, monkeypatch, stack, warehouse_client
+):
     import streamlit as st
 
+    from dashboard.views.insights import week_label
+    from warehouse.insight_rules import week_of
+
     assert "insights" not in [p for p in at_pages(owner_app)]
-    make_account(stack.settings, warehouse_client)  # at least two people active in the period
+    this_week = week_of(datetime.now(UTC).date())
+    shown = release_insights(warehouse_client, this_week, k=2, crowd=6)
+    assert all(r.shown for r in shown.values())
+    hidden = release_insights(warehouse_client, this_week - timedelta(weeks=1), k=10_000)
+    assert not any(r.shown for r in hidden.values())
     monkeypatch.setenv("PRODUCTIMON_DASHBOARD_AGGREGATES", "true")
-    monkeypatch.setenv("PRODUCTIMON_AGGREGATE_K", "2")
     st.cache_resource.clear()
     try:
         at = open_page(owner_app.run(), "insights")
         assert not at.error
-        assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
-        monkeypatch.setenv("PRODUCTIMON_AGGREGATE_K", "10000")
-        st.cache_resource.clear()
-        at.run()
-        assert any("nothing can be shown" in i.value for i in at.info)
+        assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 2
+        notes = [c.value for c in at.caption if c.value.startswith("Noisy on purpose")]
+        # Beside each figure: how far it may be off and the noisy count, as released (nothing exact).
+        assert len(notes) == 2
+        for note, figure in zip(notes, ("weekday", "hour"), strict=True):
+            r = shown[figure]
+            assert f"±{r.margin() * 100:.0f} points" in note and f"About {r.people} people" in note, note
+        # The budget spent, per week: both figures at ε = 10, each release counted (another test's too).
+        budget = at.dataframe[-1].value.set_index("week")
+        assert budget.loc[week_label(this_week), "epsilon"] >= 20
+        assert budget.loc[week_label(this_week), "releases"] % 2 == 0
+
+        at.selectbox[0].set_value(this_week - timedelta(weeks=1)).run()
+        assert not at.get("arrow_vega_lite_chart") and not at.get("vega_lite_chart")
+        assert sum("too few people this week" in i.value for i in at.info) == 2
     finally:
         st.cache_resource.clear()
 

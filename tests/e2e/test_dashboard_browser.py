@@ -27,8 +27,9 @@ from infra.demo import DEVICES, demo_intervals
 from infra.devices import enroll_device, new_account
 from schemas.codec import encode_interval
 from tests.conftest import eventually
-from tests.e2e.dashboard_fixtures import make_account
+from tests.e2e.dashboard_fixtures import make_account, release_insights
 from warehouse import categories, queries
+from warehouse.insight_rules import week_of
 
 pytestmark = pytest.mark.e2e
 
@@ -300,10 +301,12 @@ def test_every_page_in_a_real_browser_shows_the_query_apis_numbers(
     assert re.fullmatch(rf"{re.escape(dashboard_url)}/\?share=[\w.-]+", link), link
     shot(page, "sharing")
 
+    released = release_insights(client, week_of(NOW.date()), k=2, crowd=6)
     go(page, "Insights")
-    hours = queries.hour_share_across_users(client, period.start, period.end, k=2)
-    assert not hours.empty and (hours["users"] >= 2).all()
-    expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart").nth(1)).to_be_visible()
+    for r in released.values():
+        expect(page.get_by_text(f"About {r.people} people").nth(0)).to_be_visible()
+    expect(page.get_by_text("Noisy on purpose")).to_have_count(2)
     shot(page, "insights")
 
     # The link, opened by someone who is not signed in, shows the overview of that period and nothing else.
