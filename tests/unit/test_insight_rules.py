@@ -84,7 +84,11 @@ def test_a_persons_contribution_is_never_negative_and_sums_to_at_most_the_bound(
         assert set(vector) == {0.0}
 
 
-@given(st.lists(st.floats(min_value=0, max_value=1e6), min_size=2, max_size=24), st.floats(1e-3, 100))
+# Active time in milliseconds: none, or at least 1 ms (a scale of a subnormal float is 0, not a share of anything).
+milliseconds = st.one_of(st.just(0.0), st.floats(min_value=1.0, max_value=1e6))
+
+
+@given(st.lists(milliseconds, min_size=2, max_size=24), st.floats(1e-3, 100))
 def test_a_contribution_is_the_persons_own_shares_whatever_their_total(active, factor):
     """A heavy user weighs what a light one does: only the proportions of one's own time count (below the clamp
     of a week per bucket)."""
