@@ -8,6 +8,7 @@ as the worker stores: `bench/overload.py` measures that."""
 from __future__ import annotations
 
 import asyncio
+import statistics
 import tempfile
 import time
 import uuid
@@ -26,7 +27,7 @@ BATCH = 500
 DEVICES = 8
 IN_FLIGHT_PER_DEVICE = 2
 SECONDS = 8.0
-ROUNDS = 2
+ROUNDS = 5  # every rate is the median of this many rounds
 TARGET_RATE = 50_000
 TARGET_RATIO = 0.5
 
@@ -141,20 +142,31 @@ def run(progress) -> dict:
                 progress(f"round {r + 1}: gateway over mTLS, 500 per batch      {gateway_rates[-1]:>9,.0f} intervals/s")
         finally:
             stack.down()
-    gateway, bare, bare_batched = max(gateway_rates), max(bare_rates), max(bare_batch_rates)
-    # The target's baseline: a bare producer putting the same intervals into Kafka the plain way, a record
-    # each. The gateway's own records (a StampedBatch per device batch) sent bare are reported beside it:
-    # that ratio is what decoding, validating, gRPC and TLS cost on top of the broker itself.
-    ratio = gateway / bare
+    gateway = statistics.median(gateway_rates)
+    bare, bare_batched = statistics.median(bare_rates), statistics.median(bare_batch_rates)
+    # The target's baseline does the same work minus the gateway: a bare producer sending the very records the
+    # gateway writes (a StampedBatch per device batch) to the same broker. A record per interval is reported
+    # beside it, as the plain way to put intervals into Kafka.
+    ratio = gateway / bare_batched
     return {
+        "data": (
+            f"{DEVICES} devices, batches of {BATCH} intervals of 0.9 s an hour ago (4 apps, 37 titles, a URL with a "
+            f"query every 4th, idle every 50th), {IN_FLIGHT_PER_DEVICE} batches in flight per device"
+        ),
+        "rounds": ROUNDS,
         "batch_size": BATCH,
         "devices": DEVICES,
         "seconds_per_measure": SECONDS,
         "gateway_intervals_per_s": round(gateway),
-        "bare_producer_record_per_interval_intervals_per_s": round(bare),
+        "gateway_rounds_per_s": [round(x) for x in gateway_rates],
         "bare_producer_gateway_records_intervals_per_s": round(bare_batched),
-        "ratio_vs_record_per_interval": round(ratio, 3),
-        "ratio_vs_gateway_records": round(gateway / bare_batched, 3),
-        "target": f">= {TARGET_RATE}/s and >= {TARGET_RATIO} of a bare producer sending the same intervals",
+        "bare_producer_gateway_records_rounds_per_s": [round(x) for x in bare_batch_rates],
+        "bare_producer_record_per_interval_intervals_per_s": round(bare),
+        "ratio_vs_gateway_records": round(ratio, 3),
+        "ratio_vs_record_per_interval": round(gateway / bare, 3),
+        "target": (
+            f">= {TARGET_RATE}/s and >= {TARGET_RATIO} of a bare producer sending the same stamped records "
+            f"(medians of {ROUNDS} rounds)"
+        ),
         "meets_target": gateway >= TARGET_RATE and ratio >= TARGET_RATIO,
     }
