@@ -139,13 +139,6 @@ class _ImportSent:
 RECORDED_EVERY_S = 10.0
 
 
-@dataclass
-class _StreamMarks:
-    """What this gateway knows of an import stream: the latest start it holds (stored, or sent from here)."""
-
-    held_until: int | None
-
-
 # The key an import's record carries its batch position under while it is cut and numbered; never encoded.
 _AT = "_batch_index"
 
@@ -164,7 +157,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._producer = producer
         # Signs in a dashboard's imports on the public port (`Import`); None: only devices may import.
         self._authority = authority
-        self._marks: dict[str, _StreamMarks] = {}  # per import stream
+        # Per import stream: the latest start it holds (stored, or sent from here); None: nothing yet.
+        self._held_until: dict[str, int | None] = {}
         self._recorded: dict[str, tuple[float, int | None]] = {}  # per device: (read at, its first interval's start)
         self._store = store
         # Every record is sealed under its device's data key (schemas/sealing.py).
@@ -389,12 +383,10 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             registered.add(stream.device_id)
         return stream
 
-    async def _stream_marks(self, stream: ImportStream) -> _StreamMarks:
-        marks = self._marks.get(stream.device_id)
-        if marks is None:
-            held = await asyncio.to_thread(latest_start, self._warehouse(), stream)
-            marks = self._marks[stream.device_id] = _StreamMarks(held)
-        return marks
+    async def _stream_held_until(self, stream: ImportStream) -> int | None:
+        if stream.device_id not in self._held_until:
+            self._held_until[stream.device_id] = await asyncio.to_thread(latest_start, self._warehouse(), stream)
+        return self._held_until[stream.device_id]
 
     async def _first_recorded(self, user_id: str, device_id: str) -> int | None:
         """When the device's own recording begins, read again every RECORDED_EVERY_S (a collector back online may
@@ -437,7 +429,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         lock = self._locks.setdefault(stream.device_id, asyncio.Lock())
         async with lock:
             try:
-                marks = await self._stream_marks(stream)
+                held_until = await self._stream_held_until(stream)
                 overlapped = 0
                 if records and live and target.source == IN_FRONT:
                     lo, hi = records[0]["start"], max(r["end"] for r in records)
@@ -446,7 +438,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                         spans = await asyncio.to_thread(recorded_spans, self._warehouse(), user_id, live, lo, hi)
                         records, overlapped = cut_where_recorded(records, spans)
                 # Imported in time order, a stream's next batch begins after all it holds: nothing to look for.
-                if records and marks.held_until is not None and min(r["start"] for r in records) <= marks.held_until:
+                if records and held_until is not None and min(r["start"] for r in records) <= held_until:
                     held = await asyncio.to_thread(
                         imported_event_ids,
                         self._warehouse(),
@@ -465,7 +457,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             records = numbered(records, book.high)
             if records:
                 latest = max(r["start"] for r in records)
-                marks.held_until = latest if marks.held_until is None else max(marks.held_until, latest)
+                self._held_until[stream.device_id] = latest if held_until is None else max(held_until, latest)
             sending_valid = []
             for record in records:
                 at = record.pop(_AT)

@@ -130,23 +130,22 @@ def store_source_intervals(client: Client, guard: DeletionGuard, rows: Sequence[
     return len(kept)
 
 
+def _start_edge(client: Client, table: str, edge: str, user_id: str, device_id: str) -> int | None:
+    """`edge` ("min" or "max") of the device's starts in `table` (ms); None when it holds none."""
+    result = client.query(
+        f"SELECT count(), toUnixTimestamp64Milli({edge}(start)) FROM {table} "
+        "WHERE user_id = {user:String} AND device_id = {device:String}",
+        parameters={"user": user_id, "device": device_id},
+    )
+    count, start = result.result_rows[0]
+    return int(start) if count else None
+
+
 def latest_start(client: Client, stream: ImportStream) -> int | None:
     """When the stream's last-starting record starts (ms); None when it holds none."""
-    result = client.query(
-        f"SELECT count(), toUnixTimestamp64Milli(max(start)) FROM {_table_of(stream.source)} "
-        "WHERE user_id = {user:String} AND device_id = {device:String}",
-        parameters={"user": stream.user_id, "device": stream.device_id},
-    )
-    count, latest = result.result_rows[0]
-    return int(latest) if count else None
+    return _start_edge(client, _table_of(stream.source), "max", stream.user_id, stream.device_id)
 
 
 def first_recorded_start(client: Client, user_id: str, device_id: str) -> int | None:
     """When the device's own first interval starts (ms); None when it recorded nothing yet."""
-    result = client.query(
-        "SELECT count(), toUnixTimestamp64Milli(min(start)) FROM intervals "
-        "WHERE user_id = {user:String} AND device_id = {device:String}",
-        parameters={"user": user_id, "device": device_id},
-    )
-    count, first = result.result_rows[0]
-    return int(first) if count else None
+    return _start_edge(client, "intervals", "min", user_id, device_id)
