@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -126,3 +126,20 @@ def eventually(check: Callable[[], object], timeout_s: float = 60.0, interval_s:
         if time.monotonic() > deadline:
             raise failure
         time.sleep(interval_s)
+
+
+def store_recorded(client: Client, rows: list[dict], enrolled: Iterable[tuple[str, str]] = ()) -> None:
+    """Intervals (each with its user_id and received_at) stored and rolled up as the worker stores them, and the
+    (user_id, device_id) pairs of `enrolled` recorded as enrolled devices, as the gateway copies them."""
+    from datetime import UTC, datetime
+
+    from stream_jobs.rows import interval_columns
+    from warehouse.rollups import rebuild_touched
+    from warehouse.writes import NO_DELETIONS, store_intervals
+
+    store_intervals(client, NO_DELETIONS, interval_columns(rows))
+    rebuild_touched(client, rows)
+    devices = [[user, device, device, "Linux", "6.1", False, datetime.now(UTC)] for user, device in enrolled]
+    if devices:
+        columns = ["user_id", "device_id", "name", "os", "os_version", "revoked", "updated_at"]
+        client.insert("devices", devices, column_names=columns)

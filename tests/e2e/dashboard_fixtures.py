@@ -24,7 +24,7 @@ from dashboard.period import preset_period, viewer_zone
 from infra.devices import enroll_device, new_account
 from schemas.api_client import log_in
 from schemas.codec import encode_interval
-from tests.conftest import eventually
+from tests.conftest import eventually, store_recorded
 from warehouse import queries
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
@@ -241,10 +241,6 @@ def chart_of(at: AppTest, field: str, channel: str = "x") -> Chart:
 def live_crowd(warehouse_client, week, people: int) -> None:
     """`people` accounts active in `week` an hour ago, stored as the worker stores a running collector's time (received
     a minute after it happened) from an enrolled device: a crowd that counts for the insights."""
-    from stream_jobs.rows import interval_columns
-    from warehouse.rollups import rebuild_touched
-    from warehouse.writes import NO_DELETIONS, store_intervals
-
     now = datetime.now(UTC)
     start = max(now - timedelta(hours=2), datetime.combine(week, datetime.min.time(), tzinfo=UTC))
     end = min(start + timedelta(minutes=50), now - timedelta(minutes=1))
@@ -255,13 +251,7 @@ def live_crowd(warehouse_client, week, people: int) -> None:
          "site": "", "keystrokes": 1, "clicks": 0, "idle": False, "received_at": int(end.timestamp() * 1000) + 60_000}
         for u in users
     ]  # fmt: skip
-    store_intervals(warehouse_client, NO_DELETIONS, interval_columns(rows))
-    rebuild_touched(warehouse_client, rows)
-    warehouse_client.insert(
-        "devices",
-        [[u, "laptop", "laptop", "Linux", "6.1", False, now] for u in users],
-        column_names=["user_id", "device_id", "name", "os", "os_version", "revoked", "updated_at"],
-    )
+    store_recorded(warehouse_client, rows, [(u, "laptop") for u in users])
 
 
 def release_insights(warehouse_client, week, k: int, epsilon: float = 10.0, crowd: int = 0) -> dict:

@@ -18,12 +18,9 @@ import pytest
 
 from collector.transport import IngestClient
 from schemas.codec import encode_interval
-from stream_jobs.rows import interval_columns
-from tests.conftest import eventually
+from tests.conftest import eventually, store_recorded
 from warehouse.insight_rules import contribution, week_of
 from warehouse.insights import contributions
-from warehouse.rollups import rebuild_touched
-from warehouse.writes import NO_DELETIONS, store_intervals
 
 pytestmark = pytest.mark.e2e
 
@@ -60,13 +57,7 @@ def victim_recorded_live(client, hours: range) -> str:
         {**i, "user_id": user, "device_id": "victim-laptop", "site": "", "received_at": i["end"] + 60_000}
         for i in office_hours(FORTNIGHT, hours)
     ]
-    store_intervals(client, NO_DELETIONS, interval_columns(rows))
-    rebuild_touched(client, rows)
-    client.insert(
-        "devices",
-        [[user, "victim-laptop", "laptop", "Linux", "6.1", False, datetime.now(UTC)]],
-        column_names=["user_id", "device_id", "name", "os", "os_version", "revoked", "updated_at"],
-    )
+    store_recorded(client, rows, [(user, "victim-laptop")])
     return user
 
 

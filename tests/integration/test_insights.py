@@ -13,8 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from stream_jobs.rows import interval_columns
-from tests.conftest import lone_warehouse
+from tests.conftest import lone_warehouse, store_recorded
 from warehouse.insight_rules import FIGURES, WEEKS_BACK, Budget, contribution
 from warehouse.insights import (
     InsightSettings,
@@ -25,8 +24,6 @@ from warehouse.insights import (
     released_weeks,
     releases,
 )
-from warehouse.rollups import rebuild_touched
-from warehouse.writes import NO_DELETIONS, store_intervals
 
 WEEK = date(2026, 11, 2)
 NOW = datetime(2026, 11, 12, 12, tzinfo=UTC)
@@ -58,13 +55,7 @@ def worked(device: str, days: list[date], hours: range, *, late: timedelta | Non
 
 def store(client, rows_by_user: dict[str, list[dict]], enrolled: dict[str, list[str]]) -> None:
     owned = [{**r, "user_id": user} for user, rows in rows_by_user.items() for r in rows]
-    store_intervals(client, NO_DELETIONS, interval_columns(owned))
-    rebuild_touched(client, owned)
-    client.insert(
-        "devices",
-        [[user, d, d, "Linux", "6.1", False, NOW] for user, devices in enrolled.items() for d in devices],
-        column_names=["user_id", "device_id", "name", "os", "os_version", "revoked", "updated_at"],
-    )
+    store_recorded(client, owned, [(user, d) for user, devices in enrolled.items() for d in devices])
 
 
 def days(first: date, n: int) -> list[date]:
