@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import NamedTuple
 
 from clickhouse_connect.driver.client import Client
@@ -179,8 +180,9 @@ class _Waiter:
     refusals_asked: float = 0.0  # when the worker's refusals of it were last looked up (time.monotonic)
     live: bool = True  # a device's batch; False for an import's, which never counts as the gateway's load
 
-    @property
+    @cached_property
     def high(self) -> int:
+        """Its highest device_seq: asked on every tick it waits, and its items never change."""
         return max(i.seq for i in self.items)
 
 
