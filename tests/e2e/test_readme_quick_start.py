@@ -126,12 +126,15 @@ def in_a_terminal(command: str, env: dict[str, str], replies: list[tuple[str, st
     os.close(terminal)
     shown, answered, waiting = b"", 0, list(replies)
     deadline = time.monotonic() + timeout_s
+    # poll, not select: select refuses a descriptor numbered 1024 or more, which a long test session reaches.
+    readable = select.poll()
+    readable.register(controller, select.POLLIN)
     try:
         while True:
             if time.monotonic() > deadline:
                 proc.kill()
                 raise AssertionError(f"{command!r} did not finish within {timeout_s} s; it showed:\n{shown.decode()}")
-            ready, _, _ = select.select([controller], [], [], 0.2)
+            ready = readable.poll(200)
             if ready:
                 try:
                     chunk = os.read(controller, 4096)
