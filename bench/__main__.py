@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench._figures import IncompleteFigures, checked
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
 
@@ -34,7 +36,11 @@ def main() -> int:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"bench.{name}")
         started = time.monotonic()
-        figures = module.run(lambda message: print(f"   {message}", flush=True))
+        try:
+            figures = checked(module.run(lambda message: print(f"   {message}", flush=True)))
+        except IncompleteFigures as exc:
+            print(f"bench: error: {name}: {exc}", file=sys.stderr)
+            return 2
         result = {
             "benchmark": name,
             "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -111,5 +111,6 @@ def run(progress) -> dict:
         "baseline_live_intervals_per_s": round(live_rate),
         "ratio_import_to_live": round(import_rate / live_rate, 2),
         "target_s": TARGET_S,
+        "target": f"a year of ActivityWatch history imported in < {TARGET_S:g} s",
         "meets_target": total_s < TARGET_S,
     }

@@ -203,6 +203,10 @@ def run(progress) -> dict:
         else None,
         "ratio_rss_wayland_to_x11": round(wayland["rss_mb_mean"] / mine["rss_mb_mean"], 2),
         "wayland_intervals_left_in_spool_after_stop": left_in_wayland_spool,
+        "data": (
+            f"{MEASURE_S:g} s of xdotool switching windows, typing and clicking on Xvfb + openbox, then on headless "
+            "sway; the baseline asks pywinctl for the active window once a second"
+        ),
         "target": f"collector CPU <= {TARGET_CPU_PERCENT}% of one core on average, RSS <= {TARGET_RSS_MB:.0f} MB; on "
         "Wayland the same, and no more than the X11 collector beside it (CPU x1.25 for noise, RSS +1 MB)",
         # A run whose collector could not deliver measured something else than a collector at work.

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench._figures import tail
 from bench._stack import bench_stack
 from infra.devices import new_user_device
 from infra.fuzzing import FuzzDevice
@@ -26,6 +27,11 @@ from plumbing import metrics
 from stream_jobs.forget import rules_of
 from warehouse.client import connect
 from warehouse.rollups import rollup_drift
+
+# The steady device alone, the baseline: 12 intervals a second in batches of 10, so 90 s make 108 batches, enough
+# for a p95 (bench/_figures.py MIN_SAMPLES_FOR_P95).
+ALONE_S = 90.0
+TARGET_P95_S = 2.0
 
 
 def _steady(stack, seed: int, seconds: float) -> StreamingDevice:
@@ -36,9 +42,13 @@ def _steady(stack, seed: int, seconds: float) -> StreamingDevice:
     return device
 
 
-def _quantiles(latencies: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(latencies, n=20)
-    return {"p50_s": round(statistics.median(latencies), 3), "p95_s": round(cuts[-1], 3)}
+def _quantiles(latencies: list[float]) -> dict[str, float | None]:
+    p95 = tail(latencies, 0.95)
+    return {
+        "p50_s": round(statistics.median(latencies), 3),
+        "p95_s": None if p95 is None else round(p95, 3),
+        "samples": len(latencies),
+    }
 
 
 def run(progress) -> dict:
@@ -49,7 +59,7 @@ def run(progress) -> dict:
         try:
             stack.up(dashboard=False)
             rules = rules_of(stack.settings)
-            alone = _steady(stack, 21, 30)
+            alone = _steady(stack, 21, ALONE_S)
             alone.join()
             baseline = _quantiles(alone.latencies)
             progress(f"baseline, the steady device alone: p50 {baseline['p50_s']}s, p95 {baseline['p95_s']}s")
@@ -81,7 +91,9 @@ def run(progress) -> dict:
         "seconds": seconds,
         "steady_alone": baseline,
         "steady_beside_fuzzer": beside,
-        "p95_ratio_to_alone": round(beside["p95_s"] / baseline["p95_s"], 2),
+        "p95_ratio_to_alone": round(beside["p95_s"] / baseline["p95_s"], 2)
+        if beside["p95_s"] and baseline["p95_s"]
+        else None,
         "steady_exact": found.exact and steady.problem is None,
         "steady_exactness": vars(found),
         "fuzzer_batches": fuzzer.batches,
@@ -93,8 +105,17 @@ def run(progress) -> dict:
         "refusals_without_reason": sum(1 for r in fuzzer.refusals if not r.strip()),
         "fuzzer_failures": failures,
     }
+    figures["data"] = (
+        f"a steady device (infra.streams.realistic_stream, batches of 10 every 0.5 s) alone for {ALONE_S:g} s, then "
+        f"beside a fuzzer sending hostile batches through the gateway for {seconds:g} s"
+    )
+    figures["target"] = (
+        f"the steady device's p95 under {TARGET_P95_S:g} s beside the fuzzer and its data exact; every accepted fuzzer "
+        "record stored and nothing else; no rollup drift; every refusal with a reason"
+    )
     figures["meets_target"] = (
-        beside["p95_s"] < 2.0
+        beside["p95_s"] is not None
+        and beside["p95_s"] < TARGET_P95_S
         and figures["steady_exact"]
         and figures["fuzzer_accepted_all_stored_nothing_else"]
         and not drift

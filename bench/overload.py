@@ -21,6 +21,7 @@ from pathlib import Path
 
 import grpc
 
+from bench._figures import MIN_SAMPLES_FOR_P95, tail
 from bench._stack import bench_stack
 from collector.transport import IngestClient, retry_after_s
 from infra.devices import new_user_device
@@ -36,11 +37,8 @@ MAX_WAITING = 12_000
 STORE_TIMEOUT_S = 10.0
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _phase(mode: str, progress) -> dict:
@@ -140,10 +138,10 @@ def _phase(mode: str, progress) -> dict:
         "acked_per_s": round(acked[0] / elapsed),
         # Stored by the end of the load (not all acknowledged intervals are, acknowledged after the broker).
         "stored_per_s": round(stored_now / elapsed),
-        "ack_latency_p50_s": round(_pct(latencies, 0.5), 3),
-        "ack_latency_p99_s": round(_pct(latencies, 0.99), 3),
-        "ack_to_queryable_p50_s": round(_pct(lags, 0.5), 3),
-        "ack_to_queryable_p99_s": round(_pct(lags, 0.99), 3),
+        "ack_latency_p50_s": _rounded(tail(latencies, 0.5)),
+        "ack_latency_p99_s": _rounded(tail(latencies, 0.99)),
+        "ack_to_queryable_p50_s": _rounded(tail(lags, 0.5)),
+        "ack_to_queryable_p99_s": _rounded(tail(lags, 0.99)),
         "ack_to_queryable_max_s": round(max(lags, default=0.0), 3),
         "lag_samples": len(lags),
         "pushbacks": pushbacks[0],
@@ -165,6 +163,9 @@ def run(progress) -> dict:
         "ack_after_broker_baseline": broker,
         # Acknowledged-and-stored throughput against what the worker stored meanwhile with acks after the broker.
         "throughput_ratio_stored_vs_broker": round(stored["acked_per_s"] / max(1, broker["stored_per_s"]), 3),
+        "data": f"{DEVICES} devices each sending batches of {BATCH} (infra.streams.realistic_stream), {LOAD_SECONDS} s",
         "target": f"ack-to-queryable lag stays under the {STORE_TIMEOUT_S:g} s store timeout under overload",
-        "meets_target": stored["ack_to_queryable_max_s"] < STORE_TIMEOUT_S and stored["lag_samples"] > 0,
+        # The max means something only over enough samples: as many as a p99 needs here (bench/_figures.py).
+        "meets_target": stored["ack_to_queryable_max_s"] < STORE_TIMEOUT_S
+        and stored["lag_samples"] >= MIN_SAMPLES_FOR_P95,
     }
