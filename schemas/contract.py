@@ -26,6 +26,11 @@ MAX_APP_CHARS = 256
 MAX_TITLE_CHARS = 1024
 MAX_URL_CHARS = 4096
 MAX_INTERVAL_MS = 24 * 3600 * 1000
+# A focus session takes no interval starting this long after its own start (stream_jobs/sessionize.py): it ends and
+# another begins. So a session (app or focus: app sessions nest in focus ones) spans less than this plus the longest
+# interval, and a query for sessions overlapping a moment scans back only that far (warehouse/queries.py).
+MAX_SESSION_MS = 24 * 3600 * 1000
+SESSION_SPAN_MS = MAX_SESSION_MS + MAX_INTERVAL_MS
 # Workstation clocks drift; an interval may end this far past the receiver's clock and still be real.
 FUTURE_SKEW_MS = 5 * 60 * 1000
 # The collector spool's maximum age, and so the gateway's default window: what began longer ago is refused.

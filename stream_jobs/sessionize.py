@@ -10,6 +10,9 @@ Definitions (docs/design.md, "Sessions"):
   Title changes do not split it. An idle interval belongs to no app session and ends the open one.
 - A focus session is a maximal run of non-idle intervals whose gaps are all shorter than `break_after_ms`; a gap
   runs from the session's end so far to the next non-idle start, whether idle intervals or silence filled it.
+  An interval starting `MAX_SESSION_MS` (a day, schemas/contract.py) or more after the session's start begins a
+  new one, as a break would: every session then spans less than `SESSION_SPAN_MS`, which bounds the scan of a query
+  for the sessions overlapping a period (warehouse/queries.py).
   Its `context_switches` are the app-session boundaries inside it (`app_sessions - 1`).
 - An interval whose `device_seq` is not above the highest one already processed is a redelivery: it changes nothing.
 
@@ -39,6 +42,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from schemas.contract import MAX_SESSION_MS
 
 # Bumped when the saved shape of DeviceState changes, so a worker never misreads another version's table.
 _STATE_FORMAT = 1
@@ -185,7 +190,7 @@ def advance(
         if f_open:
             if iv["device_id"] != f_dev:
                 raise ValueError(f"interval of device {iv['device_id']!r} in the stream of device {f_dev!r}")
-            if start - f_end < break_ms:
+            if start - f_end < break_ms and start - f_start < MAX_SESSION_MS:
                 if a_open and start - a_end <= gap_ms and app == a_app and site == a_site:
                     if end > a_end:
                         a_end = end

@@ -33,13 +33,15 @@ from typing import Final
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from schemas.contract import MAX_INTERVAL_MS
+from schemas.contract import MAX_INTERVAL_MS, SESSION_SPAN_MS
 
 _TS: Final = "datetime64[ms, UTC]"
 _HOUR = timedelta(hours=1)
 # No interval is longer than the gateway accepts, so an interval overlapping [a, b) starts after
 # a - MAX_INTERVAL_MS; saying so lets the primary key (user_id, start) bound the scan from both sides.
 _MAX_INTERVAL = timedelta(milliseconds=MAX_INTERVAL_MS)
+# Sessions overlapping a moment started less than this before it (schemas/contract.py SESSION_SPAN_MS).
+_SESSION_SPAN = timedelta(milliseconds=SESSION_SPAN_MS)
 UNCATEGORIZED = "Uncategorized"
 # The dashboard's device filter, bound as an array; an empty array keeps every device.
 _DEVICE_FILTER = "(empty({devices:Array(String)}) OR has({devices:Array(String)}, device_id))"
@@ -446,6 +448,7 @@ FROM
     SELECT device_id, session_id, app, site, start, `end`, active_ms, keystrokes, clicks, closed
     FROM app_sessions FINAL
     WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
+      AND start >= {{session_scan:DateTime64(3, 'UTC')}}
       AND start < {{day_end:DateTime64(3, 'UTC')}} AND `end` > {{day_start:DateTime64(3, 'UTC')}}
 ) AS s
 LEFT JOIN
@@ -498,7 +501,13 @@ def app_timeline(
     day_start, day_end = max(day_start, period["from"]), min(day_end, period["to"])
     if day_end <= day_start:  # a day outside the period shows nothing
         return typed_frame(pd.DataFrame(), _TIMELINE_SCHEMA)
-    parameters = {"user": user_id, "day_start": day_start, "day_end": day_end, "devices": _devices(devices)}
+    parameters = {
+        "user": user_id,
+        "day_start": day_start,
+        "day_end": day_end,
+        "devices": _devices(devices),
+        "session_scan": day_start - _SESSION_SPAN,
+    }
     sessions = _query(client, _TIMELINE, parameters, _TIMELINE_SCHEMA)
     return clip_sessions(client, user_id, sessions, day_start, day_end, same_app=True)
 
@@ -511,6 +520,7 @@ SELECT device_id, session_id, start, `end`, active_ms / 1000 AS active_seconds, 
        row_number() OVER (ORDER BY start, session_id) AS n
 FROM focus_sessions FINAL
 WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
+  AND start >= {{session_scan:DateTime64(3, 'UTC')}}
   AND start < {{to:DateTime64(3, 'UTC')}} AND `end` > {{from:DateTime64(3, 'UTC')}}
 ORDER BY start, session_id
 """
@@ -608,7 +618,12 @@ def focus_sessions(
     Columns: device_id, session_id (str), start, end (datetime64[ms, UTC]), active_seconds (float64),
     context_switches, app_sessions, keystrokes, clicks (int64), closed (bool), break_before_seconds (float64)."""
     period = _period(start, end)
-    parameters = {"user": user_id, "devices": _devices(devices), **period}
+    parameters = {
+        "user": user_id,
+        "devices": _devices(devices),
+        **period,
+        "session_scan": period["from"] - _SESSION_SPAN,
+    }
     df = client.query_df(_FOCUS, parameters=parameters)
     if df.empty:
         return typed_frame(df, _FOCUS_SCHEMA)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.contract import MAX_SESSION_MS, SESSION_SPAN_MS
 from stream_jobs.sessionize import Advance, AppSession, DeviceState, FocusSession, SessionRules, advance
 
 T0 = 1_700_000_000_000
@@ -175,6 +176,22 @@ def test_an_app_session_never_crosses_a_focus_break_even_when_break_after_is_sho
     out = advance(None, [iv(1, 0, 60), iv(2, 80, 90)], rules)
     assert [(a.session_id, a.closed) for a in out.app_sessions] == [(f"{DEVICE}:ev1", True), (f"{DEVICE}:ev2", False)]
     assert [f.closed for f in out.focus_sessions] == [True, False]
+
+
+def test_a_day_of_unbroken_activity_ends_its_sessions_and_begins_new_ones():
+    """Someone (or a stuck key) active without a break for 30 hours: the focus session takes no interval starting a
+    day or more after its own start, so no session spans SESSION_SPAN_MS, the bound a query scans back by."""
+    stream = [iv(n + 1, n * 60, (n + 1) * 60, keys=1) for n in range(30 * 60)]
+    result = advance(None, stream)
+    focus = sorted(result.focus_sessions, key=lambda f: f.start)
+    assert [(f.start - T0, f.end - T0) for f in focus] == [(0, MAX_SESSION_MS), (MAX_SESSION_MS, 30 * 3_600_000)]
+    assert [f.closed for f in focus] == [True, False]
+    apps = sorted(result.app_sessions, key=lambda a: a.start)
+    assert [(a.start - T0, a.end - T0) for a in apps] == [(0, MAX_SESSION_MS), (MAX_SESSION_MS, 30 * 3_600_000)]
+    assert sum(f.active_ms for f in focus) == 30 * 3_600_000  # nothing is lost at the cut
+    # Even a day-long interval starting just before the cut keeps its session under the span.
+    long = advance(None, [iv(1, 0, 60), iv(2, 86_399, 86_399 + 86_400)])
+    assert all(f.end - f.start < SESSION_SPAN_MS for f in long.focus_sessions)
 
 
 def test_advance_leaves_the_input_state_untouched():
