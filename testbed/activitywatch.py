@@ -334,6 +334,40 @@ def _get_json(url: str) -> Any:
         return json.load(answer)
 
 
+def post_json(url: str, body: object, timeout_s: float = 3600) -> object:
+    """POST `body` as JSON; what came back, parsed (None for an empty answer)."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+        text = answer.read()
+    return json.loads(text) if text.strip() else None
+
+
+def time_per_app_query(hostname: str) -> list[str]:
+    """ActivityWatch's time per app, as its web UI and aw-client's fullDesktopQuery ask it: the window watcher's
+    events intersected with the AFK watcher's not-afk time, merged by app."""
+    return [
+        f'window = flood(query_bucket("aw-watcher-window_{hostname}"));',
+        f'afk = flood(query_bucket("aw-watcher-afk_{hostname}"));',
+        'not_afk = filter_keyvals(afk, "status", ["not-afk"]);',
+        "window = filter_period_intersect(window, not_afk);",
+        'events = merge_events_by_keys(window, ["app"]);',
+        "RETURN = sort_by_duration(events);",
+    ]
+
+
+def time_per_app_of(server: AwServer, hostname: str, start: datetime, end: datetime) -> dict[str, float]:
+    """{app: seconds} in [start, end), asked of a running aw-server over its REST query API (/api/0/query/)."""
+    answer = post_json(
+        f"{server.url}/api/0/query/",
+        {"timeperiods": [f"{start.isoformat()}/{end.isoformat()}"], "query": time_per_app_query(hostname)},
+    )
+    if not isinstance(answer, list) or not answer:
+        raise RuntimeError(f"aw-server's query answered {str(answer)[:200]!r}, not a list of results")
+    return {event["data"]["app"]: float(event["duration"]) for event in answer[0]}
+
+
 def export_all(server_url: str) -> dict:
     """The server's own export (GET /api/0/export): {"buckets": {bucket id: {"id", "created", "name", "type",
     "client", "hostname", "data", "events": [{"timestamp", "duration", "data"}]}}}, timestamps ISO 8601 with +00:00,

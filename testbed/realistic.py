@@ -329,3 +329,70 @@ def store(client, frame: pd.DataFrame, progress=lambda message: None) -> None:
     upsert_devices(
         client, [(user, device, device.rsplit("-", 1)[-1].title(), "Linux", "6.1", False) for user, device in pairs]
     )
+
+
+def _runs(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Maximal runs of rows that follow one another without a gap and agree on `keys`: start, end and the keys."""
+    starts, ends = frame["start"].to_numpy(), frame["end"].to_numpy()
+    new = np.ones(len(frame), dtype=bool)
+    new[1:] = starts[1:] != ends[:-1]
+    for key in keys:
+        values = frame[key].to_numpy()
+        new[1:] |= values[1:] != values[:-1]
+    run = np.cumsum(new)
+    grouped = frame.groupby(run, sort=False)
+    return pd.DataFrame({"start": grouped["start"].first(), "end": grouped["end"].last()} | {
+        key: grouped[key].first() for key in keys
+    })  # fmt: skip
+
+
+def _aw_events(runs: pd.DataFrame, data: Sequence[dict]) -> list[dict]:
+    stamps = pd.to_datetime(runs["start"].to_numpy(), unit="ms", utc=True).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    seconds = (runs["end"].to_numpy() - runs["start"].to_numpy()) / 1000
+    return [{"timestamp": at, "duration": float(s), "data": d} for at, s, d in zip(stamps, seconds, data, strict=True)]
+
+
+def activitywatch_export(frame: pd.DataFrame, hostname: str) -> dict:
+    """One device's intervals as ActivityWatch's watchers would have recorded them, in aw-server's export format:
+    the window watcher's events (a window in front from its first to its last piece, idle or not: the window
+    watcher does not know idle), the AFK watcher's (not-afk where the person was active, afk where idle; nothing in
+    a gap, when the computer slept) and the web watcher's of each browser (a tab's URL while in front). So
+    ActivityWatch's time per app (window events intersected with not-afk) is the frame's active time per app."""
+    if frame["device_id"].nunique() != 1:
+        raise ValueError("an ActivityWatch export is one device's: give the frame of one device_id")
+    frame = frame.sort_values("start")
+    first = pd.Timestamp(int(frame["start"].min()), unit="ms", tz="UTC").isoformat()
+    window = _runs(frame, ["app", "title"])
+    afk = _runs(frame, ["idle"])
+    buckets = {
+        f"aw-watcher-window_{hostname}": ("currentwindow", "aw-watcher-window", _aw_events(
+            window, [{"app": a, "title": t} for a, t in zip(window["app"], window["title"], strict=True)])),
+        f"aw-watcher-afk_{hostname}": ("afkstatus", "aw-watcher-afk", _aw_events(
+            afk, [{"status": "afk" if idle else "not-afk"} for idle in afk["idle"]])),
+    }  # fmt: skip
+    for browser, name in (("Google-chrome", "chrome"), ("firefox", "firefox")):
+        tabs = _runs(frame[frame["app"] == browser], ["url", "title"])
+        data = [
+            {"url": u, "title": t, "audible": False, "incognito": False}
+            for u, t in zip(tabs["url"], tabs["title"], strict=True)
+        ]
+        buckets[f"aw-watcher-web-{name}_{hostname}"] = (
+            "web.tab.current",
+            f"aw-watcher-web-{name}",
+            _aw_events(tabs, data),
+        )
+    return {
+        "buckets": {
+            bucket_id: {
+                "id": bucket_id,
+                "created": first,
+                "name": None,
+                "type": kind,
+                "client": client,
+                "hostname": hostname,
+                "data": {},
+                "events": events,
+            }  # fmt: skip
+            for bucket_id, (kind, client, events) in buckets.items()
+        }
+    }
