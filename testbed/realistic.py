@@ -3,8 +3,9 @@
 
 A person (`Person`) works about `weekday_hours` active hours on a weekday (spread by a normal law, 6 to 13 hours),
 on some weekend days a few hours, in stretches of 25 to 110 minutes with breaks of 5 to 60 minutes between them.
-In a stretch the window in front changes every ~19 s on average (exponential), among 40 apps with a long tail
-(Zipf); two browsers take about a third of the time, each visit on one of 400 sites, again a long tail. Titles
+In a stretch the window in front changes every ~19 s on average (exponential); half the changes stay in the
+app (another file, another tab: in a browser mostly on the same site), the others go to one of 40 apps with a long
+tail (Zipf); two browsers take about a third of the time, each visit on one of 400 sites, again a long tail. Titles
 come from the person's documents and pages: now and then a new one, mostly one seen lately (a Zipf law over how
 recently), which gives tens of thousands of distinct titles a year. Keys and clicks are Poisson counts at each
 app's own rate. The collector's cuts are kept: an interval ends when the window changes and at most every 60 s
@@ -48,6 +49,8 @@ SITES = KNOWN_SITES + tuple(f"site{n:03d}.example.org" for n in range(400 - len(
 _KEY_RATE = np.linspace(2.2, 0.1, len(APPS))
 _CLICK_RATE = np.linspace(0.25, 0.05, len(APPS))
 NEW_TITLE_SHARE = 0.06  # the share of window changes that open a document or page not seen before
+STAY_IN_APP = 0.5
+STAY_ON_SITE = 0.6
 IDLE_AFTER_S = 180  # collector: idle after 3 min without input
 
 
@@ -127,6 +130,11 @@ def person_intervals(person: Person, days: int, until: datetime) -> pd.DataFrame
 _KEYS = ("start", "end", "app", "first", "doc", "site", "keystrokes", "clicks", "idle", "device")
 
 
+def _last_false(flags: np.ndarray) -> np.ndarray:
+    """For each position, the last position at or before it whose flag is False (flags[0] must be False)."""
+    return np.maximum.accumulate(np.where(flags, 0, np.arange(len(flags))))
+
+
 def _stretch(rng: np.random.Generator, at: int, length: int, pause: int, device: int) -> dict[str, np.ndarray]:
     n = int(length / 1000 / MEAN_FOCUS_S * 1.5) + 20
     focus = (rng.exponential(MEAN_FOCUS_S, n) * 1000 + 1000).astype(np.int64)
@@ -136,8 +144,12 @@ def _stretch(rng: np.random.Generator, at: int, length: int, pause: int, device:
     keep = int(np.searchsorted(ends, length)) + 1
     ends = np.minimum(ends[:keep], length)
     starts = np.concatenate([[0], ends[:-1]])
-    apps = rng.choice(len(APPS), keep, p=_APP_WEIGHTS)
-    sites = np.where(_IS_BROWSER[apps], rng.choice(len(SITES), keep, p=_SITE_WEIGHTS), -1)
+    # Half the window changes stay in the app (another file, another tab), and in a browser most of those on the site.
+    stay = rng.random(keep) < STAY_IN_APP
+    stay[0] = False
+    apps = rng.choice(len(APPS), keep, p=_APP_WEIGHTS)[_last_false(stay)]
+    on_site = stay & (rng.random(keep) < STAY_ON_SITE)
+    sites = np.where(_IS_BROWSER[apps], rng.choice(len(SITES), keep, p=_SITE_WEIGHTS)[_last_false(on_site)], -1)
     docs = rng.random(keep) < NEW_TITLE_SHARE  # new-document flags; numbered in `_named`, person-wide
     # The collector cuts at most every MAX_INTERVAL_MS.
     pieces = np.maximum(1, -(-(ends - starts) // MAX_INTERVAL_MS))
@@ -245,7 +257,9 @@ def describe(frame: pd.DataFrame) -> dict[str, float | int]:
         "people": int(frame["user_id"].nunique()),
         "devices": int(frame["device_id"].nunique()),
         "intervals": len(frame),
-        "active_hours_per_day_used": round(float((active["end"] - active["start"]).sum()) / 3.6e6 / per_person_days, 1)
+        "active_hours_per_day_used": float(
+            round(float((active["end"] - active["start"]).sum()) / 3.6e6 / per_person_days, 1)
+        )
         if per_person_days
         else 0.0,
         "idle_share": round(float(frame["idle"].mean()), 3) if len(frame) else 0.0,
