@@ -32,7 +32,7 @@ PERIODS = {"day": 1, "week": 7, "month": 30, "year": 365}
 AW_ROUNDS = {"day": 7, "week": 5, "month": 3, "year": 3}
 OURS_ROUNDS = 21
 TOLERANCE_S = 1.0  # per app: ActivityWatch keeps durations as float seconds
-STORAGE_TABLES = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day", "device_state")
+STORAGE_TABLES = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_title_day", "device_state")
 
 
 def _ours(client, start: datetime, end: datetime) -> dict[str, float]:

@@ -30,7 +30,7 @@ TARGET_HISTORY_RATIO = 1.5
 TARGET_BYTES = 40
 # Every table a person's data lives in (warehouse/deletion.py USER_TABLES holds them all; these are the ones a
 # recorded interval adds to).
-STORAGE_TABLES = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day", "devices")
+STORAGE_TABLES = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_title_day", "devices")
 
 
 def _load(client, end: datetime, progress) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

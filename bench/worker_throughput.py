@@ -42,7 +42,7 @@ FRESHNESS_GRACE_S = 60  # how long after the last batch the poller waits for all
 TARGET_RATIO = 0.8  # of a bare consume + insert of the same records in the same run
 ROUNDS = 3  # the rates are medians of this many rounds, each from the start of the topic
 # What the worker makes from the topic: cleared before each round, so every round does the same work.
-_MADE = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day", "device_state")
+_MADE = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_title_day", "device_state")
 APPS = [
     ("Code", None),
     ("Firefox", "https://github.com/a/b?x=1"),

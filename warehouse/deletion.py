@@ -28,7 +28,7 @@ USER_TABLES = (
     "app_sessions",
     "focus_sessions",
     "usage_by_hour",
-    "usage_by_day",
+    "usage_by_title_day",
     "device_state",
     "refused_intervals",
     "devices",
@@ -271,7 +271,7 @@ def rebuild_rollups_around(client: Client, deletion: Deletion) -> None:
     if deletion.start_ms == 0:
         # Everything before the deletion's end is gone: the rollups of the user (or device) go with it, and the
         # last days are rebuilt from whatever raw rows are left (an interval begun after the deletion).
-        delete_rows_of(client, deletion, ("usage_by_hour", "usage_by_day"))
+        delete_rows_of(client, deletion, ("usage_by_hour", "usage_by_title_day"))
         start = utc_from_ms(deletion.end_ms)
     else:
         start = utc_from_ms(deletion.start_ms)

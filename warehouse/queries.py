@@ -80,6 +80,15 @@ def _floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def _floor_day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _ceil_day(moment: datetime) -> datetime:
+    floor = _floor_day(moment)
+    return floor if floor == moment else floor + timedelta(days=1)
+
+
 def _ceil_hour(moment: datetime) -> datetime:
     floor = _floor_hour(moment)
     return floor if floor == moment else floor + _HOUR
@@ -120,10 +129,10 @@ def _usage_parameters(start: datetime, end: datetime, devices: Sequence[str] | N
 # UTC hour: `ts` (where the piece starts), device_id, app, site, active_ms, idle_ms, keystrokes, clicks.
 
 
-def _raw_piece(a: str, b: str, scan_from: str) -> str:
+def _raw_piece(a: str, b: str, scan_from: str, extra: str = "") -> str:
     # A zero-length interval starting in [a, b) still carries keys and clicks, hence the OR.
     return f"""
-    SELECT greatest(start, {{{a}:DateTime64(3, 'UTC')}}) AS ts, device_id, app, site,
+    SELECT greatest(start, {{{a}:DateTime64(3, 'UTC')}}) AS ts, device_id, app, site{extra},
            toUInt64(greatest(0, dateDiff('millisecond', greatest(start, {{{a}:DateTime64(3, 'UTC')}}),
                                          least(`end`, {{{b}:DateTime64(3, 'UTC')}})))) AS piece_ms,
            if(idle, toUInt64(0), piece_ms) AS active_ms,
@@ -153,11 +162,42 @@ _USAGE = f"""
     FROM ({_raw_piece("edge2_from", "to", "edge2_scan")})
 )"""
 
-# Raw intervals of the period, clipped to it, for the questions the rollups cannot answer (titles).
-_CLIPPED_MS = (
-    "toUInt64(greatest(0, dateDiff('millisecond', greatest(start, {from:DateTime64(3, 'UTC')}), "
-    "least(`end`, {to:DateTime64(3, 'UTC')}))))"
-)
+# Usage by title: the same three pieces by UTC day, whole days from the daily rollup by title (migration 0015), the
+# part-days at the edges from the raw intervals: device_id, app, site, title, active_ms, idle_ms, keystrokes, clicks.
+_TITLE_USAGE = f"""
+(
+    SELECT device_id, app, site, title, active_ms, idle_ms, keystrokes, clicks
+    FROM usage_by_title_day FINAL
+    WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
+      AND day >= {{d_from:Date}}
+      AND day < {{d_to:Date}}
+    UNION ALL
+    SELECT device_id, app, site, title, active_ms, idle_ms, keystrokes, clicks
+    FROM ({_raw_piece("from", "dedge1_to", "dedge1_scan", ", title")})
+    UNION ALL
+    SELECT device_id, app, site, title, active_ms, idle_ms, keystrokes, clicks
+    FROM ({_raw_piece("dedge2_from", "to", "dedge2_scan", ", title")})
+)"""
+
+
+def _title_usage_parameters(start: datetime, end: datetime, devices: Sequence[str] | None = None) -> dict[str, object]:
+    """Bounds of the pieces of `_TITLE_USAGE`: raw [from, c), rollup days [c, f), raw [max(f, c), to), with c and f
+    the first and last UTC midnights inside the period (as `_usage_parameters` does with hours)."""
+    period = _period(start, end)
+    c, f = _ceil_day(period["from"]), _floor_day(period["to"])
+    return {
+        **period,
+        "devices": _devices(devices),
+        "d_from": c.date(),
+        "d_to": f.date(),
+        "dedge1_to": min(c, period["to"]),
+        "dedge2_from": max(f, c),
+        "dedge1_scan": period["from"] - _MAX_INTERVAL,
+        "dedge2_scan": max(f, c) - _MAX_INTERVAL,
+    }
+
+
+# Raw intervals of the period, clipped to it, for the questions no rollup answers (an export of the rows).
 _RAW_IN_PERIOD = f"""
     user_id = {{user:String}} AND {_DEVICE_FILTER}
     AND start >= {{scan_from:DateTime64(3, 'UTC')}}
@@ -331,8 +371,8 @@ _CATEGORY = """
           arrayStringConcat(
               arraySlice(splitByChar('/', {rule_categories:Array(String)}[rule]), 1, {depth:UInt8}), '/')))"""
 
-# Rules on app and site only need the rollups; a rule on titles needs the raw intervals. Either way the
-# patterns run once per distinct (app, site[, title]), not once per interval.
+# Rules on app and site need the hourly rollup; a rule on titles the daily rollup by title. Either way the patterns
+# run once per distinct (app, site[, title]), not once per interval.
 _CATEGORY_OF_USAGE = f"""
 SELECT {_CATEGORY} AS category, active_ms, keystrokes, clicks
 FROM
@@ -346,12 +386,9 @@ _CATEGORY_OF_INTERVALS = f"""
 SELECT {_CATEGORY} AS category, active_ms, keystrokes, clicks
 FROM
 (
-    SELECT app, site, title, sum({_CLIPPED_MS}) AS active_ms,
-           sum(if(start >= {{from:DateTime64(3, 'UTC')}}, keystrokes, 0)) AS keystrokes,
-           sum(if(start >= {{from:DateTime64(3, 'UTC')}}, clicks, 0)) AS clicks,
+    SELECT app, site, title, sum(active_ms) AS active_ms, sum(keystrokes) AS keystrokes, sum(clicks) AS clicks,
            {_FIRST_MATCH} AS rule
-    FROM intervals FINAL
-    WHERE {_RAW_IN_PERIOD} AND NOT idle
+    FROM {_TITLE_USAGE}
     GROUP BY app, site, title
 )"""
 
@@ -386,7 +423,7 @@ def time_per_category(
     Columns: category (str), seconds (float64), most time first."""
     rules, needs_titles = _rule_parameters(client, user_id, depth or 0)
     if needs_titles:
-        parameters = {"user": user_id, **_raw_parameters(start, end, devices), **rules}
+        parameters = {"user": user_id, **_title_usage_parameters(start, end, devices), **rules}
         source = _CATEGORY_OF_INTERVALS
     else:
         parameters = {"user": user_id, **_usage_parameters(start, end, devices), **rules}
@@ -407,9 +444,9 @@ _RULE_MATCHES = {
         WHERE site != '' AND match(site, {{pattern:String}}) GROUP BY value HAVING sum(active_ms) > 0
         ORDER BY seconds DESC, value LIMIT {{limit:UInt32}}""",
     "title": f"""
-        SELECT title AS value, sum({_CLIPPED_MS}) / 1000 AS seconds FROM intervals FINAL
-        WHERE {_RAW_IN_PERIOD} AND NOT idle AND match(title, {{pattern:String}})
-        GROUP BY value HAVING seconds > 0 ORDER BY seconds DESC, value LIMIT {{limit:UInt32}}""",
+        SELECT title AS value, sum(active_ms) / 1000 AS seconds FROM {_TITLE_USAGE}
+        WHERE match(title, {{pattern:String}})
+        GROUP BY value HAVING sum(active_ms) > 0 ORDER BY seconds DESC, value LIMIT {{limit:UInt32}}""",
 }
 
 
@@ -430,7 +467,9 @@ def rule_matches(
     Columns: value (str), seconds (float64), most time first, at most `limit` rows."""
     if field not in _RULE_MATCHES:
         raise ValueError(f"field must be one of app, title, site, got {field!r}")
-    period = _raw_parameters(start, end, devices) if field == "title" else _usage_parameters(start, end, devices)
+    period = (
+        _title_usage_parameters(start, end, devices) if field == "title" else _usage_parameters(start, end, devices)
+    )
     parameters = {"user": user_id, "pattern": pattern, "limit": limit, **period}
     return _query(client, _RULE_MATCHES[field], parameters, {"value": "str", "seconds": "float64"})
 
@@ -770,13 +809,11 @@ def input_intensity(
 
 
 _TOP_TITLES = f"""
-SELECT title, sum({_CLIPPED_MS}) / 1000 AS seconds,
-       sum(if(start >= {{from:DateTime64(3, 'UTC')}}, keystrokes, 0)) AS keystrokes,
-       sum(if(start >= {{from:DateTime64(3, 'UTC')}}, clicks, 0)) AS clicks
-FROM intervals FINAL
-WHERE {_RAW_IN_PERIOD} AND app = {{app:String}} AND NOT idle
+SELECT title, sum(active_ms) / 1000 AS seconds, sum(keystrokes) AS keystrokes, sum(clicks) AS clicks
+FROM {_TITLE_USAGE}
+WHERE app = {{app:String}}
 GROUP BY title
-HAVING seconds > 0
+HAVING sum(active_ms) > 0
 ORDER BY seconds DESC, title
 LIMIT {{limit:UInt32}}
 """
@@ -801,7 +838,7 @@ def top_titles(
         if apps.empty:
             return typed_frame(apps, schema)
         app = str(apps["app"].iloc[0])
-    parameters = {"user": user_id, "app": app, "limit": limit, **_raw_parameters(start, end, devices)}
+    parameters = {"user": user_id, "app": app, "limit": limit, **_title_usage_parameters(start, end, devices)}
     return _query(client, _TOP_TITLES, parameters, schema)
 
 

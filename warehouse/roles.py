@@ -34,7 +34,7 @@ DATA_TABLES = (
     "app_sessions",
     "focus_sessions",
     "usage_by_hour",
-    "usage_by_day",
+    "usage_by_title_day",
     "device_state",
     "refused_intervals",
     "devices",
@@ -54,7 +54,7 @@ DATA_TABLES = (
 )
 SCHEMA_TABLE = "schema_migrations"
 TABLES = frozenset((*DATA_TABLES, SCHEMA_TABLE))
-_SESSIONS_AND_ROLLUPS = ("app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day")
+_SESSIONS_AND_ROLLUPS = ("app_sessions", "focus_sessions", "usage_by_hour", "usage_by_title_day")
 _PRIVACY = ("privacy_rules", "privacy_settings")  # an account's privacy choices (schemas/privacy_rules.py)
 # Goal notices and the weekly summary (warehouse/notice_rules.py).
 _NOTICES = ("notice_switches", "notice_accounts", "goal_notices", "notice_weekly")

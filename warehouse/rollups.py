@@ -1,4 +1,4 @@
-"""The rollups `usage_by_hour` and `usage_by_day`, always recomputed from the raw intervals, never added to.
+"""The rollups `usage_by_hour` and `usage_by_title_day`, always recomputed from the raw intervals, never added to.
 
 After every insert of intervals the writer rebuilds the hours and days those intervals touch, per device,
 from what the `intervals` table holds (with FINAL, so each event once). A rebuild row's `version` is how many
@@ -6,8 +6,8 @@ of the device's raw intervals overlap that hour or day: it can only grow as inte
 rebuilds the one that saw more rows wins, and rebuilding again (a redelivered batch, a retry after the
 warehouse died mid-insert, a second worker, a consumer group replaying the topic) writes the same rows at the
 same version. The rollups therefore equal a function of the raw rows, whatever happened on the way
-(docs/design.md, "Delivery"). `rollup_drift` checks exactly that, per user and hour; `rebuild_user_span`
-repairs it and is what deletion uses after removing raw rows.
+(docs/design.md, "Delivery"). `rollup_drift` checks exactly that, per user and hour (and day, by title);
+`rebuild_user_span` repairs it and is what deletion uses after removing raw rows.
 
 An interval that crosses an hour (day) is split at it; its keys and clicks count in the hour (day) it started.
 """
@@ -28,7 +28,12 @@ DAY_S = 86400
 # started at most this long before it, which bounds the scan by the primary key.
 _MAX_INTERVAL_S = 24 * 3600
 MAX_INTERVAL = timedelta(seconds=_MAX_INTERVAL_S)
-_TABLES = {HOUR_S: ("usage_by_hour", "hour", "DateTime('UTC')"), DAY_S: ("usage_by_day", "day", "Date")}
+# Per unit: the rollup table, its span column and type, and what it groups by beside user, span and device. The day's
+# rollup is by title too (migration 0015): the title questions read it for whole days.
+_TABLES = {
+    HOUR_S: ("usage_by_hour", "hour", "DateTime('UTC')", "app, site"),
+    DAY_S: ("usage_by_title_day", "day", "Date", "app, site, title"),
+}
 # A rebuild must always land: block deduplication would drop a repeat of an earlier rebuild's block. On a
 # cluster it goes through the Distributed table and must be stored on the shard before the call returns.
 _INSERT = {"insert_deduplicate": 0}
@@ -54,13 +59,13 @@ def touched_spans(intervals: Iterable[dict], unit_s: int) -> set[tuple[str, str,
     return touched
 
 
-def _split(unit_s: int) -> str:
+def _split(unit_s: int, keys: str) -> str:
     """Raw rows cut at each span they overlap: columns span_start, part_ms, first_span beside the row's own.
 
     The same arithmetic as `spans_of`, on milliseconds since the epoch."""
     unit_ms = unit_s * 1000
     return f"""
-        SELECT user_id, device_id, app, site, idle, keystrokes, clicks,
+        SELECT user_id, device_id, {keys}, idle, keystrokes, clicks,
                toUnixTimestamp64Milli(start) AS s_ms, toUnixTimestamp64Milli(`end`) AS e_ms,
                intDiv(s_ms, {unit_ms}) * {unit_s} AS first_start,
                greatest(first_start, intDiv(greatest(e_ms, s_ms + 1) - 1, {unit_ms}) * {unit_s}) AS last_start,
@@ -72,25 +77,28 @@ def _split(unit_s: int) -> str:
 
 def _totals(unit_s: int, where_raw: str, where_span: str) -> str:
     """Per user, span, device, app and site: the totals over the raw rows, and the span's version."""
-    _, column, column_type = _TABLES[unit_s]
+    _, column, column_type, keys = _TABLES[unit_s]
     return f"""
-SELECT user_id, {column}, device_id, app, site, active_ms, idle_ms, keystrokes, clicks,
+SELECT user_id, {column}, device_id, {keys}, active_ms, idle_ms, keystrokes, clicks,
        sum(n) OVER (PARTITION BY user_id, device_id, {column}) AS version
 FROM
 (
-    SELECT user_id, CAST(toDateTime(span_start, 'UTC') AS {column_type}) AS {column}, device_id, app, site,
+    SELECT user_id, CAST(toDateTime(span_start, 'UTC') AS {column_type}) AS {column}, device_id, {keys},
            sumIf(part_ms, NOT idle) AS active_ms, sumIf(part_ms, idle) AS idle_ms,
            toUInt64(sumIf(keystrokes, first_span)) AS keystrokes, toUInt64(sumIf(clicks, first_span)) AS clicks,
            count() AS n
-    FROM ({_split(unit_s)}
+    FROM ({_split(unit_s, keys)}
         FROM intervals FINAL
         WHERE {where_raw})
     WHERE {where_span}
-    GROUP BY user_id, {column}, device_id, app, site
+    GROUP BY user_id, {column}, device_id, {keys}
 )"""
 
 
-_COLUMNS = "user_id, {column}, device_id, app, site, active_ms, idle_ms, keystrokes, clicks, version"
+def _insert_into(table: str, column: str, keys: str) -> str:
+    return (
+        f"INSERT INTO {table} (user_id, {column}, device_id, {keys}, active_ms, idle_ms, keystrokes, clicks, version)"
+    )
 
 
 def insert_settings(client: Client) -> dict:
@@ -108,7 +116,7 @@ def rebuild_touched(client: Client, intervals: Iterable[dict], *, settings: dict
         return
     settings = insert_settings(client) if settings is None else settings
     pairs = sorted({(iv["user_id"], iv["device_id"]) for iv in intervals})
-    for unit_s, (table, column, _) in _TABLES.items():
+    for unit_s, (table, column, _, keys) in _TABLES.items():
         touched = sorted(touched_spans(intervals, unit_s))
         spans = [span for _, _, span in touched]
         first = datetime.fromtimestamp(min(spans), UTC) - MAX_INTERVAL
@@ -119,7 +127,7 @@ def rebuild_touched(client: Client, intervals: Iterable[dict], *, settings: dict
         )
         where_span = "(user_id, device_id, span_start) IN {touched:Array(Tuple(String, String, UInt32))}"
         client.command(
-            f"INSERT INTO {table} ({_COLUMNS.format(column=column)}) {_totals(unit_s, where_raw, where_span)}",
+            f"{_insert_into(table, column, keys)} {_totals(unit_s, where_raw, where_span)}",
             parameters={"pairs": pairs, "touched": touched, "first": first, "after": after},
             settings=settings,
         )
@@ -150,7 +158,7 @@ def rebuild_user_span(client: Client, user_id: str, first: datetime, after: date
         after += timedelta(days=1)
     cluster = warehouse_cluster(client)
     params = _span_params(user_id, first, after)
-    for unit_s, (table, column, column_type) in _TABLES.items():
+    for unit_s, (table, column, column_type, keys) in _TABLES.items():
         target = f"{local_table(table)} {on_cluster(cluster)}" if cluster else table
         client.command(
             f"ALTER TABLE {target} DELETE WHERE user_id = {{user:String}} "
@@ -165,7 +173,7 @@ def rebuild_user_span(client: Client, user_id: str, first: datetime, after: date
         )
         where_span = "span_start >= {first_s:UInt32} AND span_start < {after_s:UInt32}"
         client.command(
-            f"INSERT INTO {table} ({_COLUMNS.format(column=column)}) {_totals(unit_s, where_raw, where_span)}",
+            f"{_insert_into(table, column, keys)} {_totals(unit_s, where_raw, where_span)}",
             parameters=params,
             settings=_INSERT_ON_CLUSTER if cluster else _INSERT,
         )
@@ -183,42 +191,47 @@ class Drift:
     site: str
     stored: tuple[int, int, int, int] | None
     from_raw: tuple[int, int, int, int] | None
+    title: str = ""  # in the daily rollup by title
 
 
 def rollup_drift(client: Client, user_id: str | None = None) -> list[Drift]:
     """Every rollup row (of one user, or of all) that disagrees with the raw intervals: active and idle
-    milliseconds, keys and clicks per hour and day, device, app and site. Empty when the rollups are exact.
+    milliseconds, keys and clicks per hour and device, app and site, and per day and device, app, site and
+    title. Empty when the rollups are exact.
 
     Only spans that raw intervals still cover are compared: with raw retention on, older rollups outlive
     the rows they were made from, by design."""
     drift: list[Drift] = []
-    for unit_s, (table, column, _) in _TABLES.items():
+    for unit_s, (table, column, _, keys) in _TABLES.items():
         who = "user_id = {user:String}" if user_id is not None else "1"
         raw = _totals(unit_s, who, "1")
         query = f"""
 WITH raw AS ({raw}),
      covered AS (SELECT DISTINCT user_id, {column} FROM raw)
-SELECT user_id, {column}, device_id, app, site,
+SELECT user_id, {column}, device_id, {keys},
        s.active_ms, s.idle_ms, s.keystrokes, s.clicks, s.present,
        r.active_ms, r.idle_ms, r.keystrokes, r.clicks, r.present
 FROM (SELECT *, 1 AS present FROM {table} FINAL
       WHERE {who} AND (user_id, {column}) GLOBAL IN (SELECT user_id, {column} FROM covered)) AS s
-FULL OUTER JOIN (SELECT *, 1 AS present FROM raw) AS r USING (user_id, {column}, device_id, app, site)
+FULL OUTER JOIN (SELECT *, 1 AS present FROM raw) AS r USING (user_id, {column}, device_id, {keys})
 WHERE (s.active_ms, s.idle_ms, s.keystrokes, s.clicks, s.present)
    != (r.active_ms, r.idle_ms, r.keystrokes, r.clicks, r.present)
-ORDER BY user_id, {column}, device_id, app, site
+ORDER BY user_id, {column}, device_id, {keys}
 LIMIT 1000
 """
         rows = client.query(query, parameters={"user": user_id} if user_id is not None else None).result_rows
         for row in rows:
+            width = len(keys.split(","))
             user, span, device, app, site = row[:5]
-            stored = tuple(row[5:9]) if row[9] else None
-            from_raw = tuple(row[10:14]) if row[14] else None
+            title = row[5] if width == 3 else ""
+            values = row[3 + width :]
+            stored = tuple(values[0:4]) if values[4] else None
+            from_raw = tuple(values[5:9]) if values[9] else None
             if isinstance(span, datetime):
                 span = span.replace(tzinfo=UTC) if span.tzinfo is None else span
             else:
                 span = datetime.combine(span, datetime.min.time(), tzinfo=UTC)
-            drift.append(Drift(table, user, span, device, app, site, stored, from_raw))
+            drift.append(Drift(table, user, span, device, app, site, stored, from_raw, title))
     return drift
 
 

@@ -495,7 +495,7 @@ def test_data_deletes_a_period_a_device_and_everything_after_confirmation(stack,
     at.text_input(key="delete_confirm_Everything").input("DELETE").run()
     at.button(key="delete_data").click().run()
     assert at.success and "Deleted" in at.success[0].value
-    for table in ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day", "device_state"):
+    for table in ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_title_day", "device_state"):
         count = warehouse_client.query(
             f"SELECT count() FROM {table} WHERE user_id = {{u:String}}", parameters={"u": account.user_id}
         )

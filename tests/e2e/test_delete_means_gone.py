@@ -279,7 +279,7 @@ def test_a_worker_of_a_new_group_replaying_every_topic_brings_nothing_deleted_ba
                 f"SELECT * EXCEPT (version) FROM {table} FINAL WHERE user_id = {{u:String}} ORDER BY ALL",
                 u=keeps.user_id,
             )  # fmt: skip
-            for table in ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day")
+            for table in ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_title_day")
         }
 
     before = snapshot()

@@ -84,7 +84,7 @@ def assert_exact(stack: Stack, senders: list[StreamingDevice]) -> None:
 
         assert eventually(exact, 30)
         daily = client.query(
-            "SELECT sum(active_ms) FROM usage_by_day FINAL WHERE user_id = {u:String}",
+            "SELECT sum(active_ms) FROM usage_by_title_day FINAL WHERE user_id = {u:String}",
             parameters={"u": sender.identity.user_id},
         ).result_rows[0][0]
         assert daily == sum(i["end"] - i["start"] for i in sender.stream if not i["idle"])

@@ -154,7 +154,7 @@ def test_every_statement_sent_to_a_cluster_parses_in_clickhouse(engine):
         if statement.endswith(COPY_SETTINGS):
             # The settings at the end of the SELECT are the whole INSERT's: the parser puts them on both.
             assert formatted.startswith("INSERT INTO usage_by_") and formatted.count(COPY_SETTINGS) == 2, formatted
-    assert sum(s.endswith(COPY_SETTINGS) for s in statements) == 2
+    assert sum(s.endswith(COPY_SETTINGS) for s in statements) == 3  # 0004's two copies and 0015's fill
     kinds = ("CREATE TABLE", "CREATE MATERIALIZED VIEW", "ALTER TABLE", "INSERT", "DROP VIEW", "DROP TABLE")
     assert all(any(s.startswith(kind) for s in statements) for kind in kinds)
 
@@ -249,7 +249,7 @@ def test_the_replicated_tables_their_views_and_the_distributed_tables_are_create
 
 def test_rows_and_rollups_are_stored_in_the_local_tables(engine):
     c = engine["cluster"]
-    tables = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_day", "device_state")
+    tables = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_title_day", "device_state")
     for table in (*tables, "devices"):
         local = scalar(c, f"SELECT count() FROM {table}_local")
         assert local > 0 and local == scalar(c, f"SELECT count() FROM {table}"), table
@@ -331,7 +331,7 @@ def rollups_of(client, user: str) -> dict[str, list[tuple]]:
             f"FROM {table} FINAL WHERE user_id = {{u:String}} ORDER BY {column}",
             parameters={"u": user},
         ).result_rows
-        for table, column in (("usage_by_hour", "toUnixTimestamp(hour)"), ("usage_by_day", "toString(day)"))
+        for table, column in (("usage_by_hour", "toUnixTimestamp(hour)"), ("usage_by_title_day", "toString(day)"))
     }
 
 
@@ -350,14 +350,14 @@ def test_rollups_rebuilt_through_the_distributed_tables_equal_the_raw_totals(eng
             (hour + 14 * 3600, *row, 0, 60_000, 3, 1, 1),
             (hour + 15 * 3600, *row, 0, 60_000, 0, 0, 1),
         ],
-        "usage_by_day": [
+        "usage_by_title_day": [
             ("2026-04-01", *row, 4_500_000, 60_000, 273, 91, 91),
             ("2026-04-02", *row, 0, 60_000, 0, 0, 1),
         ],
     }
     # Stored in the local rollup tables, behind the Distributed ones.
     assert scalar(c, "SELECT count() FROM usage_by_hour_local FINAL WHERE user_id = 'rebuilt'") == 4
-    assert scalar(c, "SELECT count() FROM usage_by_day_local FINAL WHERE user_id = 'rebuilt'") == 2
+    assert scalar(c, "SELECT count() FROM usage_by_title_day_local FINAL WHERE user_id = 'rebuilt'") == 2
 
 
 def test_a_repeated_rebuild_or_redelivered_batch_changes_nothing(engine):
@@ -430,9 +430,17 @@ def test_the_old_rollups_move_over_when_a_cluster_is_migrated(engine):
         "notice_weekly",
         "import_streams",
         "source_intervals",
+        "usage_by_title_day",
     }  # 0006+
-    expected = set(deletion.USER_TABLES) - from_later_migrations
+    expected = (set(deletion.USER_TABLES) - from_later_migrations) | {"usage_by_day"}  # usage_by_day until 0015
     assert tables == {name for table in expected for name in (table, f"{table}_local")}
+    # The later migrations; the daily rollup by title (0015) is filled from raw and usage_by_day dropped.
+    for statement in up_to(99)[len(up_to(5)) :]:
+        c.command(without_on_cluster(statement))
+    assert scalar(c, "SELECT count() FROM usage_by_title_day FINAL WHERE user_id = 'migrated'") > 0
+    assert "usage_by_day" not in {
+        n for (n,) in c.query("SELECT name FROM system.tables WHERE database = 'upgrade'").result_rows
+    }
     # The first rebuild from raw supersedes the copy.
     rebuild_touched(c, intervals)
     assert rollup_drift(c) == []
@@ -567,7 +575,7 @@ def test_the_rollups_are_rebuilt_over_more_than_one_shard(two_shards, engine):
     once = rollups_of(engine["cluster"], "twice")
     rebuild_touched(two_shards, intervals_of("twice", 5))
     twice = rollups_of(engine["cluster"], "twice")
-    for table in ("usage_by_hour", "usage_by_day"):
+    for table in ("usage_by_hour", "usage_by_title_day"):
         assert [r[:4] for r in twice[table]] == [r[:4] for r in once[table]]
         assert [r[4:] for r in twice[table]] == [tuple(2 * v for v in r[4:]) for r in once[table]]
 

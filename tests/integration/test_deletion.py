@@ -160,7 +160,7 @@ def test_deleting_a_time_range_removes_its_intervals_and_rollups_and_keeps_the_r
         parameters=u,
     ).result_rows
     assert hourly == [(9, 60 * 59_000), (11, 60 * 59_000)]
-    daily = client.query("SELECT sum(active_ms) FROM usage_by_day FINAL WHERE user_id = {u:String}", parameters=u)
+    daily = client.query("SELECT sum(active_ms) FROM usage_by_title_day FINAL WHERE user_id = {u:String}", parameters=u)
     assert daily.result_rows[0][0] == 120 * 59_000
     assert rollup_drift(client, "ranged") == []
 

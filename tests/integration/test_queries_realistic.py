@@ -79,14 +79,35 @@ def test_totals_are_exact_active_and_idle_keys_and_clicks(data, period):
     assert row["active_seconds"] > 0
 
 
-def test_top_titles_of_an_app_are_its_titles_by_active_time(data):
+@pytest.mark.parametrize("period", PERIODS, ids=list(PERIODS))
+def test_top_titles_of_an_app_are_its_titles_by_active_time(data, period):
     client, mine = data
-    start, end = PERIODS["a week"]
+    start, end = PERIODS[period]
     got = queries.top_titles(client, SUBJECT.user_id, start, end, app="Code", limit=1000)
     expected = clipped(mine[(~mine["idle"]) & (mine["app"] == "Code")], start, end)
     want = expected.groupby("title")["seconds"].sum()
     assert by(got, "title") == {k: round(float(v), 3) for k, v in want.items() if v}
-    assert len(got) > 50  # a realistic week has many documents open in an editor
+    began = expected[expected["began_inside"]]
+    assert got["keystrokes"].sum() == began["keystrokes"].sum()
+    assert len(got) > (3 if period == "inside one hour" else 50)  # a week has many documents open in an editor
+
+
+@pytest.mark.parametrize("period", PERIODS, ids=list(PERIODS))
+def test_a_category_rule_on_titles_counts_exactly_the_time_of_the_titles_it_matches(data, period):
+    client, mine = data
+    start, end = PERIODS[period]
+    from warehouse.categories import add_rule, delete_rule, list_rules
+
+    rule = add_rule(client, SUBJECT.user_id, "title", "document [0-9]$", "Work/Documents", position=0)
+    try:
+        got = by(queries.time_per_category(client, SUBJECT.user_id, start, end), "category")
+    finally:
+        delete_rule(client, SUBJECT.user_id, rule)
+    expected = clipped(mine[~mine["idle"]], start, end)
+    matched = expected["title"].str.contains(r"document [0-9]$", regex=True)
+    assert got["Work/Documents"] == round(float(expected.loc[matched, "seconds"].sum()), 3) > 0
+    assert round(sum(got.values()), 3) == round(float(expected["seconds"].sum()), 3)
+    assert list_rules(client, SUBJECT.user_id).empty
 
 
 def test_time_per_device_splits_the_person_s_time_between_their_devices(data):

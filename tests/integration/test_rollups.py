@@ -42,7 +42,7 @@ def intervals_of(user: str, device: str, n: int, seed: int) -> list[dict]:
                 "start": t,
                 "end": t + length,
                 "app": rng.choice(["Code", "Firefox", "Terminal"]),
-                "title": "",
+                "title": rng.choice(["", "notes.txt", "report — draft"]),
                 "site": rng.choice(["", "example.com"]),
                 "keystrokes": rng.randrange(100),
                 "clicks": rng.randrange(10),
@@ -55,12 +55,14 @@ def intervals_of(user: str, device: str, n: int, seed: int) -> list[dict]:
 
 
 def reference(intervals: list[dict], unit_s: int) -> dict[tuple, tuple[int, int, int, int]]:
-    """The rollup the definition gives, computed in Python: per (span, device, app, site)."""
+    """The rollup the definition gives, computed in Python: per (span, device, app, site), and by title too for days
+    (the daily rollup by title)."""
     totals: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for iv in intervals:
         for span in spans_of(iv["start"], iv["end"], unit_s):
             part = max(0, min(iv["end"], (span + unit_s) * 1000) - max(iv["start"], span * 1000))
-            row = totals[(span, iv["device_id"], iv["app"], iv["site"])]
+            key = (span, iv["device_id"], iv["app"], iv["site"])
+            row = totals[key + ((iv["title"],) if unit_s == DAY_S else ())]
             row[1 if iv["idle"] else 0] += part
             if span == spans_of(iv["start"], iv["end"], unit_s)[0]:
                 row[2] += iv["keystrokes"]
@@ -69,13 +71,14 @@ def reference(intervals: list[dict], unit_s: int) -> dict[tuple, tuple[int, int,
 
 
 def stored(client, user: str, unit_s: int) -> dict[tuple, tuple[int, int, int, int]]:
-    table, column = ("usage_by_hour", "hour") if unit_s == HOUR_S else ("usage_by_day", "day")
+    table, column, keys = ("usage_by_hour", "hour", 4) if unit_s == HOUR_S else ("usage_by_title_day", "day", 5)
+    title = ", title" if keys == 5 else ""
     rows = client.query(
-        f"SELECT toUInt32(toDateTime({column}, 'UTC')), device_id, app, site, active_ms, idle_ms, keystrokes, clicks "
-        f"FROM {table} FINAL WHERE user_id = {{u:String}}",
+        f"SELECT toUInt32(toDateTime({column}, 'UTC')), device_id, app, site{title}, active_ms, idle_ms, keystrokes, "
+        f"clicks FROM {table} FINAL WHERE user_id = {{u:String}}",
         parameters={"u": user},
     ).result_rows
-    return {(r[0], r[1], r[2], r[3]): tuple(r[4:]) for r in rows}
+    return {tuple(r[:keys]): tuple(r[keys:]) for r in rows}
 
 
 def write(client, intervals: list[dict]) -> None:
@@ -104,6 +107,23 @@ def test_rebuilt_rollups_equal_the_reference_however_often_and_in_whatever_piece
     for unit_s in (HOUR_S, DAY_S):
         assert stored(client, user, unit_s) == reference(laptop + desktop, unit_s)
     assert rollup_drift(client, user) == []
+
+
+def test_the_migration_rolls_up_by_title_the_days_stored_before_it_as_the_writer_does(client):
+    """Migration 0015 fills the daily rollup by title from the raw intervals already stored; run twice (stopped
+    half-way and run again), it changes nothing more."""
+    from warehouse.migrate import load_migrations
+
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    ivs = intervals_of(user, "laptop", 200, 5)
+    store_intervals(client, NO_DELETIONS, interval_columns(ivs))  # raw only: as before the migration
+    assert stored(client, user, DAY_S) == {}
+    (migration,) = [m for m in load_migrations() if m.version == 15]
+    (fill,) = [s for s in migration.statements if s.startswith("INSERT INTO usage_by_title_day")]
+    for _ in range(2):
+        client.command(fill)
+    assert stored(client, user, DAY_S) == reference(ivs, DAY_S)
+    assert [d for d in rollup_drift(client, user) if d.table == "usage_by_title_day"] == []
 
 
 def test_one_write_spanning_devices_and_days_in_any_order_is_rolled_up_whole(client):

@@ -33,11 +33,11 @@ def created(name: str) -> str:
 
 def test_every_data_table_becomes_a_replicated_local_table_behind_a_distributed_table_of_the_same_name():
     assert DATA_TABLES == ["intervals", "app_sessions", "focus_sessions", "devices", "category_rules",
-                           "usage_by_hour", "usage_by_day", "device_state", "refused_intervals",
+                           "usage_by_hour", "device_state", "refused_intervals",
                            "deletions", "data_keys", "privacy_rules", "privacy_settings", "goals",
                            "notice_switches", "notice_accounts", "goal_notices", "notice_weekly",
-                           "import_streams", "source_intervals", "insight_releases"]  # fmt: skip
-    assert DROPPED_TABLES == ["usage_daily", "usage_hourly"]
+                           "import_streams", "source_intervals", "insight_releases", "usage_by_title_day"]  # fmt: skip
+    assert DROPPED_TABLES == ["usage_daily", "usage_hourly", "usage_by_day"]
     for table in CREATED_TABLES:
         local = created(f"{table}_local")
         assert "ON CLUSTER `analytics`" in local
@@ -94,9 +94,11 @@ def test_the_views_of_the_summed_rollups_are_dropped_on_every_host_before_their_
         "DROP TABLE IF EXISTS usage_daily_local ON CLUSTER `analytics` SYNC",
         "DROP TABLE IF EXISTS usage_hourly ON CLUSTER `analytics` SYNC",
         "DROP TABLE IF EXISTS usage_hourly_local ON CLUSTER `analytics` SYNC",
+        "DROP TABLE IF EXISTS usage_by_day ON CLUSTER `analytics` SYNC",
+        "DROP TABLE IF EXISTS usage_by_day_local ON CLUSTER `analytics` SYNC",
     ]
     # Each view goes after the copies out of the rollups it fed, each table after its view.
-    copies = [CLUSTER.index(s) for s in CLUSTER if s.startswith("INSERT")]
+    copies = [CLUSTER.index(s) for s in CLUSTER if s.startswith("INSERT") and "FROM usage_" in s]
     assert max(copies) < CLUSTER.index(drops[0])
     assert CLUSTER.index(drops[1]) < CLUSTER.index(drops[2])
 
@@ -104,14 +106,16 @@ def test_the_views_of_the_summed_rollups_are_dropped_on_every_host_before_their_
 def test_the_old_rollups_are_copied_once_through_the_distributed_tables_stored_on_the_shards_before_returning():
     copies = [s for s in CLUSTER if s.startswith("INSERT")]
     single = [s for s in SINGLE_SERVER if s.startswith("INSERT")]
-    assert len(copies) == len(single) == 2
+    assert len(copies) == len(single) == 3
     for copy, statement in zip(copies, single, strict=True):
         # The single-server statement unchanged (no _local table, read or written), and the settings after it.
         assert copy == statement + "\nSETTINGS insert_deduplicate = 0, distributed_foreground_insert = 1"
         assert "_local" not in copy
-    hourly, daily = copies
+    hourly, daily, by_title = copies
     assert hourly.startswith("INSERT INTO usage_by_hour (") and "\nFROM usage_hourly\n" in hourly
     assert daily.startswith("INSERT INTO usage_by_day (") and "\nFROM usage_daily\n" in daily
+    # The daily rollup by title (0015) is rolled up from the raw intervals, through the Distributed table.
+    assert by_title.startswith("INSERT INTO usage_by_title_day (") and "FROM intervals FINAL" in by_title
 
 
 def test_a_copy_statement_has_the_same_cluster_form_with_or_without_replication():
@@ -135,7 +139,8 @@ def test_a_dropped_table_is_forgotten_and_its_view_too():
     for statement, message in (
         ("ALTER TABLE usage_daily ADD COLUMN x UInt8", "ALTER TABLE usage_daily: not a data table"),
         ("INSERT INTO usage_hourly (user_id) SELECT user_id FROM intervals", "INSERT INTO usage_hourly: not a data"),
-        ("INSERT INTO usage_by_day (user_id) SELECT user_id FROM usage_daily", "reads usage_daily, which is not"),
+        ("INSERT INTO usage_by_title_day (user_id) SELECT user_id FROM usage_daily", "reads usage_daily, which is not"),
+        ("INSERT INTO usage_by_day (user_id) SELECT user_id FROM intervals", "INSERT INTO usage_by_day: not a data"),
         ("DROP TABLE IF EXISTS usage_hourly", "DROP TABLE usage_hourly: not a data table"),
         ("DROP VIEW IF EXISTS usage_hourly_mv", "DROP VIEW usage_hourly_mv: not a materialized view"),
         (
@@ -161,7 +166,7 @@ def test_a_later_migration_drops_a_table_on_every_host_distributed_table_first()
 def test_a_later_migration_copies_between_data_tables_and_drops_its_own_views():
     schema = schema_after_all_migrations()
     copy = (
-        "INSERT INTO usage_by_day (user_id, day, device_id, app, site, active_ms, idle_ms, keystrokes, clicks, "
+        "INSERT INTO usage_by_title_day (user_id, day, device_id, app, site, active_ms, idle_ms, keystrokes, clicks, "
         "version)\nSELECT user_id, toDate(hour), device_id, app, site, sum(active_ms), sum(idle_ms), "
         "sum(keystrokes), sum(clicks), 0\nFROM usage_by_hour FINAL\nWHERE user_id IN (SELECT user_id FROM devices)"
         "\nGROUP BY user_id, toDate(hour), device_id, app, site"
@@ -353,7 +358,7 @@ def test_cluster_migrations_send_only_cluster_statements():
 def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known():
     client = RecordingClient(done=(1, 2))
     applied = apply_migrations(client, "productimon", cluster="analytics")
-    assert [m.version for m in applied] == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+    assert [m.version for m in applied] == [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     sent = [sql for sql, _ in client.commands][3:]
     assert "FROM intervals_local\n" in next(s for s in sent if "usage_hourly_mv" in s)
     assert not any(s.startswith("CREATE TABLE IF NOT EXISTS intervals_local ON CLUSTER") for s in sent)
@@ -362,7 +367,7 @@ def test_cluster_migrations_already_recorded_are_skipped_but_their_tables_known(
 def test_cluster_migrations_already_recorded_know_the_tables_and_views_a_later_one_drops():
     client = RecordingClient(done=(1, 2, 3, 4))
     applied = apply_migrations(client, "productimon", cluster="analytics")
-    assert [m.version for m in applied] == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+    assert [m.version for m in applied] == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     assert [sql for sql, _ in client.commands][3:7] == [
         "DROP TABLE IF EXISTS usage_daily ON CLUSTER `analytics` SYNC",
         "DROP TABLE IF EXISTS usage_daily_local ON CLUSTER `analytics` SYNC",
@@ -416,12 +421,15 @@ def test_deletion_on_a_cluster_mutates_every_shards_local_tables_and_waits_for_a
     cleared = [sql for sql, _ in mutations if "usage_by_" in sql]
     assert [sql.split(" DELETE")[0] for sql in cleared[-2:]] == [
         "ALTER TABLE usage_by_hour_local ON CLUSTER `analytics`",
-        "ALTER TABLE usage_by_day_local ON CLUSTER `analytics`",
+        "ALTER TABLE usage_by_title_day_local ON CLUSTER `analytics`",
     ]
     assert "AND hour >= CAST({first_s:UInt32} AS DateTime('UTC'))" in cleared[-2]
     assert "AND day >= CAST({first_s:UInt32} AS Date)" in cleared[-1]
     rebuilds = [(sql, s) for sql, s in client.commands if sql.startswith("INSERT")][-2:]
-    assert [sql.split(" (")[0] for sql, _ in rebuilds] == ["INSERT INTO usage_by_hour", "INSERT INTO usage_by_day"]
+    assert [sql.split(" (")[0] for sql, _ in rebuilds] == [
+        "INSERT INTO usage_by_hour",
+        "INSERT INTO usage_by_title_day",
+    ]
     for sql, settings in rebuilds:
         # Through the Distributed tables (read and written), stored before the call returns, never dropped as
         # a duplicate block.
