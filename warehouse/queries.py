@@ -28,7 +28,7 @@ import zoneinfo
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 
 import pandas as pd
 from clickhouse_connect.driver.client import Client
@@ -147,37 +147,75 @@ def _raw_piece(a: str, b: str, scan_from: str, extra: str = "") -> str:
       AND (`end` > {{{a}:DateTime64(3, 'UTC')}} OR start >= {{{a}:DateTime64(3, 'UTC')}})"""
 
 
-_USAGE = f"""
-(
+# Each piece with the bounds of its range (the names of two bound parameters): a piece whose range is empty is left out
+# of the SQL (`_expanded`), since even one that reads nothing costs the engine several milliseconds to plan and run,
+# which is most of what a day's question takes.
+_USAGE_PIECES = (
+    (
+        ("h_from", "h_to"),
+        f"""
     SELECT toDateTime64(hour, 3, 'UTC') AS ts, device_id, app, site, active_ms, idle_ms, keystrokes, clicks
     FROM usage_by_hour FINAL
     WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
       AND hour >= {{h_from:DateTime('UTC')}}
-      AND hour < {{h_to:DateTime('UTC')}}
-    UNION ALL
+      AND hour < {{h_to:DateTime('UTC')}}""",
+    ),
+    (
+        ("from", "edge1_to"),
+        f"""
     SELECT ts, device_id, app, site, active_ms, idle_ms, keystrokes, clicks
-    FROM ({_raw_piece("from", "edge1_to", "edge1_scan")})
-    UNION ALL
+    FROM ({_raw_piece("from", "edge1_to", "edge1_scan")})""",
+    ),
+    (
+        ("edge2_from", "to"),
+        f"""
     SELECT ts, device_id, app, site, active_ms, idle_ms, keystrokes, clicks
-    FROM ({_raw_piece("edge2_from", "to", "edge2_scan")})
-)"""
+    FROM ({_raw_piece("edge2_from", "to", "edge2_scan")})""",
+    ),
+)
+_USAGE = "__USAGE__"
 
 # Usage by title: the same three pieces by UTC day, whole days from the daily rollup by title (migration 0015), the
 # part-days at the edges from the raw intervals: device_id, app, site, title, active_ms, idle_ms, keystrokes, clicks.
-_TITLE_USAGE = f"""
-(
+_TITLE_USAGE_PIECES = (
+    (
+        ("d_from", "d_to"),
+        f"""
     SELECT device_id, app, site, title, active_ms, idle_ms, keystrokes, clicks
     FROM usage_by_title_day FINAL
     WHERE user_id = {{user:String}} AND {_DEVICE_FILTER}
       AND day >= {{d_from:Date}}
-      AND day < {{d_to:Date}}
-    UNION ALL
+      AND day < {{d_to:Date}}""",
+    ),
+    (
+        ("from", "dedge1_to"),
+        f"""
     SELECT device_id, app, site, title, active_ms, idle_ms, keystrokes, clicks
-    FROM ({_raw_piece("from", "dedge1_to", "dedge1_scan", ", title")})
-    UNION ALL
+    FROM ({_raw_piece("from", "dedge1_to", "dedge1_scan", ", title")})""",
+    ),
+    (
+        ("dedge2_from", "to"),
+        f"""
     SELECT device_id, app, site, title, active_ms, idle_ms, keystrokes, clicks
-    FROM ({_raw_piece("dedge2_from", "to", "dedge2_scan", ", title")})
-)"""
+    FROM ({_raw_piece("dedge2_from", "to", "dedge2_scan", ", title")})""",
+    ),
+)
+_TITLE_USAGE = "__TITLE_USAGE__"
+_PIECES = {_USAGE: _USAGE_PIECES, _TITLE_USAGE: _TITLE_USAGE_PIECES}
+
+
+def _before(lo: Any, hi: Any) -> bool:
+    return bool(lo < hi)
+
+
+def _expanded(sql: str, parameters: dict[str, object]) -> str:
+    """`sql` with each usage placeholder replaced by the union of those of its pieces whose range is not empty for
+    these parameters (the rollup piece alone, which then reads nothing, when all are)."""
+    for marker, pieces in _PIECES.items():
+        if marker in sql:
+            kept = [text for (lo, hi), text in pieces if _before(parameters[lo], parameters[hi])] or [pieces[0][1]]
+            sql = sql.replace(marker, "(" + "\n    UNION ALL".join(kept) + "\n)")
+    return sql
 
 
 def _title_usage_parameters(start: datetime, end: datetime, devices: Sequence[str] | None = None) -> dict[str, object]:
@@ -230,7 +268,7 @@ def typed_frame(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
 
 
 def _query(client: Client, sql: str, parameters: dict[str, object], schema: dict[str, str]) -> pd.DataFrame:
-    return typed_frame(client.query_df(sql, parameters=parameters), schema)
+    return typed_frame(client.query_df(_expanded(sql, parameters), parameters=parameters), schema)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -266,7 +304,7 @@ def totals(
     """How much the user did in [start, end): one row of active_seconds, idle_seconds, keystrokes, clicks,
     app_sessions and focus_sessions (sessions that started in the period, open ones included)."""
     parameters = {"user": user_id, **_usage_parameters(start, end, devices)}
-    df = client.query_df(_TOTALS, parameters=parameters)
+    df = client.query_df(_expanded(_TOTALS, parameters), parameters=parameters)
     return typed_frame(df.fillna(0), _TOTALS_SCHEMA)
 
 
@@ -714,7 +752,7 @@ def weekday_hour_heatmap(
     Columns: weekday, hour, keystrokes, clicks (int64), active_seconds (float64)."""
     _zone(tz)
     parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end, devices)}
-    df = client.query_df(_HEATMAP, parameters=parameters)
+    df = client.query_df(_expanded(_HEATMAP, parameters), parameters=parameters)
     cells = pd.MultiIndex.from_product([range(1, 8), range(24)], names=["weekday", "hour"]).to_frame(index=False)
     if not df.empty:
         cells = cells.merge(df.astype({"weekday": "int64", "hour": "int64"}), on=["weekday", "hour"], how="left")
@@ -748,7 +786,7 @@ def daily_trend(
     zone = _zone(tz)
     period = _period(start, end)
     parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end, devices)}
-    df = client.query_df(_DAILY, parameters=parameters)
+    df = client.query_df(_expanded(_DAILY, parameters), parameters=parameters)
     first = period["from"].astimezone(zone).date()
     last = (period["to"] - timedelta(microseconds=1)).astimezone(zone).date()
     days = pd.DataFrame({"day": pd.date_range(first, last, freq="D")})
@@ -784,7 +822,7 @@ def input_intensity(
     clicks_per_active_minute (float64)."""
     _zone(tz)
     parameters = {"user": user_id, "tz": tz, **_usage_parameters(start, end, devices)}
-    df = client.query_df(_INTENSITY, parameters=parameters)
+    df = client.query_df(_expanded(_INTENSITY, parameters), parameters=parameters)
     hours = pd.DataFrame({"hour": range(24)})
     if not df.empty:
         hours = hours.merge(df.astype({"hour": "int64"}), on="hour", how="left")
