@@ -616,23 +616,46 @@ _FOCUS_SCHEMA = {
 }
 
 
-_INSIDE = """
-SELECT count(), sum(greatest(0, least(e, {hi:Int64}) - greatest(s, {lo:Int64}))),
-       sumIf(keystrokes, s >= {lo:Int64} AND s < {hi:Int64}), sumIf(clicks, s >= {lo:Int64} AND s < {hi:Int64})
-FROM
-(
-    SELECT toUnixTimestamp64Milli(start) AS s, toUnixTimestamp64Milli(`end`) AS e, keystrokes, clicks
-    FROM intervals FINAL
-    WHERE user_id = {user:String} AND device_id = {device:String} AND NOT idle
-      AND start >= {first:DateTime64(3, 'UTC')} AND start <= {last:DateTime64(3, 'UTC')} MATCH
-)
+# The raw intervals (non-idle) and the app sessions of the sessions a view cuts at its edges: one query each, for
+# all of them, over the time ranges of those sessions only (RANGES: one condition per session, so the primary key
+# reads those ranges and nothing between them).
+_RAW_OF_SESSIONS = """
+SELECT device_id, app, site, toUnixTimestamp64Milli(start) AS s, toUnixTimestamp64Milli(`end`) AS e, keystrokes, clicks
+FROM intervals FINAL
+WHERE user_id = {user:String} AND NOT idle AND (RANGES)
 """
-_APP_SESSIONS_INSIDE = """
-SELECT count() FROM app_sessions FINAL
-WHERE user_id = {user:String} AND device_id = {device:String}
-  AND start >= {first:DateTime64(3, 'UTC')} AND start <= {last:DateTime64(3, 'UTC')}
-  AND start < {clip_end:DateTime64(3, 'UTC')} AND `end` > {clip_start:DateTime64(3, 'UTC')}
+_APP_SESSIONS_OF_SESSIONS = """
+SELECT device_id, toUnixTimestamp64Milli(start) AS s, toUnixTimestamp64Milli(`end`) AS e
+FROM app_sessions FINAL
+WHERE user_id = {user:String} AND (RANGES)
 """
+
+
+_RAW_OF_SESSIONS_SCHEMA = {
+    "device_id": "str",
+    "app": "str",
+    "site": "str",
+    "s": "int64",
+    "e": "int64",
+    "keystrokes": "int64",
+    "clicks": "int64",
+}
+_APP_SESSIONS_OF_SCHEMA = {"device_id": "str", "s": "int64", "e": "int64"}
+
+
+def _ranges(crossing: pd.DataFrame) -> tuple[str, dict[str, object]]:
+    """The RANGES condition for each crossing session's device and span, and its parameters."""
+    conditions: list[str] = []
+    parameters: dict[str, object] = {}
+    for n, (device, first, last) in enumerate(
+        zip(crossing["device_id"], crossing["start"], crossing["end"], strict=True)
+    ):
+        conditions.append(
+            f"(device_id = {{d{n}:String}} AND start >= {{f{n}:DateTime64(3, 'UTC')}} "
+            f"AND start <= {{l{n}:DateTime64(3, 'UTC')}})"
+        )
+        parameters |= {f"d{n}": device, f"f{n}": first.to_pydatetime(), f"l{n}": last.to_pydatetime()}
+    return " OR ".join(conditions), parameters
 
 
 def clip_sessions(
@@ -642,45 +665,48 @@ def clip_sessions(
     keeps only what its raw intervals did inside (active time, and the keys and clicks of the intervals begun
     inside; for a focus session, the app sessions and context switches inside), and its start and end are cut.
     What a view shows of a period is then the period's alone. Where raw intervals have aged out (retention), the
-    active time is taken in proportion to the part inside."""
+    active time is taken in proportion to the part inside. Two queries at most, whatever the number of sessions
+    cut."""
     lo_ts, hi_ts = pd.Timestamp(lo).tz_convert("UTC"), pd.Timestamp(hi).tz_convert("UTC")
     sessions = sessions.copy()
-    crossing = sessions.index[(sessions["start"] < lo_ts) | (sessions["end"] > hi_ts)]
+    crossing = sessions[(sessions["start"] < lo_ts) | (sessions["end"] > hi_ts)]
+    if crossing.empty:
+        return sessions
     lo_ms, hi_ms = int(lo_ts.value // 1_000_000), int(hi_ts.value // 1_000_000)
-    for i in crossing:
+    ranges, parameters = _ranges(crossing)
+    parameters["user"] = user_id
+    raw = _query(client, _RAW_OF_SESSIONS.replace("RANGES", ranges), parameters, _RAW_OF_SESSIONS_SCHEMA)
+    apps = None
+    if not same_app:
+        apps = _query(client, _APP_SESSIONS_OF_SESSIONS.replace("RANGES", ranges), parameters, _APP_SESSIONS_OF_SCHEMA)
+    for i in crossing.index:
         row = sessions.loc[i]
-        parameters = {
-            "user": user_id,
-            "device": row["device_id"],
-            "first": row["start"].to_pydatetime(),
-            "last": row["end"].to_pydatetime(),
-            "lo": lo_ms,
-            "hi": hi_ms,
-        }
-        match = ""
+        first, last = int(row["start"].value // 1_000_000), int(row["end"].value // 1_000_000)
+        mine = raw[(raw["device_id"] == row["device_id"]) & (raw["s"] >= first) & (raw["s"] <= last)]
         if same_app:
-            match = "AND app = {app:String} AND site = {site:String}"
-            parameters.update(app=row["app"], site=row["site"])
-        found, active_ms, keys, clicks = client.query(
-            _INSIDE.replace("MATCH", match), parameters=parameters
-        ).result_rows[0]
+            mine = mine[(mine["app"] == row["app"]) & (mine["site"] == row["site"])]
         clip_start, clip_end = max(row["start"], lo_ts), min(row["end"], hi_ts)
-        if found:
-            sessions.loc[i, ["active_seconds", "keystrokes", "clicks"]] = [active_ms / 1000, int(keys), int(clicks)]
+        if len(mine):
+            began = (mine["s"] >= lo_ms) & (mine["s"] < hi_ms)
+            active_ms = (mine["e"].clip(upper=hi_ms) - mine["s"].clip(lower=lo_ms)).clip(lower=0).sum()
+            keys, clicks = int(mine.loc[began, "keystrokes"].sum()), int(mine.loc[began, "clicks"].sum())
+            sessions.loc[i, ["active_seconds", "keystrokes", "clicks"]] = [active_ms / 1000, keys, clicks]
         else:
             span = (row["end"] - row["start"]).total_seconds()
             inside = (clip_end - clip_start).total_seconds()
             sessions.loc[i, "active_seconds"] = row["active_seconds"] * inside / span if span > 0 else 0.0
-        if not same_app:
-            inside_apps = client.query(
-                _APP_SESSIONS_INSIDE,
-                parameters={
-                    **parameters,
-                    "clip_start": clip_start.to_pydatetime(),
-                    "clip_end": clip_end.to_pydatetime(),
-                },
-            ).result_rows[0][0]
-            sessions.loc[i, ["app_sessions", "context_switches"]] = [int(inside_apps), max(int(inside_apps) - 1, 0)]
+        if apps is not None:
+            clip_start_ms, clip_end_ms = int(clip_start.value // 1_000_000), int(clip_end.value // 1_000_000)
+            inside_apps = int(
+                (
+                    (apps["device_id"] == row["device_id"])
+                    & (apps["s"] >= first)
+                    & (apps["s"] <= last)
+                    & (apps["s"] < clip_end_ms)
+                    & (apps["e"] > clip_start_ms)
+                ).sum()
+            )
+            sessions.loc[i, ["app_sessions", "context_switches"]] = [inside_apps, max(inside_apps - 1, 0)]
         sessions.loc[i, "start"], sessions.loc[i, "end"] = clip_start, clip_end
     return sessions
 

@@ -116,3 +116,22 @@ def test_time_per_device_splits_the_person_s_time_between_their_devices(data):
     expected = clipped(mine[~mine["idle"]], start, end).groupby("device_id")["seconds"].sum()
     got = queries.time_per_device(client, SUBJECT.user_id, start, end)
     assert by(got, "device_id") == {k: round(float(v), 3) for k, v in expected.items() if v}
+
+
+@pytest.mark.parametrize("period", PERIODS, ids=list(PERIODS))
+def test_sessions_cut_at_a_period_s_edges_hold_exactly_its_active_time_keys_and_clicks(data, period):
+    """Focus sessions cover every active interval, so cut at the period's edges (clip_sessions) they add up to the
+    period's active time, keys and clicks; app sessions of the timeline's day likewise."""
+    client, mine = data
+    start, end = PERIODS[period]
+    inside = clipped(mine[~mine["idle"]], start, end)
+    began = inside[inside["began_inside"]]
+    focus = queries.focus_sessions(client, SUBJECT.user_id, start, end)
+    assert round(focus["active_seconds"].sum(), 3) == round(float(inside["seconds"].sum()), 3) > 0
+    assert (focus["keystrokes"].sum(), focus["clicks"].sum()) == (began["keystrokes"].sum(), began["clicks"].sum())
+    assert (focus["start"] >= pd.Timestamp(start)).all() and (focus["end"] <= pd.Timestamp(end)).all()
+    day = (end - timedelta(microseconds=1)).date()
+    timeline = queries.app_timeline(client, SUBJECT.user_id, start, end, day=day)
+    day_start = max(start, datetime.combine(day, datetime.min.time(), UTC))
+    on_day = clipped(mine[~mine["idle"]], day_start, end)
+    assert round(timeline["active_seconds"].sum(), 3) == round(float(on_day["seconds"].sum()), 3)
