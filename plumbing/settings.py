@@ -112,7 +112,8 @@ class Settings(BaseSettings):
     # beside their own; empty: deletions use the login above (one owner login, as in tests).
     warehouse_deletion_user: str = ""
     warehouse_deletion_password: str = ""
-    # Raw intervals are kept this many days (0: forever); sessions and rollups stay.
+    # Raw intervals, and the daily rollup by title (the titles), are kept this many days (0: forever); sessions and
+    # the hourly rollup stay.
     raw_retention_days: int = Field(default=0, ge=0, le=36500)
     # A ClickHouse cluster (a name in the servers' remote_servers) to keep the warehouse on: replicated
     # tables per shard behind Distributed tables (docs/operations.md, "ClickHouse cluster"). Empty: one server,

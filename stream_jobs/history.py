@@ -125,16 +125,16 @@ def apply_rule(client: Client, user_id: str, rule: PrivacyRule, rules: SessionRu
     if not groups:
         repair_rollups(client, user_id)
         return RuleEffect(seconds=time.monotonic() - began)
-    if rule.action == "hide_title":
-        # Titles are only in the raw rows: hiding them changes nothing made from them.
-        privacy.rewrite_groups(client, user_id, groups, rule.action)
-    else:
-        hits = privacy.intervals_of_groups(client, user_id, groups)
+    hits = privacy.intervals_of_groups(client, user_id, groups)
+    if rule.action != "hide_title":
+        # Sessions hold no title: only a rule that drops the app and site changes them.
         _remake_sessions(client, user_id, groups, hits, rules)
-        privacy.rewrite_groups(client, user_id, groups, rule.action)
-        first = min(start for device_hits in hits.values() for start, _ in device_hits)
-        last_end = max(end for device_hits in hits.values() for _, end in device_hits)
-        rebuild_user_span(client, user_id, utc_from_ms(first) - MAX_INTERVAL, utc_from_ms(last_end) + MAX_INTERVAL)
+    privacy.rewrite_groups(client, user_id, groups, rule.action)
+    # The daily rollup by title (and, for drop_details, the hourly one) holds what was rewritten: its days are
+    # deleted and made again from the rewritten rows, so a hidden title is left nowhere.
+    first = min(start for device_hits in hits.values() for start, _ in device_hits)
+    last_end = max(end for device_hits in hits.values() for _, end in device_hits)
+    rebuild_user_span(client, user_id, utc_from_ms(first) - MAX_INTERVAL, utc_from_ms(last_end) + MAX_INTERVAL)
     return RuleEffect(effect.intervals, effect.active_seconds, effect.devices, time.monotonic() - began)
 
 

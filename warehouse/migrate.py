@@ -105,24 +105,33 @@ def _apply_cluster_migrations(client: Client, database: str, directory: Path, cl
     return applied
 
 
+# What raw retention keeps for `raw_retention_days` and no longer: the raw intervals, and the daily rollup by title
+# (migration 0015), which holds the window titles too, so titles are gone with the raw rows they came from. The
+# other rollups and the sessions, which hold no title, stay.
+RETAINED = (("intervals", "toDateTime(start)"), ("usage_by_title_day", "toDateTime(day)"))
+
+
 def apply_retention(client: Client, raw_retention_days: int) -> None:
-    """Keep raw intervals `raw_retention_days` (0: forever); sessions and rollups are kept regardless.
+    """Keep raw intervals, and the titles of the daily rollup by title, `raw_retention_days` (0: forever); sessions
+    and the other rollups are kept regardless.
 
     On a cluster the TTL is set on every shard's local table, where the rows are (ON CLUSTER).
     """
     if raw_retention_days < 0:
         raise ValueError(f"raw retention must be 0 (forever) or a number of days, not {raw_retention_days}")
     cluster = warehouse_cluster(client)
-    name = local_table("intervals") if cluster else "intervals"
-    table = f"{name} {on_cluster(cluster)}" if cluster else name
-    create = client.query(
-        "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
-        parameters={"t": name},
-    ).result_rows[0][0]
-    if raw_retention_days:
-        client.command(f"ALTER TABLE {table} MODIFY TTL toDateTime(start) + toIntervalDay({int(raw_retention_days)})")
-    elif " TTL " in create:
-        client.command(f"ALTER TABLE {table} REMOVE TTL")
+    for table_name, moment in RETAINED:
+        name = local_table(table_name) if cluster else table_name
+        table = f"{name} {on_cluster(cluster)}" if cluster else name
+        found = client.query(
+            "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+            parameters={"t": name},
+        ).result_rows
+        create = found[0][0] if found else ""
+        if raw_retention_days:
+            client.command(f"ALTER TABLE {table} MODIFY TTL {moment} + toIntervalDay({int(raw_retention_days)})")
+        elif " TTL " in create:
+            client.command(f"ALTER TABLE {table} REMOVE TTL")
 
 
 def _intervals_engine(client: Client) -> str | None:

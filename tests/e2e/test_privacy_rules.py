@@ -301,6 +301,13 @@ def test_a_rule_applied_to_past_data_rewrites_the_rows_it_matches_and_sessions_a
     assert {v for v in _stored(warehouse_client, user).values() if v[0] == "libreoffice-calc"} == {
         ("libreoffice-calc", "", "")
     }
+    # Nor is a hidden title left in the daily rollup by title (nor a dropped app's window titles).
+    rolled = set(warehouse_client.query(
+        "SELECT DISTINCT app, title FROM usage_by_title_day FINAL WHERE user_id = {u:String}", parameters={"u": user}
+    ).result_rows)  # fmt: skip
+    assert {title for app, title in rolled if app == "libreoffice-calc"} == {""}
+    assert "slack" not in {app for app, _ in rolled} and ("(private)", "") in rolled
+    assert rolled == {(app, title) for app, title, _ in _stored(warehouse_client, user).values()}
     # The device goes on in the session the state holds open: what it sends next counts exactly.
     t = datetime.fromtimestamp(sent[-1]["end"] / 1000, UTC) + timedelta(seconds=10)
     more = [_past(len(sent) + n, t + timedelta(seconds=60 * n), 50, "slack", "thread - Slack") for n in range(3)]

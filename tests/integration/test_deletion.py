@@ -195,13 +195,16 @@ def test_a_range_inside_hours_leaves_the_rollups_equal_to_the_raw_rows_left(clie
     assert rollup_drift(client, "minutes") == []
 
 
-def test_raw_retention_sets_and_removes_the_ttl(client):
-    def ttl() -> str:
+def test_raw_retention_sets_and_removes_the_ttl_of_the_raw_rows_and_of_the_titles_rolled_up_from_them(client):
+    def ttl(table: str) -> str:
         return client.query(
-            "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'intervals'"
+            "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+            parameters={"t": table},
         ).result_rows[0][0]
 
     apply_retention(client, 30)
-    assert "TTL toDateTime(start) + toIntervalDay(30)" in ttl()
+    assert "TTL toDateTime(start) + toIntervalDay(30)" in ttl("intervals")
+    assert "TTL toDateTime(day) + toIntervalDay(30)" in ttl("usage_by_title_day")
+    assert " TTL " not in ttl("usage_by_hour")  # no title there: kept regardless
     apply_retention(client, 0)
-    assert " TTL " not in ttl()
+    assert " TTL " not in ttl("intervals") and " TTL " not in ttl("usage_by_title_day")

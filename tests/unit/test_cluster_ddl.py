@@ -387,7 +387,13 @@ def test_retention_on_a_cluster_sets_the_ttl_of_every_shards_local_table():
     client = RecordingClient(engine_of_intervals=DISTRIBUTED)
     apply_retention(client, 30)
     assert client.commands == [
-        ("ALTER TABLE intervals_local ON CLUSTER `analytics` MODIFY TTL toDateTime(start) + toIntervalDay(30)", {})
+        ("ALTER TABLE intervals_local ON CLUSTER `analytics` MODIFY TTL toDateTime(start) + toIntervalDay(30)", {}),
+        # The titles of the daily rollup by title go with the raw rows they came from.
+        (
+            "ALTER TABLE usage_by_title_day_local ON CLUSTER `analytics` "
+            "MODIFY TTL toDateTime(day) + toIntervalDay(30)",
+            {},
+        ),
     ]
 
 
