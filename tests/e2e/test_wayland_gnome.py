@@ -626,8 +626,10 @@ def _mutter_idle_ms(connection: DBusConnection) -> int:
 
 
 def _touch(session: GnomeSession, connection: DBusConnection) -> float:
-    """A key and a pointer nudge on the virtual devices; returns the moment Mutter is known to have them: the first
-    answer of GetIdletime shorter than the time since they were sent (so the input it counts from is this one).
+    """A key and a pointer nudge on the virtual devices; returns the moment Mutter counts its idle time from, once it
+    has them: the first answer of GetIdletime shorter than the time since they were sent (so the input it counts
+    from is this one), taken back from the middle of that call. Not the moment the answer came: on a loaded machine
+    the polling can notice the input well after Mutter had it, and the collector reads Mutter's moment, not ours.
     Mutter takes them a few milliseconds after the calls return, the first time up to ~0.2 s."""
     sent = time.time()
     session.input.nudge_pointer()
@@ -636,7 +638,8 @@ def _touch(session: GnomeSession, connection: DBusConnection) -> float:
     def arrived() -> float | None:
         asked = time.time()
         idle_s = _mutter_idle_ms(connection) / 1000
-        return time.time() if idle_s <= asked - sent else None
+        answered = time.time()
+        return (asked + answered) / 2 - idle_s if idle_s <= asked - sent else None
 
     return eventually(arrived, timeout_s=5, interval_s=0.01)
 

@@ -143,13 +143,17 @@ def test_a_release_is_shares_summing_to_one_and_a_noisy_count():
     assert 0 < release("hour", WEEK, people, DEFAULT, k=10, min_active_days=7).margin() < 0.05
 
 
-def test_nothing_is_shown_for_no_one_and_rarely_for_a_handful_below_k():
-    assert not release("weekday", WEEK, [], DEFAULT, k=10, min_active_days=7).shown
+def test_a_figure_of_no_one_or_of_a_handful_below_k_is_rarely_shown_and_its_threshold_is_noisy():
+    """The threshold is on the noisy count (docs/insights.md, post-processing), so even a week of no one is shown
+    now and then, as pure noise: P(0 + DiscreteLaplace(4) >= 10) = e^(-10/4) / (1 + e^(-1/4)) ≈ 4.6 %. An exact
+    threshold would never show it, and would tell k - 1 sybils whether one more person was active."""
+    nobody = sum(release("weekday", WEEK, [], DEFAULT, k=10, min_active_days=7).shown for _ in range(TRIALS))
+    assert 0.015 < nobody / TRIALS < 0.08  # ± 4.5 standard deviations around 4.6 %
     rng = random.Random(8)
     three = [office_worker(rng) for _ in range(3)]
     shown = sum(release("hour", WEEK, three, DEFAULT, k=10, min_active_days=7).shown for _ in range(TRIALS))
-    # Shown only when the noisy count reaches 10: P(3 + Laplace(4) >= 10) = e^(-7/4)/2 ≈ 8.7 %.
-    assert shown / TRIALS < 0.13
+    # Shown only when the noisy count reaches 10: P(3 + DiscreteLaplace(4) >= 10) = e^(-7/4) / (1 + e^(-1/4)) ≈ 9.8 %.
+    assert shown / TRIALS < 0.14  # 4.5 standard deviations above
 
 
 def test_with_1000_people_every_bar_is_within_one_point_of_the_truth_in_nine_releases_of_ten():
