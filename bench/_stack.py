@@ -23,3 +23,21 @@ def bench_stack(data_dir: Path, **overrides: object) -> Stack:
         **values,
     )
     return Stack(settings, say=lambda *a, **k: None)
+
+
+def stored_bytes(client) -> dict[str, int]:
+    """Bytes on disk per table, over every table a person's data lives in (warehouse/deletion.py USER_TABLES), after
+    merging each (OPTIMIZE FINAL), as an installation that has run a while holds them; every table in the result,
+    0 for an empty one."""
+    from warehouse.deletion import USER_TABLES
+
+    for table in USER_TABLES:
+        client.command(f"OPTIMIZE TABLE {table} FINAL")
+    found = dict(
+        client.query(
+            "SELECT table, sum(bytes_on_disk) FROM system.parts WHERE active AND database = currentDatabase() "
+            "AND table IN {t:Array(String)} GROUP BY table",
+            parameters={"t": list(USER_TABLES)},
+        ).result_rows
+    )
+    return {table: int(found.get(table, 0)) for table in USER_TABLES}

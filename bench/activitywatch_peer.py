@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench._stack import bench_stack
+from bench._stack import bench_stack, stored_bytes
 from testbed.activitywatch import AwServer, post_json, time_per_app_of
 from testbed.realistic import Person, activitywatch_export, describe, person_intervals, store
 from warehouse.client import connect
@@ -32,7 +32,6 @@ PERIODS = {"day": 1, "week": 7, "month": 30, "year": 365}
 AW_ROUNDS = {"day": 7, "week": 5, "month": 3, "year": 3}
 OURS_ROUNDS = 21
 TOLERANCE_S = 1.0  # per app: ActivityWatch keeps durations as float seconds
-STORAGE_TABLES = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_title_day", "device_state")
 
 
 def _ours(client, start: datetime, end: datetime) -> dict[str, float]:
@@ -96,13 +95,7 @@ def run(progress) -> dict:
                         f"{aw_ms / ours_ms:7.1f}x   ({len(ours_answer)} apps, {results[period]['active_hours']} h, "
                         f"largest difference {results[period]['largest_difference_s']} s)"
                     )
-                for table in STORAGE_TABLES:
-                    client.command(f"OPTIMIZE TABLE {table} FINAL")
-                ours_bytes = client.query(
-                    "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = currentDatabase() "
-                    "AND table IN {t:Array(String)}",
-                    parameters={"t": list(STORAGE_TABLES)},
-                ).result_rows[0][0]
+                ours_bytes = sum(stored_bytes(client).values())
                 client.close()
             finally:
                 stack.down()

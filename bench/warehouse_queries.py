@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench._figures import MIN_SAMPLES_FOR_P95, percentile
-from bench._stack import bench_stack
+from bench._stack import bench_stack, stored_bytes
 from testbed.realistic import Person, crowd, describe, people_intervals, store
+from warehouse.categories import add_rule
 from warehouse.client import connect
 
 HEAVY = Person("heavy-user", 7, ("laptop", "desktop", "work"), weekday_hours=10.5)
@@ -28,9 +29,6 @@ TARGET_YEAR_P95_MS = 100
 TARGET_DAY_P95_MS = 20
 TARGET_HISTORY_RATIO = 1.5
 TARGET_BYTES = 40
-# Every table a person's data lives in (warehouse/deletion.py USER_TABLES holds them all; these are the ones a
-# recorded interval adds to).
-STORAGE_TABLES = ("intervals", "app_sessions", "focus_sessions", "usage_by_hour", "usage_by_title_day", "devices")
 
 
 def _load(client, end: datetime, progress) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -41,14 +39,9 @@ def _load(client, end: datetime, progress) -> tuple[pd.DataFrame, pd.DataFrame, 
     progress(f"generated {sum(len(f) for f in frames):,} intervals in {time.monotonic() - began:.0f} s")
     for frame in frames:
         store(client, frame, progress)
-    try:
-        from warehouse.categories import add_rule
-
-        add_rule(client, HEAVY.user_id, "app", "^(Code|gnome-terminal|jetbrains-pycharm)$", "Work/Programming")
-        add_rule(client, HEAVY.user_id, "site", "wikipedia|python|stackoverflow", "Work/Reading")
-        add_rule(client, HEAVY.user_id, "app", "Spotify|youtube|steam", "Leisure")
-    except ImportError:
-        pass
+    add_rule(client, HEAVY.user_id, "app", "^(Code|gnome-terminal|jetbrains-pycharm)$", "Work/Programming")
+    add_rule(client, HEAVY.user_id, "site", "wikipedia|python|stackoverflow", "Work/Reading")
+    add_rule(client, HEAVY.user_id, "app", "Spotify|youtube|steam", "Leisure")
     progress("loaded the category rules")
     return pd.concat(frames, ignore_index=True), heavy, others
 
@@ -71,7 +64,6 @@ def _timed(results: dict, name: str, fn, client, user: str, start, stop, progres
 
 def run(progress) -> dict:
     from warehouse import insights
-    from warehouse.categories import add_rule
     from warehouse.insight_rules import Budget, week_of
     from warehouse.queries import QUERY_FUNCTIONS, time_per_category
 
@@ -118,22 +110,14 @@ def run(progress) -> dict:
             progress(f"{'insights_release_week':<44} once {job_ms:7.1f} ms")
             _timed(results, "insight_releases/week", lambda c, _u, _a, _b: insights.releases(c, week), client,
                    HEAVY.user_id, end, end, progress)  # fmt: skip
-            for table in STORAGE_TABLES:
-                client.command(f"OPTIMIZE TABLE {table} FINAL")
-            sizes = dict(
-                client.query(
-                    "SELECT table, sum(bytes_on_disk) FROM system.parts WHERE active AND database = currentDatabase() "
-                    "AND table IN {t:Array(String)} GROUP BY table",
-                    parameters={"t": list(STORAGE_TABLES)},
-                ).result_rows
-            )
+            sizes = stored_bytes(client)
             stored = client.query("SELECT count() FROM intervals FINAL").result_rows[0][0]
             client.close()
         finally:
             stack.down()
-    bytes_per_interval = {table: round(sizes.get(table, 0) / stored, 1) for table in STORAGE_TABLES}
+    bytes_per_interval = {table: round(size / stored, 2) for table, size in sizes.items() if size}
     total_bytes = round(sum(sizes.values()) / stored, 1)
-    progress(f"storage: {total_bytes} bytes per interval over {', '.join(STORAGE_TABLES)} ({stored:,} intervals)")
+    progress(f"storage: {total_bytes} bytes per interval over every table of a person's data ({stored:,} intervals)")
     worst_year = max(v["p95_ms"] for k, v in results.items() if not k.endswith("/day"))
     worst_day = max(v["p95_ms"] for k, v in results.items() if k.endswith("/day"))
     worst_growth = max(growth.values())

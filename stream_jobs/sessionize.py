@@ -33,8 +33,11 @@ Choices where the definitions are silent:
   open focus session whose end is `break_after_ms` in the past as over.
 - Every emitted row's `version` is the `device_seq` of the interval whose processing produced it, so rows are a pure
   function of the stream, and a later emission of a session always has a higher version (ReplacingMergeTree).
-- Session ids name the device and the session's first interval: `"{device_id}:{event_id}"` for an app session,
-  `"{device_id}:{event_id}:focus"` for a focus session (both start at the same interval).
+- Session ids name the device and the session's first interval by its `device_seq`: `"{device_id}:{seq}"` for an
+  app session, `"{device_id}:{seq}:focus"` for a focus session (both start at the same interval). A device's seqs
+  never repeat, so neither do its ids, and ids that differ in their last digits cost the warehouse a few bytes where
+  a random one cost 39 (docs/design.md, "Event ids"). Sessions stored before that are named by the event id of
+  their first interval instead, as is an open one a saved state carries over; ids are opaque to every reader.
 """
 
 from __future__ import annotations
@@ -219,7 +222,7 @@ def advance(
                             )  # fmt: skip
                         )
                     a_open = True
-                    a_id = f"{f_dev}:{iv['event_id']}"
+                    a_id = f"{f_dev}:{seq}"
                     a_user, a_dev, a_app, a_site = iv["user_id"], f_dev, app, site
                     a_start, a_end, a_active = start, end, end - start
                     a_keys, a_clicks, a_n, a_ver = iv["keystrokes"], iv["clicks"], 1, seq
@@ -247,8 +250,7 @@ def advance(
         # The first activity of a focus session, which opens an app session too.
         f_open = a_open = True
         f_dev = iv["device_id"]
-        event_id = iv["event_id"]
-        a_id = f"{f_dev}:{event_id}"
+        a_id = f"{f_dev}:{seq}"
         f_id = f"{a_id}:focus"
         a_user = f_user = iv["user_id"]
         a_dev, a_app, a_site = f_dev, app, site

@@ -21,13 +21,14 @@ half a million to a million intervals) takes a few seconds.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+
+from collector.intervals import event_id
 
 MAX_INTERVAL_MS = 60_000  # collector/intervals.py IntervalRules.max_interval_ms
 MEAN_FOCUS_S = 19.0  # ActivityWatch's window events of a real year average about this
@@ -232,8 +233,12 @@ def _named(rng: np.random.Generator, person: Person, frame: pd.DataFrame) -> pd.
         }
     ).iloc[order]
     out["device_seq"] = out.groupby("device_id").cumcount().astype(np.uint64)
-    raw = rng.bytes(16 * n)
-    out["event_id"] = [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16)]
+    # Minted as the collector mints them (collector/intervals.py event_id): a run per collector start, here one a
+    # day per device (a computer started in the morning).
+    day = out["start"].to_numpy() // 86_400_000
+    started, each = pd.MultiIndex.from_arrays([out["device_id"].to_numpy(), day]).factorize()
+    runs = rng.integers(0, 2**63, len(each), dtype=np.int64)[started]
+    out["event_id"] = [event_id(int(r), int(q)) for r, q in zip(runs, out["device_seq"], strict=True)]
     return out.sort_values(["start", "device_id"], kind="stable").reset_index(drop=True)
 
 

@@ -174,8 +174,8 @@ def test_the_settings_at_the_end_of_an_insert_select_apply_to_the_insert(engine)
 
 
 _REPLICATED = textwrap.dedent(
-    """
-    import json, os, sys
+    r"""
+    import json, os, re, sys
     import chdb
     from warehouse.cluster import cluster_statements, migrations_table
     from warehouse.migrate import load_migrations
@@ -185,6 +185,12 @@ _REPLICATED = textwrap.dedent(
     conn.query("USE productimon")
     single = [s for m in load_migrations() for s in m.statements]
     for statement in (migrations_table(cluster), *cluster_statements(single, cluster, "productimon")):
+        if re.match(r"ALTER TABLE \w+_local ", statement):
+            # A Replicated table stays read-only in chDB, which runs no replication queue: its ALTERs cannot run
+            # here (they wait for ever, or are refused). They are parsed by the engine and run on the plain
+            # cluster form by the other tests of this module.
+            print(json.dumps({"altered": statement}))
+            continue
         conn.query(statement.replace(f" ON CLUSTER `{cluster}`", ""))
         if statement.startswith("CREATE MATERIALIZED VIEW"):
             # Seen before a later migration drops it.
@@ -220,7 +226,21 @@ def test_the_replicated_tables_their_views_and_the_distributed_tables_are_create
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    *views, reused, found = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    printed = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    altered = [line["altered"] for line in printed if "altered" in line]
+    *views, reused, found = [line for line in printed if "altered" not in line]
+    # Left out above: only the codecs of 0016, each also changed on its Distributed table (run).
+    assert altered == [
+        f"ALTER TABLE {table}_local ON CLUSTER `{CLUSTER}` MODIFY COLUMN {column}"
+        for table, column in (
+            ("intervals", "event_id UUID CODEC(ZSTD(1))"),
+            ("intervals", "device_seq UInt64 CODEC(Delta, ZSTD(1))"),
+            ("app_sessions", "session_id String CODEC(ZSTD(1))"),
+            ("app_sessions", "version UInt64 CODEC(Delta, ZSTD(1))"),
+            ("focus_sessions", "session_id String CODEC(ZSTD(1))"),
+            ("focus_sessions", "version UInt64 CODEC(Delta, ZSTD(1))"),
+        )
+    ]
     assert views == [
         {"view": "usage_hourly_mv", "engine": "MaterializedView"},
         {"view": "usage_daily_mv", "engine": "MaterializedView"},

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.intervals import IntervalBuilder, IntervalRules, Sample
+from collector.intervals import IntervalBuilder, IntervalRules, Sample, event_id
 
 T0 = 1_700_000_000_000
 FIELDS = {"event_id", "device_seq", "start", "end", "app", "title", "url", "keystrokes", "clicks", "idle"}
 
 
+RUN = 0x0123_4567_89AB_CDEF
+
+
 def a_builder(**rules: int) -> IntervalBuilder:
-    ids = (f"id-{i}" for i in itertools.count())
-    return IntervalBuilder(IntervalRules(**rules), new_event_id=lambda: next(ids))
+    return IntervalBuilder(IntervalRules(**rules), run=RUN)
 
 
 def sample(at_s: float, app: str = "editor", title: str | None = "notes", url: str | None = None, **kw) -> Sample:
@@ -40,7 +43,7 @@ def test_an_app_change_closes_the_interval_at_the_sample_that_saw_it():
     assert [(i["keystrokes"], i["clicks"]) for i in out] == [(3, 1), (0, 0)]
     assert all(set(i) == FIELDS for i in out)
     assert [i["device_seq"] for i in out] == [0, 1]
-    assert [i["event_id"] for i in out] == ["id-0", "id-1"]
+    assert [i["event_id"] for i in out] == [event_id(RUN, 0), event_id(RUN, 1)]
 
 
 @pytest.mark.parametrize("change", [{"title": "other"}, {"url": "https://example.com/"}, {"idle": True}])
@@ -160,3 +163,39 @@ def test_intervals_are_contiguous_bounded_ordered_and_conserve_counts(events, ma
                 f.url,
                 f.idle,
             )
+
+
+# --- event ids ------------------------------------------------------------------------------------------------------
+
+
+@given(run=st.integers(0, 2**64 - 1), seq=st.integers(0, 2**62 - 1))
+def test_an_event_id_is_a_uuid_v8_holding_its_run_and_seq(run, seq):
+    parsed = uuid.UUID(event_id(run, seq))
+    assert parsed.version == 8 and parsed.variant == uuid.RFC_4122
+    assert parsed.int & (2**62 - 1) == seq
+    assert parsed.int >> 64 == (run & ~(0xF << 12)) | (0x8 << 12)
+    assert str(parsed) == event_id(run, seq)  # canonical: lower case, hyphenated (schemas/contract.py)
+
+
+@given(a=st.tuples(st.integers(0, 2**60 - 1), st.integers(0, 2**62 - 1)),
+       b=st.tuples(st.integers(0, 2**60 - 1), st.integers(0, 2**62 - 1)))  # fmt: skip
+def test_two_intervals_share_an_event_id_only_when_run_and_seq_are_the_same(a, b):
+    def widened(run: int) -> int:  # the 60 bits around the version nibble
+        return ((run >> 12) << 16) | (run & 0xFFF)
+
+    assert (event_id(widened(a[0]), a[1]) == event_id(widened(b[0]), b[1])) == (a == b)
+
+
+def test_two_runs_of_a_collector_give_the_same_seq_different_ids_and_a_run_ids_in_sequence():
+    first, second = a_builder(), IntervalBuilder(IntervalRules())
+    third = IntervalBuilder(IntervalRules())
+    flushed = [run(b, [sample(0)], T0 + 1000)[0]["event_id"] for b in (first, second, third)]
+    assert len(set(flushed)) == 3  # each builder drew its own run
+    ids = [i["event_id"] for i in run(a_builder(), [sample(s, title=f"t{s}") for s in range(5)], T0 + 6000)]
+    assert ids == [event_id(RUN, seq) for seq in range(5)]
+
+
+@pytest.mark.parametrize(("run_bits", "seq"), [(-1, 0), (2**64, 0), (0, -1), (0, 2**62)])
+def test_an_event_id_refuses_a_run_or_seq_out_of_its_bits(run_bits, seq):
+    with pytest.raises(ValueError, match="run must be|seq must be"):
+        event_id(run_bits, seq)

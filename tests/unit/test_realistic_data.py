@@ -3,6 +3,7 @@ tail of apps, sites and titles, the collector's cuts, and nothing two devices or
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -42,6 +43,17 @@ def test_a_device_s_intervals_never_overlap_and_its_numbers_count_up_from_zero(q
     # One person is in front of one computer at a time: no two devices overlap either.
     ordered = quarter.sort_values("start")
     assert (ordered["start"].to_numpy()[1:] >= ordered["end"].to_numpy()[:-1]).all()
+
+
+def test_event_ids_are_minted_as_a_collector_mints_them_a_run_a_day_per_device(quarter):
+    assert quarter["event_id"].is_unique
+    parsed = [uuid.UUID(e) for e in quarter["event_id"]]
+    assert {p.version for p in parsed} == {8}
+    assert [p.int & (2**62 - 1) for p in parsed] == quarter["device_seq"].tolist()
+    runs = pd.DataFrame({"device": quarter["device_id"], "day": quarter["start"] // 86_400_000,
+                         "run": [p.int >> 64 for p in parsed]})  # fmt: skip
+    assert (runs.groupby(["device", "day"])["run"].nunique() == 1).all()
+    assert runs["run"].nunique() == len(runs.groupby(["device", "day"]))
 
 
 def test_a_person_works_about_ten_hours_a_weekday_and_little_at_weekends(quarter):

@@ -35,14 +35,14 @@ def iv(seq, start_s, end_s, app="editor", site="", title="", keys=0, clicks=0, i
 
 def app_row(first_seq, start_s, end_s, active_s, intervals, version, closed, app="editor", site="", keys=0, clicks=0):
     return AppSession(
-        f"{DEVICE}:ev{first_seq}", USER, DEVICE, app, site, T0 + int(start_s * 1000), T0 + int(end_s * 1000),
+        f"{DEVICE}:{first_seq}", USER, DEVICE, app, site, T0 + int(start_s * 1000), T0 + int(end_s * 1000),
         int(active_s * 1000), keys, clicks, intervals, version, closed,
     )  # fmt: skip
 
 
 def focus_row(first_seq, start_s, end_s, active_s, app_sessions, version, closed, keys=0, clicks=0):
     return FocusSession(
-        f"{DEVICE}:ev{first_seq}:focus", USER, DEVICE, T0 + int(start_s * 1000), T0 + int(end_s * 1000),
+        f"{DEVICE}:{first_seq}:focus", USER, DEVICE, T0 + int(start_s * 1000), T0 + int(end_s * 1000),
         int(active_s * 1000), app_sessions - 1, app_sessions, keys, clicks, version, closed,
     )  # fmt: skip
 
@@ -85,7 +85,7 @@ def test_six_minutes_idle_splits_the_focus_session():
 
 def test_six_minutes_without_any_data_splits_the_focus_session_too():
     out = advance(None, [iv(1, 0, 60), iv(2, 420, 450)])
-    assert [f.session_id for f in out.focus_sessions] == [f"{DEVICE}:ev1:focus", f"{DEVICE}:ev2:focus"]
+    assert [f.session_id for f in out.focus_sessions] == [f"{DEVICE}:1:focus", f"{DEVICE}:2:focus"]
     assert [f.closed for f in out.focus_sessions] == [True, False]
 
 
@@ -174,7 +174,7 @@ def test_zero_length_intervals_are_intervals_like_any_other():
 def test_an_app_session_never_crosses_a_focus_break_even_when_break_after_is_shorter_than_session_gap():
     rules = SessionRules(session_gap_ms=60_000, break_after_ms=10_000)
     out = advance(None, [iv(1, 0, 60), iv(2, 80, 90)], rules)
-    assert [(a.session_id, a.closed) for a in out.app_sessions] == [(f"{DEVICE}:ev1", True), (f"{DEVICE}:ev2", False)]
+    assert [(a.session_id, a.closed) for a in out.app_sessions] == [(f"{DEVICE}:1", True), (f"{DEVICE}:2", False)]
     assert [f.closed for f in out.focus_sessions] == [True, False]
 
 
@@ -378,8 +378,8 @@ def test_sessions_follow_the_definitions(data, rules):
 
 
 def check_definitions(stream, table, rules):
-    """Recover each session's intervals from the ids (a session is named by its first interval) and hold the rows
-    to docs/design.md "Sessions": contents, maximality, nesting, closing and versions."""
+    """Recover each session's intervals from the ids (a session is named by its first interval's device_seq) and hold
+    the rows to docs/design.md "Sessions": contents, maximality, nesting, closing and versions."""
     app_of, focus_of = {}, {}  # event_id -> session id
     app_members, focus_members = {}, {}
     app_sid = focus_sid = None
@@ -387,7 +387,7 @@ def check_definitions(stream, table, rules):
         if interval["idle"]:
             app_sid = None
             continue
-        sid = f"{DEVICE}:{interval['event_id']}"
+        sid = f"{DEVICE}:{interval['device_seq']}"
         if sid in table:
             app_sid = sid
         if f"{sid}:focus" in table:
@@ -435,14 +435,14 @@ def check_definitions(stream, table, rules):
         aggregates_match(row, members)
         for k in range(1, len(members)):
             assert members[k]["start"] - max(m["end"] for m in members[:k]) < rules.break_after_ms
-        starts = [m for m in members if f"{DEVICE}:{m['event_id']}" in table]
+        starts = [m for m in members if f"{DEVICE}:{m['device_seq']}" in table]
         assert row.app_sessions == len(starts) >= 1 and members[0] is starts[0]
         assert row.context_switches == row.app_sessions - 1
         later = [i for i in stream[position[members[-1]["event_id"]] + 1 :] if not i["idle"]]
         assert row.closed == bool(later)
         if later:
             # Closed by the next activity, which starts a new focus session at least break_after later.
-            assert focus_of[later[0]["event_id"]] == f"{DEVICE}:{later[0]['event_id']}:focus"
+            assert focus_of[later[0]["event_id"]] == f"{DEVICE}:{later[0]['device_seq']}:focus"
             assert later[0]["start"] - row.end >= rules.break_after_ms
             assert row.version == later[0]["device_seq"]
         else:
