@@ -41,3 +41,24 @@ def stored_bytes(client) -> dict[str, int]:
         ).result_rows
     )
     return {table: int(found.get(table, 0)) for table in USER_TABLES}
+
+
+def until_merged(client, progress, timeout_s: float = 1200.0) -> float:
+    """Wait until the warehouse runs no merge or mutation (three checks in a row, a second apart); the seconds
+    waited. Data loaded in minutes is still being merged for minutes after: timed then, a query competes with the
+    merges for the CPU, which a year's data that arrived over a year is not (its parts were merged long ago)."""
+    import time
+
+    began = time.monotonic()
+    quiet = 0
+    while quiet < 3:
+        if time.monotonic() - began > timeout_s:
+            raise TimeoutError(f"the warehouse was still merging after {timeout_s:.0f} s")
+        busy = client.query(
+            "SELECT (SELECT count() FROM system.merges) + (SELECT count() FROM system.mutations WHERE NOT is_done)"
+        ).result_rows[0][0]
+        quiet = 0 if busy else quiet + 1
+        time.sleep(1.0)
+    waited = time.monotonic() - began
+    progress(f"the warehouse merged what was loaded in {waited:.0f} s more")
+    return waited

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench._figures import MIN_SAMPLES_FOR_P95, percentile
-from bench._stack import bench_stack, stored_bytes
+from bench._stack import bench_stack, stored_bytes, until_merged
 from testbed.realistic import Person, crowd, describe, people_intervals, store
 from warehouse.categories import add_rule
 from warehouse.client import connect
@@ -82,6 +82,7 @@ def run(progress) -> dict:
             began = time.monotonic()
             everyone, heavy, others = _load(client, today, progress)
             progress(f"loading took {time.monotonic() - began:.0f} s")
+            merge_wait_s = until_merged(client, progress)
             results: dict[str, dict[str, float]] = {}
             for name, fn in QUERY_FUNCTIONS.items():
                 for period, (start, stop) in periods.items():
@@ -131,6 +132,8 @@ def run(progress) -> dict:
         "other_people": others_shape,
         "intervals_stored": stored,
         "samples_per_figure": RUNS,
+        # Timed once the warehouse had merged the load (bench/_stack.py until_merged): this long after it.
+        "merge_wait_s": round(merge_wait_s),
         "queries": results,
         "history_week_p50_ms": history,
         "history_growth_3y_over_month": growth,

@@ -11,15 +11,19 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench._figures import percentile
 from bench._stack import bench_stack
+from collector.intervals import event_id
 from collector.transport import IngestClient
 from infra.devices import new_user_device
+from infra.processes import free_port
 from infra.stack import Stack
 from plumbing.settings import Settings
 from schemas.codec import encode_interval, encode_stamped_batch
@@ -55,12 +59,13 @@ APPS = [
 
 def _stream(device: int, n: int, start_ms: int) -> list[dict]:
     out, t = [], start_ms
+    run = uuid.uuid4().int >> 64  # a collector run's bits (collector/intervals.py event_id)
     for seq in range(n):
         app, url = APPS[(seq // 4 + device) % len(APPS)]
         length = 5_000 + (seq * 7919 % 55_000)
         out.append(
             {
-                "event_id": str(uuid.uuid4()),
+                "event_id": event_id(run, seq),
                 "device_seq": seq,
                 "start": t,
                 "end": t + length,
@@ -156,6 +161,20 @@ async def _bare_consume_and_insert(settings: Settings, expected: int, group: str
     return expected / elapsed
 
 
+def _step_seconds(settings: Settings) -> dict[str, float]:
+    """Seconds the worker spent in each step of its batches so far (stream_jobs/batch.py STEPS), from its metrics."""
+    url = f"http://{settings.metrics_host}:{settings.worker_metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        sample.labels["step"]: round(sample.value, 2)
+        for family in text_string_to_metric_families(text)
+        if family.name == "productimon_worker_step_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_sum")
+    }
+
+
 def _freshness(stack: Stack) -> list[float]:
     """Send FRESHNESS_RATE intervals/s through the gateway; seconds from each batch's ack to visible."""
     settings = stack.settings
@@ -214,7 +233,7 @@ def _freshness(stack: Stack) -> list[float]:
 
 def run(progress) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
-        stack = bench_stack(Path(tmp), topic_partitions=12, gateway_ack_after="broker")
+        stack = bench_stack(Path(tmp), topic_partitions=12, gateway_ack_after="broker", worker_metrics_port=free_port())
         settings = stack.settings
         try:
             stack.start_broker()
@@ -222,7 +241,7 @@ def run(progress) -> dict:
             stack.start_gateway()
             total = asyncio.run(_preload(settings))
             progress(f"preloaded {total:,} intervals of {DEVICES} devices into {settings.intervals_topic}")
-            bare_rates, worker_rates = [], []
+            bare_rates, worker_rates, steps = [], [], []
             for r in range(ROUNDS):
                 _clear(stack.settings)
                 bare_rates.append(asyncio.run(_bare_consume_and_insert(stack.settings, total, f"bench-bare-{r}")))
@@ -234,6 +253,8 @@ def run(progress) -> dict:
                 begin = time.monotonic()
                 worker_rates.append(total / (_wait_for_count(stack.settings, total) - begin))
                 progress(f"round {r + 1}: worker (trim + sessionize + insert)  {worker_rates[-1]:>9,.0f} intervals/s")
+                steps.append(_step_seconds(stack.settings))
+                progress(f"round {r + 1}: seconds per step {steps[-1]}")
                 app_sessions = _count(stack.settings, "app_sessions FINAL")
                 if r < ROUNDS - 1:
                     worker.stop(60)
@@ -264,6 +285,8 @@ def run(progress) -> dict:
         "bare_rounds_per_s": [round(x) for x in bare_rates],
         "ratio_worker_to_bare": round(ratio, 3),
         "app_sessions_written": app_sessions,
+        # Where the worker's time went (its metrics, productimon_worker_step_seconds), per round.
+        "worker_step_seconds": steps,
         "freshness_rate_per_s": FRESHNESS_RATE,
         "freshness_samples": len(delays),
         # None: that share of the batches was not visible FRESHNESS_GRACE_S after the last was acknowledged.

@@ -42,7 +42,7 @@ from stream_jobs.isolate import write_isolating
 from stream_jobs.keyring import KeyRing, key_ids, open_records
 from stream_jobs.plan import event_id_span, floors_of, group_by_device, plan_batch, stale_deletions
 from stream_jobs.revocations import Revocations
-from stream_jobs.rows import decode_intervals, interval_columns, private_interval, source_rows
+from stream_jobs.rows import decode_intervals, interval_columns, private_intervals, source_rows
 from stream_jobs.sessionize import SessionRules
 from warehouse.client import connect
 from warehouse.deletion import delete_intervals
@@ -377,7 +377,7 @@ class BatchStep:
             # The account's privacy choices, again (clients are not trusted), before anything is stored.
             users = sorted({i["user_id"] for i in kept})
             choices = await self.until_stored(lambda: self.privacy.get(self.warehouse.client(), users))
-            kept = [private_interval(i, choices[i["user_id"]]) for i in kept]
+            kept = private_intervals(kept, choices)
         return group_by_device(kept)
 
     def guard(self, refusals: list[tuple[str, str, int, str, str]]) -> DeletionGuard:

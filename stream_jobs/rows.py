@@ -108,5 +108,20 @@ def private_interval(interval: dict, account: AccountPrivacy) -> dict:
     """The interval as its account's privacy choices keep it (schemas/privacy_rules.py): rules applied, the title
     scrubbed (or not kept) as its title mode says. Applied by the worker to everything it stores, whatever the
     collector already did: clients are not trusted."""
-    app, title, site = private_fields(interval["app"], interval.get("title"), interval.get("site") or None, account)
-    return {**interval, "app": app or "", "title": title or "", "site": site or ""}
+    return private_intervals([interval], {interval["user_id"]: account})[0]
+
+
+def private_intervals(intervals: Iterable[dict], accounts: Mapping[str, AccountPrivacy]) -> list[dict]:
+    """`private_interval` of each interval under its user's account, each distinct (user, app, title, site) worked
+    out once: `private_fields` is pure, a batch's windows repeat (one person returns to the same few documents), and
+    scrubbing a title is most of what keeping the choices costs (about 14 µs an interval on realistic data)."""
+    done: dict[tuple[str, str, str | None, str | None], tuple[str | None, str | None, str | None]] = {}
+    out = []
+    for interval in intervals:
+        key = (interval["user_id"], interval["app"], interval.get("title"), interval.get("site") or None)
+        fields = done.get(key)
+        if fields is None:
+            fields = done[key] = private_fields(key[1], key[2], key[3], accounts[key[0]])
+        app, title, site = fields
+        out.append({**interval, "app": app or "", "title": title or "", "site": site or ""})
+    return out

@@ -2,9 +2,12 @@
 
 import uuid
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from schemas.codec import decode_interval, encode_stamped_batch
-from schemas.privacy_rules import AccountPrivacy, PrivacyRule
-from stream_jobs.rows import decode_intervals, private_interval
+from schemas.privacy_rules import AccountPrivacy, PrivacyRule, private_fields
+from stream_jobs.rows import decode_intervals, private_interval, private_intervals
 
 NOW = 1_780_000_000_000
 
@@ -73,3 +76,34 @@ def test_the_worker_applies_the_accounts_rules_and_mode_again():
         "title": "",
         "site": "",
     }
+
+
+ACCOUNTS = {
+    "scrubbed": AccountPrivacy(),
+    "full": AccountPrivacy("full"),
+    "ruled": AccountPrivacy(
+        "scrubbed", (PrivacyRule("app", "Bank*", "drop_details"), PrivacyRule("title", "salary", "hide_title"))
+    ),
+}
+WINDOWS = [("Firefox", "mail — alice@example.com — Inbox", "example.com"), ("Code", "notes.py — project", None),
+           ("BankApp", "balance", None), ("Code", "salary review.ods", None), ("xterm", "ssh root@10.0.0.1", None),
+           ("Firefox", "mail — alice@example.com — Inbox", None), ("Code", None, None)]  # fmt: skip
+
+
+@given(st.lists(st.tuples(st.sampled_from(sorted(ACCOUNTS)), st.sampled_from(WINDOWS)), max_size=40))
+def test_keeping_a_batch_s_choices_once_per_distinct_window_gives_what_each_interval_alone_would(picked):
+    """The worker works out each distinct (user, app, title, site) of a batch once; every interval still gets exactly
+    what private_fields gives it under its own account, whoever else in the batch had the same window."""
+    intervals = [
+        an_interval(user_id=user, app=app, title=title, site=site, device_seq=n)
+        for n, (user, (app, title, site)) in enumerate(picked)
+    ]
+    kept = private_intervals(intervals, ACCOUNTS)
+    for interval, got in zip(intervals, kept, strict=True):
+        app, title, site = private_fields(
+            interval["app"], interval["title"], interval["site"], ACCOUNTS[interval["user_id"]]
+        )
+        assert (got["app"], got["title"], got["site"]) == (app or "", title or "", site or "")
+        assert {k: v for k, v in got.items() if k not in ("app", "title", "site")} == {
+            k: v for k, v in interval.items() if k not in ("app", "title", "site")
+        }
