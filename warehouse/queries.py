@@ -616,46 +616,69 @@ _FOCUS_SCHEMA = {
 }
 
 
-# The raw intervals (non-idle) and the app sessions of the sessions a view cuts at its edges: one query each, for
-# all of them, over the time ranges of those sessions only (RANGES: one condition per session, so the primary key
-# reads those ranges and nothing between them).
-_RAW_OF_SESSIONS = """
-SELECT device_id, app, site, toUnixTimestamp64Milli(start) AS s, toUnixTimestamp64Milli(`end`) AS e, keystrokes, clicks
-FROM intervals FINAL
-WHERE user_id = {user:String} AND NOT idle AND (RANGES)
-"""
-_APP_SESSIONS_OF_SESSIONS = """
-SELECT device_id, toUnixTimestamp64Milli(start) AS s, toUnixTimestamp64Milli(`end`) AS e
-FROM app_sessions FINAL
-WHERE user_id = {user:String} AND (RANGES)
-"""
+# What the raw intervals (non-idle) and the app sessions of the sessions a view cuts at its edges did inside the
+# view, summed by the engine for each of those sessions: one query for all of them, one scan of each table over the
+# time ranges of those sessions only (RANGES: one condition per session, so the primary key reads those ranges and
+# nothing between them). A row belongs to each session whose condition it meets (`MEMBER_OF`: the indexes of the
+# sessions, in order), so sessions that share an instant are summed as each alone would be.
+_CLIP = """
+SELECT 0 AS kind, n, count() AS found,
+       sum(greatest(0, least(e, {hi:Int64}) - greatest(s, {lo:Int64}))) AS active_ms,
+       sum(if(s >= {lo:Int64} AND s < {hi:Int64}, keystrokes, 0)) AS keystrokes,
+       sum(if(s >= {lo:Int64} AND s < {hi:Int64}, clicks, 0)) AS clicks
+FROM (
+    SELECT arrayJoin(RAW_MEMBER_OF) AS n, toUnixTimestamp64Milli(start) AS s, toUnixTimestamp64Milli(`end`) AS e,
+           keystrokes, clicks
+    FROM intervals FINAL
+    WHERE user_id = {user:String} AND NOT idle AND (RANGES)
+)
+GROUP BY n
+APPS_PART"""
+_CLIP_APPS = """
+UNION ALL
+SELECT 1 AS kind, n, count() AS found, 0 AS active_ms, 0 AS keystrokes, 0 AS clicks
+FROM (
+    SELECT arrayJoin(APP_MEMBER_OF) AS n
+    FROM app_sessions FINAL
+    WHERE user_id = {user:String} AND (RANGES)
+)
+GROUP BY n"""
 
 
-_RAW_OF_SESSIONS_SCHEMA = {
-    "device_id": "str",
-    "app": "str",
-    "site": "str",
-    "s": "int64",
-    "e": "int64",
-    "keystrokes": "int64",
-    "clicks": "int64",
-}
-_APP_SESSIONS_OF_SCHEMA = {"device_id": "str", "s": "int64", "e": "int64"}
-
-
-def _ranges(crossing: pd.DataFrame) -> tuple[str, dict[str, object]]:
-    """The RANGES condition for each crossing session's device and span, and its parameters."""
-    conditions: list[str] = []
+def _clip_sql(
+    crossing: pd.DataFrame, same_app: bool, lo: pd.Timestamp, hi: pd.Timestamp
+) -> tuple[str, dict[str, object]]:
+    """`_CLIP` for the `crossing` sessions (in order: the n of each is its position) and its parameters."""
+    ranges: list[str] = []
+    raw_member: list[str] = []
+    app_member: list[str] = []
     parameters: dict[str, object] = {}
     for n, (device, first, last) in enumerate(
         zip(crossing["device_id"], crossing["start"], crossing["end"], strict=True)
     ):
-        conditions.append(
-            f"(device_id = {{d{n}:String}} AND start >= {{f{n}:DateTime64(3, 'UTC')}} "
-            f"AND start <= {{l{n}:DateTime64(3, 'UTC')}})"
+        within = (
+            f"device_id = {{d{n}:String}} AND start >= {{f{n}:DateTime64(3, 'UTC')}} "
+            f"AND start <= {{l{n}:DateTime64(3, 'UTC')}}"
         )
+        ranges.append(f"({within})")
         parameters |= {f"d{n}": device, f"f{n}": first.to_pydatetime(), f"l{n}": last.to_pydatetime()}
-    return " OR ".join(conditions), parameters
+        if same_app:
+            parameters |= {f"a{n}": crossing["app"].iloc[n], f"s{n}": crossing["site"].iloc[n]}
+            raw_member.append(f"if({within} AND app = {{a{n}:String}} AND site = {{s{n}:String}}, {n}, -1)")
+        else:
+            raw_member.append(f"if({within}, {n}, -1)")
+            # An app session inside what is shown of the focus session: begun in it, and overlapping the view.
+            parameters |= {f"cs{n}": max(first, lo).to_pydatetime(), f"ce{n}": min(last, hi).to_pydatetime()}
+            app_member.append(
+                f"if({within} AND start < {{ce{n}:DateTime64(3, 'UTC')}} AND `end` > {{cs{n}:DateTime64(3, 'UTC')}}, "
+                f"{n}, -1)"
+            )
+    sql = _CLIP.replace("APPS_PART", "" if same_app else _CLIP_APPS.replace("APP_MEMBER_OF", _members(app_member)))
+    return sql.replace("RAW_MEMBER_OF", _members(raw_member)).replace("RANGES", " OR ".join(ranges)), parameters
+
+
+def _members(conditions: list[str]) -> str:
+    return f"arrayFilter(x -> x >= 0, [{', '.join(conditions)}])"
 
 
 def clip_sessions(
@@ -665,47 +688,32 @@ def clip_sessions(
     keeps only what its raw intervals did inside (active time, and the keys and clicks of the intervals begun
     inside; for a focus session, the app sessions and context switches inside), and its start and end are cut.
     What a view shows of a period is then the period's alone. Where raw intervals have aged out (retention), the
-    active time is taken in proportion to the part inside. Two queries at most, whatever the number of sessions
-    cut."""
+    active time is taken in proportion to the part inside. One query, whatever the number of sessions cut."""
     lo_ts, hi_ts = pd.Timestamp(lo).tz_convert("UTC"), pd.Timestamp(hi).tz_convert("UTC")
     sessions = sessions.copy()
     crossing = sessions[(sessions["start"] < lo_ts) | (sessions["end"] > hi_ts)]
     if crossing.empty:
         return sessions
-    lo_ms, hi_ms = int(lo_ts.value // 1_000_000), int(hi_ts.value // 1_000_000)
-    ranges, parameters = _ranges(crossing)
-    parameters["user"] = user_id
-    raw = _query(client, _RAW_OF_SESSIONS.replace("RANGES", ranges), parameters, _RAW_OF_SESSIONS_SCHEMA)
-    apps = None
-    if not same_app:
-        apps = _query(client, _APP_SESSIONS_OF_SESSIONS.replace("RANGES", ranges), parameters, _APP_SESSIONS_OF_SCHEMA)
-    for i in crossing.index:
-        row = sessions.loc[i]
-        first, last = int(row["start"].value // 1_000_000), int(row["end"].value // 1_000_000)
-        mine = raw[(raw["device_id"] == row["device_id"]) & (raw["s"] >= first) & (raw["s"] <= last)]
-        if same_app:
-            mine = mine[(mine["app"] == row["app"]) & (mine["site"] == row["site"])]
+    sql, parameters = _clip_sql(crossing, same_app, lo_ts, hi_ts)
+    parameters |= {
+        "user": user_id,
+        "lo": int(lo_ts.value // 1_000_000),
+        "hi": int(hi_ts.value // 1_000_000),
+    }
+    found = {(kind, n): rest for kind, n, *rest in client.query(sql, parameters=parameters).result_rows}
+    for n, i in enumerate(crossing.index):
+        row = crossing.loc[i]
         clip_start, clip_end = max(row["start"], lo_ts), min(row["end"], hi_ts)
-        if len(mine):
-            began = (mine["s"] >= lo_ms) & (mine["s"] < hi_ms)
-            active_ms = (mine["e"].clip(upper=hi_ms) - mine["s"].clip(lower=lo_ms)).clip(lower=0).sum()
-            keys, clicks = int(mine.loc[began, "keystrokes"].sum()), int(mine.loc[began, "clicks"].sum())
+        raw = found.get((0, n))
+        if raw is not None:
+            _, active_ms, keys, clicks = raw
             sessions.loc[i, ["active_seconds", "keystrokes", "clicks"]] = [active_ms / 1000, keys, clicks]
         else:
             span = (row["end"] - row["start"]).total_seconds()
             inside = (clip_end - clip_start).total_seconds()
             sessions.loc[i, "active_seconds"] = row["active_seconds"] * inside / span if span > 0 else 0.0
-        if apps is not None:
-            clip_start_ms, clip_end_ms = int(clip_start.value // 1_000_000), int(clip_end.value // 1_000_000)
-            inside_apps = int(
-                (
-                    (apps["device_id"] == row["device_id"])
-                    & (apps["s"] >= first)
-                    & (apps["s"] <= last)
-                    & (apps["s"] < clip_end_ms)
-                    & (apps["e"] > clip_start_ms)
-                ).sum()
-            )
+        if not same_app:
+            inside_apps = int(found[(1, n)][0]) if (1, n) in found else 0
             sessions.loc[i, ["app_sessions", "context_switches"]] = [inside_apps, max(inside_apps - 1, 0)]
         sessions.loc[i, "start"], sessions.loc[i, "end"] = clip_start, clip_end
     return sessions

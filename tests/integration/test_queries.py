@@ -242,6 +242,19 @@ def test_focus_sessions_carry_the_break_before_them(client):
     assert list(df["break_before_seconds"].iloc[1:]) == [2400.0, 45900.0, 1800.0]
 
 
+def test_a_focus_session_cut_at_an_edge_counts_only_the_app_sessions_in_what_is_shown(client):
+    """f1 (9:00-9:15) holds s1 (9:00-9:10) and s2 (9:10-9:15): cut at 9:12 it shows s2 alone, cut at 9:08 s1 alone."""
+    late = queries.focus_sessions(client, "alice", at(9, 12), at(23, 40))
+    f1 = late[late["session_id"] == "f1"].iloc[0]
+    assert (f1["start"], f1["end"], f1["app_sessions"], f1["context_switches"]) == (at(9, 12), at(9, 15), 1, 0)
+    early = queries.focus_sessions(client, "alice", at(8, 0), at(9, 8))
+    f1 = early[early["session_id"] == "f1"].iloc[0]
+    assert (f1["start"], f1["end"], f1["app_sessions"], f1["context_switches"]) == (at(9, 0), at(9, 8), 1, 0)
+    both = queries.focus_sessions(client, "alice", at(9, 5), at(9, 14))
+    f1 = both[both["session_id"] == "f1"].iloc[0]
+    assert (f1["app_sessions"], f1["context_switches"]) == (2, 1)
+
+
 def test_focus_breaks_are_the_gaps_between_focus_sessions(client):
     df = queries.focus_breaks(client, "alice", *PERIOD)
     assert list(df["seconds"]) == [2400.0, 45900.0, 1800.0]
