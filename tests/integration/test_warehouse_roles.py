@@ -173,6 +173,20 @@ def test_each_role_is_refused_what_its_job_does_not_need(warehouse, role, statem
     owner.command("TRUNCATE TABLE data_keys")
 
 
+def test_a_statement_parsed_before_is_judged_again_for_each_role_that_sends_it(warehouse):
+    """The server remembers the engine's parse of a statement (warehouse/server/engine.py `check`), never a
+    verdict: the same text is allowed to the role whose job it is and refused to another, however often and in
+    whatever order they send it."""
+    client_of = warehouse["client"]
+    gateway, dashboard = client_of("gateway"), client_of("dashboard")
+    write = "INSERT INTO data_keys VALUES ('u3', 'd3', generateUUIDv4(), 'k', now64(3))"
+    for _ in range(3):
+        assert "the dashboard role may not" in _refused(dashboard, write)
+        gateway.command(write)
+    assert client_of(None).command("SELECT count() FROM data_keys WHERE user_id = 'u3'") == 3
+    client_of(None).command("TRUNCATE TABLE data_keys")
+
+
 def test_each_role_does_its_own_job(warehouse):
     client_of = warehouse["client"]
     owner = client_of(None)

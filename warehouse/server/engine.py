@@ -5,6 +5,7 @@ statement is checked on the engine's own parse of it before it runs (docs/design
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import shutil
@@ -29,6 +30,10 @@ ENGINE_CONNECTIONS = 4  # chDB runs one query at a time per connection; these ma
 # default is 16: the tasks are mostly waiting, not computing (bench/deletion.py measures the difference;
 # docs/design.md "Delete means gone").
 _ENGINE_OPTIONS = "background_pool_size=16"
+
+# Parses of statements remembered by `Engine.check`: at most this many, each at most this long (a few MB in all).
+_REMEMBERED_STATEMENTS = 512
+_REMEMBERED_SQL_CHARS = 8192
 
 _UNSET = object()
 _IN_SCOPE = re.compile(r": In scope SELECT formatQuery\(.*\)\.(?= \(\w+\)$)", re.DOTALL)
@@ -176,6 +181,8 @@ class Engine:
         baseline = {name: value for name, value in changed if name != "database"}
         self._idle = [EngineConnection(str(data_dir), conn, baseline) for conn in opened]
         self._size = connections
+        # A parse error raises, so only statements the engine parsed are remembered.
+        self._canonical = functools.lru_cache(maxsize=_REMEMBERED_STATEMENTS)(self._parsed)
         self._available = threading.Condition()
         self._closing = False
         # Insert bodies wait here for chDB; inside the data directory, so a crashed server leaves nothing
@@ -187,12 +194,20 @@ class Engine:
     def check(self, sql: str, role: Role) -> None:
         """Refuse a statement that would reach outside the product's tables (warehouse/statements.py) or beyond
         the rights of the login's role (warehouse/roles.py), judged on the engine's own parse of it; a statement
-        the engine cannot parse fails as it would have."""
-        with self.connection() as conn:
-            canonical = conn.canonical(sql)
+        the engine cannot parse fails as it would have.
+
+        The parse of a statement the engine has parsed before is remembered (`_canonical`): the product's
+        statements are few and parameterized (the values travel apart from the text), and asking the engine again
+        was a round trip of each query. Only the parse is remembered; the verdict is made again every time, for
+        the role asking."""
+        canonical = self._canonical(sql) if len(sql) <= _REMEMBERED_SQL_CHARS else self._parsed(sql)
         reason = refusal(canonical, self.table_functions) or role_refusal(role, canonical)
         if reason is not None:
             raise ClickHouseError.of(ACCESS_DENIED, reason)
+
+    def _parsed(self, sql: str) -> str:
+        with self.connection() as conn:
+            return conn.canonical(sql)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[EngineConnection]:
