@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from infra.processes import free_port
 from infra.stack import Stack
 from plumbing.settings import Settings
+from warehouse.deletion import USER_TABLES
 
 
 def bench_stack(data_dir: Path, **overrides: object) -> Stack:
@@ -29,8 +31,6 @@ def stored_bytes(client) -> dict[str, int]:
     """Bytes on disk per table, over every table a person's data lives in (warehouse/deletion.py USER_TABLES), after
     merging each (OPTIMIZE FINAL), as an installation that has run a while holds them; every table in the result,
     0 for an empty one."""
-    from warehouse.deletion import USER_TABLES
-
     for table in USER_TABLES:
         client.command(f"OPTIMIZE TABLE {table} FINAL")
     found = dict(
@@ -47,8 +47,6 @@ def until_merged(client, progress, timeout_s: float = 1200.0) -> float:
     """Wait until the warehouse runs no merge or mutation (three checks in a row, a second apart); the seconds
     waited. Data loaded in minutes is still being merged for minutes after: timed then, a query competes with the
     merges for the CPU, which a year's data that arrived over a year is not (its parts were merged long ago)."""
-    import time
-
     began = time.monotonic()
     quiet = 0
     while quiet < 3:
