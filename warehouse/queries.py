@@ -646,9 +646,10 @@ GROUP BY n"""
 
 
 def _clip_sql(
-    crossing: pd.DataFrame, same_app: bool, lo: pd.Timestamp, hi: pd.Timestamp
+    crossing: pd.DataFrame, shown: list[tuple[pd.Timestamp, pd.Timestamp]], same_app: bool
 ) -> tuple[str, dict[str, object]]:
-    """`_CLIP` for the `crossing` sessions (in order: the n of each is its position) and its parameters."""
+    """`_CLIP` for the `crossing` sessions (in order: the n of each is its position), each shown from `shown[n]`'s
+    start to its end, and its parameters."""
     ranges: list[str] = []
     raw_member: list[str] = []
     app_member: list[str] = []
@@ -668,7 +669,7 @@ def _clip_sql(
         else:
             raw_member.append(f"if({within}, {n}, -1)")
             # An app session inside what is shown of the focus session: begun in it, and overlapping the view.
-            parameters |= {f"cs{n}": max(first, lo).to_pydatetime(), f"ce{n}": min(last, hi).to_pydatetime()}
+            parameters |= {f"cs{n}": shown[n][0].to_pydatetime(), f"ce{n}": shown[n][1].to_pydatetime()}
             app_member.append(
                 f"if({within} AND start < {{ce{n}:DateTime64(3, 'UTC')}} AND `end` > {{cs{n}:DateTime64(3, 'UTC')}}, "
                 f"{n}, -1)"
@@ -694,7 +695,9 @@ def clip_sessions(
     crossing = sessions[(sessions["start"] < lo_ts) | (sessions["end"] > hi_ts)]
     if crossing.empty:
         return sessions
-    sql, parameters = _clip_sql(crossing, same_app, lo_ts, hi_ts)
+    # What a view shows of each: from the later of its start and lo to the earlier of its end and hi.
+    shown = [(max(a, lo_ts), min(b, hi_ts)) for a, b in zip(crossing["start"], crossing["end"], strict=True)]
+    sql, parameters = _clip_sql(crossing, shown, same_app)
     parameters |= {
         "user": user_id,
         "lo": int(lo_ts.value // 1_000_000),
@@ -703,7 +706,7 @@ def clip_sessions(
     found = {(kind, n): rest for kind, n, *rest in client.query(sql, parameters=parameters).result_rows}
     for n, i in enumerate(crossing.index):
         row = crossing.loc[i]
-        clip_start, clip_end = max(row["start"], lo_ts), min(row["end"], hi_ts)
+        clip_start, clip_end = shown[n]
         raw = found.get((0, n))
         if raw is not None:
             _, active_ms, keys, clicks = raw
